@@ -1,0 +1,107 @@
+//! Entry through `bootloader_api` (BIOS and UEFI disk images built by
+//! `convtest-images`). The bootloader has already switched to long mode,
+//! mapped the kernel (PIE, relocated) and, as configured here, all physical
+//! memory at a dynamic offset. The plan arrives as the ramdisk file.
+
+use super::ranges::merge_in;
+use crate::boot::BootInfo;
+use crate::report;
+use bootloader_api::config::Mapping;
+use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
+use bootloader_api::{BootloaderConfig, entry_point};
+use convtest_proto::range::{MemRange, RangeError, RangeList, align_down, align_up};
+use spin::Once;
+
+pub static CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.kernel_stack_size = super::STACK_BYTES;
+    config
+};
+
+entry_point!(main, config = &CONFIG);
+
+static BOOT: Once<BootInfo> = Once::new();
+
+fn main(info: &'static mut bootloader_api::BootInfo) -> ! {
+    let phys_offset = info.physical_memory_offset.into_option();
+    // The bootloader leaves the page below the stack unmapped as a guard.
+    let guard = info.kernel_stack_bottom.saturating_sub(super::PAGE_SIZE);
+    super::init_cpu(phys_offset.unwrap_or(0), guard);
+    let Some(phys_offset) = phys_offset else {
+        report::crash(
+            format_args!("bootloader gave no physical memory mapping (config asks for one)"),
+            None,
+        )
+    };
+    let boot = match boot_info(info, phys_offset) {
+        Ok(b) => b,
+        Err(e) => report::crash(format_args!("bootloader memory map: {e}"), None),
+    };
+    crate::kmain::kmain(BOOT.call_once(|| boot))
+}
+
+/// RAM is what the bootloader reports as Usable plus what it took for itself
+/// (kernel segments, page tables, stack, boot info: kind Bootloader); the
+/// latter is reserved, as is the kernel file it loaded.
+fn boot_info(
+    info: &'static bootloader_api::BootInfo,
+    phys_offset: u64,
+) -> Result<BootInfo, RangeError> {
+    let regions: &MemoryRegions = &info.memory_regions;
+    let mut ram = RangeList::new();
+    let mut reserved = RangeList::new();
+    for r in regions.iter() {
+        let range = MemRange::new(r.start, r.end);
+        match r.kind {
+            MemoryRegionKind::Usable => merge_in(&mut ram, range)?,
+            MemoryRegionKind::Bootloader => {
+                merge_in(&mut ram, range)?;
+                merge_in(&mut reserved, range)?;
+            }
+            _ => {}
+        }
+    }
+    let kernel = MemRange::new(
+        align_down(info.kernel_addr, 4096),
+        align_up(info.kernel_addr.saturating_add(info.kernel_len), 4096),
+    );
+    merge_in(&mut reserved, kernel)?;
+    let uefi = regions
+        .iter()
+        .any(|r| matches!(r.kind, MemoryRegionKind::UnknownUefi(_)));
+    Ok(BootInfo {
+        entry: if uefi {
+            "bootloader-uefi"
+        } else {
+            "bootloader-bios"
+        },
+        cpu_mode: "long-mode",
+        ram,
+        reserved,
+        kernel,
+        cmdline: ramdisk_cmdline(info),
+        phys_offset,
+        console: super::serial::CONSOLE,
+    })
+}
+
+/// The ramdisk as text, trimmed; "" when there is none or it is not UTF-8.
+fn ramdisk_cmdline(info: &'static bootloader_api::BootInfo) -> &'static str {
+    let Some(addr) = info.ramdisk_addr.into_option() else {
+        return "";
+    };
+    let Ok(len) = usize::try_from(info.ramdisk_len) else {
+        return "";
+    };
+    if addr == 0 || len == 0 {
+        return "";
+    }
+    // SAFETY: the bootloader mapped the ramdisk (`ramdisk_len` bytes) at the
+    // virtual address `ramdisk_addr` and keeps its frames out of Usable RAM,
+    // so nothing overwrites it for the life of the kernel.
+    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    core::str::from_utf8(bytes).map_or("", |s| {
+        s.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+    })
+}

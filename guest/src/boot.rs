@@ -1,0 +1,38 @@
+//! What every entry path hands to `kmain`: the platform facts above the arch layer.
+
+use convtest_proto::range::{MemRange, RangeError, RangeList};
+
+pub struct BootInfo {
+    /// `pvh`, `bootloader-bios`, `bootloader-uefi`, `arm64-image`.
+    pub entry: &'static str,
+    /// Privilege detail for the header, e.g. `el1` or `el1-from-el2`, `long-mode`.
+    pub cpu_mode: &'static str,
+    /// Usable RAM as the firmware / loader / DTB reported it, physical.
+    pub ram: RangeList,
+    /// Parts of `ram` already in use before `kmain`: the kernel image and its
+    /// stack, page tables, boot structures, DTB. Never handed to tests.
+    pub reserved: RangeList,
+    /// Physical extent of the loaded kernel image (text through bss).
+    pub kernel: MemRange,
+    /// The plan, or "" when the boot path carries none.
+    pub cmdline: &'static str,
+    /// Virtual address of physical address 0 (0 when identity-mapped).
+    pub phys_offset: u64,
+    /// Console device, e.g. `com1@0x3f8`, `pl011@0x9000000`.
+    pub console: &'static str,
+}
+
+impl BootInfo {
+    /// Physical RAM not reserved: what the heap and the memory tests may use.
+    pub fn free_ram(&self) -> Result<RangeList, RangeError> {
+        let mut free = self.ram;
+        for r in self.reserved.iter() {
+            free.subtract(r)?;
+        }
+        Ok(free)
+    }
+
+    pub fn phys_to_virt(&self, pa: u64) -> *mut u8 {
+        pa.wrapping_add(self.phys_offset) as *mut u8
+    }
+}

@@ -1,0 +1,128 @@
+//! The platform-neutral main: heap, plan, hypervisor detection, KTAP header,
+//! the selected suites, the plan-complete marker, power off.
+
+use crate::boot::BootInfo;
+use crate::suite::{self, Ctx, Verdict};
+use crate::{arch, conv, heap, kprintln, report};
+use alloc::vec::Vec;
+use convtest_proto::catalog::{self, TestDef};
+use convtest_proto::ktap::{self, Outcome, Word};
+use convtest_proto::plan::Plan;
+
+pub fn kmain(boot: &'static BootInfo) -> ! {
+    kprintln!();
+    kprintln!("{}", ktap::VERSION_LINE);
+    let mut test_ram = match boot.free_ram() {
+        Ok(free) => free,
+        Err(e) => report::crash(format_args!("boot RAM map unusable: {e}"), None),
+    };
+    let heap = match heap::init(boot, &test_ram) {
+        Ok(h) => h,
+        Err(e) => report::crash(format_args!("no room for the heap: {e}"), None),
+    };
+    if let Err(e) = test_ram.subtract(&heap) {
+        report::crash(format_args!("free RAM map too fragmented: {e}"), None);
+    }
+
+    let parsed = Plan::parse(boot.cmdline);
+    let probe = arch::probe();
+    let converter = conv::detect(&probe);
+    let granule = converter.as_ref().map_or(arch::PAGE_SIZE, |c| c.granule());
+    kprintln!(
+        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={}",
+        ktap::HEADER_PREFIX,
+        arch::NAME,
+        boot.entry,
+        boot.cpu_mode,
+        Word(&alloc::format!("{}", probe.hypervisor())),
+        converter.as_ref().map_or("none", |c| c.name()),
+        granule,
+        boot.ram.total(),
+        boot.console,
+        arch::cycle_freq().unwrap_or(0),
+    );
+    report::diag(0, format_args!("probe: {}", probe.finding()));
+    report::diag(0, format_args!("plan: {}", parsed.plan));
+
+    let mut ctx = Ctx {
+        boot,
+        parsed,
+        plan: parsed.plan,
+        test_ram,
+        heap,
+        converter,
+    };
+    let selected: Vec<(usize, &TestDef)> = catalog::TESTS
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.is_selected(ctx.plan.tests, ctx.plan.inject.is_some()))
+        .collect();
+    let suites = group_by_suite(&selected);
+    kprintln!("1..{}", suites.len());
+
+    let (mut pass, mut fail, mut skip) = (0usize, 0usize, 0usize);
+    for (suite_no, cases) in suites.iter().enumerate() {
+        let suite_name = catalog::suite_of(cases[0].1.name);
+        kprintln!("{}{}", ktap::INDENT, ktap::VERSION_LINE);
+        kprintln!("{}# Subtest: {}", ktap::INDENT, suite_name);
+        kprintln!("{}1..{}", ktap::INDENT, cases.len());
+        let (mut s_fail, mut s_skip) = (0, 0);
+        for (case_no, (index, test)) in cases.iter().enumerate() {
+            report::begin_test(*index, case_no + 1);
+            let verdict = suite::run(test.name, &mut ctx);
+            report::end_test();
+            let (outcome, reason) = match &verdict {
+                Verdict::Pass => (Outcome::Pass, ""),
+                Verdict::Fail(r) => (Outcome::Fail, r.as_str()),
+                Verdict::Skip(r) => (Outcome::Skip, r.as_str()),
+            };
+            match outcome {
+                Outcome::Pass => pass += 1,
+                Outcome::Fail => {
+                    fail += 1;
+                    s_fail += 1
+                }
+                Outcome::Skip => {
+                    skip += 1;
+                    s_skip += 1
+                }
+            }
+            report::line(1, outcome, case_no + 1, test.name, reason);
+        }
+        let (outcome, reason) = if s_fail > 0 {
+            (Outcome::Fail, "")
+        } else if s_skip == cases.len() {
+            (Outcome::Skip, "every case skipped")
+        } else {
+            (Outcome::Pass, "")
+        };
+        report::line(0, outcome, suite_no + 1, suite_name, reason);
+    }
+    kprintln!(
+        "{}pass={} fail={} skip={}",
+        ktap::DONE_PREFIX,
+        pass,
+        fail,
+        skip
+    );
+    arch::power_off(fail == 0)
+}
+
+/// Consecutive runs of one suite (the catalog keeps each suite contiguous).
+fn group_by_suite<'a>(
+    selected: &'a [(usize, &'static TestDef)],
+) -> Vec<&'a [(usize, &'static TestDef)]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=selected.len() {
+        if i == selected.len()
+            || catalog::suite_of(selected[i].1.name) != catalog::suite_of(selected[start].1.name)
+        {
+            if start < i {
+                groups.push(&selected[start..i]);
+            }
+            start = i;
+        }
+    }
+    groups
+}

@@ -1,0 +1,329 @@
+//! The command line as users type it. Resolving defaults and rejecting
+//! impossible combinations lives in `config.rs`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const ABOUT: &str = "Boot the convtest guest kernel and judge its memory-conversion tests";
+
+const LONG_ABOUT: &str = "\
+convtest builds the no_std convtest guest for x86_64 or aarch64, boots it under a VMM, streams its \
+serial console, parses the KTAP the guest prints and turns it into a verdict, a summary table and \
+optional JSON / JUnit / KTAP files.
+
+A run passes only when the guest printed its plan-complete marker, no test failed and the counts \
+in the marker match the results printed. A crash, a hang (see --timeout) or a missing marker is a \
+failure, never a pass.
+
+Exit status: 0 the plan completed and no test failed; 1 a test failed, the guest crashed or hung; \
+2 convtest could not run (bad arguments, missing QEMU or OVMF: the message names the install command).";
+
+const EXAMPLES: &str = "\
+Examples:
+  convtest run                                  this machine's arch, fastest lane
+  convtest run --tests 'mem.*,boot.ram_map'     only some tests (names: convtest list)
+  convtest run --boot uefi --json out.json      x86 UEFI disk image under OVMF, JSON report
+  convtest run --arch aarch64 --machine virt-el2 --junit junit.xml
+  convtest run --inject hang --timeout 10       prove a hang ends as a failure
+  convtest list                                 every test name with what it checks";
+
+const RUN_AFTER: &str = "\
+Lanes (what each one proves):
+  x86_64 --boot pvh --machine microvm   PVH entry, long mode, COM1, isa-debug-exit (default, fastest)
+  x86_64 --boot pvh --machine pc        the same kernel on a full PC chipset
+  x86_64 --boot bios                    bootloader_api entry from a BIOS disk image (first build ~2 min)
+  x86_64 --boot uefi                    the same from OVMF
+  aarch64 --machine virt                arm64 Image at EL1: DTB parsing, PL011, PSCI over hvc
+  aarch64 --machine virt-el2            entry at EL2 (virtualization=on), drop to EL1, PSCI over smc
+
+Examples:
+  convtest run --tests 'heap.*' --seed 42 --iters 200
+  convtest run --arch aarch64 --ktap run.ktap      save the raw KTAP for kunit.py or a bug report
+  convtest run --kernel target/guest/x86_64-unknown-none/release/convtest-guest   skip the build
+  convtest run --inject fault                      a deliberate crash: exit 1, reason = crash line";
+
+#[derive(Debug, Parser)]
+#[command(name = "convtest", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the guest, boot it, stream its KTAP and judge the run.
+    #[command(after_long_help = RUN_AFTER)]
+    Run(RunArgs),
+    /// Print every test the guest knows with what it checks.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Guest architecture [default: this machine's].
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+
+    /// Who runs the guest.
+    #[arg(long, value_enum, default_value_t = BackendKind::Qemu)]
+    pub backend: BackendKind,
+
+    /// Accelerator. auto = KVM only when /dev/kvm is backed by hardware
+    /// virtualization (x86: vmx/svm in /proc/cpuinfo) and the guest arch is
+    /// the host's; TCG otherwise. The choice is printed.
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
+
+    /// How the guest is loaded. x86_64: pvh (direct kernel boot), bios or
+    /// uefi (bootloader disk image). aarch64: image (arm64 Image).
+    /// [default: pvh on x86_64, image on aarch64]
+    #[arg(long, value_enum)]
+    pub boot: Option<Boot>,
+
+    /// Machine model. [default: microvm for pvh, pc for bios/uefi, virt on
+    /// aarch64; virt-el2 = virt with virtualization=on, entered at EL2]
+    #[arg(long, value_enum)]
+    pub machine: Option<Machine>,
+
+    /// Comma-separated globs over test names (see `convtest list`).
+    #[arg(long, value_name = "GLOB,...", default_value = "*")]
+    pub tests: String,
+
+    /// Seed for every randomised test (decimal or 0x-hex) [default: the guest's, 0x5eed].
+    #[arg(long, value_parser = parse_u64)]
+    pub seed: Option<u64>,
+
+    /// Repetitions for stress-style tests [default: the guest's, 1000].
+    #[arg(long)]
+    pub iters: Option<u32>,
+
+    /// Make the guest crash or hang on purpose, to check the verdict path.
+    #[arg(long, value_enum)]
+    pub inject: Option<InjectArg>,
+
+    /// Seconds before a silent or looping guest is killed and the run fails.
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MiB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=65536))]
+    pub memory: u32,
+
+    /// Write the JSON report here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Write a JUnit XML report here (test names `<suite>.<case>`).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+
+    /// Save the guest's KTAP output here.
+    #[arg(long, value_name = "PATH")]
+    pub ktap: Option<PathBuf>,
+
+    /// Use this prebuilt guest instead of building one: the ELF (x86_64:
+    /// built with `--features bootloader` for bios/uefi) or, on aarch64, the
+    /// ELF or the raw arm64 Image.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+
+    /// The convtest workspace to build the guest from [default: the one
+    /// this runner was built in].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
+    /// Print only the verdict line (and errors).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    #[value(name = "x86_64")]
+    X86_64,
+    #[value(name = "aarch64")]
+    Aarch64,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The bare-metal Rust target the guest builds for.
+    pub fn target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-none",
+            Arch::Aarch64 => "aarch64-unknown-none",
+        }
+    }
+
+    pub fn from_host(arch: &str) -> Option<Arch> {
+        match arch {
+            "x86_64" => Some(Arch::X86_64),
+            "aarch64" => Some(Arch::Aarch64),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// QEMU (system emulation; TCG or KVM).
+    Qemu,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Qemu => "qemu",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Boot {
+    Pvh,
+    Bios,
+    Uefi,
+    Image,
+}
+
+impl Boot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Boot::Pvh => "pvh",
+            Boot::Bios => "bios",
+            Boot::Uefi => "uefi",
+            Boot::Image => "image",
+        }
+    }
+
+    /// Boots that go through a bootloader disk image.
+    pub fn is_disk_image(self) -> bool {
+        matches!(self, Boot::Bios | Boot::Uefi)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Machine {
+    Microvm,
+    Pc,
+    Virt,
+    #[value(name = "virt-el2")]
+    VirtEl2,
+}
+
+impl Machine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Pc => "pc",
+            Machine::Virt => "virt",
+            Machine::VirtEl2 => "virt-el2",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InjectArg {
+    Fault,
+    Hang,
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|e| format!("{s:?} is not a decimal or 0x-hex integer: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_a_full_run_line() {
+        let cli = Cli::try_parse_from([
+            "convtest",
+            "run",
+            "--arch",
+            "x86_64",
+            "--boot",
+            "uefi",
+            "--machine",
+            "pc",
+            "--tests",
+            "mem.*,boot.*",
+            "--seed",
+            "0x2a",
+            "--iters",
+            "5",
+            "--inject",
+            "hang",
+            "--timeout",
+            "15",
+            "--accel",
+            "tcg",
+        ])
+        .expect("parses");
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            (r.arch, r.boot, r.machine),
+            (Some(Arch::X86_64), Some(Boot::Uefi), Some(Machine::Pc))
+        );
+        assert_eq!(
+            (r.seed, r.iters, r.inject, r.timeout),
+            (Some(42), Some(5), Some(InjectArg::Hang), 15)
+        );
+        assert_eq!(
+            (r.accel, r.memory, r.tests.as_str()),
+            (AccelArg::Tcg, 256, "mem.*,boot.*")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            &["convtest", "run", "--arch", "riscv64"][..],
+            &["convtest", "run", "--seed", "banana"],
+            &["convtest", "run", "--timeout", "0"],
+            &["convtest", "run", "--machine", "q35"],
+            &["convtest", "frobnicate"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn help_teaches_lanes_and_exit_codes() {
+        let mut cmd = Cli::command();
+        let top = cmd.render_long_help().to_string();
+        assert!(top.contains("Exit status") && top.contains("convtest list"));
+        let run = cmd
+            .find_subcommand_mut("run")
+            .expect("run")
+            .render_long_help()
+            .to_string();
+        assert!(run.contains("virt-el2") && run.contains("OVMF") && run.contains("--inject"));
+    }
+}

@@ -1,0 +1,212 @@
+//! Turns `convtest run` arguments into one checked run configuration:
+//! defaults that depend on other options, combinations that cannot work,
+//! and the plan string the guest receives.
+
+use crate::accel::{self, Host};
+use crate::cli::{Arch, BackendKind, Boot, InjectArg, Machine, RunArgs};
+use crate::error::Error;
+use convtest_proto::catalog;
+use convtest_proto::plan::{DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub arch: Arch,
+    pub backend: BackendKind,
+    pub accel: accel::Choice,
+    pub boot: Boot,
+    pub machine: Machine,
+    /// The plan as the guest's command line carries it.
+    pub plan: String,
+    pub planned_reboots: u32,
+    pub timeout: Duration,
+    pub memory_mib: u32,
+    pub json: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub ktap: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    pub workspace: PathBuf,
+    pub quiet: bool,
+}
+
+/// The workspace this runner was built in (the crate's parent directory).
+pub fn default_workspace() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
+    let arch = match (args.arch, host.arch) {
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "no default --arch on a {} host; pass --arch x86_64 or --arch aarch64",
+                std::env::consts::ARCH
+            )));
+        }
+    };
+    let boot = match (arch, args.boot) {
+        (Arch::X86_64, None) => Boot::Pvh,
+        (Arch::Aarch64, None) => Boot::Image,
+        (Arch::X86_64, Some(b @ (Boot::Pvh | Boot::Bios | Boot::Uefi)))
+        | (Arch::Aarch64, Some(b @ Boot::Image)) => b,
+        (a, Some(b)) => {
+            let valid = if a == Arch::X86_64 {
+                "pvh, bios or uefi"
+            } else {
+                "image"
+            };
+            return Err(Error::Usage(format!(
+                "--boot {} is not an {} boot; use {valid}",
+                b.as_str(),
+                a.as_str()
+            )));
+        }
+    };
+    let machine = match (boot, args.machine) {
+        (Boot::Pvh, None) => Machine::Microvm,
+        (Boot::Bios | Boot::Uefi, None) => Machine::Pc,
+        (Boot::Image, None) => Machine::Virt,
+        (Boot::Pvh, Some(m @ (Machine::Microvm | Machine::Pc))) => m,
+        (Boot::Bios | Boot::Uefi, Some(m @ Machine::Pc)) => m,
+        (Boot::Image, Some(m @ (Machine::Virt | Machine::VirtEl2))) => m,
+        (b, Some(m)) => {
+            let valid = match b {
+                Boot::Pvh => "microvm or pc",
+                Boot::Bios | Boot::Uefi => "pc (microvm has no disk firmware)",
+                Boot::Image => "virt or virt-el2",
+            };
+            return Err(Error::Usage(format!(
+                "--machine {} does not fit {} --boot {}; use {valid}",
+                m.as_str(),
+                arch.as_str(),
+                b.as_str()
+            )));
+        }
+    };
+    let accel = accel::choose(args.accel, arch, host)?;
+    let tests = test_globs(&args.tests, args.inject.is_some())?;
+    let plan = Plan {
+        tests: &tests,
+        seed: args.seed.unwrap_or(DEFAULT_SEED),
+        iters: args.iters.unwrap_or(DEFAULT_ITERS),
+        inject: args.inject.map(|i| match i {
+            InjectArg::Fault => Inject::Fault,
+            InjectArg::Hang => Inject::Hang,
+        }),
+        ..Plan::default()
+    };
+    Ok(RunConfig {
+        arch,
+        backend: args.backend,
+        accel,
+        boot,
+        machine,
+        plan: plan.to_string(),
+        planned_reboots: plan.reboots,
+        timeout: Duration::from_secs(args.timeout),
+        memory_mib: args.memory,
+        json: args.json.clone(),
+        junit: args.junit.clone(),
+        ktap: args.ktap.clone(),
+        kernel: args.kernel.clone(),
+        workspace: args.workspace.clone().unwrap_or_else(default_workspace),
+        quiet: args.quiet,
+    })
+}
+
+/// The `tests=` value: must select something (a typo would otherwise pass
+/// with zero tests), and `--inject` always brings its test along.
+fn test_globs(globs: &str, inject: bool) -> Result<String, Error> {
+    if globs.is_empty() || globs.chars().any(char::is_whitespace) {
+        return Err(Error::Usage(format!(
+            "--tests {globs:?}: give comma-separated globs without spaces"
+        )));
+    }
+    if catalog::selected(globs, inject).next().is_none() {
+        return Err(Error::Usage(format!(
+            "--tests {globs:?} selects no test; `convtest list` shows the names"
+        )));
+    }
+    let mut globs = globs.to_string();
+    if inject && !catalog::selected(&globs, true).any(|t| t.on_request) {
+        globs.push_str(",inject.*");
+    }
+    Ok(globs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accel::Accel;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn host() -> Host {
+        Host {
+            arch: Some(Arch::X86_64),
+            kvm_device: true,
+            cpuinfo: "flags : fpu hypervisor\n".into(),
+        }
+    }
+
+    fn resolve_line(line: &str) -> Result<RunConfig, Error> {
+        let cli = Cli::try_parse_from(line.split(' ')).expect("clap accepts it");
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        resolve(&args, &host())
+    }
+
+    #[test]
+    fn defaults_follow_arch_and_boot() {
+        let c = resolve_line("convtest run").expect("ok");
+        assert_eq!(
+            (c.arch, c.boot, c.machine, c.accel.accel),
+            (Arch::X86_64, Boot::Pvh, Machine::Microvm, Accel::Tcg)
+        );
+        assert_eq!(
+            c.plan,
+            "tests=* seed=0x5eed iters=1000 mem=16777216 boot=0 reboots=0 host=off bench=on"
+        );
+        let c = resolve_line("convtest run --boot uefi").expect("ok");
+        assert_eq!(c.machine, Machine::Pc);
+        let c = resolve_line("convtest run --arch aarch64").expect("ok");
+        assert_eq!((c.boot, c.machine), (Boot::Image, Machine::Virt));
+    }
+
+    #[test]
+    fn impossible_combinations_are_usage_errors() {
+        for line in [
+            "convtest run --arch aarch64 --boot pvh",
+            "convtest run --boot image",
+            "convtest run --boot bios --machine microvm",
+            "convtest run --machine virt",
+            "convtest run --arch aarch64 --machine pc",
+            "convtest run --tests nosuch.*",
+            "convtest run --arch aarch64 --accel kvm",
+        ] {
+            assert!(matches!(resolve_line(line), Err(Error::Usage(_))), "{line}");
+        }
+    }
+
+    #[test]
+    fn plan_carries_the_options() {
+        let c = resolve_line("convtest run --tests boot.* --seed 7 --iters 3 --inject hang")
+            .expect("ok");
+        let parsed = Plan::parse(&c.plan);
+        assert_eq!(parsed.error, None);
+        let p = parsed.plan;
+        assert_eq!(
+            (p.tests, p.seed, p.iters, p.inject),
+            ("boot.*,inject.*", 7, 3, Some(Inject::Hang))
+        );
+        let c = resolve_line("convtest run --inject fault").expect("ok");
+        assert_eq!(
+            Plan::parse(&c.plan).plan.tests,
+            "*",
+            "`*` already selects the injected test"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Why convtest could not run a guest (exit status 2). Guest failures are
+//! not errors: they are verdicts (see `verdict.rs`).
+
+use std::io;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// The install line for QEMU 10 and OVMF on Debian 12.
+pub const APT_INSTALL: &str =
+    "apt-get install -t bookworm-backports qemu-system-x86 qemu-system-arm ovmf";
+
+const APT_NOTE: &str = "bookworm's own QEMU 7.2 conflicts with qemu-utils 10, and the system's apt \
+sources must not gain backports: scripts/install-deps.sh (which .ci/run calls) installs them \
+through a private sources list and state directory";
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("`{call}` could not start: {source}")]
+    Spawn {
+        call: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("`{call}` failed with {}{}", code_text(*.code), tail(.stderr))]
+    Command {
+        call: String,
+        code: Option<i32>,
+        stderr: String,
+    },
+
+    #[error(
+        "{binary} not found on PATH. Install QEMU 10 and OVMF: `{APT_INSTALL}` ({APT_NOTE}); or run `sudo scripts/install-deps.sh`"
+    )]
+    QemuMissing { binary: String },
+
+    #[error("OVMF firmware {} not found. Install it: `{APT_INSTALL}` ({APT_NOTE}); or run `sudo scripts/install-deps.sh`", .path.display())]
+    OvmfMissing { path: PathBuf },
+
+    #[error("llvm-objcopy not found at {}: the toolchain in rust-toolchain.toml lists the llvm-tools component; `rustup component add llvm-tools` adds it", .path.display())]
+    ObjcopyMissing { path: PathBuf },
+
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{} is not an ELF file{}", .path.display(), if *.image_ok { " or an arm64 Image" } else { "" })]
+    NotAKernel { path: PathBuf, image_ok: bool },
+
+    #[error("the image builder finished but {} is missing", .path.display())]
+    MissingOutput { path: PathBuf },
+}
+
+impl Error {
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+fn code_text(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("exit status {c}"),
+        None => "a signal".into(),
+    }
+}
+
+fn tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(30)..];
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(":\n{}", tail.join("\n"))
+    }
+}
+
+/// A command line as one copy-pasteable shell string.
+pub fn shell_line<S: AsRef<std::ffi::OsStr>>(
+    program: S,
+    args: impl IntoIterator<Item = S>,
+) -> String {
+    std::iter::once(program)
+        .chain(args)
+        .map(|a| shell_quote(&a.as_ref().to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_=./,:@+%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            shell_line("qemu", ["-append", "tests=* seed=0x1", "it's"]),
+            r"qemu -append 'tests=* seed=0x1' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn missing_qemu_names_the_install_command() {
+        let msg = Error::QemuMissing {
+            binary: "qemu-system-aarch64".into(),
+        }
+        .to_string();
+        assert!(
+            msg.contains(APT_INSTALL)
+                && msg.contains(".ci/run")
+                && msg.contains("qemu-system-aarch64")
+        );
+    }
+
+    #[test]
+    fn command_error_carries_call_and_code() {
+        let e = Error::Command {
+            call: "cargo build".into(),
+            code: Some(101),
+            stderr: "error: boom\n".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "`cargo build` failed with exit status 101:\nerror: boom"
+        );
+    }
+}

@@ -1,0 +1,709 @@
+//! Streaming KTAP v1 parser for the guest's serial console.
+//!
+//! The console is not a clean KTAP stream: firmware (SeaBIOS, OVMF, the
+//! bootloader) prints before the guest, with ANSI escapes and bare `\r`;
+//! a crashing guest may stop mid-line or emit garbage bytes. So bytes are cut
+//! into lines on `\n` *and* `\r`, escapes and control bytes are dropped,
+//! invalid UTF-8 is replaced, and nothing before the first `KTAP version 1`
+//! (or convtest header) is read as a result. Case results are the lines
+//! nested one level or more (4-space indent); top-level results are suites.
+
+use convtest_proto::ktap::{
+    BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, VERSION_LINE,
+};
+use serde::Serialize;
+
+/// Longest line kept: a runaway guest printing without newlines must not
+/// grow the buffer without bound.
+const MAX_LINE: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Skip => "SKIP",
+        }
+    }
+}
+
+/// One result line with what the guest said about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TestResult {
+    /// `<suite>.<case>` for cases, the suite name for suites.
+    pub name: String,
+    pub result: Outcome,
+    /// Text after `# SKIP` or `#`; empty when the guest gave none.
+    pub reason: String,
+    /// Diagnostic lines (`# ...`) printed at the test's depth just before it.
+    pub diagnostics: Vec<String>,
+    #[serde(skip)]
+    pub number: u64,
+    #[serde(skip)]
+    pub depth: usize,
+}
+
+/// `# convtest-done: pass= fail= skip=` as the guest counted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub pass: usize,
+    pub fail: usize,
+    pub skip: usize,
+}
+
+/// The done marker: counts when well-formed, the raw text always.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Done {
+    pub counts: Option<Counts>,
+    pub raw: String,
+}
+
+/// A `# bench:` measurement; fields absent or unparseable stay `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Bench {
+    pub op: String,
+    pub pages: Option<u64>,
+    pub iters: Option<u64>,
+    pub ns_p50: Option<u64>,
+    pub ns_p99: Option<u64>,
+    pub cycles_p50: Option<u64>,
+}
+
+/// Something the runner may want to show as it arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `KTAP version 1` at top level (the second one means the guest rebooted).
+    Version,
+    Header(Vec<(String, String)>),
+    Case(TestResult),
+    Suite(TestResult),
+    Crash(String),
+    Done(Done),
+    Bench(Bench),
+}
+
+/// Everything read so far; complete once [`Parser::finish`] ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Log {
+    /// Top-level `KTAP version 1` lines seen (more than one: a reboot).
+    pub boots: usize,
+    pub header: Vec<(String, String)>,
+    /// Leaf results in arrival order: the numbers verdicts and reports use.
+    pub tests: Vec<TestResult>,
+    pub suites: Vec<TestResult>,
+    /// Top-level `# ...` diagnostics other than the markers below.
+    pub diagnostics: Vec<String>,
+    pub crash: Option<String>,
+    pub done: Option<Done>,
+    pub bench: Vec<Bench>,
+    /// Clean lines from the first `KTAP version 1` on (the `--ktap` file).
+    pub ktap_lines: Vec<String>,
+    /// Last non-empty console line, firmware noise included.
+    pub last_line: Option<String>,
+    /// The console ended in the middle of a line.
+    pub truncated: bool,
+}
+
+impl Log {
+    pub fn header_value(&self, key: &str) -> Option<&str> {
+        self.header
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.tests.iter().filter(|t| t.result == outcome).count()
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            pass: self.count(Outcome::Pass),
+            fail: self.count(Outcome::Fail),
+            skip: self.count(Outcome::Skip),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Parser {
+    log: Log,
+    pending: Vec<u8>,
+    /// Inside an ANSI escape sequence that a chunk boundary split.
+    escape: Escape,
+    started: bool,
+    /// `# Subtest: <name>` per depth, for case names that lack the suite.
+    subtest: Vec<Option<String>>,
+    /// Diagnostics waiting for the next result line at the same depth.
+    diags: Vec<(usize, String)>,
+    /// Cases recorded since the last top-level result (0: that result is a leaf).
+    cases_in_suite: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Escape {
+    #[default]
+    None,
+    /// After ESC.
+    Start,
+    /// After `ESC [`: parameters until a final byte 0x40..=0x7e.
+    Csi,
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds raw console bytes; returns what became known from complete lines.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+        let mut events = Vec::new();
+        for &b in bytes {
+            match self.escape {
+                Escape::Start => {
+                    self.escape = if b == b'[' { Escape::Csi } else { Escape::None };
+                    continue;
+                }
+                Escape::Csi => {
+                    if (0x40..=0x7e).contains(&b) {
+                        self.escape = Escape::None;
+                    }
+                    continue;
+                }
+                Escape::None => {}
+            }
+            match b {
+                b'\n' | b'\r' => self.end_line(&mut events),
+                0x1b => self.escape = Escape::Start,
+                b'\t' => self.push(b' '),
+                0x00..=0x1f | 0x7f => {}
+                _ => self.push(b),
+            }
+        }
+        events
+    }
+
+    /// Ends the stream: a partial last line is kept as the last line seen
+    /// (and read for a crash marker) but never taken as a result.
+    pub fn finish(mut self) -> (Log, Vec<Event>) {
+        let mut events = Vec::new();
+        if !self.pending.is_empty() {
+            let line = String::from_utf8_lossy(&self.pending)
+                .trim_end()
+                .to_string();
+            self.pending.clear();
+            if !line.trim().is_empty() {
+                self.log.truncated = true;
+                self.log.last_line = Some(line.clone());
+                if self.started {
+                    self.log.ktap_lines.push(line.clone());
+                }
+                if let Some(crash) = line.trim_start().strip_prefix(CRASH_PREFIX.trim_end()) {
+                    self.record_crash(crash.trim(), &mut events);
+                }
+            }
+        }
+        (self.log, events)
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.pending.len() < MAX_LINE {
+            self.pending.push(b);
+        }
+    }
+
+    fn end_line(&mut self, events: &mut Vec<Event>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.pending)
+            .trim_end()
+            .to_string();
+        self.pending.clear();
+        if line.trim().is_empty() {
+            return;
+        }
+        self.log.last_line = Some(line.clone());
+        self.line(line, events);
+    }
+
+    fn line(&mut self, line: String, events: &mut Vec<Event>) {
+        let (depth, body) = split_indent(&line);
+        // Before the first boot, firmware may leave text on the guest's first line.
+        let top_version =
+            (depth == 0 && body == VERSION_LINE) || (!self.started && body.ends_with(VERSION_LINE));
+        if top_version {
+            self.start_boot(events);
+            self.log.ktap_lines.push(VERSION_LINE.to_string());
+            return;
+        }
+        if !self.started {
+            if body.starts_with(HEADER_PREFIX) {
+                self.start_boot(events);
+            } else {
+                return;
+            }
+        }
+        self.log.ktap_lines.push(line.clone());
+        if body == VERSION_LINE {
+            return; // nested subtest version line
+        }
+        if let Some(rest) = body.strip_prefix('#') {
+            self.diagnostic(depth, body, rest.trim(), events);
+        } else if let Some(result) = parse_result(body, depth) {
+            self.result(result, events);
+        }
+        // Plan lines (`1..N`) and anything else carry nothing the verdict needs.
+    }
+
+    fn start_boot(&mut self, events: &mut Vec<Event>) {
+        self.started = true;
+        self.log.boots += 1;
+        self.subtest.clear();
+        self.diags.clear();
+        self.cases_in_suite = 0;
+        events.push(Event::Version);
+    }
+
+    fn diagnostic(&mut self, depth: usize, body: &str, text: &str, events: &mut Vec<Event>) {
+        if let Some(rest) = body.strip_prefix(HEADER_PREFIX) {
+            self.log.header = key_values(rest)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            events.push(Event::Header(self.log.header.clone()));
+        } else if let Some(rest) = body.strip_prefix(DONE_PREFIX) {
+            let done = Done {
+                counts: parse_counts(rest),
+                raw: body.to_string(),
+            };
+            self.log.done = Some(done.clone());
+            events.push(Event::Done(done));
+        } else if let Some(rest) = body.strip_prefix(CRASH_PREFIX) {
+            self.record_crash(rest.trim(), events);
+        } else if let Some(rest) = body.strip_prefix(BENCH_PREFIX) {
+            let bench = parse_bench(rest);
+            self.log.bench.push(bench.clone());
+            events.push(Event::Bench(bench));
+        } else if let Some(name) = text.strip_prefix("Subtest:") {
+            if self.subtest.len() <= depth {
+                self.subtest.resize(depth + 1, None);
+            }
+            self.subtest[depth] = Some(name.trim().to_string());
+        } else if depth == 0 {
+            self.log.diagnostics.push(text.to_string());
+        } else {
+            self.diags.push((depth, text.to_string()));
+        }
+    }
+
+    fn record_crash(&mut self, what: &str, events: &mut Vec<Event>) {
+        let crash = format!("{}{}", CRASH_PREFIX, what);
+        if self.log.crash.is_none() {
+            self.log.crash = Some(crash.clone());
+        }
+        events.push(Event::Crash(crash));
+    }
+
+    fn result(&mut self, mut result: TestResult, events: &mut Vec<Event>) {
+        let depth = result.depth;
+        // Diagnostics at this depth or deeper that came before this line are its own.
+        let (mine, rest): (Vec<_>, Vec<_>) = self.diags.drain(..).partition(|(d, _)| *d >= depth);
+        self.diags = rest;
+        result.diagnostics = mine.into_iter().map(|(_, d)| d).collect();
+        if depth == 0 {
+            let leaf = self.cases_in_suite == 0;
+            self.cases_in_suite = 0;
+            self.subtest.clear();
+            if leaf {
+                self.log.tests.push(result.clone());
+                events.push(Event::Case(result));
+            } else {
+                self.log.suites.push(result.clone());
+                events.push(Event::Suite(result));
+            }
+            return;
+        }
+        if !result.name.contains('.') {
+            let suite = self.subtest.get(depth).and_then(Option::as_ref);
+            if let Some(suite) = suite {
+                result.name = format!("{suite}.{}", result.name);
+            }
+        }
+        self.cases_in_suite += 1;
+        self.log.tests.push(result.clone());
+        events.push(Event::Case(result));
+    }
+}
+
+/// Indentation depth (4 spaces per level) and the rest of the line.
+fn split_indent(line: &str) -> (usize, &str) {
+    let spaces = line.len() - line.trim_start_matches(' ').len();
+    (spaces / INDENT.len(), line.trim_start())
+}
+
+/// `ok 3 name # SKIP why`, `not ok 2 - name # why`.
+fn parse_result(body: &str, depth: usize) -> Option<TestResult> {
+    let (failed, rest) = if let Some(r) = body.strip_prefix("not ok ") {
+        (true, r)
+    } else {
+        (false, body.strip_prefix("ok ")?)
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let number = rest[..digits].parse().ok()?;
+    let rest = &rest[digits..];
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix("- ").unwrap_or(rest);
+    let (name, directive) = match rest.split_once('#') {
+        Some((n, d)) => (n.trim(), d.trim()),
+        None => (rest.trim(), ""),
+    };
+    let (result, reason) = match strip_word(directive, "SKIP") {
+        Some(why) => (Outcome::Skip, why),
+        None if failed => (Outcome::Fail, directive),
+        None => (Outcome::Pass, directive),
+    };
+    Some(TestResult {
+        name: name.to_string(),
+        result,
+        reason: reason.to_string(),
+        diagnostics: Vec::new(),
+        number,
+        depth,
+    })
+}
+
+/// `word rest` (case-insensitive word) -> `rest`.
+fn strip_word<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+    let head = s.get(..word.len())?;
+    let tail = &s[word.len()..];
+    (head.eq_ignore_ascii_case(word) && (tail.is_empty() || tail.starts_with(' ')))
+        .then(|| tail.trim())
+}
+
+fn key_values(s: &str) -> impl Iterator<Item = (&str, &str)> {
+    s.split_ascii_whitespace().filter_map(|w| w.split_once('='))
+}
+
+fn parse_counts(s: &str) -> Option<Counts> {
+    let (mut pass, mut fail, mut skip) = (None, None, None);
+    for (k, v) in key_values(s) {
+        let slot = match k {
+            "pass" => &mut pass,
+            "fail" => &mut fail,
+            "skip" => &mut skip,
+            _ => continue,
+        };
+        *slot = Some(v.parse().ok()?);
+    }
+    Some(Counts {
+        pass: pass?,
+        fail: fail?,
+        skip: skip?,
+    })
+}
+
+fn parse_bench(s: &str) -> Bench {
+    let mut b = Bench::default();
+    for (k, v) in key_values(s) {
+        let n = v.parse().ok();
+        match k {
+            "op" => b.op = v.to_string(),
+            "pages" => b.pages = n,
+            "iters" => b.iters = n,
+            "ns_p50" => b.ns_p50 = n,
+            "ns_p99" => b.ns_p99 = n,
+            "cycles_p50" => b.cycles_p50 = n,
+            _ => {}
+        }
+    }
+    b
+}
+
+/// Parses a whole recorded console at once.
+pub fn parse_all(bytes: &[u8]) -> Log {
+    let mut p = Parser::new();
+    p.feed(bytes);
+    p.finish().0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../tests/fixtures/x86_pvh_pass.ktap");
+
+    fn names(log: &Log, outcome: Outcome) -> Vec<&str> {
+        log.tests
+            .iter()
+            .filter(|t| t.result == outcome)
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn clean_run() {
+        let log = parse_all(GOOD.as_bytes());
+        assert_eq!(log.boots, 1);
+        assert_eq!(log.header_value("arch"), Some("x86_64"));
+        assert_eq!(log.header_value("converter"), Some("none"));
+        assert_eq!(log.header_value("granule"), Some("4096"));
+        let done = log.done.clone().expect("done marker");
+        assert_eq!(done.counts, Some(log.counts()));
+        assert_eq!(
+            log.counts(),
+            Counts {
+                pass: 11,
+                fail: 0,
+                skip: 6
+            }
+        );
+        assert!(names(&log, Outcome::Pass).contains(&"mem.walking_ones"));
+        let conv = log
+            .tests
+            .iter()
+            .find(|t| t.name == "conv.flipflop")
+            .expect("conv.flipflop");
+        assert_eq!(conv.result, Outcome::Skip);
+        assert_eq!(
+            conv.reason,
+            "hypervisor TCGTCGTCGTCG offers no conversion ABI"
+        );
+        assert_eq!(log.suites.len(), 6);
+        assert!(log.crash.is_none() && !log.truncated);
+        assert_eq!(
+            log.ktap_lines.first().map(String::as_str),
+            Some(VERSION_LINE)
+        );
+        assert!(log.diagnostics.iter().any(|d| d.starts_with("probe:")));
+    }
+
+    #[test]
+    fn diagnostics_attach_to_the_next_result() {
+        let log = parse_all(GOOD.as_bytes());
+        let heap = log
+            .tests
+            .iter()
+            .find(|t| t.name == "heap.stress")
+            .expect("heap.stress");
+        assert_eq!(heap.diagnostics, ["rounds=1000 live_max=64 seed=0x5eed"]);
+        let plan = log
+            .tests
+            .iter()
+            .find(|t| t.name == "boot.plan")
+            .expect("boot.plan");
+        assert!(plan.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn byte_at_a_time_equals_whole() {
+        let mut p = Parser::new();
+        for b in GOOD.as_bytes() {
+            p.feed(std::slice::from_ref(b));
+        }
+        assert_eq!(p.finish().0, parse_all(GOOD.as_bytes()));
+    }
+
+    #[test]
+    fn firmware_noise_escapes_and_carriage_returns() {
+        let mut raw = Vec::new();
+        raw.extend_from_slice(
+            b"\x1b[2J\x1b[01;01H\x1b[=3h\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\r\n",
+        );
+        raw.extend_from_slice(b"SeaBIOS (version 1.16)\r\nok 1 not.a.test\r\n"); // before KTAP: noise
+        raw.extend_from_slice(b"Booting from Hard Disk...\r\x1b[0m");
+        raw.extend_from_slice(GOOD.replace('\n', "\r\n").as_bytes());
+        let log = parse_all(&raw);
+        let clean = parse_all(GOOD.as_bytes());
+        assert_eq!(log.tests, clean.tests);
+        assert_eq!(log.done, clean.done);
+        assert!(!log.tests.iter().any(|t| t.name == "not.a.test"));
+    }
+
+    #[test]
+    fn recorded_ovmf_console() {
+        // Raw serial output of the UEFI lane (tests=boot.*), recorded from QEMU + OVMF.
+        let log = parse_all(include_bytes!("../tests/fixtures/x86_uefi_boot.raw"));
+        assert_eq!(log.boots, 1);
+        assert_eq!(log.header_value("entry"), Some("bootloader-uefi"));
+        assert_eq!(
+            log.counts(),
+            Counts {
+                pass: 3,
+                fail: 0,
+                skip: 0
+            }
+        );
+        assert_eq!(log.done.as_ref().and_then(|d| d.counts), Some(log.counts()));
+        assert_eq!(
+            log.ktap_lines.first().map(String::as_str),
+            Some(VERSION_LINE)
+        );
+        assert!(
+            log.ktap_lines
+                .iter()
+                .all(|l| !l.contains("BdsDxe") && !l.contains('\x1b'))
+        );
+    }
+
+    #[test]
+    fn version_line_after_firmware_text_on_the_same_line() {
+        let log = parse_all(b"[ INFO]: Jumping to kernel KTAP version 1\n1..0\n# convtest-done: pass=0 fail=0 skip=0\n");
+        assert_eq!(log.boots, 1);
+        assert!(log.done.is_some());
+    }
+
+    #[test]
+    fn garbage_and_invalid_utf8_survive() {
+        let mut raw = b"\xff\xfe\x00\x80garbage\n".to_vec();
+        raw.extend_from_slice(
+            b"KTAP version 1\n\xc3\x28bad utf8 diag\n    ok 1 boot.plan \xe2\x82\n",
+        );
+        raw.extend_from_slice(b"\x00\x00    ok 2 boot.ram_map\n");
+        let log = parse_all(&raw);
+        assert_eq!(log.tests.len(), 2);
+        assert_eq!(log.tests[0].name, "boot.plan \u{fffd}");
+        assert_eq!(log.tests[1].name, "boot.ram_map");
+        assert!(log.done.is_none());
+    }
+
+    #[test]
+    fn truncated_mid_line() {
+        let cut = GOOD.find("    ok 2 mem.address_in").expect("fixture line") + 12;
+        let log = parse_all(&GOOD.as_bytes()[..cut]);
+        assert!(log.truncated);
+        assert_eq!(log.last_line.as_deref(), Some("    ok 2 mem"));
+        assert!(
+            !log.tests.iter().any(|t| t.name == "mem"),
+            "a partial line is never a result"
+        );
+        assert!(log.done.is_none());
+    }
+
+    #[test]
+    fn crash_line_and_partial_crash_line() {
+        let raw = "KTAP version 1\n1..1\n    # Subtest: inject\n    1..1\n    # touching\n\
+                   # convtest-crash: #PF at 0xdead0000 pc=0x1234\n    not ok 1 inject.requested # crashed (see convtest-crash line)\n";
+        let log = parse_all(raw.as_bytes());
+        assert_eq!(
+            log.crash.as_deref(),
+            Some("# convtest-crash: #PF at 0xdead0000 pc=0x1234")
+        );
+        assert_eq!(names(&log, Outcome::Fail), ["inject.requested"]);
+        assert_eq!(log.tests[0].diagnostics, ["touching"]);
+
+        let log = parse_all(b"KTAP version 1\n# convtest-crash: ESR=0x96000004 FAR=0x0");
+        assert_eq!(
+            log.crash.as_deref(),
+            Some("# convtest-crash: ESR=0x96000004 FAR=0x0")
+        );
+        assert!(log.truncated);
+    }
+
+    #[test]
+    fn directives() {
+        let r = parse_result("ok 3 conv.sizes # SKIP no ABI", 1).expect("parses");
+        assert_eq!(
+            (r.result, r.reason.as_str(), r.number),
+            (Outcome::Skip, "no ABI", 3)
+        );
+        let r = parse_result("not ok 12 - mem.random # mismatch at 0x1000", 1).expect("parses");
+        assert_eq!(
+            (r.name.as_str(), r.result, r.reason.as_str()),
+            ("mem.random", Outcome::Fail, "mismatch at 0x1000")
+        );
+        let r = parse_result("ok 1 x # skip", 0).expect("parses");
+        assert_eq!((r.result, r.reason.as_str()), (Outcome::Skip, ""));
+        let r = parse_result("ok 1 x # SKIPPY reason", 0).expect("parses");
+        assert_eq!(
+            (r.result, r.reason.as_str()),
+            (Outcome::Pass, "SKIPPY reason")
+        );
+        assert!(parse_result("okay 1 x", 0).is_none());
+        assert!(parse_result("ok x", 0).is_none());
+        assert!(parse_result("ok 1x", 0).is_none());
+    }
+
+    #[test]
+    fn bare_case_names_get_the_subtest_name() {
+        let raw = "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: kunit\n    1..1\n    ok 1 case_a\nok 1 kunit\n";
+        let log = parse_all(raw.as_bytes());
+        assert_eq!(log.tests[0].name, "kunit.case_a");
+        assert_eq!(log.suites[0].name, "kunit");
+    }
+
+    #[test]
+    fn top_level_leaf_result_is_a_test() {
+        let log = parse_all(b"KTAP version 1\n1..1\nok 1 lonely # SKIP nothing to do\n");
+        assert_eq!(log.tests.len(), 1);
+        assert_eq!(
+            (log.tests[0].name.as_str(), log.tests[0].result),
+            ("lonely", Outcome::Skip)
+        );
+        assert!(log.suites.is_empty());
+    }
+
+    #[test]
+    fn done_and_bench_lines() {
+        let raw = "KTAP version 1\n    # bench: op=share pages=512 iters=200 ns_p50=1500 ns_p99=2200 cycles_p50=4000\n\
+                   # bench: op=memcpy pages=x\n# convtest-done: pass=1 fail=0\n";
+        let log = parse_all(raw.as_bytes());
+        assert_eq!(log.bench.len(), 2);
+        assert_eq!(log.bench[0].op, "share");
+        assert_eq!(
+            (
+                log.bench[0].pages,
+                log.bench[0].ns_p99,
+                log.bench[0].cycles_p50
+            ),
+            (Some(512), Some(2200), Some(4000))
+        );
+        assert_eq!(
+            (log.bench[1].op.as_str(), log.bench[1].pages),
+            ("memcpy", None)
+        );
+        let done = log.done.expect("done");
+        assert_eq!(done.counts, None, "skip= missing: malformed");
+        assert_eq!(done.raw, "# convtest-done: pass=1 fail=0");
+    }
+
+    #[test]
+    fn second_version_line_is_a_reboot() {
+        let raw = format!("{GOOD}\x1b[2JSeaBIOS\r\n{GOOD}");
+        let log = parse_all(raw.as_bytes());
+        assert_eq!(log.boots, 2);
+        assert_eq!(log.tests.len(), 34);
+    }
+
+    #[test]
+    fn runaway_line_is_capped() {
+        let mut raw = b"KTAP version 1\n# ".to_vec();
+        raw.extend(std::iter::repeat_n(b'x', 100_000));
+        raw.push(b'\n');
+        let log = parse_all(&raw);
+        assert!(log.diagnostics[0].len() < MAX_LINE);
+    }
+
+    #[test]
+    fn events_arrive_per_line() {
+        let mut p = Parser::new();
+        assert!(p.feed(b"KTAP vers").is_empty());
+        assert_eq!(p.feed(b"ion 1\n"), [Event::Version]);
+        let ev = p.feed(b"    ok 1 boot.plan\n    ok 2 boo");
+        assert!(matches!(&ev[..], [Event::Case(t)] if t.name == "boot.plan"));
+        let ev = p.feed(b"t.ram_map # SKIP why\n");
+        assert!(
+            matches!(&ev[..], [Event::Case(t)] if t.name == "boot.ram_map" && t.reason == "why")
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The `convtest` runner as a library: the binary is a thin `main` over it,
+//! and integration tests and later backends reuse the pieces.
+
+pub mod accel;
+pub mod backend;
+pub mod cleanup;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod guest_build;
+pub mod ktap;
+pub mod list;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod verdict;

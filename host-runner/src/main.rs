@@ -1,0 +1,17 @@
+use clap::Parser;
+use convtest::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Bad arguments exit here with clap's status 2.
+    let cli = Cli::parse();
+    convtest::cleanup::install_signal_handler();
+    let code = match cli.command {
+        Command::Run(args) => convtest::run::run(&args),
+        Command::List => {
+            print!("{}", convtest::list::render());
+            0
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
+}

@@ -1,0 +1,173 @@
+//! The JSON report: a stable contract (fields are only ever added). Field
+//! names are spelled out here on purpose; tests pin them.
+
+use super::RunRecord;
+use crate::ktap::{Bench, TestResult};
+use crate::verdict::Verdict;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    verdict: Verdict,
+    reason: &'a str,
+    arch: &'a str,
+    backend: &'a str,
+    accel: &'a str,
+    boot: &'a str,
+    machine: &'a str,
+    plan: &'a str,
+    guest: Guest<'a>,
+    tests: &'a [TestResult],
+    bench: &'a [Bench],
+    timing: Timing,
+    qemu: Qemu<'a>,
+    exit_code: Option<i32>,
+}
+
+/// From the guest's header line; `null` when the guest never printed it.
+#[derive(Serialize)]
+struct Guest<'a> {
+    hypervisor: Option<&'a str>,
+    converter: Option<&'a str>,
+    granule: Option<u64>,
+    entry: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Timing {
+    first_line_ms: Option<u64>,
+    total_ms: u64,
+    build_ms: u64,
+}
+
+#[derive(Serialize)]
+struct Qemu<'a> {
+    command: Option<&'a str>,
+}
+
+pub fn render(r: &RunRecord) -> String {
+    let log = &r.log;
+    let report = Report {
+        verdict: r.judgement.verdict,
+        reason: &r.judgement.reason,
+        arch: &r.arch,
+        backend: &r.backend,
+        accel: &r.accel,
+        boot: &r.boot,
+        machine: &r.machine,
+        plan: &r.plan,
+        guest: Guest {
+            hypervisor: log.header_value("hypervisor"),
+            converter: log.header_value("converter"),
+            granule: log.header_value("granule").and_then(|g| g.parse().ok()),
+            entry: log.header_value("entry"),
+        },
+        tests: &log.tests,
+        bench: &log.bench,
+        timing: Timing {
+            first_line_ms: r.timing.first_line.map(|d| d.as_millis() as u64),
+            total_ms: r.timing.total.as_millis() as u64,
+            build_ms: r.timing.build.as_millis() as u64,
+        },
+        qemu: Qemu {
+            command: r.command.as_deref(),
+        },
+        exit_code: r.exit_code,
+    };
+    // Plain data with string keys: serialization cannot fail.
+    serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::sample as record;
+    use serde_json::Value;
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn field_names_are_the_contract() {
+        let text = include_str!("../../tests/fixtures/x86_pvh_pass.ktap").to_string()
+            + "# bench: op=share pages=512 iters=200 ns_p50=1 ns_p99=2 cycles_p50=3\n";
+        let v: Value =
+            serde_json::from_str(&render(&record(&text, Verdict::Pass, ""))).expect("valid JSON");
+        assert_eq!(
+            keys(&v),
+            [
+                "accel",
+                "arch",
+                "backend",
+                "bench",
+                "boot",
+                "exit_code",
+                "guest",
+                "machine",
+                "plan",
+                "qemu",
+                "reason",
+                "tests",
+                "timing",
+                "verdict"
+            ]
+        );
+        assert_eq!(
+            keys(&v["guest"]),
+            ["converter", "entry", "granule", "hypervisor"]
+        );
+        assert_eq!(
+            keys(&v["timing"]),
+            ["build_ms", "first_line_ms", "total_ms"]
+        );
+        assert_eq!(
+            keys(&v["tests"][0]),
+            ["diagnostics", "name", "reason", "result"]
+        );
+        assert_eq!(
+            keys(&v["bench"][0]),
+            ["cycles_p50", "iters", "ns_p50", "ns_p99", "op", "pages"]
+        );
+        assert_eq!(v["verdict"], "pass");
+        assert_eq!(v["guest"]["hypervisor"], "TCGTCGTCGTCG");
+        assert_eq!(v["guest"]["converter"], "none");
+        assert_eq!(v["guest"]["granule"], 4096);
+        assert_eq!(v["guest"]["entry"], "pvh");
+        assert_eq!(v["timing"]["first_line_ms"], 412);
+        assert_eq!(v["qemu"]["command"], "qemu-system-x86_64 -M microvm");
+        assert_eq!(v["exit_code"], 33);
+        assert_eq!(v["tests"].as_array().map(Vec::len), Some(17));
+        let conv = &v["tests"][16];
+        assert_eq!(
+            (&conv["name"], &conv["result"]),
+            (&Value::from("conv.flipflop"), &Value::from("skip"))
+        );
+        assert_eq!(
+            v["tests"][3]["diagnostics"][0],
+            "rounds=1000 live_max=64 seed=0x5eed"
+        );
+        assert_eq!(v["bench"][0]["pages"], 512);
+    }
+
+    #[test]
+    fn error_before_boot_has_nulls_not_missing_fields() {
+        let mut r = record("", Verdict::Error, "qemu-system-x86_64 not found");
+        r.timing.first_line = None;
+        r.command = None;
+        r.exit_code = None;
+        let v: Value = serde_json::from_str(&render(&r)).expect("valid JSON");
+        assert_eq!(v["verdict"], "error");
+        assert_eq!(v["reason"], "qemu-system-x86_64 not found");
+        assert!(v["guest"]["hypervisor"].is_null() && v["timing"]["first_line_ms"].is_null());
+        assert!(v["qemu"]["command"].is_null() && v["exit_code"].is_null());
+        assert_eq!(v["tests"], Value::Array(Vec::new()));
+    }
+}

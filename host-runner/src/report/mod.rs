@@ -1,0 +1,69 @@
+//! Everything known about one run, and the writers that present it: JSON
+//! (the stable machine contract), JUnit (CI dashboards), the saved KTAP and
+//! the human summary table.
+
+pub mod json;
+pub mod junit;
+pub mod ktap;
+pub mod summary;
+
+use crate::ktap::Log;
+use crate::verdict::Judgement;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub arch: String,
+    pub backend: String,
+    pub accel: String,
+    pub boot: String,
+    pub machine: String,
+    /// The plan as sent to the guest.
+    pub plan: String,
+    pub judgement: Judgement,
+    pub log: Log,
+    pub timing: Timing,
+    /// The VMM command line, once one was built.
+    pub command: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
+    /// Guest build (cargo, objcopy, disk image).
+    pub build: Duration,
+    /// VMM start to the guest's `KTAP version 1` line.
+    pub first_line: Option<Duration>,
+    /// VMM start to the end of the run.
+    pub total: Duration,
+}
+
+/// Writes `contents` to `path`, naming the path on failure.
+pub fn write_file(path: &std::path::Path, contents: &[u8]) -> Result<(), crate::error::Error> {
+    std::fs::write(path, contents).map_err(|e| crate::error::Error::io("writing", path, e))
+}
+
+/// A record around a recorded console, for the writers' tests.
+#[cfg(test)]
+pub(crate) fn sample(text: &str, verdict: crate::verdict::Verdict, reason: &str) -> RunRecord {
+    RunRecord {
+        arch: "x86_64".into(),
+        backend: "qemu".into(),
+        accel: "tcg".into(),
+        boot: "pvh".into(),
+        machine: "microvm".into(),
+        plan: "tests=*".into(),
+        judgement: Judgement {
+            verdict,
+            reason: reason.into(),
+        },
+        log: crate::ktap::parse_all(text.as_bytes()),
+        timing: Timing {
+            build: Duration::from_millis(5),
+            first_line: Some(Duration::from_millis(412)),
+            total: Duration::from_millis(1234),
+        },
+        command: Some("qemu-system-x86_64 -M microvm".into()),
+        exit_code: Some(33),
+    }
+}

@@ -1,0 +1,177 @@
+//! `convtest run`: resolve the options, check the host, build the payload,
+//! boot it, print results as they arrive, judge, write the reports.
+//! Returns the process exit status (0 pass, 1 fail, 2 could not run).
+
+use crate::accel::Host;
+use crate::backend::{self, BootSpec};
+use crate::cli::RunArgs;
+use crate::config::{self, RunConfig};
+use crate::error::Error;
+use crate::guest_build;
+use crate::ktap::{Event, Log, Parser};
+use crate::report::{self, RunRecord, Timing};
+use crate::verdict::{self, Facts, Judgement, Verdict};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+pub fn run(args: &RunArgs) -> i32 {
+    let config = match config::resolve(args, &Host::probe()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("convtest: {e}");
+            return 2;
+        }
+    };
+    if !config.quiet {
+        eprintln!(
+            "convtest: {} --boot {} on {} -M {}, accel {} ({})",
+            config.arch.as_str(),
+            config.boot.as_str(),
+            config.backend.as_str(),
+            config.machine.as_str(),
+            config.accel.accel.as_str(),
+            config.accel.why
+        );
+        eprintln!("convtest: plan: {}", config.plan);
+    }
+    let record = execute(&config);
+    if let Verdict::Error = record.judgement.verdict {
+        eprintln!("convtest: error: {}", record.judgement.reason);
+    }
+    let written = write_reports(&config, &record);
+    if config.quiet {
+        println!("{}", report::summary::verdict_line(&record));
+    } else {
+        println!();
+        print!("{}", report::summary::table(&record));
+    }
+    match written {
+        Ok(()) => record.judgement.verdict.exit_code(),
+        Err(e) => {
+            eprintln!("convtest: {e}");
+            2
+        }
+    }
+}
+
+/// Everything from preflight to verdict; errors become an `error` verdict so
+/// the reports are still written.
+fn execute(config: &RunConfig) -> RunRecord {
+    let mut record = RunRecord {
+        arch: config.arch.as_str().into(),
+        backend: config.backend.as_str().into(),
+        accel: config.accel.accel.as_str().into(),
+        boot: config.boot.as_str().into(),
+        machine: config.machine.as_str().into(),
+        plan: config.plan.clone(),
+        judgement: Judgement {
+            verdict: Verdict::Error,
+            reason: String::new(),
+        },
+        log: Log::default(),
+        timing: Timing::default(),
+        command: None,
+        exit_code: None,
+    };
+    if let Err(e) = boot_and_judge(config, &mut record) {
+        record.judgement = Judgement {
+            verdict: Verdict::Error,
+            reason: e.to_string(),
+        };
+    }
+    record
+}
+
+fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Error> {
+    let backend = backend::for_kind(config.backend);
+    backend.preflight(config.arch, config.boot)?;
+
+    let scratch = crate::cleanup::Scratch::new("convtest-run-")?;
+    let build_start = Instant::now();
+    let payload = guest_build::prepare(&guest_build::Request {
+        workspace: &config.workspace,
+        arch: config.arch,
+        boot: config.boot,
+        kernel: config.kernel.as_deref(),
+        plan: &config.plan,
+        work_dir: scratch.path(),
+        quiet: config.quiet,
+    })?;
+    record.timing.build = build_start.elapsed();
+
+    let spec = BootSpec {
+        arch: config.arch,
+        boot: config.boot,
+        machine: config.machine,
+        accel: config.accel.accel,
+        memory_mib: config.memory_mib,
+        payload: &payload,
+        cmdline: &config.plan,
+        reboots: config.planned_reboots,
+        timeout: config.timeout,
+    };
+    let mut parser = Parser::new();
+    let mut first_line: Option<Duration> = None;
+    let quiet = config.quiet;
+    let start = Instant::now();
+    let end = backend.run(&spec, &mut |bytes: &[u8]| {
+        let events = parser.feed(bytes);
+        show(&events, quiet, &mut first_line, start);
+        Vec::new()
+    });
+    record.timing.total = start.elapsed();
+    let (log, events) = parser.finish();
+    show(&events, quiet, &mut first_line, start);
+    record.timing.first_line = first_line;
+    record.log = log;
+    let end = end?;
+    record.command = Some(end.command.clone());
+    record.exit_code = end.exit_code;
+    record.judgement = verdict::judge(&Facts {
+        log: &record.log,
+        ending: &end.ending,
+        planned_reboots: config.planned_reboots,
+        vmm_stderr: &end.stderr,
+    });
+    Ok(())
+}
+
+/// Prints what the guest just reported, one line per test.
+fn show(events: &[Event], quiet: bool, first_line: &mut Option<Duration>, start: Instant) {
+    let mut out = std::io::stdout().lock();
+    for ev in events {
+        match ev {
+            Event::Version => {
+                first_line.get_or_insert_with(|| start.elapsed());
+            }
+            _ if quiet => {}
+            Event::Header(kv) => {
+                let words: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = writeln!(out, "guest: {}", words.join(" "));
+            }
+            Event::Case(t) => {
+                let _ = writeln!(out, "{}", report::summary::test_line(t));
+            }
+            Event::Crash(line) => {
+                let _ = writeln!(out, "  CRASH {line}");
+            }
+            Event::Suite(_) | Event::Done(_) | Event::Bench(_) => {}
+        }
+    }
+    let _ = out.flush();
+}
+
+fn write_reports(config: &RunConfig, record: &RunRecord) -> Result<(), Error> {
+    if let Some(path) = &config.json {
+        report::write_file(path, report::json::render(record).as_bytes())?;
+    }
+    if let Some(path) = &config.junit {
+        let xml = report::junit::render(record)
+            .map_err(|e| Error::io("rendering JUnit for", path, std::io::Error::other(e)))?;
+        report::write_file(path, xml.as_bytes())?;
+    }
+    if let Some(path) = &config.ktap {
+        report::write_file(path, report::ktap::render(record).as_bytes())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,472 @@
+//! The verdict: what a run means, from the guest's KTAP first and the way the
+//! VM ended second. A pass needs positive evidence (the plan-complete marker
+//! with counts that match the parsed results); everything else fails, with a
+//! reason a developer can act on.
+
+use crate::ktap::{Log, Outcome};
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    /// A test failed, the guest crashed or hung, or the plan did not complete.
+    Fail,
+    /// The guest could not be run at all.
+    Error,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Error => 2,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Error => "ERROR",
+        }
+    }
+}
+
+/// What the backend's exit status says about the guest's own opinion
+/// (isa-debug-exit value, PSCI SYSTEM_OFF). Only a hint: KTAP decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitHint {
+    /// The guest powered off saying "success".
+    Success,
+    /// The guest powered off saying "failure".
+    Failure,
+    /// The VMM reported its own error (bad option, missing file): the guest
+    /// never got to run.
+    VmmError,
+    /// Any other status (a reset with reboots disabled, a signal).
+    Unexpected,
+}
+
+/// How the VM ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Exited {
+        code: Option<i32>,
+        hint: ExitHint,
+    },
+    /// The watchdog killed it.
+    TimedOut {
+        after: Duration,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// Empty for a pass.
+    pub reason: String,
+}
+
+impl Judgement {
+    fn fail(reason: String) -> Self {
+        Judgement {
+            verdict: Verdict::Fail,
+            reason,
+        }
+    }
+}
+
+pub struct Facts<'a> {
+    pub log: &'a Log,
+    pub ending: &'a Ending,
+    /// Reboots the plan asked for (each adds one `KTAP version 1`).
+    pub planned_reboots: u32,
+    /// Last lines the VMM printed on stderr, for errors before any output.
+    pub vmm_stderr: &'a str,
+}
+
+pub fn judge(f: &Facts<'_>) -> Judgement {
+    let log = f.log;
+    let last = last_line(log);
+    if log.boots == 0 {
+        return match f.ending {
+            Ending::TimedOut { after } => Judgement::fail(format!(
+                "timed out after {} s before the guest printed KTAP; last console line: {last}",
+                after.as_secs()
+            )),
+            Ending::Exited {
+                code,
+                hint: ExitHint::VmmError,
+            } => Judgement {
+                verdict: Verdict::Error,
+                reason: format!(
+                    "the VMM exited with {} before the guest printed KTAP{}",
+                    status(*code),
+                    stderr_tail(f.vmm_stderr)
+                ),
+            },
+            Ending::Exited { code, .. } => Judgement::fail(format!(
+                "the VM ended ({}) before the guest printed KTAP; last console line: {last}",
+                status(*code)
+            )),
+        };
+    }
+    if let Some(crash) = &log.crash {
+        let running = failed_names(log);
+        let during = if running.is_empty() {
+            String::new()
+        } else {
+            format!(" during {running}")
+        };
+        return Judgement::fail(format!("guest crashed{during}: {crash}"));
+    }
+    let (code, hint) = match f.ending {
+        Ending::TimedOut { after } => {
+            let what = if log.done.is_some() {
+                "plan completed but the guest did not power off"
+            } else {
+                "guest hung"
+            };
+            return Judgement::fail(format!(
+                "{what}: timed out after {} s; last console line: {last}",
+                after.as_secs()
+            ));
+        }
+        Ending::Exited { code, hint } => (*code, *hint),
+    };
+    let failed = log.count(Outcome::Fail);
+    if failed > 0 {
+        let first = log.tests.iter().find(|t| t.result == Outcome::Fail);
+        let why = first
+            .filter(|t| !t.reason.is_empty())
+            .map_or(String::new(), |t| format!(" ({}: {})", t.name, t.reason));
+        return Judgement::fail(format!(
+            "{failed} test(s) failed: {}{why}",
+            failed_names(log)
+        ));
+    }
+    let Some(done) = &log.done else {
+        return Judgement::fail(format!(
+            "the guest stopped ({}) without the plan-complete marker; last console line: {last}",
+            status(code)
+        ));
+    };
+    let Some(counts) = done.counts else {
+        return Judgement::fail(format!("malformed plan-complete marker: {}", done.raw));
+    };
+    if counts != log.counts() {
+        let p = log.counts();
+        return Judgement::fail(format!(
+            "the guest counted pass={} fail={} skip={} but printed pass={} fail={} skip={}",
+            counts.pass, counts.fail, counts.skip, p.pass, p.fail, p.skip
+        ));
+    }
+    let expected_boots = f.planned_reboots as usize + 1;
+    if log.boots != expected_boots {
+        return Judgement::fail(format!(
+            "the guest booted {} time(s); the plan expects {expected_boots}",
+            log.boots
+        ));
+    }
+    match hint {
+        ExitHint::Success => Judgement {
+            verdict: Verdict::Pass,
+            reason: String::new(),
+        },
+        ExitHint::Failure => Judgement::fail(format!(
+            "KTAP reports no failure but the guest powered off with its failure status ({})",
+            status(code)
+        )),
+        ExitHint::VmmError | ExitHint::Unexpected => Judgement::fail(format!(
+            "the plan completed but the VMM exited with {}{}",
+            status(code),
+            stderr_tail(f.vmm_stderr)
+        )),
+    }
+}
+
+fn failed_names(log: &Log) -> String {
+    let names: Vec<&str> = log
+        .tests
+        .iter()
+        .filter(|t| t.result == Outcome::Fail)
+        .map(|t| t.name.as_str())
+        .collect();
+    names.join(", ")
+}
+
+fn last_line(log: &Log) -> String {
+    match &log.last_line {
+        Some(l) => format!("{:?}", l.trim()),
+        None => "(none)".into(),
+    }
+}
+
+fn status(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("exit status {c}"),
+        None => "no exit status (killed by a signal)".into(),
+    }
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(3)..];
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", tail.join(" / "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ktap::parse_all;
+
+    const GOOD: &str = include_str!("../tests/fixtures/x86_pvh_pass.ktap");
+    const OK: Ending = Ending::Exited {
+        code: Some(33),
+        hint: ExitHint::Success,
+    };
+
+    fn judge_text(text: &str, ending: &Ending) -> Judgement {
+        judge(&Facts {
+            log: &parse_all(text.as_bytes()),
+            ending,
+            planned_reboots: 0,
+            vmm_stderr: "",
+        })
+    }
+
+    #[test]
+    fn complete_run_passes() {
+        let j = judge_text(GOOD, &OK);
+        assert_eq!(
+            j,
+            Judgement {
+                verdict: Verdict::Pass,
+                reason: String::new()
+            }
+        );
+        assert_eq!(j.verdict.exit_code(), 0);
+    }
+
+    #[test]
+    fn missing_done_marker_fails() {
+        let text = GOOD.replace("# convtest-done: pass=11 fail=0 skip=6\n", "");
+        let j = judge_text(&text, &OK);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reason.contains("plan-complete marker"), "{}", j.reason);
+        assert!(
+            j.reason.contains("ok 6 conv"),
+            "names the last line: {}",
+            j.reason
+        );
+    }
+
+    #[test]
+    fn count_mismatch_fails() {
+        let j = judge_text(&GOOD.replace("pass=11", "pass=12"), &OK);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(
+            j.reason.contains("pass=12") && j.reason.contains("pass=11"),
+            "{}",
+            j.reason
+        );
+        let j = judge_text(&GOOD.replace("skip=6", "skip=six"), &OK);
+        assert!(j.reason.contains("malformed"), "{}", j.reason);
+    }
+
+    #[test]
+    fn failed_test_fails_with_its_reason() {
+        let text = GOOD
+            .replace(
+                "    ok 3 mem.random",
+                "    not ok 3 mem.random # mismatch at 0x2000",
+            )
+            .replace("pass=11 fail=0", "pass=10 fail=1");
+        let j = judge_text(
+            &text,
+            &Ending::Exited {
+                code: Some(35),
+                hint: ExitHint::Failure,
+            },
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(
+            j.reason,
+            "1 test(s) failed: mem.random (mem.random: mismatch at 0x2000)"
+        );
+    }
+
+    #[test]
+    fn crash_reason_is_the_crash_line() {
+        let text = "KTAP version 1\n1..1\n    # Subtest: inject\n    1..1\n\
+                    # convtest-crash: #PF vector 14 addr=0xdeadbeef000 pc=0x102030\n\
+                    \x20   not ok 1 inject.requested # crashed (see convtest-crash line)\n";
+        let j = judge_text(
+            text,
+            &Ending::Exited {
+                code: Some(35),
+                hint: ExitHint::Failure,
+            },
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(
+            j.reason,
+            "guest crashed during inject.requested: # convtest-crash: #PF vector 14 addr=0xdeadbeef000 pc=0x102030"
+        );
+    }
+
+    #[test]
+    fn timeout_names_seconds_and_last_line() {
+        let text = "KTAP version 1\n1..1\n    # Subtest: inject\n    # spinning forever on purpose (inject=hang)\n";
+        let j = judge_text(
+            text,
+            &Ending::TimedOut {
+                after: Duration::from_secs(15),
+            },
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reason.contains("timed out after 15 s"), "{}", j.reason);
+        assert!(
+            j.reason.contains("spinning forever on purpose"),
+            "{}",
+            j.reason
+        );
+        // Even a completed plan fails when the guest never powers off.
+        let j = judge_text(
+            GOOD,
+            &Ending::TimedOut {
+                after: Duration::from_secs(9),
+            },
+        );
+        assert!(
+            j.reason
+                .starts_with("plan completed but the guest did not power off"),
+            "{}",
+            j.reason
+        );
+    }
+
+    #[test]
+    fn no_ktap_at_all() {
+        let j = judge_text(
+            "SeaBIOS (version 1.16)\n",
+            &Ending::TimedOut {
+                after: Duration::from_secs(5),
+            },
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reason.contains("SeaBIOS"), "{}", j.reason);
+        let log = parse_all(b"");
+        let ending = Ending::Exited {
+            code: Some(1),
+            hint: ExitHint::VmmError,
+        };
+        let stderr = "qemu-system-x86_64: -M bogus: unsupported machine type\n";
+        let j = judge(&Facts {
+            log: &log,
+            ending: &ending,
+            planned_reboots: 0,
+            vmm_stderr: stderr,
+        });
+        assert_eq!(j.verdict, Verdict::Error);
+        assert!(
+            j.reason.contains("unsupported machine type"),
+            "{}",
+            j.reason
+        );
+        assert_eq!(j.verdict.exit_code(), 2);
+    }
+
+    #[test]
+    fn reset_before_ktap_is_a_guest_failure_not_an_error() {
+        let j = judge_text(
+            "SeaBIOS\n",
+            &Ending::Exited {
+                code: Some(0),
+                hint: ExitHint::Unexpected,
+            },
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(
+            j.reason.contains("exit status 0") && j.reason.contains("SeaBIOS"),
+            "{}",
+            j.reason
+        );
+    }
+
+    #[test]
+    fn exit_status_contradicting_ktap_fails() {
+        let j = judge_text(
+            GOOD,
+            &Ending::Exited {
+                code: Some(35),
+                hint: ExitHint::Failure,
+            },
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        let j = judge_text(
+            GOOD,
+            &Ending::Exited {
+                code: Some(1),
+                hint: ExitHint::Unexpected,
+            },
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(j.reason.contains("exit status 1"));
+    }
+
+    #[test]
+    fn unplanned_reboot_fails_planned_one_passes() {
+        let twice = GOOD.replace("# convtest-done: pass=11 fail=0 skip=6\n", "") + GOOD;
+        let twice = twice.replace("pass=11 fail=0 skip=6", "pass=22 fail=0 skip=12");
+        let log = parse_all(twice.as_bytes());
+        let j = judge(&Facts {
+            log: &log,
+            ending: &OK,
+            planned_reboots: 0,
+            vmm_stderr: "",
+        });
+        assert!(j.reason.contains("booted 2 time(s)"), "{}", j.reason);
+        let j = judge(&Facts {
+            log: &log,
+            ending: &OK,
+            planned_reboots: 1,
+            vmm_stderr: "",
+        });
+        assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
+    }
+
+    #[test]
+    fn recorded_aarch64_crash_console() {
+        // Raw serial output of the EL2 lane with inject=fault, recorded from QEMU.
+        let raw = include_bytes!("../tests/fixtures/aarch64_el2_crash.raw");
+        let log = parse_all(raw);
+        assert_eq!(log.header_value("mode"), Some("el1-from-el2"));
+        assert_eq!(log.count(Outcome::Pass), 3);
+        let ending = Ending::Exited {
+            code: Some(0),
+            hint: ExitHint::Success,
+        };
+        let j = judge(&Facts {
+            log: &log,
+            ending: &ending,
+            planned_reboots: 0,
+            vmm_stderr: "",
+        });
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(
+            j.reason.starts_with(
+                "guest crashed during inject.requested: # convtest-crash: EL1h sync exception"
+            ),
+            "{}",
+            j.reason
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Every test the guest knows, in run order. The guest numbers and filters
+//! by this list; `convtest list` prints it; KTAP, JSON and JUnit all use
+//! these names.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestDef {
+    /// `<suite>.<case>`
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Runs only when the plan explicitly asks for it (failure injection).
+    pub on_request: bool,
+}
+
+const fn t(name: &'static str, about: &'static str) -> TestDef {
+    TestDef {
+        name,
+        about,
+        on_request: false,
+    }
+}
+
+pub const TESTS: &[TestDef] = &[
+    t(
+        "boot.plan",
+        "the command line parses into a plan with no bad key",
+    ),
+    t(
+        "boot.ram_map",
+        "the boot RAM map is non-empty and no two ranges overlap",
+    ),
+    t(
+        "boot.kernel_in_ram",
+        "the loaded kernel image lies inside one RAM range",
+    ),
+    t(
+        "heap.stress",
+        "seeded alloc/free rounds; every live block keeps its fill pattern",
+    ),
+    t(
+        "heap.large",
+        "one allocation of half the heap is written, verified and freed",
+    ),
+    t(
+        "mem.walking_ones",
+        "walking-ones words over free RAM, written then verified",
+    ),
+    t(
+        "mem.address_in_address",
+        "each word holds its own address, written then verified",
+    ),
+    t(
+        "mem.random",
+        "seeded pseudo-random words over free RAM, written then verified",
+    ),
+    t(
+        "exc.trap_roundtrip",
+        "a deliberate #UD / BRK is caught and execution resumes",
+    ),
+    t(
+        "clock.monotonic",
+        "the cycle counter never goes backwards and does advance",
+    ),
+    t(
+        "clock.frequency",
+        "the platform states the counter frequency and it is plausible",
+    ),
+    t(
+        "conv.share_verify",
+        "share a page; the host sees the guest's pattern in the same page",
+    ),
+    t(
+        "conv.unshare_private",
+        "unshare a page; a canary written afterwards is invisible to the host",
+    ),
+    t(
+        "conv.content",
+        "what each conversion direction does to page content, stable over repeats",
+    ),
+    t(
+        "conv.rejects",
+        "the hypervisor rejects unaligned, empty and overflowing ranges",
+    ),
+    t(
+        "conv.sizes",
+        "1 page, 512 pages and a 2M-aligned range with the size hint",
+    ),
+    t(
+        "conv.flipflop",
+        "repeated share/unshare of one page with content checked each time",
+    ),
+    TestDef {
+        name: "inject.requested",
+        about: "with inject=fault|hang only: faults or hangs on purpose to test the runner's verdict",
+        on_request: true,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static TestDef> {
+    TESTS.iter().find(|t| t.name == name)
+}
+
+/// The suite part of a dotted name.
+pub fn suite_of(name: &str) -> &str {
+    name.split_once('.').map_or(name, |(s, _)| s)
+}
+
+impl TestDef {
+    /// Whether a plan with these globs runs this test; `on_request` tests
+    /// need `requested` too.
+    pub fn is_selected(&self, globs: &str, requested: bool) -> bool {
+        crate::glob::matches_any(globs, self.name) && (!self.on_request || requested)
+    }
+}
+
+/// Tests the plan selects, in catalog order.
+pub fn selected(globs: &str, requested: bool) -> impl Iterator<Item = &'static TestDef> + '_ {
+    TESTS
+        .iter()
+        .filter(move |t| t.is_selected(globs, requested))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::vec::Vec;
+
+    #[test]
+    fn names_are_unique_dotted_and_grouped() {
+        let mut seen = HashSet::new();
+        let mut suites: Vec<&str> = Vec::new();
+        for t in TESTS {
+            assert!(seen.insert(t.name), "duplicate {}", t.name);
+            let (suite, case) = t.name.split_once('.').expect("dotted");
+            assert!(!suite.is_empty() && !case.is_empty() && !case.contains('.'));
+            assert!(
+                t.name.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'.'
+                    || b == b'_')
+            );
+            if suites.last() != Some(&suite) {
+                assert!(!suites.contains(&suite), "suite {suite} split in catalog");
+                suites.push(suite);
+            }
+        }
+    }
+
+    #[test]
+    fn selection() {
+        let mem: Vec<_> = selected("mem.*", false).map(|t| t.name).collect();
+        assert_eq!(
+            mem,
+            ["mem.walking_ones", "mem.address_in_address", "mem.random"]
+        );
+        assert!(selected("*", false).all(|t| !t.on_request));
+        assert!(selected("*", true).any(|t| t.name == "inject.requested"));
+        assert_eq!(suite_of("conv.flipflop"), "conv");
+        assert!(find("heap.stress").is_some() && find("heap").is_none());
+    }
+}

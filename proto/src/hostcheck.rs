@@ -1,0 +1,180 @@
+//! The host-check channel (DESIGN.md §2): the guest asks the host to look at
+//! memory from its side and waits for one answer line.
+//!
+//! guest → host: `# convtest-req <id> <verb> <args…>`
+//! host → guest: `convtest-ack <id> ok|fail <detail…>`
+
+use crate::range::MemRange;
+use core::fmt;
+
+pub const REQ_PREFIX: &str = "# convtest-req ";
+pub const ACK_PREFIX: &str = "convtest-ack ";
+
+/// The word the guest writes at guest-physical `pa` for pattern `seed`; the
+/// host recomputes it to prove it sees the same page.
+pub const fn pattern_word(seed: u64, pa: u64) -> u64 {
+    crate::prng::mix(seed ^ pa)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Every 8-byte word of `range` holds `pattern_word(seed, pa)`.
+    Verify { range: MemRange, seed: u64 },
+    /// No host-visible guest memory contains the 8-byte `canary`.
+    Scan { canary: u64 },
+    /// The host cannot read `range` (it is private).
+    NoRead { range: MemRange },
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Verify { range, seed } => write!(
+                f,
+                "verify {:#x} {:#x} {:#x}",
+                range.start,
+                range.len(),
+                seed
+            ),
+            Request::Scan { canary } => write!(f, "scan {canary:#x}"),
+            Request::NoRead { range } => write!(f, "noread {:#x} {:#x}", range.start, range.len()),
+        }
+    }
+}
+
+fn hex(v: &str) -> Option<u64> {
+    u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
+}
+
+impl Request {
+    /// Parses `<verb> <args…>` (the part after the id).
+    pub fn parse(s: &str) -> Option<Request> {
+        let mut w = s.split_ascii_whitespace();
+        let req = match w.next()? {
+            "verify" => {
+                let (start, len, seed) = (hex(w.next()?)?, hex(w.next()?)?, hex(w.next()?)?);
+                Request::Verify {
+                    range: MemRange::new(start, start.checked_add(len)?),
+                    seed,
+                }
+            }
+            "scan" => Request::Scan {
+                canary: hex(w.next()?)?,
+            },
+            "noread" => {
+                let (start, len) = (hex(w.next()?)?, hex(w.next()?)?);
+                Request::NoRead {
+                    range: MemRange::new(start, start.checked_add(len)?),
+                }
+            }
+            _ => return None,
+        };
+        w.next().is_none().then_some(req)
+    }
+}
+
+/// A request line: `(id, request text)`, `None` if `line` is not one.
+pub fn split_request(line: &str) -> Option<(u32, &str)> {
+    let rest = line.trim_start().strip_prefix(REQ_PREFIX)?;
+    let (id, body) = rest.split_once(' ')?;
+    Some((id.parse().ok()?, body))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack<'a> {
+    pub id: u32,
+    pub ok: bool,
+    pub detail: &'a str,
+}
+
+impl fmt::Display for Ack<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = if self.ok { "ok" } else { "fail" };
+        write!(
+            f,
+            "{ACK_PREFIX}{} {status} {}",
+            self.id,
+            crate::ktap::OneLine(self.detail)
+        )
+    }
+}
+
+impl<'a> Ack<'a> {
+    pub fn parse(line: &'a str) -> Option<Ack<'a>> {
+        let rest = line.trim().strip_prefix(ACK_PREFIX)?;
+        let (id, rest) = rest.split_once(' ')?;
+        let (status, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+        let ok = match status {
+            "ok" => true,
+            "fail" => false,
+            _ => return None,
+        };
+        Some(Ack {
+            id: id.parse().ok()?,
+            ok,
+            detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::format;
+    use std::string::ToString;
+
+    #[test]
+    fn requests_roundtrip() {
+        for r in [
+            Request::Verify {
+                range: MemRange::from_len(0x10_0000, 0x1000),
+                seed: 7,
+            },
+            Request::Scan {
+                canary: 0xdead_beef,
+            },
+            Request::NoRead {
+                range: MemRange::from_len(0x20_0000, 0x2000),
+            },
+        ] {
+            let line = format!("{REQ_PREFIX}3 {r}");
+            let (id, body) = split_request(&line).unwrap();
+            assert_eq!(id, 3);
+            assert_eq!(Request::parse(body), Some(r));
+        }
+    }
+
+    #[test]
+    fn bad_requests() {
+        assert_eq!(Request::parse("verify 0x1000 0x10"), None);
+        assert_eq!(Request::parse("verify 0x1000 0x10 0x1 extra"), None);
+        assert_eq!(
+            Request::parse("noread 0xffffffffffffffff 0x10"),
+            None,
+            "overflowing range"
+        );
+        assert_eq!(Request::parse("dance"), None);
+        assert_eq!(split_request("# convtest-req x verify"), None);
+    }
+
+    #[test]
+    fn acks() {
+        let a = Ack {
+            id: 9,
+            ok: false,
+            detail: "word at 0x1000 differs\n",
+        };
+        let s = a.to_string();
+        assert_eq!(s, "convtest-ack 9 fail word at 0x1000 differs ");
+        assert_eq!(Ack::parse(&s).map(|a| (a.id, a.ok)), Some((9, false)));
+        assert_eq!(
+            Ack::parse("convtest-ack 1 ok"),
+            Some(Ack {
+                id: 1,
+                ok: true,
+                detail: ""
+            })
+        );
+        assert_eq!(Ack::parse("convtest-ack 1 maybe"), None);
+    }
+}

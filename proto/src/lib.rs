@@ -1,0 +1,23 @@
+//! The contract between the convtest guest and the `convtest` runner.
+//!
+//! Everything here is pure logic with no hardware access, so it builds for
+//! `*-unknown-none` (inside the guest) and for the host, where `cargo test`
+//! checks it. The runner uses the same catalog and plan encoder the guest
+//! decodes, so a test name or plan key cannot drift between the two sides.
+#![no_std]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod bench;
+pub mod catalog;
+pub mod glob;
+pub mod hostcheck;
+pub mod hv;
+pub mod ktap;
+pub mod map_gpa;
+pub mod plan;
+pub mod prng;
+pub mod range;
+pub mod tracker;

@@ -1,0 +1,282 @@
+//! The plan: what the runner asks the guest to do, carried on the kernel
+//! command line as `key=value` words (DESIGN.md §2).
+//!
+//! Unknown words are kept aside (a command line may carry other people's
+//! options) and named in the guest's header; a known key with a bad value is
+//! an error the guest reports as a failing `boot.plan` test.
+
+use core::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inject {
+    /// Touch an unmapped address mid-run: the exception path must end the run.
+    Fault,
+    /// Spin forever mid-run: the runner's timeout must end it.
+    Hang,
+}
+
+impl Inject {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Inject::Fault => "fault",
+            Inject::Hang => "hang",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan<'a> {
+    /// Comma-separated globs over catalog names.
+    pub tests: &'a str,
+    pub seed: u64,
+    /// Repetitions for stress-style tests (heap rounds, flip-flops).
+    pub iters: u32,
+    /// Bytes of free RAM the memory-pattern tests cover (0 = all free RAM).
+    pub mem_bytes: u64,
+    /// Which boot of a reboot series this is (0 = first).
+    pub boot: u32,
+    pub reboots: u32,
+    pub host: bool,
+    pub bench: bool,
+    pub inject: Option<Inject>,
+}
+
+pub const DEFAULT_SEED: u64 = 0x5eed;
+pub const DEFAULT_ITERS: u32 = 1000;
+pub const DEFAULT_MEM_BYTES: u64 = 16 << 20;
+
+impl Default for Plan<'_> {
+    fn default() -> Self {
+        Plan {
+            tests: "*",
+            seed: DEFAULT_SEED,
+            iters: DEFAULT_ITERS,
+            mem_bytes: DEFAULT_MEM_BYTES,
+            boot: 0,
+            reboots: 0,
+            host: false,
+            bench: true,
+            inject: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanError<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for PlanError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "plan key {}={:?}: expected {}",
+            self.key, self.value, self.expected
+        )
+    }
+}
+
+/// Outcome of parsing a command line: the plan, the first bad key (if any;
+/// its default stays in force) and how many words were not ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    pub plan: Plan<'a>,
+    pub error: Option<PlanError<'a>>,
+    pub foreign_words: usize,
+}
+
+impl<'a> Plan<'a> {
+    pub fn parse(cmdline: &'a str) -> Parsed<'a> {
+        let mut plan = Plan::default();
+        let mut error = None;
+        let mut foreign_words = 0;
+        for word in cmdline.split_ascii_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                foreign_words += 1;
+                continue;
+            };
+            let res = match key {
+                "tests" => {
+                    plan.tests = value;
+                    Ok(())
+                }
+                "seed" => parse_u64(value)
+                    .map(|v| plan.seed = v)
+                    .ok_or("an integer (decimal or 0x-hex)"),
+                "iters" => parse_u32(value)
+                    .map(|v| plan.iters = v)
+                    .ok_or("an integer below 2^32"),
+                "mem" => parse_size(value)
+                    .map(|v| plan.mem_bytes = v)
+                    .ok_or("a size like 16M, 4096 or 0 (all)"),
+                "boot" => parse_u32(value)
+                    .map(|v| plan.boot = v)
+                    .ok_or("an integer below 2^32"),
+                "reboots" => parse_u32(value)
+                    .map(|v| plan.reboots = v)
+                    .ok_or("an integer below 2^32"),
+                "host" => parse_switch(value)
+                    .map(|v| plan.host = v)
+                    .ok_or("on or off"),
+                "bench" => parse_switch(value)
+                    .map(|v| plan.bench = v)
+                    .ok_or("on or off"),
+                "inject" => parse_inject(value)
+                    .map(|v| plan.inject = v)
+                    .ok_or("fault, hang or none"),
+                _ => {
+                    foreign_words += 1;
+                    Ok(())
+                }
+            };
+            if let Err(expected) = res {
+                error.get_or_insert(PlanError {
+                    key,
+                    value,
+                    expected,
+                });
+            }
+        }
+        Parsed {
+            plan,
+            error,
+            foreign_words,
+        }
+    }
+}
+
+/// The command-line form the guest parses back into the same plan.
+impl fmt::Display for Plan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let onoff = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "tests={} seed={:#x} iters={} mem={} boot={} reboots={} host={} bench={}",
+            self.tests,
+            self.seed,
+            self.iters,
+            self.mem_bytes,
+            self.boot,
+            self.reboots,
+            onoff(self.host),
+            onoff(self.bench)
+        )?;
+        if let Some(i) = self.inject {
+            write!(f, " inject={}", i.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_u64(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+fn parse_u32(v: &str) -> Option<u32> {
+    parse_u64(v).and_then(|x| u32::try_from(x).ok())
+}
+
+fn parse_inject(v: &str) -> Option<Option<Inject>> {
+    match v {
+        "fault" => Some(Some(Inject::Fault)),
+        "hang" => Some(Some(Inject::Hang)),
+        "none" => Some(None),
+        _ => None,
+    }
+}
+
+fn parse_switch(v: &str) -> Option<bool> {
+    match v {
+        "on" | "1" | "yes" | "true" => Some(true),
+        "off" | "0" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `4096`, `64K`, `16M`, `1G` (binary units).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let (digits, shift) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 20),
+        b'g' | b'G' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    parse_u64(digits)?.checked_mul(1u64 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn empty_cmdline_is_default_plan() {
+        let p = Plan::parse("");
+        assert_eq!(p.plan, Plan::default());
+        assert_eq!(p.error, None);
+    }
+
+    #[test]
+    fn all_keys() {
+        let p = Plan::parse(
+            "console=ttyS0 tests=mem.*,heap.* seed=0x2a iters=7 mem=1M boot=1 reboots=3 host=on bench=off inject=hang quiet",
+        );
+        assert_eq!(p.error, None);
+        assert_eq!(p.foreign_words, 2);
+        let q = p.plan;
+        assert_eq!(
+            (q.tests, q.seed, q.iters, q.mem_bytes),
+            ("mem.*,heap.*", 42, 7, 1 << 20)
+        );
+        assert_eq!(
+            (q.boot, q.reboots, q.host, q.bench, q.inject),
+            (1, 3, true, false, Some(Inject::Hang))
+        );
+    }
+
+    #[test]
+    fn bad_value_is_reported_and_default_kept() {
+        let p = Plan::parse("seed=banana iters=5 host=maybe");
+        assert_eq!(p.plan.seed, DEFAULT_SEED);
+        assert_eq!(p.plan.iters, 5);
+        let e = p.error.unwrap();
+        assert_eq!((e.key, e.value), ("seed", "banana"));
+        assert!(e.to_string().contains("integer"));
+    }
+
+    #[test]
+    fn overflow_is_an_error() {
+        assert!(Plan::parse("iters=4294967296").error.is_some());
+        assert!(Plan::parse("mem=99999999999999999G").error.is_some());
+    }
+
+    #[test]
+    fn encode_roundtrips() {
+        let plan = Plan {
+            tests: "boot.*",
+            seed: 99,
+            inject: Some(Inject::Fault),
+            host: true,
+            ..Plan::default()
+        };
+        let line = plan.to_string();
+        let back = Plan::parse(&line);
+        assert_eq!(back.error, None);
+        assert_eq!(back.foreign_words, 0);
+        assert_eq!(back.plan, plan);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("64K"), Some(65536));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("K"), None);
+        assert_eq!(parse_size(""), None);
+    }
+}

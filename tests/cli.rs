@@ -1,0 +1,122 @@
+//! The `convtest` command line without booting anything: list, help,
+//! argument errors and a missing QEMU (all must answer in well under a second).
+
+use convtest_proto::catalog::TESTS;
+use std::process::{Command, Output};
+
+fn convtest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args(args)
+        .output()
+        .expect("convtest runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn list_prints_every_catalog_test() {
+    let out = convtest(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    for t in TESTS {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(t.name));
+        let line = line.unwrap_or_else(|| panic!("{} missing from:\n{stdout}", t.name));
+        assert!(line.contains(t.about), "{line}");
+        assert_eq!(line.contains("[on request"), t.on_request, "{line}");
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    for args in [
+        &["run", "--arch", "riscv64"][..],
+        &["run", "--boot", "floppy"],
+        &["run", "--timeout", "soon"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let out = convtest(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn impossible_combinations_exit_2_with_a_reason() {
+    for (args, says) in [
+        (
+            &["run", "--arch", "aarch64", "--boot", "uefi"][..],
+            "--boot uefi",
+        ),
+        (
+            &["run", "--boot", "bios", "--machine", "microvm"],
+            "microvm",
+        ),
+        (&["run", "--tests", "nosuch.*"], "convtest list"),
+    ] {
+        let out = convtest(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_teaches_lanes_examples_and_exit_codes() {
+    let out = convtest(&["run", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for needle in [
+        "virt-el2",
+        "--boot uefi",
+        "Examples:",
+        "--inject",
+        "--timeout",
+        "--json",
+    ] {
+        assert!(help.contains(needle), "run --help lacks {needle}:\n{help}");
+    }
+    let top = text(&convtest(&["--help"]).stdout);
+    assert!(
+        top.contains("Exit status") && top.contains("convtest list"),
+        "{top}"
+    );
+}
+
+#[test]
+fn missing_qemu_exits_2_naming_the_install_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("r.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args(["run", "--arch", "aarch64", "--json"])
+        .arg(&json)
+        .env("PATH", dir.path()) // an empty PATH: no qemu-system-*
+        .output()
+        .expect("convtest runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("qemu-system-aarch64 not found"), "{stderr}");
+    assert!(
+        stderr
+            .contains("apt-get install -t bookworm-backports qemu-system-x86 qemu-system-arm ovmf"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".ci/run"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written even on error"))
+            .expect("JSON");
+    assert_eq!(report["verdict"], "error");
+    assert!(
+        report["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not found"))
+    );
+}
