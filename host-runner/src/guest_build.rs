@@ -192,6 +192,12 @@ fn objcopy_binary(workspace: &Path, elf: &Path, out: &Path) -> Result<(), Error>
             out.as_os_str(),
         ],
     );
+    captured(cmd, call).map(drop)
+}
+
+/// Runs `cmd` to completion with its output captured; a non-zero exit is an
+/// error carrying the call, the code and what it printed on stderr.
+fn captured(mut cmd: Command, call: String) -> Result<std::process::Output, Error> {
     let output = cmd.output().map_err(|source| Error::Spawn {
         call: call.clone(),
         source,
@@ -203,7 +209,7 @@ fn objcopy_binary(workspace: &Path, elf: &Path, out: &Path) -> Result<(), Error>
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         });
     }
-    Ok(())
+    Ok(output)
 }
 
 /// The toolchain's own llvm-objcopy (component llvm-tools), found through
@@ -236,21 +242,9 @@ fn env_host_fallback() -> &'static str {
 
 fn rustc_output(workspace: &Path, args: &[&str]) -> Result<String, Error> {
     let call = shell_line("rustc", args.iter().copied());
-    let out = Command::new("rustc")
-        .args(args)
-        .current_dir(workspace)
-        .output()
-        .map_err(|source| Error::Spawn {
-            call: call.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            call,
-            code: out.status.code(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        });
-    }
+    let mut cmd = Command::new("rustc");
+    cmd.args(args).current_dir(workspace);
+    let out = captured(cmd, call)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

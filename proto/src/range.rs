@@ -43,6 +43,11 @@ impl MemRange {
         self.start < other.end && other.start < self.end
     }
 
+    /// The smallest range with ends on multiples of `align` that covers this one.
+    pub fn align_outward(&self, align: u64) -> MemRange {
+        MemRange::new(align_down(self.start, align), align_up(self.end, align))
+    }
+
     /// The largest sub-range whose ends are multiples of `align` (a power of two).
     pub fn align_inward(&self, align: u64) -> MemRange {
         let start = align_up(self.start, align);
@@ -195,6 +200,27 @@ impl RangeList {
         Ok(())
     }
 
+    /// Adds `r`, absorbing every range it overlaps or touches, so a list
+    /// built only through this stays sorted and disjoint. Empty `r` is a no-op.
+    pub fn insert_merged(&mut self, r: MemRange) -> Result<(), RangeError> {
+        if r.is_empty() {
+            return Ok(());
+        }
+        let mut merged = r;
+        let mut rest = RangeList::new();
+        for x in self.iter() {
+            if x.start <= merged.end && merged.start <= x.end {
+                merged = MemRange::new(merged.start.min(x.start), merged.end.max(x.end));
+            } else {
+                rest.push(*x)?;
+            }
+        }
+        rest.push(merged)?;
+        rest.sort();
+        *self = rest;
+        Ok(())
+    }
+
     /// The largest range, if any.
     pub fn largest(&self) -> Option<MemRange> {
         self.iter().copied().max_by_key(MemRange::len)
@@ -275,6 +301,34 @@ mod tests {
         }
         assert_eq!(l.push(MemRange::new(0, 1)), Err(RangeError::Full));
         assert_eq!(l.total(), 5 * RANGE_CAPACITY as u64);
+    }
+
+    #[test]
+    fn insert_merged_joins_overlapping_and_touching() {
+        let mut l = RangeList::new();
+        l.insert_merged(MemRange::new(100, 200)).unwrap();
+        l.insert_merged(MemRange::new(0, 50)).unwrap();
+        l.insert_merged(MemRange::new(300, 400)).unwrap();
+        l.insert_merged(MemRange::new(5, 5)).unwrap();
+        assert_eq!(
+            l.as_slice(),
+            &[
+                MemRange::new(0, 50),
+                MemRange::new(100, 200),
+                MemRange::new(300, 400)
+            ]
+        );
+        l.insert_merged(MemRange::new(200, 300)).unwrap(); // touches both neighbours
+        assert_eq!(
+            l.as_slice(),
+            &[MemRange::new(0, 50), MemRange::new(100, 400)]
+        );
+        l.insert_merged(MemRange::new(40, 120)).unwrap();
+        assert_eq!(l.as_slice(), &[MemRange::new(0, 400)]);
+        assert_eq!(
+            MemRange::new(0x1001, 0x1fff).align_outward(0x1000),
+            MemRange::new(0x1000, 0x2000)
+        );
     }
 
     #[test]

@@ -128,21 +128,7 @@ pub fn conduit(fdt: &Fdt<'static>) -> Conduit {
 /// Adds `r` (rounded out to whole pages) to `list`, absorbing every range it
 /// overlaps or touches, so the list stays disjoint.
 pub fn add_merged(list: &mut RangeList, r: MemRange) -> Result<(), RangeError> {
-    let mut merged = MemRange::new(align_down(r.start, PAGE), align_up(r.end, PAGE));
-    if merged.is_empty() {
-        return Ok(());
-    }
-    let mut out = RangeList::new();
-    for x in list.iter() {
-        if x.start <= merged.end && merged.start <= x.end {
-            merged = MemRange::new(merged.start.min(x.start), merged.end.max(x.end));
-        } else {
-            out.push(*x)?;
-        }
-    }
-    out.push(merged)?;
-    *list = out;
-    Ok(())
+    list.insert_merged(r.align_outward(PAGE))
 }
 
 fn uart_of(node: FdtNode<'_, 'static>) -> Option<Uart> {

@@ -3,7 +3,6 @@
 //! mapped the kernel (PIE, relocated) and, as configured here, all physical
 //! memory at a dynamic offset. The plan arrives as the ramdisk file.
 
-use super::ranges::merge_in;
 use crate::boot::BootInfo;
 use crate::report;
 use bootloader_api::config::Mapping;
@@ -54,10 +53,10 @@ fn boot_info(
     for r in regions.iter() {
         let range = MemRange::new(r.start, r.end);
         match r.kind {
-            MemoryRegionKind::Usable => merge_in(&mut ram, range)?,
+            MemoryRegionKind::Usable => ram.insert_merged(range)?,
             MemoryRegionKind::Bootloader => {
-                merge_in(&mut ram, range)?;
-                merge_in(&mut reserved, range)?;
+                ram.insert_merged(range)?;
+                reserved.insert_merged(range)?;
             }
             _ => {}
         }
@@ -66,7 +65,7 @@ fn boot_info(
         align_down(info.kernel_addr, 4096),
         align_up(info.kernel_addr.saturating_add(info.kernel_len), 4096),
     );
-    merge_in(&mut reserved, kernel)?;
+    reserved.insert_merged(kernel)?;
     let uefi = regions
         .iter()
         .any(|r| matches!(r.kind, MemoryRegionKind::UnknownUefi(_)));

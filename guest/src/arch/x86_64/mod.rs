@@ -11,7 +11,6 @@ mod idt;
 mod paging;
 mod power;
 mod probe;
-mod ranges;
 mod serial;
 mod trap;
 

@@ -2,7 +2,6 @@
 //! [`BootInfo`]: RAM from the memory map, the plan from the command line,
 //! and everything the loader placed in RAM marked reserved.
 
-use super::ranges::merge_in;
 use crate::boot::BootInfo;
 use convtest_proto::range::{MemRange, RangeError, RangeList, align_down, align_up};
 use core::fmt;
@@ -161,7 +160,7 @@ pub fn boot_info(start_info: u64, kernel: MemRange, limit: u64) -> Result<BootIn
             unsafe { read_phys(si.memmap_paddr + i * size_of::<MemmapEntry>() as u64) };
         let r = MemRange::from_len(e.addr, e.size);
         if e.kind == E820_RAM && r.start < limit {
-            merge_in(&mut ram, MemRange::new(r.start, r.end.min(limit)))?;
+            ram.insert_merged(MemRange::new(r.start, r.end.min(limit)))?;
         }
     }
     if ram.is_empty() {
@@ -173,33 +172,27 @@ pub fn boot_info(start_info: u64, kernel: MemRange, limit: u64) -> Result<BootIn
     let (cmdline, cmdline_bytes) = read_cmdline(si.cmdline_paddr)?;
 
     let mut reserved = RangeList::new();
-    merge_in(&mut reserved, LOW_MEMORY)?;
-    merge_in(&mut reserved, pages(kernel.start, kernel.len()))?;
-    merge_in(
-        &mut reserved,
-        pages(start_info, size_of::<StartInfo>() as u64),
-    )?;
-    merge_in(
-        &mut reserved,
-        pages(
-            si.memmap_paddr,
-            u64::from(si.memmap_entries) * size_of::<MemmapEntry>() as u64,
-        ),
-    )?;
+    reserved.insert_merged(LOW_MEMORY)?;
+    reserved.insert_merged(pages(kernel.start, kernel.len()))?;
+    reserved.insert_merged(pages(start_info, size_of::<StartInfo>() as u64))?;
+    reserved.insert_merged(pages(
+        si.memmap_paddr,
+        u64::from(si.memmap_entries) * size_of::<MemmapEntry>() as u64,
+    ))?;
     if si.cmdline_paddr != 0 {
-        merge_in(&mut reserved, pages(si.cmdline_paddr, cmdline_bytes))?;
+        reserved.insert_merged(pages(si.cmdline_paddr, cmdline_bytes))?;
     }
     if si.nr_modules != 0 && si.modlist_paddr != 0 {
         let modlist = pages(
             si.modlist_paddr,
             u64::from(si.nr_modules) * size_of::<ModlistEntry>() as u64,
         );
-        merge_in(&mut reserved, modlist)?;
+        reserved.insert_merged(modlist)?;
         for i in 0..u64::from(si.nr_modules) {
             // SAFETY: nr_modules entries at modlist_paddr, per the loader.
             let m: ModlistEntry =
                 unsafe { read_phys(si.modlist_paddr + i * size_of::<ModlistEntry>() as u64) };
-            merge_in(&mut reserved, pages(m.paddr, m.size))?;
+            reserved.insert_merged(pages(m.paddr, m.size))?;
         }
     }
 
