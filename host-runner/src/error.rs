@@ -5,13 +5,13 @@ use std::io;
 use std::path::PathBuf;
 use thiserror::Error;
 
-/// The install line for QEMU 10 and OVMF on Debian 12.
-pub const APT_INSTALL: &str =
-    "apt-get install -t bookworm-backports qemu-system-x86 qemu-system-arm ovmf";
-
-const APT_NOTE: &str = "bookworm's own QEMU 7.2 conflicts with qemu-utils 10, and the system's apt \
-sources must not gain backports: scripts/install-deps.sh (which .ci/run calls) installs them \
-through a private sources list and state directory";
+/// How to get QEMU 10 and OVMF on Debian 12: the script reads
+/// bookworm-backports through a private apt sources list (bookworm's own
+/// QEMU 7.2 conflicts with qemu-utils 10, and the system's sources must not
+/// gain a suite). `.ci/run` calls the same script.
+pub const INSTALL_HINT: &str = "run `sudo scripts/install-deps.sh` in the convtest checkout \
+(installs qemu-system-x86, qemu-system-arm and ovmf 10.x from bookworm-backports through a \
+private apt sources list; .ci/run does the same)";
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -32,12 +32,10 @@ pub enum Error {
         stderr: String,
     },
 
-    #[error(
-        "{binary} not found on PATH. Install QEMU 10 and OVMF: `{APT_INSTALL}` ({APT_NOTE}); or run `sudo scripts/install-deps.sh`"
-    )]
+    #[error("{binary} not found on PATH. To install QEMU 10 and OVMF, {INSTALL_HINT}")]
     QemuMissing { binary: String },
 
-    #[error("OVMF firmware {} not found. Install it: `{APT_INSTALL}` ({APT_NOTE}); or run `sudo scripts/install-deps.sh`", .path.display())]
+    #[error("OVMF firmware {} not found. To install it, {INSTALL_HINT}", .path.display())]
     OvmfMissing { path: PathBuf },
 
     #[error("llvm-objcopy not found at {}: the toolchain in rust-toolchain.toml lists the llvm-tools component; `rustup component add llvm-tools` adds it", .path.display())]
@@ -127,7 +125,7 @@ mod tests {
         }
         .to_string();
         assert!(
-            msg.contains(APT_INSTALL)
+            msg.contains("scripts/install-deps.sh")
                 && msg.contains(".ci/run")
                 && msg.contains("qemu-system-aarch64")
         );
