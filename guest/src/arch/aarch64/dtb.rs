@@ -9,7 +9,7 @@
 
 use super::uart::{Kind, Uart};
 use convtest_proto::hv::Conduit;
-use convtest_proto::range::{MemRange, RangeError, RangeList, align_down, align_up};
+use convtest_proto::range::{MemRange, RangeError, RangeList};
 use core::fmt;
 use fdt::Fdt;
 use fdt::node::FdtNode;
@@ -77,7 +77,7 @@ pub fn parse(fdt: &Fdt<'static>, dtb_addr: u64) -> Result<Platform, DtbError> {
         for r in node.reg().into_iter().flatten() {
             let start = r.starting_address as u64;
             let end = start.saturating_add(r.size.unwrap_or(0) as u64);
-            let page_aligned = MemRange::new(align_up(start, PAGE), align_down(end, PAGE));
+            let page_aligned = MemRange::new(start, end).align_inward(PAGE);
             if !page_aligned.is_empty() {
                 ram.push(page_aligned)
                     .map_err(|e| DtbError::Ranges("RAM", e))?;

@@ -8,7 +8,7 @@ use crate::report;
 use bootloader_api::config::Mapping;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use bootloader_api::{BootloaderConfig, entry_point};
-use convtest_proto::range::{MemRange, RangeError, RangeList, align_down, align_up};
+use convtest_proto::range::{MemRange, RangeError, RangeList};
 use spin::Once;
 
 pub static CONFIG: BootloaderConfig = {
@@ -61,10 +61,7 @@ fn boot_info(
             _ => {}
         }
     }
-    let kernel = MemRange::new(
-        align_down(info.kernel_addr, 4096),
-        align_up(info.kernel_addr.saturating_add(info.kernel_len), 4096),
-    );
+    let kernel = MemRange::from_len(info.kernel_addr, info.kernel_len).align_outward(4096);
     reserved.insert_merged(kernel)?;
     let uefi = regions
         .iter()

@@ -3,7 +3,7 @@
 //! and everything the loader placed in RAM marked reserved.
 
 use crate::boot::BootInfo;
-use convtest_proto::range::{MemRange, RangeError, RangeList, align_down, align_up};
+use convtest_proto::range::{MemRange, RangeError, RangeList};
 use core::fmt;
 
 const MAGIC: u32 = 0x336e_c578;
@@ -127,10 +127,7 @@ unsafe fn read_phys<T: Copy>(pa: u64) -> T {
 
 /// Whole pages around `[start, start + len)`.
 fn pages(start: u64, len: u64) -> MemRange {
-    MemRange::new(
-        align_down(start, 4096),
-        align_up(start.saturating_add(len), 4096),
-    )
+    MemRange::from_len(start, len).align_outward(4096)
 }
 
 pub fn boot_info(start_info: u64, kernel: MemRange, limit: u64) -> Result<BootInfo, PvhError> {
