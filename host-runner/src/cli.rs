@@ -56,6 +56,82 @@ pub enum Command {
     Run(RunArgs),
     /// Print every test the guest knows with what it checks.
     List,
+    /// Internal: convtest's own KVM VMM, one guest, console on stdout. The
+    /// `vmm` and `nested` backends start this; run it by hand to debug a VMM
+    /// on a KVM host.
+    #[command(hide = true)]
+    Vmm(VmmArgs),
+}
+
+/// What the own VMM needs, shared by `run --backend vmm|nested` and the
+/// hidden `vmm` subcommand.
+#[derive(Clone, Debug, Args)]
+pub struct VmmOptions {
+    /// What a conversion does to the page's bytes where the memory mode lets
+    /// the VMM choose: zero (punch the hole / clear) or preserve (keep).
+    /// [default: preserve for emulated-private memory, zero for sw-protected,
+    /// where private and shared are different pages]
+    #[arg(long, value_enum)]
+    pub content: Option<ContentArg>,
+
+    /// x86 VMM memory: sw-protected = guest_memfd + KVM_SET_MEMORY_ATTRIBUTES
+    /// (needs KVM_X86_SW_PROTECTED_VM), emulated-private = default VM whose
+    /// VMM tracks private pages and refuses to touch them. auto takes
+    /// sw-protected when the host offers it.
+    #[arg(long, value_enum, default_value_t = VmmMemoryArg::Auto)]
+    pub vmm_memory: VmmMemoryArg,
+
+    /// arm64 VM type: protected (KVM_VM_TYPE_ARM_PROTECTED, pKVM) or
+    /// normal; auto takes protected when the host runs pKVM.
+    #[arg(long, value_enum, default_value_t = VmTypeArg::Auto)]
+    pub vm_type: VmTypeArg,
+}
+
+#[derive(Debug, Args)]
+pub struct VmmArgs {
+    /// Guest architecture [default: this machine's].
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+
+    /// The guest: x86_64 PVH ELF, or arm64 Image.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+
+    /// The guest's command line (the plan).
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MiB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=3072))]
+    pub memory: u32,
+
+    /// A single KVM_RUN that lasts this long is a hang: the vCPU is kicked,
+    /// the hang reported, and the VMM exits with failure.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub run_watchdog: u64,
+
+    #[command(flatten)]
+    pub vmm: VmmOptions,
+}
+
+/// The L1 (nested) host: kernel, modules and KVM flavour.
+#[derive(Clone, Debug, Default, Args)]
+pub struct L1Options {
+    /// L1 kernel for --backend nested (x86_64: bzImage, aarch64: Image)
+    /// [default: Debian's 7.3.4+deb13 kernel, downloaded once into the cache].
+    #[arg(long, value_name = "PATH")]
+    pub l1_kernel: Option<PathBuf>,
+
+    /// Directory holding kvm modules (*.ko or *.ko.xz) for the L1 kernel
+    /// given with --l1-kernel [default: from the same Debian packages].
+    #[arg(long, value_name = "DIR", requires = "l1_kernel")]
+    pub l1_modules: Option<PathBuf>,
+
+    /// x86_64: load a kvm.ko rebuilt from Debian's linux-source with
+    /// KVM_SW_PROTECTED_VM=y (built once, ~3 min, then cached), so the VMM
+    /// runs the guest in real private memory.
+    #[arg(long)]
+    pub l1_swprot: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +211,12 @@ pub struct RunArgs {
     /// Print only the verdict line (and errors).
     #[arg(long, short)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub vmm: VmmOptions,
+
+    #[command(flatten)]
+    pub l1: L1Options,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -172,14 +254,76 @@ impl Arch {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
-    /// QEMU (system emulation; TCG or KVM).
+    /// QEMU (system emulation; TCG or KVM). No conversion ABI: conv.* SKIP.
     Qemu,
+    /// convtest's own KVM VMM on this host's /dev/kvm: serves MAP_GPA_RANGE
+    /// (x86) or runs a pKVM protected VM (arm64), answers host checks.
+    Vmm,
+    /// QEMU TCG running a Linux L1 (Debian kernel, real KVM / pKVM) that
+    /// runs convtest's VMM: for hosts without usable KVM.
+    Nested,
 }
 
 impl BackendKind {
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Qemu => "qemu",
+            BackendKind::Vmm => "vmm",
+            BackendKind::Nested => "nested",
+        }
+    }
+
+    /// Backends whose VMM is convtest's own, which answers host checks.
+    pub fn has_own_vmm(self) -> bool {
+        matches!(self, BackendKind::Vmm | BackendKind::Nested)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ContentArg {
+    Zero,
+    Preserve,
+}
+
+impl ContentArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentArg::Zero => "zero",
+            ContentArg::Preserve => "preserve",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VmmMemoryArg {
+    Auto,
+    SwProtected,
+    EmulatedPrivate,
+}
+
+impl VmmMemoryArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmmMemoryArg::Auto => "auto",
+            VmmMemoryArg::SwProtected => "sw-protected",
+            VmmMemoryArg::EmulatedPrivate => "emulated-private",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VmTypeArg {
+    Auto,
+    Protected,
+    Normal,
+}
+
+impl VmTypeArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmTypeArg::Auto => "auto",
+            VmTypeArg::Protected => "protected",
+            VmTypeArg::Normal => "normal",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! and the plan string the guest receives.
 
 use crate::accel::{self, Host};
-use crate::cli::{Arch, BackendKind, Boot, InjectArg, Machine, RunArgs};
+use crate::cli::{Arch, BackendKind, Boot, InjectArg, L1Options, Machine, RunArgs, VmmOptions};
 use crate::error::Error;
 use convtest_proto::catalog;
 use convtest_proto::plan::{DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};
@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub kernel: Option<PathBuf>,
     pub workspace: PathBuf,
     pub quiet: bool,
+    pub vmm: VmmOptions,
+    pub l1: L1Options,
 }
 
 /// The workspace this runner was built in (the crate's parent directory).
@@ -85,12 +87,36 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             )));
         }
     };
-    let accel = accel::choose(args.accel, arch, host)?;
+    check_backend(args, arch, boot)?;
+    let accel = match args.backend {
+        BackendKind::Qemu => accel::choose(args.accel, arch, host)?,
+        _ if args.accel != crate::cli::AccelArg::Auto => {
+            return Err(Error::Usage(format!(
+                "--accel picks QEMU's accelerator; --backend {} always uses {}",
+                args.backend.as_str(),
+                if args.backend == BackendKind::Vmm {
+                    "/dev/kvm"
+                } else {
+                    "TCG for L1 and KVM inside it"
+                }
+            )));
+        }
+        BackendKind::Vmm => accel::Choice {
+            accel: accel::Accel::Kvm,
+            why: "convtest's own VMM on /dev/kvm".into(),
+        },
+        BackendKind::Nested => accel::Choice {
+            accel: accel::Accel::Tcg,
+            why: "L1 under QEMU TCG, guest under the L1's KVM".into(),
+        },
+    };
     let tests = test_globs(&args.tests, args.inject.is_some())?;
     let plan = Plan {
         tests: &tests,
         seed: args.seed.unwrap_or(DEFAULT_SEED),
         iters: args.iters.unwrap_or(DEFAULT_ITERS),
+        // convtest's own VMM answers host checks; QEMU cannot.
+        host: args.backend.has_own_vmm(),
         inject: args.inject.map(|i| match i {
             InjectArg::Fault => Inject::Fault,
             InjectArg::Hang => Inject::Hang,
@@ -113,7 +139,53 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         kernel: args.kernel.clone(),
         workspace: args.workspace.clone().unwrap_or_else(default_workspace),
         quiet: args.quiet,
+        vmm: args.vmm.clone(),
+        l1: args.l1.clone(),
     })
+}
+
+/// Options that only one backend understands are errors elsewhere, so a
+/// typo'd lane never silently runs a different one.
+fn check_backend(args: &RunArgs, arch: Arch, boot: Boot) -> Result<(), Error> {
+    let own_vmm = args.backend.has_own_vmm();
+    if own_vmm && boot.is_disk_image() {
+        return Err(Error::Usage(format!(
+            "--backend {} boots the kernel directly; use --boot pvh (x86_64) or image (aarch64), not {}",
+            args.backend.as_str(),
+            boot.as_str()
+        )));
+    }
+    if !own_vmm
+        && (args.vmm.content.is_some()
+            || args.vmm.vmm_memory != crate::cli::VmmMemoryArg::Auto
+            || args.vmm.vm_type != crate::cli::VmTypeArg::Auto)
+    {
+        return Err(Error::Usage(
+            "--content, --vmm-memory and --vm-type configure convtest's own VMM: add --backend vmm or --backend nested".into(),
+        ));
+    }
+    let l1 = &args.l1;
+    if args.backend != BackendKind::Nested && (l1.l1_kernel.is_some() || l1.l1_swprot) {
+        return Err(Error::Usage(
+            "--l1-kernel, --l1-modules and --l1-swprot describe the nested L1: add --backend nested".into(),
+        ));
+    }
+    if l1.l1_swprot && arch != Arch::X86_64 {
+        return Err(Error::Usage(
+            "--l1-swprot rebuilds x86 kvm.ko with KVM_SW_PROTECTED_VM; arm64 protection comes from pKVM (--vm-type)".into(),
+        ));
+    }
+    if args.vmm.vm_type != crate::cli::VmTypeArg::Auto && arch != Arch::Aarch64 {
+        return Err(Error::Usage(
+            "--vm-type chooses an arm64 VM type; x86 memory is chosen with --vmm-memory".into(),
+        ));
+    }
+    if args.vmm.vmm_memory != crate::cli::VmmMemoryArg::Auto && arch != Arch::X86_64 {
+        return Err(Error::Usage(
+            "--vmm-memory chooses the x86 VMM memory; arm64 uses --vm-type".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The `tests=` value: must select something (a typo would otherwise pass

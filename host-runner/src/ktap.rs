@@ -90,6 +90,10 @@ pub enum Event {
     Bench(Bench),
 }
 
+/// Fact lines of convtest's own VMM and of the nested L1 (see vmm/facts.rs).
+pub const VMM_PREFIX: &str = "# convtest-vmm: ";
+pub const L1_PREFIX: &str = "# convtest-l1: ";
+
 /// Everything read so far; complete once [`Parser::finish`] ran.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Log {
@@ -106,6 +110,11 @@ pub struct Log {
     pub bench: Vec<Bench>,
     /// Clean lines from the first `KTAP version 1` on (the `--ktap` file).
     pub ktap_lines: Vec<String>,
+    /// `# convtest-vmm: k=v …` facts from convtest's own VMM, merged in
+    /// arrival order (a later value for a key replaces the earlier one).
+    pub vmm: Vec<(String, String)>,
+    /// `# convtest-l1: k=v …` facts from the nested lane's L1 /init.
+    pub l1: Vec<(String, String)>,
     /// Last non-empty console line, firmware noise included.
     pub last_line: Option<String>,
     /// The console ended in the middle of a line.
@@ -237,6 +246,21 @@ impl Parser {
 
     fn line(&mut self, line: String, events: &mut Vec<Event>) {
         let (depth, body) = split_indent(&line);
+        // Facts from the VMM layers come before the guest's KTAP and after it.
+        for (prefix, facts) in [
+            (VMM_PREFIX, &mut self.log.vmm),
+            (L1_PREFIX, &mut self.log.l1),
+        ] {
+            if let Some(rest) = body.trim_start().strip_prefix(prefix) {
+                for (k, v) in key_values(rest) {
+                    match facts.iter_mut().find(|(key, _)| key == k) {
+                        Some(slot) => slot.1 = v.to_string(),
+                        None => facts.push((k.to_string(), v.to_string())),
+                    }
+                }
+                return;
+            }
+        }
         // Before the first boot, firmware may leave text on the guest's first line.
         let top_version =
             (depth == 0 && body == VERSION_LINE) || (!self.started && body.ends_with(VERSION_LINE));
@@ -651,6 +675,25 @@ mod tests {
             ("lonely", Outcome::Skip)
         );
         assert!(log.suites.is_empty());
+    }
+
+    #[test]
+    fn vmm_and_l1_facts_anywhere_merge_by_key() {
+        let raw = "# convtest-l1: kernel=7.3.4 kvm=swprot\n# convtest-vmm: memory=sw-protected content=zero\n\
+                   KTAP version 1\n1..0\n# convtest-done: pass=0 fail=0\n\n# convtest-vmm: exits=9 content=zero\n\
+                   # convtest-l1: vmm_exit=33\n";
+        let log = parse_all(raw.as_bytes());
+        let kv = |v: &[(String, String)]| {
+            v.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kv(&log.vmm),
+            ["memory=sw-protected", "content=zero", "exits=9"]
+        );
+        assert_eq!(kv(&log.l1), ["kernel=7.3.4", "kvm=swprot", "vmm_exit=33"]);
+        assert!(log.done.is_some() && log.diagnostics.is_empty());
     }
 
     #[test]

@@ -9,8 +9,11 @@ pub mod config;
 pub mod error;
 pub mod guest_build;
 pub mod ktap;
+pub mod l1init;
 pub mod list;
 pub mod progress;
 pub mod report;
 pub mod run;
 pub mod verdict;
+#[cfg(target_os = "linux")]
+pub mod vmm;

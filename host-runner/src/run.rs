@@ -109,6 +109,9 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         cmdline: &config.plan,
         reboots: config.planned_reboots,
         timeout: config.timeout,
+        vmm: &config.vmm,
+        l1: &config.l1,
+        workspace: &config.workspace,
     };
     let mut parser = Parser::new();
     let mut first_line: Option<Duration> = None;
@@ -133,6 +136,13 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         planned_reboots: config.planned_reboots,
         vmm_stderr: &end.stderr,
     });
+    // The own VMM's watchdog ends a wedged vCPU itself: say so, not just
+    // "exit code 3".
+    if let Some((_, hang)) = record.log.vmm.iter().find(|(k, _)| k == "hang")
+        && record.judgement.verdict == Verdict::Fail
+    {
+        record.judgement.reason = format!("VMM watchdog: {hang}; {}", record.judgement.reason);
+    }
     Ok(())
 }
 

@@ -1,13 +1,16 @@
 //! Who runs the guest. Every backend boots a prepared payload, streams the
 //! guest's first console to the caller and says how the VM ended; the
-//! verdict is made above, from the KTAP. QEMU is the only backend so far
-//! (an own KVM VMM and a nested lane are planned).
+//! verdict is made above, from the KTAP: QEMU, convtest's own KVM VMM (run
+//! as a child process, so a wedged vCPU is killed like a wedged QEMU), and
+//! nested (QEMU TCG → Linux L1 with real KVM → the own VMM).
 
+pub mod nested;
 pub mod process;
 pub mod qemu;
+pub mod vmm;
 
 use crate::accel::Accel;
-use crate::cli::{Arch, BackendKind, Boot, Machine};
+use crate::cli::{Arch, BackendKind, Boot, L1Options, Machine, VmmOptions};
 use crate::error::Error;
 use crate::verdict::Ending;
 use std::path::Path;
@@ -28,6 +31,12 @@ pub struct BootSpec<'a> {
     /// Guest resets the plan expects; with none, a reset ends the VM.
     pub reboots: u32,
     pub timeout: Duration,
+    /// Own-VMM settings (vmm and nested backends).
+    pub vmm: &'a VmmOptions,
+    /// L1 settings (nested backend).
+    pub l1: &'a L1Options,
+    /// Where to build helpers (the musl runner for nested) from.
+    pub workspace: &'a Path,
 }
 
 #[derive(Clone, Debug)]
@@ -58,5 +67,36 @@ pub trait Backend {
 pub fn for_kind(kind: BackendKind) -> Box<dyn Backend> {
     match kind {
         BackendKind::Qemu => Box::new(qemu::Qemu::default()),
+        BackendKind::Vmm => Box::new(vmm::OwnVmm),
+        BackendKind::Nested => Box::new(nested::Nested),
+    }
+}
+
+/// A supervised process's end as the verdict wants it. Every backend's
+/// process (QEMU, the own VMM, QEMU running the L1) uses QEMU's exit codes.
+pub fn run_end(finished: process::Finished, spec: &BootSpec<'_>, command: String) -> RunEnd {
+    let (ending, exit_code) = match finished.end {
+        process::End::Exited(status) => {
+            let code = status.code();
+            (
+                Ending::Exited {
+                    code,
+                    hint: qemu::exit_hint(spec.arch, code),
+                },
+                code,
+            )
+        }
+        process::End::TimedOut => (
+            Ending::TimedOut {
+                after: spec.timeout,
+            },
+            None,
+        ),
+    };
+    RunEnd {
+        ending,
+        exit_code,
+        stderr: finished.stderr,
+        command,
     }
 }

@@ -6,7 +6,7 @@
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, process};
 use crate::cli::{Arch, BackendKind, Boot, Machine};
 use crate::error::{Error, shell_line};
-use crate::verdict::{Ending, ExitHint};
+use crate::verdict::ExitHint;
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -16,10 +16,10 @@ pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// The guest writes 0x10 (success) or 0x11 (failure) to port 0xf4.
-const X86_EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
-const X86_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
+pub const X86_EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
+pub const X86_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
 /// QEMU's own exit status for errors such as a bad option or missing file.
-const QEMU_ERROR: i32 = 1;
+pub const QEMU_ERROR: i32 = 1;
 
 pub struct Qemu {
     pub ovmf_code: PathBuf,
@@ -170,30 +170,7 @@ impl Backend for Qemu {
                 }
                 other => other,
             })?;
-        let (ending, exit_code) = match finished.end {
-            process::End::Exited(status) => {
-                let code = status.code();
-                (
-                    Ending::Exited {
-                        code,
-                        hint: exit_hint(spec.arch, code),
-                    },
-                    code,
-                )
-            }
-            process::End::TimedOut => (
-                Ending::TimedOut {
-                    after: spec.timeout,
-                },
-                None,
-            ),
-        };
-        Ok(RunEnd {
-            ending,
-            exit_code,
-            stderr: finished.stderr,
-            command,
-        })
+        Ok(super::run_end(finished, spec, command))
     }
 }
 
@@ -201,7 +178,19 @@ impl Backend for Qemu {
 mod tests {
     use super::*;
     use crate::accel::Accel;
+    use crate::cli::{L1Options, VmTypeArg, VmmMemoryArg, VmmOptions};
     use std::time::Duration;
+
+    static NO_VMM: VmmOptions = VmmOptions {
+        content: None,
+        vmm_memory: VmmMemoryArg::Auto,
+        vm_type: VmTypeArg::Auto,
+    };
+    static NO_L1: L1Options = L1Options {
+        l1_kernel: None,
+        l1_modules: None,
+        l1_swprot: false,
+    };
 
     fn spec<'a>(arch: Arch, boot: Boot, machine: Machine, payload: &'a Path) -> BootSpec<'a> {
         BootSpec {
@@ -214,6 +203,9 @@ mod tests {
             cmdline: "tests=* seed=0x5eed",
             reboots: 0,
             timeout: Duration::from_secs(5),
+            vmm: &NO_VMM,
+            l1: &NO_L1,
+            workspace: Path::new("."),
         }
     }
 

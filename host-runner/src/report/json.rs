@@ -21,7 +21,25 @@ struct Report<'a> {
     bench: &'a [Bench],
     timing: Timing,
     qemu: Qemu<'a>,
+    /// convtest's own VMM facts (vmm/nested backends), `{}` otherwise.
+    vmm: Facts<'a>,
+    /// The nested lane's L1 facts, `{}` otherwise.
+    l1: Facts<'a>,
     exit_code: Option<i32>,
+}
+
+/// `k=v` facts as a flat JSON object of strings, in arrival order.
+struct Facts<'a>(&'a [(String, String)]);
+
+impl Serialize for Facts<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
 }
 
 /// From the guest's header line; `null` when the guest never printed it.
@@ -64,6 +82,8 @@ pub fn render(r: &RunRecord) -> String {
         },
         tests: &log.tests,
         bench: &log.bench,
+        vmm: Facts(&log.vmm),
+        l1: Facts(&log.l1),
         timing: Timing {
             first_line_ms: r.timing.first_line.map(|d| d.as_millis() as u64),
             total_ms: r.timing.total.as_millis() as u64,
@@ -98,7 +118,8 @@ mod tests {
     #[test]
     fn field_names_are_the_contract() {
         let text = include_str!("../../tests/fixtures/x86_pvh_pass.ktap").to_string()
-            + "# bench: op=share pages=512 iters=200 ns_p50=1 ns_p99=2 cycles_p50=3\n";
+            + "# bench: op=share pages=512 iters=200 ns_p50=1 ns_p99=2 cycles_p50=3\n"
+            + "# convtest-vmm: memory=sw-protected content=zero\n# convtest-l1: kernel=7.3.4+deb13-amd64\n";
         let v: Value =
             serde_json::from_str(&render(&record(&text, Verdict::Pass, ""))).expect("valid JSON");
         assert_eq!(
@@ -111,13 +132,15 @@ mod tests {
                 "boot",
                 "exit_code",
                 "guest",
+                "l1",
                 "machine",
                 "plan",
                 "qemu",
                 "reason",
                 "tests",
                 "timing",
-                "verdict"
+                "verdict",
+                "vmm"
             ]
         );
         assert_eq!(
@@ -144,6 +167,9 @@ mod tests {
         assert_eq!(v["timing"]["first_line_ms"], 412);
         assert_eq!(v["qemu"]["command"], "qemu-system-x86_64 -M microvm");
         assert_eq!(v["exit_code"], 33);
+        assert_eq!(v["vmm"]["memory"], "sw-protected");
+        assert_eq!(v["vmm"]["content"], "zero");
+        assert_eq!(v["l1"]["kernel"], "7.3.4+deb13-amd64");
         assert_eq!(v["tests"].as_array().map(Vec::len), Some(17));
         let conv = &v["tests"][16];
         assert_eq!(

@@ -1,0 +1,94 @@
+//! The guest's console as the VMM sees it: bytes pass through to stdout
+//! untouched, and complete lines are checked for host-check requests, which
+//! the VMM answers itself (it is the only one that can see guest memory).
+
+use super::hostcheck::{self, HostView};
+use convtest_proto::hostcheck::{Ack, Request, split_request};
+use std::io::Write;
+
+/// A line longer than this is not a request; keep memory bounded.
+const LINE_MAX: usize = 512;
+
+#[derive(Default)]
+pub struct ConsoleTap {
+    line: Vec<u8>,
+    /// Requests answered so far (for the VMM's closing facts).
+    pub answered: u32,
+}
+
+impl ConsoleTap {
+    /// Writes `bytes` to `out` and returns the ack lines (with their
+    /// newline) to type into the guest's UART for any requests completed.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut dyn Write, view: &dyn HostView) -> Vec<u8> {
+        // stdout gone means the runner is gone; the guest keeps running
+        // until the watchdog or its own end, so ignore the error here.
+        let _ = out.write_all(bytes).and_then(|()| out.flush());
+        let mut acks = Vec::new();
+        for &b in bytes {
+            if b != b'\n' {
+                if self.line.len() < LINE_MAX {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).into_owned();
+            self.line.clear();
+            if let Some(ack) = self.answer(&line, view) {
+                acks.extend_from_slice(ack.as_bytes());
+                acks.push(b'\n');
+            }
+        }
+        acks
+    }
+
+    fn answer(&mut self, line: &str, view: &dyn HostView) -> Option<String> {
+        let (id, body) = split_request(line.trim_end_matches('\r'))?;
+        self.answered += 1;
+        let (ok, detail) = match Request::parse(body) {
+            Some(req) => hostcheck::answer(&req, view),
+            None => (false, format!("unparsable request {body:?}")),
+        };
+        Some(
+            Ack {
+                id,
+                ok,
+                detail: &detail,
+            }
+            .to_string(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::hostcheck::tests::FlatView;
+
+    #[test]
+    fn requests_split_across_chunks_are_answered_once_complete() {
+        let view = FlatView::new(0x1000, 0x2000);
+        let mut tap = ConsoleTap::default();
+        let mut out = Vec::new();
+        assert!(
+            tap.feed(b"ok 1 x\n# convtest-req 4 sc", &mut out, &view)
+                .is_empty()
+        );
+        let ack = tap.feed(b"an 0x1234\r\nmore", &mut out, &view);
+        assert_eq!(
+            String::from_utf8(ack)
+                .unwrap()
+                .split(' ')
+                .take(3)
+                .collect::<Vec<_>>(),
+            ["convtest-ack", "4", "ok"]
+        );
+        assert_eq!(out, b"ok 1 x\n# convtest-req 4 scan 0x1234\r\nmore");
+        let bad = tap.feed(b"\n# convtest-req 5 dance\n", &mut out, &view);
+        assert!(
+            String::from_utf8(bad)
+                .unwrap()
+                .starts_with("convtest-ack 5 fail unparsable")
+        );
+        assert_eq!(tap.answered, 2);
+    }
+}
