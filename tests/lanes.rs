@@ -4,66 +4,16 @@
 //! own target dirs); parallel tests share those builds through cargo's lock,
 //! so the slow BIOS/UEFI image builder compiles once per `cargo test`.
 
+mod common;
+
+use common::{Run, assert_fails, conv_tests, convtest, tests_with};
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    json: Value,
-}
-
-fn convtest(args: &[&str]) -> Run {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json_path = dir.path().join("report.json");
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_convtest"))
-        .arg("run")
-        .args(args)
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .expect("convtest runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = read_json(&json_path, &stdout, &stderr);
-    Run {
-        code: out.status.code(),
-        stdout,
-        stderr,
-        json,
-    }
-}
-
-fn read_json(path: &Path, stdout: &str, stderr: &str) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("no JSON report ({e})\nstdout:\n{stdout}\nstderr:\n{stderr}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
-}
-
-fn tests_with(json: &Value, result: &str) -> Vec<String> {
-    let tests = json["tests"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    tests
-        .iter()
-        .filter(|t| t["result"] == result)
-        .filter_map(|t| t["name"].as_str().map(String::from))
-        .collect()
-}
 
 /// What every lane must show: a clean pass with the core tests passing and
 /// every conversion test skipped with the probe's reason.
 fn assert_lane_passes(args: &[&str], arch: &str, boot: &str, machine: &str) -> Run {
     let run = convtest(args);
-    let context = format!(
-        "convtest run {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        run.stdout,
-        run.stderr
-    );
+    let context = run.context(args);
     let j = &run.json;
     assert_eq!(run.code, Some(0), "{context}");
     assert_eq!(j["verdict"], "pass", "{context}");
@@ -105,11 +55,7 @@ fn assert_lane_passes(args: &[&str], arch: &str, boot: &str, machine: &str) -> R
         );
     }
     assert!(tests_with(j, "fail").is_empty(), "{context}");
-    let tests = j["tests"].as_array().expect("tests[]");
-    let conv: Vec<&Value> = tests
-        .iter()
-        .filter(|t| t["name"].as_str().is_some_and(|n| n.starts_with("conv.")))
-        .collect();
+    let conv = conv_tests(j);
     assert!(!conv.is_empty(), "no conv.* tests reported\n{context}");
     for t in conv {
         assert_eq!(t["result"], "skip", "{t}\n{context}");
@@ -206,16 +152,6 @@ fn aarch64_virt_el2() {
     );
 }
 
-fn assert_fails(run: &Run, reason_has: &[&str]) {
-    let context = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
-    assert_eq!(run.code, Some(1), "{context}");
-    assert_eq!(run.json["verdict"], "fail", "{context}");
-    let reason = run.json["reason"].as_str().expect("reason");
-    for part in reason_has {
-        assert!(reason.contains(part), "reason {reason:?} lacks {part:?}");
-    }
-}
-
 #[test]
 fn injected_fault_fails_with_the_crash_line() {
     for arch in ["x86_64", "aarch64"] {
@@ -253,4 +189,69 @@ fn injected_hang_fails_with_timeout_and_last_line() {
         &["timed out after 10 s", "last console line", "inject=hang"],
     );
     assert!(run.json["exit_code"].is_null(), "killed by the watchdog");
+}
+
+/// Does this host's /dev/kvm run guests in hardware (VMX/SVM)? Software KVM
+/// (kvm_pvm on our CI machines) emulates every instruction and never returns
+/// from vmcall/vmmcall (DESIGN.md §3).
+fn hardware_kvm() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+        c.lines()
+            .any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm")))
+    })
+}
+
+/// convtest's own VMM on this host's /dev/kvm. With hardware KVM the guest
+/// converts and every conversion test passes. With software KVM the guest
+/// still boots through the VMM (PVH entry, COM1, CPUID with MAP_GPA_RANGE)
+/// and its first hypercall never comes back: the run must end as a failure
+/// naming the VMM's vCPU watchdog, quickly, not as a stuck process.
+#[test]
+fn own_vmm_on_this_hosts_kvm() {
+    assert!(
+        std::path::Path::new("/dev/kvm").exists(),
+        "this lane needs /dev/kvm; it cannot run on this machine"
+    );
+    let args = [
+        "--backend",
+        "vmm",
+        "--tests",
+        "boot.*,conv.*",
+        "--vcpu-watchdog",
+        "5",
+        "--timeout",
+        "60",
+    ];
+    let run = convtest(&args);
+    let context = run.context(&args);
+    let j = &run.json;
+    assert_eq!(
+        (&j["backend"], &j["accel"], &j["machine"]),
+        (
+            &Value::from("vmm"),
+            &Value::from("kvm"),
+            &Value::from("convtest-vmm")
+        ),
+        "{context}"
+    );
+    assert_eq!(j["guest"]["converter"], "kvm-map-gpa-range", "{context}");
+    assert_eq!(j["guest"]["entry"], "pvh", "{context}");
+    assert!(
+        j["vmm"]["memory"].is_string() && j["vmm"]["content"].is_string(),
+        "{context}"
+    );
+    assert_eq!(j["vmm"]["map_gpa_range"], "on", "{context}");
+    if hardware_kvm() {
+        assert_eq!(
+            (run.code, &j["verdict"]),
+            (Some(0), &Value::from("pass")),
+            "{context}"
+        );
+        for t in conv_tests(j) {
+            assert_eq!(t["result"], "pass", "{t}\n{context}");
+        }
+    } else {
+        assert_fails(&run, &["VMM watchdog", "vcpu"]);
+        assert_eq!(run.json["exit_code"], 3, "{context}");
+    }
 }

@@ -85,6 +85,11 @@ pub struct VmmOptions {
     /// normal; auto takes protected when the host runs pKVM.
     #[arg(long, value_enum, default_value_t = VmTypeArg::Auto)]
     pub vm_type: VmTypeArg,
+
+    /// A single KVM_RUN lasting this long is a hang: the own VMM kicks the
+    /// vCPU out, reports the hang and ends the run as a failure.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vcpu_watchdog: u64,
 }
 
 #[derive(Debug, Args)]
@@ -104,11 +109,6 @@ pub struct VmmArgs {
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MiB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=3072))]
     pub memory: u32,
-
-    /// A single KVM_RUN that lasts this long is a hang: the vCPU is kicked,
-    /// the hang reported, and the VMM exits with failure.
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
-    pub run_watchdog: u64,
 
     #[command(flatten)]
     pub vmm: VmmOptions,

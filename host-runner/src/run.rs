@@ -28,7 +28,7 @@ pub fn run(args: &RunArgs) -> i32 {
             config.arch.as_str(),
             config.boot.as_str(),
             config.backend.as_str(),
-            config.machine.as_str(),
+            machine_name(&config),
             config.accel.accel.as_str(),
             config.accel.why
         );
@@ -54,6 +54,16 @@ pub fn run(args: &RunArgs) -> i32 {
     }
 }
 
+/// The machine that ran the guest: QEMU's model, or convtest's own VMM
+/// (directly or inside the nested lane's L1).
+fn machine_name(config: &RunConfig) -> &'static str {
+    match config.backend {
+        crate::cli::BackendKind::Qemu => config.machine.as_str(),
+        crate::cli::BackendKind::Vmm => "convtest-vmm",
+        crate::cli::BackendKind::Nested => "convtest-vmm-in-l1",
+    }
+}
+
 /// Everything from preflight to verdict; errors become an `error` verdict so
 /// the reports are still written.
 fn execute(config: &RunConfig) -> RunRecord {
@@ -62,7 +72,7 @@ fn execute(config: &RunConfig) -> RunRecord {
         backend: config.backend.as_str().into(),
         accel: config.accel.accel.as_str().into(),
         boot: config.boot.as_str().into(),
-        machine: config.machine.as_str().into(),
+        machine: machine_name(config).into(),
         plan: config.plan.clone(),
         judgement: Judgement {
             verdict: Verdict::Error,

@@ -185,6 +185,7 @@ mod tests {
         content: None,
         vmm_memory: VmmMemoryArg::Auto,
         vm_type: VmTypeArg::Auto,
+        vcpu_watchdog: 60,
     };
     static NO_L1: L1Options = L1Options {
         l1_kernel: None,

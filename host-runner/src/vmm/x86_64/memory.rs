@@ -83,6 +83,30 @@ pub fn boot_slot_end(kernel_end: u64) -> u64 {
     align_up(kernel_end, SLOT_SIZE_ALIGN)
 }
 
+/// Maximal runs of pages in `range` whose state is not `state`: the pages a
+/// conversion actually flips (the only ones whose content may change).
+pub fn runs_not_in(pages: &PageStates, range: MemRange, state: PageState) -> Vec<MemRange> {
+    let mut runs = Vec::new();
+    let mut open: Option<u64> = None;
+    let mut a = range.start;
+    while a < range.end {
+        let flips = pages.state(a) != Some(state);
+        match (flips, open) {
+            (true, None) => open = Some(a),
+            (false, Some(s)) => {
+                runs.push(MemRange::new(s, a));
+                open = None;
+            }
+            _ => {}
+        }
+        a += PAGE;
+    }
+    if let Some(s) = open {
+        runs.push(MemRange::new(s, range.end));
+    }
+    runs
+}
+
 pub struct GuestRam {
     pub mem: GuestMemoryMmap<()>,
     pub size: u64,
@@ -261,7 +285,7 @@ impl GuestRam {
         range: MemRange,
         state: PageState,
     ) -> Result<(), VmmError> {
-        let flips: Vec<MemRange> = self.runs_not_in(range, state);
+        let flips = runs_not_in(&self.pages, range, state);
         for run in &flips {
             if let Some(g) = self.gmem_part(*run) {
                 self.set_attributes(vm, g, state)?;
@@ -273,29 +297,6 @@ impl GuestRam {
         self.pages
             .set(range, state)
             .map_err(|e| VmmError::Memory(e.to_string()))
-    }
-
-    /// Maximal runs of pages in `range` whose state is not `state`.
-    fn runs_not_in(&self, range: MemRange, state: PageState) -> Vec<MemRange> {
-        let mut runs = Vec::new();
-        let mut open: Option<u64> = None;
-        let mut a = range.start;
-        while a < range.end {
-            let flips = self.pages.state(a) != Some(state);
-            match (flips, open) {
-                (true, None) => open = Some(a),
-                (false, Some(s)) => {
-                    runs.push(MemRange::new(s, a));
-                    open = None;
-                }
-                _ => {}
-            }
-            a += PAGE;
-        }
-        if let Some(s) = open {
-            runs.push(MemRange::new(s, range.end));
-        }
-        runs
     }
 
     /// Makes the page read back as zero on the side the guest is moving to.
@@ -466,6 +467,30 @@ mod tests {
                 MemRange::new(0, 0xa0000),
                 MemRange::new(0x10_0000, 64 << 20)
             ]
+        );
+    }
+
+    #[test]
+    fn only_pages_that_flip_are_touched() {
+        let mut p = PageStates::new(&ram_ranges(64 << 20), PAGE, PageState::Private);
+        let r = MemRange::new(0x20_0000, 0x20_8000);
+        assert!(
+            runs_not_in(&p, r, PageState::Private).is_empty(),
+            "no-op conversion"
+        );
+        assert_eq!(runs_not_in(&p, r, PageState::Shared), [r]);
+        p.set(MemRange::new(0x20_2000, 0x20_4000), PageState::Shared)
+            .unwrap();
+        assert_eq!(
+            runs_not_in(&p, r, PageState::Shared),
+            [
+                MemRange::new(0x20_0000, 0x20_2000),
+                MemRange::new(0x20_4000, 0x20_8000)
+            ]
+        );
+        assert_eq!(
+            runs_not_in(&p, r, PageState::Private),
+            [MemRange::new(0x20_2000, 0x20_4000)]
         );
     }
 

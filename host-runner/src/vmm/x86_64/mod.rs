@@ -184,7 +184,7 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
     f.emit(&mut out);
 
     let mut machine = Vm { vcpu, vm, ram };
-    let limit = Duration::from_secs(args.run_watchdog);
+    let limit = Duration::from_secs(args.vmm.vcpu_watchdog);
     let end = run_loop(&mut machine, limit, &mut out)?;
     Ok(end)
 }
