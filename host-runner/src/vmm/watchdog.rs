@@ -26,6 +26,21 @@ pub struct Watchdog {
     shared: Arc<Shared>,
 }
 
+/// The vCPU thread's handle, movable to the watchdog thread (musl's
+/// `pthread_t` is a raw pointer, so not `Send` by itself).
+struct VcpuThread(libc::pthread_t);
+
+// SAFETY: the handle is only passed to pthread_kill, which any thread may call.
+unsafe impl Send for VcpuThread {}
+
+impl VcpuThread {
+    /// A method, not a field access, so the closure captures the whole
+    /// `Send` wrapper rather than the bare pointer field.
+    fn get(&self) -> libc::pthread_t {
+        self.0
+    }
+}
+
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // Nothing to do: delivery alone makes KVM_RUN return EINTR.
 }
@@ -45,7 +60,7 @@ impl Watchdog {
         register_signal_handler(kick_signal(), on_kick)
             .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
         // SAFETY: pthread_self has no preconditions.
-        let vcpu_thread = unsafe { libc::pthread_self() };
+        let vcpu_thread = VcpuThread(unsafe { libc::pthread_self() });
         let shared = Arc::new(Shared {
             entered_ms: AtomicU64::new(0),
             fired: AtomicBool::new(false),
@@ -75,7 +90,7 @@ impl Watchdog {
                     // the VMM's main thread) and the signal has a handler installed
                     // above, so delivery cannot kill the process.
                     unsafe {
-                        libc::pthread_kill(vcpu_thread, kick_signal());
+                        libc::pthread_kill(vcpu_thread.get(), kick_signal());
                     }
                 }
             })?;
