@@ -26,7 +26,12 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
 
     let parsed = Plan::parse(boot.cmdline);
     let probe = arch::probe();
-    let converter = conv::detect(&probe);
+    let mut converter = conv::detect(&probe, boot, &test_ram);
+    if let Some(r) = converter.as_ref().ok().and_then(|c| c.reserved())
+        && let Err(e) = test_ram.subtract(&r)
+    {
+        report::crash(format_args!("free RAM map too fragmented: {e}"), None);
+    }
     let granule = converter.as_ref().map_or(arch::PAGE_SIZE, |c| c.granule());
     kprintln!(
         "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={}",
@@ -43,6 +48,9 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
     );
     report::diag(0, format_args!("probe: {}", probe.finding()));
     report::diag(0, format_args!("plan: {}", parsed.plan));
+    if let Ok(c) = converter.as_mut() {
+        reset_to_private(&mut **c);
+    }
 
     let mut ctx = Ctx {
         boot,
@@ -106,6 +114,35 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         skip
     );
     arch::power_off(fail == 0)
+}
+
+/// Firmware duty at every boot, before any test: all RAM private again.
+/// The cost goes into a diagnostic; a failure is recorded in the converter
+/// and fails every conversion test.
+fn reset_to_private(c: &mut dyn conv::Converter) {
+    match c.reset_to_private() {
+        Ok(r) => {
+            let hz = arch::cycle_freq().ok();
+            report::diag(
+                0,
+                format_args!(
+                    "reset-to-private: ranges={} pages={} cycles={} ns={} calls={} method={}{}",
+                    r.ranges,
+                    r.pages,
+                    r.cycles,
+                    hz.map_or(0, |hz| convtest_proto::bench::cycles_to_ns(r.cycles, hz)),
+                    r.calls,
+                    r.method,
+                    if hz.is_none() {
+                        " (counter frequency unknown: ns=0)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        Err(e) => report::diag(0, format_args!("reset-to-private: failed: {e}")),
+    }
 }
 
 /// Consecutive runs of one suite (the catalog keeps each suite contiguous).

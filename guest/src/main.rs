@@ -13,6 +13,7 @@ mod boot;
 mod console;
 mod conv;
 mod heap;
+mod hostcheck;
 mod kmain;
 mod report;
 mod suite;

@@ -65,28 +65,36 @@ pub const TESTS: &[TestDef] = &[
         "the platform states the counter frequency and it is plausible",
     ),
     t(
+        "conv.reset_private",
+        "reset-to-private ran at boot before any test; every granule is private and the host cannot read one",
+    ),
+    t(
         "conv.share_verify",
         "share a page; the host sees the guest's pattern in the same page",
     ),
     t(
         "conv.unshare_private",
-        "unshare a page; a canary written afterwards is invisible to the host",
+        "unshare a page; a canary written afterwards is invisible to the host and the host cannot read the page",
     ),
     t(
         "conv.content",
-        "what each conversion direction does to page content, stable over repeats",
+        "what each conversion direction does to page content: preserved or zeroed, stable over repeats, as the plan's content= says",
     ),
     t(
         "conv.rejects",
-        "the hypervisor rejects unaligned, empty and overflowing ranges",
+        "the hypervisor rejects malformed requests with the documented code (x86: unaligned, empty, overflowing, outside RAM; pKVM: unaligned, already in that state)",
     ),
     t(
         "conv.sizes",
-        "1 page, 512 pages and a 2M-aligned range with the size hint",
+        "1 granule, 2 MiB at a granule-aligned address and a 2 MiB-aligned 2 MiB range (with the 2M hint where the ABI has one)",
     ),
     t(
         "conv.flipflop",
-        "repeated share/unshare of one page with content checked each time",
+        "repeated share/unshare of one page (iters=) with content checked each time",
+    ),
+    t(
+        "conv.cost",
+        "bench lines: 1-granule share+unshare round trip vs a no-op hypervisor call, same run (bench=)",
     ),
     TestDef {
         name: "inject.requested",

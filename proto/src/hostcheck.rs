@@ -117,6 +117,71 @@ impl<'a> Ack<'a> {
     }
 }
 
+/// Longest input line an `AckReader` keeps; longer ones are skipped whole.
+pub const LINE_MAX: usize = 512;
+
+/// What one input byte completed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fed<'a> {
+    /// Nothing yet (mid-line, or an empty line).
+    More,
+    /// A complete line that is not the ack awaited (echo, noise, a late
+    /// ack of an earlier request, a line too long to keep).
+    Stray,
+    /// The awaited ack.
+    Ack(Ack<'a>),
+}
+
+/// Assembles console input into lines in a fixed buffer and picks out the
+/// ack for one request id. No allocation: the guest feeds it byte by byte
+/// from a polled UART.
+pub struct AckReader {
+    id: u32,
+    buf: [u8; LINE_MAX],
+    len: usize,
+    overflowed: bool,
+}
+
+impl AckReader {
+    pub const fn new(id: u32) -> Self {
+        Self {
+            id,
+            buf: [0; LINE_MAX],
+            len: 0,
+            overflowed: false,
+        }
+    }
+
+    pub fn feed(&mut self, b: u8) -> Fed<'_> {
+        if b != b'\n' && b != b'\r' {
+            match self.buf.get_mut(self.len) {
+                Some(slot) => {
+                    *slot = b;
+                    self.len += 1;
+                }
+                None => self.overflowed = true,
+            }
+            return Fed::More;
+        }
+        let (len, overflowed) = (self.len, self.overflowed);
+        self.len = 0;
+        self.overflowed = false;
+        if len == 0 && !overflowed {
+            return Fed::More;
+        }
+        if overflowed {
+            return Fed::Stray;
+        }
+        match core::str::from_utf8(&self.buf[..len])
+            .ok()
+            .and_then(Ack::parse)
+        {
+            Some(ack) if ack.id == self.id => Fed::Ack(ack),
+            _ => Fed::Stray,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +220,40 @@ mod tests {
         );
         assert_eq!(Request::parse("dance"), None);
         assert_eq!(split_request("# convtest-req x verify"), None);
+    }
+
+    fn feed_all(r: &mut AckReader, bytes: &[u8]) -> (u32, Option<(bool, std::string::String)>) {
+        let mut stray = 0;
+        for &b in bytes {
+            match r.feed(b) {
+                Fed::More => {}
+                Fed::Stray => stray += 1,
+                Fed::Ack(a) => return (stray, Some((a.ok, a.detail.into()))),
+            }
+        }
+        (stray, None)
+    }
+
+    #[test]
+    fn reader_skips_strays_and_finds_its_ack() {
+        let mut r = AckReader::new(7);
+        let input =
+            b"hello\r\n\nconvtest-ack 6 ok late\nconvtest-ack 7 fail word at 0x10 differs\r\n";
+        assert_eq!(
+            feed_all(&mut r, input),
+            (2, Some((false, "word at 0x10 differs".into())))
+        );
+        let mut r = AckReader::new(1);
+        let mut long = std::vec![b'x'; LINE_MAX + 10];
+        long.extend_from_slice(b"\nconvtest-ack 1 ok\n");
+        assert_eq!(feed_all(&mut r, &long), (1, Some((true, "".into()))));
+        let mut r = AckReader::new(1);
+        assert_eq!(
+            feed_all(&mut r, b"convtest-ack 1 ok"),
+            (0, None),
+            "no line end yet"
+        );
+        assert_eq!(feed_all(&mut r, b"\n").1, Some((true, "".into())));
     }
 
     #[test]

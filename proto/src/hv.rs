@@ -283,6 +283,60 @@ impl SmcccProbe {
     }
 }
 
+/// An SMCCC call that did not succeed: the raw x0 kept with its meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmcccError {
+    /// -1 NOT_SUPPORTED (a normal VM asking pKVM-only functions).
+    NotSupported,
+    /// -2 NOT_REQUIRED.
+    NotRequired,
+    /// -3 INVALID_PARAMETER (pKVM: unaligned IPA, granule already in that state).
+    InvalidParameter,
+    Other(i64),
+    /// The call instruction trapped as undefined.
+    Undefined,
+    /// The DTB names no conduit.
+    NoConduit,
+}
+
+impl SmcccError {
+    /// The raw x0 as a signed value; 0 for the two cases with no answer.
+    pub const fn code(self) -> i64 {
+        match self {
+            SmcccError::NotSupported => -1,
+            SmcccError::NotRequired => -2,
+            SmcccError::InvalidParameter => -3,
+            SmcccError::Other(c) => c,
+            SmcccError::Undefined | SmcccError::NoConduit => 0,
+        }
+    }
+}
+
+impl fmt::Display for SmcccError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SmcccError::NotSupported => f.write_str("-1 (NOT_SUPPORTED)"),
+            SmcccError::NotRequired => f.write_str("-2 (NOT_REQUIRED)"),
+            SmcccError::InvalidParameter => f.write_str("-3 (INVALID_PARAMETER)"),
+            SmcccError::Other(c) => write!(f, "{c} (unexpected)"),
+            SmcccError::Undefined => f.write_str("no answer: the call trapped as undefined"),
+            SmcccError::NoConduit => f.write_str("no answer: no SMCCC conduit"),
+        }
+    }
+}
+
+/// x0 of a pKVM memory call (MEM_SHARE, MEM_UNSHARE): 0 is success, the
+/// SMCCC error codes are errors, anything else is kept raw.
+pub fn smccc_status(x0: u64) -> Result<(), SmcccError> {
+    match x0 as i64 {
+        0 => Ok(()),
+        -1 => Err(SmcccError::NotSupported),
+        -2 => Err(SmcccError::NotRequired),
+        -3 => Err(SmcccError::InvalidParameter),
+        other => Err(SmcccError::Other(other)),
+    }
+}
+
 /// A granule must be a power of two of at least 4 KiB.
 pub fn valid_granule(g: i64) -> bool {
     g >= 4096 && (g as u64).is_power_of_two()
@@ -462,6 +516,23 @@ mod tests {
         // DESIGN.md §3: a protected guest saw FEATURES=0x1d.
         assert_eq!(0x1d & PKVM_NEEDED_FEATURES, PKVM_NEEDED_FEATURES);
         assert_eq!(kvm_feature_bit(PKVM_MEM_SHARE), 1 << 3);
+    }
+
+    #[test]
+    fn smccc_status_codes() {
+        assert_eq!(smccc_status(0), Ok(()));
+        assert_eq!(smccc_status(u64::MAX), Err(SmcccError::NotSupported));
+        assert_eq!(
+            smccc_status(-3i64 as u64),
+            Err(SmcccError::InvalidParameter)
+        );
+        assert_eq!(smccc_status(7).unwrap_err().code(), 7);
+        assert_eq!(SmcccError::InvalidParameter.code(), -3);
+        assert!(
+            SmcccError::NotSupported
+                .to_string()
+                .contains("NOT_SUPPORTED")
+        );
     }
 
     #[test]

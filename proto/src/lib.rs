@@ -12,10 +12,12 @@ extern crate std;
 
 pub mod bench;
 pub mod catalog;
+pub mod content;
 pub mod glob;
 pub mod hostcheck;
 pub mod hv;
 pub mod ktap;
+pub mod ledger;
 pub mod map_gpa;
 pub mod plan;
 pub mod prng;

@@ -24,6 +24,26 @@ impl Inject {
     }
 }
 
+/// What page content must look like after a conversion (`content=`), as
+/// the VMM that chose it tells the guest. Absent: the guest only reports
+/// what it saw and checks that it is one of the two and stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// The bytes read back as zero after every conversion.
+    Zero,
+    /// The bytes written before a conversion are still there after it.
+    Preserve,
+}
+
+impl Content {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Content::Zero => "zero",
+            Content::Preserve => "preserve",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan<'a> {
     /// Comma-separated globs over catalog names.
@@ -39,6 +59,8 @@ pub struct Plan<'a> {
     pub host: bool,
     pub bench: bool,
     pub inject: Option<Inject>,
+    /// Content semantics the VMM promises for conversions (`content=`).
+    pub content: Option<Content>,
 }
 
 pub const DEFAULT_SEED: u64 = 0x5eed;
@@ -57,6 +79,7 @@ impl Default for Plan<'_> {
             host: false,
             bench: true,
             inject: None,
+            content: None,
         }
     }
 }
@@ -126,6 +149,9 @@ impl<'a> Plan<'a> {
                 "inject" => parse_inject(value)
                     .map(|v| plan.inject = v)
                     .ok_or("fault, hang or none"),
+                "content" => parse_content(value)
+                    .map(|v| plan.content = Some(v))
+                    .ok_or("zero or preserve"),
                 _ => {
                     foreign_words += 1;
                     Ok(())
@@ -166,6 +192,9 @@ impl fmt::Display for Plan<'_> {
         if let Some(i) = self.inject {
             write!(f, " inject={}", i.as_str())?;
         }
+        if let Some(c) = self.content {
+            write!(f, " content={}", c.as_str())?;
+        }
         Ok(())
     }
 }
@@ -186,6 +215,14 @@ fn parse_inject(v: &str) -> Option<Option<Inject>> {
         "fault" => Some(Some(Inject::Fault)),
         "hang" => Some(Some(Inject::Hang)),
         "none" => Some(None),
+        _ => None,
+    }
+}
+
+fn parse_content(v: &str) -> Option<Content> {
+    match v {
+        "zero" => Some(Content::Zero),
+        "preserve" => Some(Content::Preserve),
         _ => None,
     }
 }
@@ -262,6 +299,7 @@ mod tests {
             seed: 99,
             inject: Some(Inject::Fault),
             host: true,
+            content: Some(Content::Zero),
             ..Plan::default()
         };
         let line = plan.to_string();
@@ -269,6 +307,19 @@ mod tests {
         assert_eq!(back.error, None);
         assert_eq!(back.foreign_words, 0);
         assert_eq!(back.plan, plan);
+    }
+
+    #[test]
+    fn content_key() {
+        assert_eq!(Plan::parse("").plan.content, None);
+        // The VMM appends it after the runner's plan.
+        let p = Plan::parse("tests=conv.* host=on content=preserve");
+        assert_eq!(p.plan.content, Some(Content::Preserve));
+        assert_eq!(p.foreign_words, 0);
+        let bad = Plan::parse("content=shred");
+        assert_eq!(bad.plan.content, None);
+        assert_eq!(bad.error.map(|e| e.key), Some("content"));
+        assert!(!Plan::default().to_string().contains("content"));
     }
 
     #[test]

@@ -112,6 +112,15 @@ pub struct RangeList {
     len: usize,
 }
 
+/// Equal when the listed ranges are, in order; unused capacity is ignored.
+impl PartialEq for RangeList {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for RangeList {}
+
 impl Default for RangeList {
     fn default() -> Self {
         Self::new()

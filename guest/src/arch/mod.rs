@@ -13,7 +13,10 @@
 //! - `trap_roundtrip() -> Result<TrapReport, TrapError>`: raises #UD / BRK on purpose and
 //!   returns what the handler saw after resuming;
 //! - `fatal_fault() -> !`: touches an unmapped address (plan `inject=fault`);
-//! - `probe() -> crate::conv::Probe`: runs the hypervisor discovery instructions.
+//! - `probe() -> crate::conv::Probe`: runs the hypervisor discovery instructions;
+//! - the conversion trap, one small function per instruction with its register
+//!   contract beside it: x86 `vmcall`/`vmmcall` (and `cpuid` for the vendor),
+//!   arm64 `smccc_call` (HVC or SMC, from the DTB's PSCI conduit).
 //!
 //! Unexpected exceptions end the run through [`crate::report::crash`].
 

@@ -1,14 +1,26 @@
-//! The conversion seam: one `Converter` per hypervisor ABI, chosen by
-//! `detect()` from what the arch layer's probe found. Suites talk only to
-//! this trait.
+//! The conversion seam: one `Backend` per hypervisor ABI (the raw calls),
+//! wrapped in `Tracked`, which keeps the page-state tracker and is what the
+//! suites see as `dyn Converter`. `detect()` picks the backend from what the
+//! arch layer's probe found.
 
+#[cfg(target_arch = "aarch64")]
+mod ledger;
+#[cfg(target_arch = "x86_64")]
+mod map_gpa;
+#[cfg(target_arch = "aarch64")]
+mod pkvm;
+mod tracked;
+
+pub use tracked::Converter;
+
+use crate::boot::BootInfo;
 use alloc::boxed::Box;
 use convtest_proto::hv::HypervisorName;
 #[cfg(target_arch = "aarch64")]
 use convtest_proto::hv::{ArmFinding, SmcccProbe};
 #[cfg(target_arch = "x86_64")]
 use convtest_proto::hv::{X86Cpuid, X86Finding};
-use convtest_proto::range::MemRange;
+use convtest_proto::range::RangeList;
 use core::fmt;
 
 /// Registers the discovery instructions returned, per arch.
@@ -59,62 +71,60 @@ impl Probe {
     }
 }
 
-/// A conversion call the hypervisor refused, with the raw code it returned.
-#[allow(
-    dead_code,
-    reason = "constructed by the conversion backends (MAP_GPA_RANGE, pKVM issues)"
-)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvError {
-    pub call: &'static str,
-    pub range: MemRange,
-    pub code: i64,
-}
-
-impl fmt::Display for ConvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} returned {}", self.call, self.range, self.code)
-    }
-}
-
-/// One hypervisor's private<->shared conversion ABI.
-#[allow(
-    dead_code,
-    reason = "share/unshare are driven by the conversion tests once a backend exists"
-)]
-pub trait Converter {
-    /// Backend name as reported in the header and JSON (`kvm-map-gpa-range`, `pkvm`, …).
-    fn name(&self) -> &'static str;
-    /// Smallest convertible unit in bytes.
-    fn granule(&self) -> u64;
-    /// Make `range` (granule-aligned, guest-physical) visible to the host.
-    fn share(&mut self, range: MemRange) -> Result<(), ConvError>;
-    /// Make `range` private to the guest again.
-    fn unshare(&mut self, range: MemRange) -> Result<(), ConvError>;
-}
-
-/// Why no converter was chosen: the probe's finding, shown as the SKIP reason.
+/// Why no converter was chosen: the probe's finding (and, when the finding
+/// names a usable ABI, why it still is not used), shown as the SKIP reason.
 #[derive(Clone, Copy, Debug)]
-pub struct NoConverter(pub Finding);
+pub struct NoConverter {
+    pub finding: Finding,
+    pub why: Option<&'static str>,
+}
 
 impl fmt::Display for NoConverter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let usable = match self.0 {
-            #[cfg(target_arch = "x86_64")]
-            Finding::X86(x) => matches!(x, X86Finding::KvmMapGpaRange | X86Finding::Tdx),
-            #[cfg(target_arch = "aarch64")]
-            Finding::Arm(a) => matches!(a, ArmFinding::Pkvm { .. }),
-        };
-        if usable {
-            write!(f, "{}, but this build has no backend for it yet", self.0)
-        } else {
-            self.0.fmt(f)
+        match self.why {
+            Some(why) => write!(f, "{}, but {why}", self.finding),
+            None => self.finding.fmt(f),
         }
     }
 }
 
-/// Picks the converter matching the probe's finding. No backend exists yet,
-/// so every finding ends as `NoConverter` carrying what was seen.
-pub fn detect(probe: &Probe) -> Result<Box<dyn Converter>, NoConverter> {
-    Err(NoConverter(probe.finding()))
+/// Picks the converter matching the probe's finding. `free` is RAM no one
+/// else uses (a backend may keep a record in it: see `Converter::reserved`).
+/// The tracker covers all of `boot.ram` and starts out `Shared` (= unknown)
+/// until `reset_to_private` succeeds.
+pub fn detect(
+    probe: &Probe,
+    boot: &BootInfo,
+    free: &RangeList,
+) -> Result<Box<dyn Converter>, NoConverter> {
+    let finding = probe.finding();
+    match finding {
+        #[cfg(target_arch = "x86_64")]
+        Finding::X86(X86Finding::KvmMapGpaRange) => {
+            let _ = free;
+            Ok(Box::new(tracked::Tracked::new(
+                map_gpa::MapGpa::new(),
+                &boot.ram,
+            )))
+        }
+        #[cfg(target_arch = "aarch64")]
+        Finding::Arm(ArmFinding::Pkvm { granule }) => {
+            match pkvm::Pkvm::new(granule, free, boot.phys_offset) {
+                Some(b) => Ok(Box::new(tracked::Tracked::new(b, &boot.ram))),
+                None => Err(NoConverter {
+                    finding,
+                    why: Some("no free RAM granule for the shared-range ledger"),
+                }),
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Finding::X86(X86Finding::Tdx) => Err(NoConverter {
+            finding,
+            why: Some("this build has no TDX backend yet"),
+        }),
+        _ => {
+            let _ = (boot, free);
+            Err(NoConverter { finding, why: None })
+        }
+    }
 }

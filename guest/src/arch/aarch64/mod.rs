@@ -22,6 +22,7 @@ use crate::report;
 use convtest_proto::range::MemRange;
 
 pub use probe::probe;
+pub use smccc::call as smccc_call;
 pub use timer::{cycle_freq, cycles};
 pub use trap::{fatal_fault, trap_roundtrip};
 #[allow(

@@ -156,10 +156,6 @@ pub fn console_write(bytes: &[u8]) {
     }
 }
 
-#[allow(
-    dead_code,
-    reason = "contract function; the host-check channel will read input"
-)]
 pub fn console_read_byte() -> Option<u8> {
     UART.get().and_then(Uart::get)
 }

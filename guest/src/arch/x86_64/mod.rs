@@ -7,6 +7,7 @@
 
 mod cpu;
 mod gdt;
+mod hypercall;
 mod idt;
 mod paging;
 mod power;
@@ -23,7 +24,8 @@ mod pvh_info;
 #[cfg(not(feature = "bootloader"))]
 mod pvh_paging;
 
-pub use cpu::{cycle_freq, cycles};
+pub use cpu::{cpuid, cycle_freq, cycles};
+pub use hypercall::{vmcall, vmmcall};
 #[allow(
     unused_imports,
     reason = "arch contract: not every build calls reboot yet"

@@ -46,10 +46,6 @@ pub fn console_write(bytes: &[u8]) {
     }
 }
 
-#[allow(
-    dead_code,
-    reason = "arch contract: host-check replies are read through it"
-)]
 pub fn console_read_byte() -> Option<u8> {
     let mut uart = COM1;
     uart.try_receive_byte().ok()

@@ -413,31 +413,35 @@ impl HostView for GuestRam {
         if self.all_private(g).is_err() {
             return Err(format!("part of {g} is shared"));
         }
-        // Private pages have no host mapping; reading the guest_memfd is the
-        // only other way in, and KVM must refuse it.
+        // Private pages live only in the guest_memfd, which was created
+        // without GUEST_MEMFD_FLAG_MMAP: the host cannot map it at all (and
+        // guest_memfd has no read()). Try to map the page and say how KVM
+        // refused; a mapping that works would be a real leak.
         let Some(f) = &self.gmem else {
             return Err("no guest_memfd".into());
         };
-        let mut b = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a local buffer of 8 bytes.
-        let rc = unsafe {
-            libc::pread(
+        let off = (g.start - self.gmem_base) as libc::off_t;
+        // SAFETY: asks the kernel for a fresh read-only mapping; nothing is
+        // read through it and it is unmapped right away if it was granted.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE as usize,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
                 f.as_raw_fd(),
-                b.as_mut_ptr().cast(),
-                b.len(),
-                (g.start - self.gmem_base) as libc::off_t,
+                off,
             )
         };
-        if rc < 0 {
-            Ok(format!(
-                "pread(guest_memfd) of {g} failed: {}",
+        if p == libc::MAP_FAILED {
+            return Ok(format!(
+                "private pages of {g} exist only in guest_memfd; mmap of it failed: {}",
                 std::io::Error::last_os_error()
-            ))
-        } else {
-            Err(format!(
-                "pread(guest_memfd) of {g} returned {rc} bytes: {b:02x?}"
-            ))
+            ));
         }
+        // SAFETY: `p` is the PAGE-sized mapping just created above.
+        unsafe { libc::munmap(p, PAGE as usize) };
+        Err(format!("guest_memfd offset {off:#x} ({g}) could be mmap'd by the host"))
     }
 }
 

@@ -1,0 +1,93 @@
+//! Host-check client (DESIGN.md §2): print `# convtest-req <id> <verb> …`
+//! and wait for `convtest-ack <id> ok|fail <detail>` on the console's input.
+//!
+//! Lines that are not the awaited ack (echoes, stray keystrokes, late acks
+//! of an earlier request) are skipped (`convtest_proto::hostcheck::AckReader`).
+//! The wait is bounded by the arch cycle counter, so a host that never
+//! answers costs a failing test, not a hang.
+
+use crate::{arch, kprintln};
+use alloc::string::{String, ToString};
+use convtest_proto::hostcheck::{AckReader, Fed, REQ_PREFIX, Request};
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// How long the host may take to answer one request. Generous: in the
+/// nested lanes every UART register access is a trip through two
+/// hypervisors, and a scan reads all host-visible guest memory.
+pub const TIMEOUT_SECS: u64 = 30;
+/// Counter rate assumed when the platform does not state one (above any
+/// real TSC or generic timer, so the wait is at least `TIMEOUT_SECS`).
+const FALLBACK_HZ: u64 = 10_000_000_000;
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostError {
+    /// The plan says `host=off`: nobody answers.
+    Off,
+    /// The host answered `fail`.
+    Failed { id: u32, detail: String },
+    /// No matching ack before the deadline.
+    Timeout {
+        id: u32,
+        secs: u64,
+        stray_lines: u32,
+    },
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Off => f.write_str("plan has host=off: no host answers host checks"),
+            HostError::Failed { id, detail } => write!(f, "host check {id} failed: {detail}"),
+            HostError::Timeout {
+                id,
+                secs,
+                stray_lines,
+            } => write!(
+                f,
+                "host check {id}: no ack within {secs} s ({stray_lines} other input lines ignored)"
+            ),
+        }
+    }
+}
+
+/// Asks the host; `Ok(detail)` when it answered `ok`.
+pub fn ask(host_on: bool, req: &Request) -> Result<String, HostError> {
+    if !host_on {
+        return Err(HostError::Off);
+    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // Indented like the running test's other diagnostics; the host matches
+    // the prefix after any indentation.
+    kprintln!("    {REQ_PREFIX}{id} {req}");
+    let hz = arch::cycle_freq().unwrap_or(FALLBACK_HZ);
+    let deadline = arch::cycles().saturating_add(hz.saturating_mul(TIMEOUT_SECS));
+    let mut reader = AckReader::new(id);
+    let mut stray_lines = 0u32;
+    loop {
+        let Some(b) = arch::console_read_byte() else {
+            if arch::cycles() > deadline {
+                return Err(HostError::Timeout {
+                    id,
+                    secs: TIMEOUT_SECS,
+                    stray_lines,
+                });
+            }
+            core::hint::spin_loop();
+            continue;
+        };
+        match reader.feed(b) {
+            Fed::More => {}
+            Fed::Stray => stray_lines += 1,
+            Fed::Ack(ack) if ack.ok => return Ok(ack.detail.to_string()),
+            Fed::Ack(ack) => {
+                return Err(HostError::Failed {
+                    id,
+                    detail: ack.detail.to_string(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The shared-range ledger: a boot-persistent record of guest memory that
+//! may currently be shared with the host, kept by the guest in one private
+//! granule of its own RAM.
+//!
+//! Why it exists: reset-to-private must run at every boot, but on pKVM a
+//! conversion is one hypercall per granule, so unsharing all of RAM with 4K
+//! granules costs hundreds of thousands of calls. A fresh protected VM starts
+//! all private, and after a warm reboot only what the previous boot shared
+//! can be shared. So the guest notes a range here *before* it shares it and
+//! drops it only *after* the hypervisor confirmed the unshare; the next boot
+//! unshares exactly what is listed. The page itself is never shared, so the
+//! host cannot forge it; a missing or corrupt record means a fresh VM (its
+//! memory never held a record), and a record that overflowed asks for a full
+//! sweep instead.
+//!
+//! Layout in 64-bit words: magic, flags (bit 0 = overflowed), count, then
+//! `count` (start, end) pairs, then a checksum over everything before it.
+
+use crate::range::{MemRange, RANGE_CAPACITY, RangeError, RangeList};
+
+pub const MAGIC: u64 = 0x6c65_6467_6572_7631; // "ledgerv1"
+const FLAG_OVERFLOW: u64 = 1;
+/// Words the encoded ledger occupies at most.
+pub const WORDS: usize = 3 + 2 * RANGE_CAPACITY + 1;
+pub const BYTES: u64 = (WORDS * 8) as u64;
+// The smallest granule (4K) must hold it.
+const _: () = assert!(BYTES <= 4096);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ledger {
+    /// Ranges that may be shared, sorted and disjoint.
+    pub shared: RangeList,
+    /// More disjoint ranges were shared than the record holds: everything
+    /// must be swept at the next boot.
+    pub overflowed: bool,
+}
+
+/// What the next boot must unshare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "decoded once per boot; a Box would need the heap for nothing"
+)]
+pub enum Plan {
+    /// No valid record: a fresh VM, nothing was ever shared.
+    Fresh,
+    /// Exactly these ranges (may be empty).
+    Ranges(RangeList),
+    /// The record overflowed: sweep all RAM.
+    Sweep,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ledger {
+    pub const fn new() -> Self {
+        Ledger {
+            shared: RangeList::new(),
+            overflowed: false,
+        }
+    }
+
+    /// Before sharing `r`.
+    pub fn note_shared(&mut self, r: MemRange) {
+        if self.overflowed {
+            return;
+        }
+        if let Err(RangeError::Full) = self.shared.insert_merged(r) {
+            self.overflowed = true;
+        }
+    }
+
+    /// After the hypervisor confirmed `r` is private again. An overflowed
+    /// record stays overflowed: it no longer knows what else is shared.
+    pub fn note_private(&mut self, r: MemRange) {
+        if self.overflowed {
+            return;
+        }
+        // Subtracting one range splits at most one entry in two; if that
+        // does not fit, the record can no longer be exact.
+        if self.shared.subtract(&r).is_err() {
+            self.overflowed = true;
+        }
+    }
+
+    pub fn encode(&self) -> [u64; WORDS] {
+        let mut w = [0u64; WORDS];
+        w[0] = MAGIC;
+        w[1] = if self.overflowed { FLAG_OVERFLOW } else { 0 };
+        w[2] = self.shared.len() as u64;
+        for (i, r) in self.shared.iter().enumerate() {
+            w[3 + 2 * i] = r.start;
+            w[4 + 2 * i] = r.end;
+        }
+        let n = 3 + 2 * self.shared.len();
+        w[n] = checksum(&w[..n]);
+        w
+    }
+
+    /// The boot's reading of whatever the granule holds.
+    pub fn decode(w: &[u64; WORDS]) -> Plan {
+        if w[0] != MAGIC || w[1] & !FLAG_OVERFLOW != 0 {
+            return Plan::Fresh;
+        }
+        let count = w[2];
+        if count > RANGE_CAPACITY as u64 {
+            return Plan::Fresh;
+        }
+        let n = 3 + 2 * count as usize;
+        if w[n] != checksum(&w[..n]) {
+            return Plan::Fresh;
+        }
+        if w[1] & FLAG_OVERFLOW != 0 {
+            return Plan::Sweep;
+        }
+        let mut list = RangeList::new();
+        for i in 0..count as usize {
+            let r = MemRange::new(w[3 + 2 * i], w[4 + 2 * i]);
+            if r.is_empty() || list.push(r).is_err() {
+                return Plan::Sweep;
+            }
+        }
+        if list.validate().is_err() {
+            // Valid checksum but overlapping entries: trust nothing in it.
+            return Plan::Sweep;
+        }
+        Plan::Ranges(list)
+    }
+}
+
+fn checksum(words: &[u64]) -> u64 {
+    words
+        .iter()
+        .fold(0x243f_6a88_85a3_08d3, |acc, &w| crate::prng::mix(acc ^ w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_merge() {
+        let mut l = Ledger::new();
+        l.note_shared(MemRange::new(0x1000, 0x2000));
+        l.note_shared(MemRange::new(0x2000, 0x3000));
+        l.note_shared(MemRange::new(0x10000, 0x11000));
+        l.note_private(MemRange::new(0x1000, 0x2000));
+        let Plan::Ranges(r) = Ledger::decode(&l.encode()) else {
+            panic!("expected ranges")
+        };
+        assert_eq!(
+            r.as_slice(),
+            [
+                MemRange::new(0x2000, 0x3000),
+                MemRange::new(0x10000, 0x11000)
+            ]
+        );
+        l.note_private(MemRange::new(0, 0x20000));
+        assert_eq!(
+            Ledger::decode(&l.encode()),
+            Plan::Ranges(RangeList::new()),
+            "all unshared: an empty, valid record"
+        );
+    }
+
+    #[test]
+    fn garbage_is_fresh() {
+        assert_eq!(Ledger::decode(&[0; WORDS]), Plan::Fresh);
+        let mut w = Ledger::new().encode();
+        w[2] = 1; // count changed, checksum not
+        assert_eq!(Ledger::decode(&w), Plan::Fresh);
+        let mut w = Ledger::new().encode();
+        w[2] = u64::MAX;
+        assert_eq!(Ledger::decode(&w), Plan::Fresh);
+    }
+
+    #[test]
+    fn overflow_asks_for_a_sweep() {
+        let mut l = Ledger::new();
+        for i in 0..(RANGE_CAPACITY as u64 + 1) {
+            l.note_shared(MemRange::from_len(i * 0x2000, 0x1000));
+        }
+        assert!(l.overflowed);
+        assert_eq!(Ledger::decode(&l.encode()), Plan::Sweep);
+        l.note_private(MemRange::new(0, u64::MAX));
+        assert_eq!(Ledger::decode(&l.encode()), Plan::Sweep, "stays overflowed");
+    }
+}
