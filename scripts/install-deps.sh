@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what convtest needs on Debian 12 (bookworm) and nothing else:
 #   - the pinned Rust toolchain from rust-toolchain.toml (targets, rust-src, llvm-tools);
+#   - the tools `--backend nested --l1-swprot` needs to rebuild kvm.ko once (bookworm's own
+#     gcc, make, bison, flex, bc, libelf-dev, libssl-dev and dwarves for pahole);
 #   - QEMU 10 (qemu-system-x86, qemu-system-arm) and OVMF from bookworm-backports.
 # bookworm's own QEMU 7.2 conflicts with the preinstalled qemu-utils 10, and the
 # system's apt sources must never gain another suite (it once upgraded libc), so
@@ -15,6 +17,28 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 log "rust toolchain from rust-toolchain.toml"
 rustup toolchain install >/dev/null
 rustup show active-toolchain >&2
+
+# Kernel-module build tools from the system's own (bookworm) sources. pahole
+# (dwarves) is not optional: without it the rebuilt config loses BTF and
+# SCHED_CLASS_EXT and the module would not match the running kernel.
+kbuild_pkgs=(gcc make bison flex bc libelf-dev libssl-dev dwarves xz-utils binutils)
+missing=()
+for p in "${kbuild_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    log "kvm.ko build tools already present"
+elif [ "$(id -u)" -ne 0 ]; then
+    log "missing ${missing[*]} (for --l1-swprot) and this is not root: run 'sudo $0'"
+    exit 2
+else
+    log "installing ${missing[*]} (bookworm, for --l1-swprot)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get -q -y install --no-install-recommends "${missing[@]}" >/dev/null; then
+        apt-get -q update >/dev/null
+        apt-get -q -y install --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+fi
 
 have_qemu() {
     for b in qemu-system-x86_64 qemu-system-aarch64; do

@@ -92,6 +92,18 @@ pub struct VmmOptions {
     pub vcpu_watchdog: u64,
 }
 
+/// The same values clap gives when no option is passed (a test pins this).
+impl Default for VmmOptions {
+    fn default() -> Self {
+        VmmOptions {
+            content: None,
+            vmm_memory: VmmMemoryArg::Auto,
+            vm_type: VmTypeArg::Auto,
+            vcpu_watchdog: 60,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct VmmArgs {
     /// Guest architecture [default: this machine's].
@@ -397,6 +409,26 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn vmm_option_defaults_match_clap() {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            vmm: VmmOptions,
+        }
+        let parsed = Wrap::parse_from(["convtest"]).vmm;
+        let d = VmmOptions::default();
+        assert_eq!(
+            (
+                parsed.content,
+                parsed.vmm_memory,
+                parsed.vm_type,
+                parsed.vcpu_watchdog
+            ),
+            (d.content, d.vmm_memory, d.vm_type, d.vcpu_watchdog)
+        );
+    }
 
     #[test]
     fn clap_definition_is_consistent() {

@@ -122,6 +122,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         vmm: &config.vmm,
         l1: &config.l1,
         workspace: &config.workspace,
+        quiet: config.quiet,
     };
     let mut parser = Parser::new();
     let mut first_line: Option<Duration> = None;

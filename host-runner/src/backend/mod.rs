@@ -37,6 +37,8 @@ pub struct BootSpec<'a> {
     pub l1: &'a L1Options,
     /// Where to build helpers (the musl runner for nested) from.
     pub workspace: &'a Path,
+    /// Print nothing but errors (no progress lines).
+    pub quiet: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -98,5 +100,28 @@ pub fn run_end(finished: process::Finished, spec: &BootSpec<'_>, command: String
         exit_code,
         stderr: finished.stderr,
         command,
+    }
+}
+
+/// A BootSpec with the CLI's defaults, for backend unit tests.
+#[cfg(test)]
+pub(crate) fn test_spec(arch: Arch, boot: Boot, machine: Machine, payload: &Path) -> BootSpec<'_> {
+    use std::sync::LazyLock;
+    static VMM: LazyLock<VmmOptions> = LazyLock::new(VmmOptions::default);
+    static L1: LazyLock<L1Options> = LazyLock::new(L1Options::default);
+    BootSpec {
+        arch,
+        boot,
+        machine,
+        accel: crate::accel::Accel::Tcg,
+        memory_mib: 256,
+        payload,
+        cmdline: "tests=* seed=0x5eed",
+        reboots: 0,
+        timeout: Duration::from_secs(5),
+        vmm: &VMM,
+        l1: &L1,
+        workspace: Path::new("."),
+        quiet: true,
     }
 }

@@ -178,36 +178,9 @@ impl Backend for Qemu {
 mod tests {
     use super::*;
     use crate::accel::Accel;
-    use crate::cli::{L1Options, VmTypeArg, VmmMemoryArg, VmmOptions};
-    use std::time::Duration;
 
-    static NO_VMM: VmmOptions = VmmOptions {
-        content: None,
-        vmm_memory: VmmMemoryArg::Auto,
-        vm_type: VmTypeArg::Auto,
-        vcpu_watchdog: 60,
-    };
-    static NO_L1: L1Options = L1Options {
-        l1_kernel: None,
-        l1_modules: None,
-        l1_swprot: false,
-    };
-
-    fn spec<'a>(arch: Arch, boot: Boot, machine: Machine, payload: &'a Path) -> BootSpec<'a> {
-        BootSpec {
-            arch,
-            boot,
-            machine,
-            accel: Accel::Tcg,
-            memory_mib: 256,
-            payload,
-            cmdline: "tests=* seed=0x5eed",
-            reboots: 0,
-            timeout: Duration::from_secs(5),
-            vmm: &NO_VMM,
-            l1: &NO_L1,
-            workspace: Path::new("."),
-        }
+    fn spec(arch: Arch, boot: Boot, machine: Machine, payload: &Path) -> BootSpec<'_> {
+        super::super::test_spec(arch, boot, machine, payload)
     }
 
     fn line(spec: &BootSpec<'_>, vars: Option<&Path>) -> String {

@@ -36,7 +36,10 @@ pub fn vmm_args(
     }
     a.extend(["--vmm-memory".into(), opts.vmm_memory.as_str().into()]);
     a.extend(["--vm-type".into(), opts.vm_type.as_str().into()]);
-    a.extend(["--vcpu-watchdog".into(), opts.vcpu_watchdog.to_string().into()]);
+    a.extend([
+        "--vcpu-watchdog".into(),
+        opts.vcpu_watchdog.to_string().into(),
+    ]);
     a
 }
 

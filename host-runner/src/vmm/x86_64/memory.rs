@@ -441,7 +441,9 @@ impl HostView for GuestRam {
         }
         // SAFETY: `p` is the PAGE-sized mapping just created above.
         unsafe { libc::munmap(p, PAGE as usize) };
-        Err(format!("guest_memfd offset {off:#x} ({g}) could be mmap'd by the host"))
+        Err(format!(
+            "guest_memfd offset {off:#x} ({g}) could be mmap'd by the host"
+        ))
     }
 }
 

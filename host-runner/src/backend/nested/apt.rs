@@ -1,0 +1,196 @@
+//! Debian packages through a private apt state: its own sources list, lists
+//! and caches under the convtest cache, so the system's apt sources never
+//! gain a suite (bookworm hosts read trixie-backports this way). Only
+//! `apt-get update` and `apt-get download` run; nothing is installed.
+//! A .deb already in the cache is used without any network access.
+
+use super::cache::{self, Cache};
+use super::step;
+use crate::error::{Error, shell_line};
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The one suite the L1 kernels come from.
+pub const SOURCES: &str = "deb http://deb.debian.org/debian trixie-backports main\n";
+
+pub struct Apt<'a> {
+    cache: &'a Cache,
+    /// apt-get; tests point it at a missing binary to prove a warm cache
+    /// needs no network.
+    pub apt_get: OsString,
+    pub quiet: bool,
+    /// Packages this run had to download (empty: everything was cached).
+    pub downloaded: RefCell<Vec<String>>,
+}
+
+impl<'a> Apt<'a> {
+    pub fn new(cache: &'a Cache, quiet: bool) -> Apt<'a> {
+        Apt {
+            cache,
+            apt_get: "apt-get".into(),
+            quiet,
+            downloaded: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn state(&self) -> Result<PathBuf, Error> {
+        let state = self.cache.dir("apt")?;
+        for sub in ["lists/partial", "cache"] {
+            let d = state.join(sub);
+            std::fs::create_dir_all(&d).map_err(|e| Error::io("creating", &d, e))?;
+        }
+        let list = state.join("sources.list");
+        let current = std::fs::read_to_string(&list).unwrap_or_default();
+        if current != SOURCES {
+            std::fs::write(&list, SOURCES).map_err(|e| Error::io("writing", &list, e))?;
+        }
+        Ok(state)
+    }
+
+    /// The `-o` options that make apt use only the private state.
+    fn options(state: &Path) -> Vec<OsString> {
+        let dir = |key: &str, sub: &str| {
+            let mut o = OsString::from(format!("{key}="));
+            o.push(state.join(sub));
+            o
+        };
+        let mut opts = Vec::new();
+        for o in [
+            dir("Dir::Etc::SourceList", "sources.list"),
+            "Dir::Etc::SourceParts=/dev/null".into(),
+            dir("Dir::State::Lists", "lists"),
+            dir("Dir::Cache", "cache"),
+            dir("Dir::Cache::Archives", "cache"),
+            // Both kernels' packages, whatever this host's own arch is.
+            "APT::Architectures::=amd64".into(),
+            "APT::Architectures::=arm64".into(),
+            "Acquire::Languages=none".into(),
+            // Root downloads into our own temp dir, which _apt cannot enter.
+            "APT::Sandbox::User=root".into(),
+        ] {
+            opts.push("-o".into());
+            opts.push(o);
+        }
+        opts
+    }
+
+    /// The cached .deb of `package` (`name` or `name:arch`), downloaded once.
+    pub fn deb(&self, package: &str) -> Result<PathBuf, Error> {
+        let debs = self.cache.dir("debs")?;
+        let file = debs.join(format!("{}.deb", package.replace(':', "_")));
+        if file.is_file() {
+            return Ok(file);
+        }
+        let _lock = self.cache.lock("apt")?;
+        // Another run may have fetched it while we waited for the lock.
+        if file.is_file() {
+            return Ok(file);
+        }
+        let state = self.state()?;
+        if !has_lists(&state.join("lists")) {
+            self.update(&state)?;
+        }
+        let tmp = self.cache.temp_dir("deb-")?;
+        let fetched = match self.download(&state, package, tmp.path()) {
+            Ok(f) => f,
+            // Stale lists name a version the mirror no longer has: refresh once.
+            Err(_) => {
+                self.update(&state)?;
+                self.download(&state, package, tmp.path())?
+            }
+        };
+        cache::publish(&fetched, &file)?;
+        self.downloaded.borrow_mut().push(package.to_string());
+        Ok(file)
+    }
+
+    fn run(&self, state: &Path, args: &[&str], cwd: &Path, label: &str) -> Result<(), Error> {
+        let mut all = Self::options(state);
+        all.extend(args.iter().map(OsString::from));
+        let call = shell_line(self.apt_get.clone(), all.clone());
+        let mut cmd = Command::new(&self.apt_get);
+        cmd.args(&all).current_dir(cwd);
+        step::run(cmd, &call, label, self.quiet).map(drop)
+    }
+
+    fn update(&self, state: &Path) -> Result<(), Error> {
+        self.run(
+            state,
+            &["-q", "update"],
+            state,
+            "apt-get update (private state: trixie-backports)",
+        )
+    }
+
+    fn download(&self, state: &Path, package: &str, into: &Path) -> Result<PathBuf, Error> {
+        self.run(
+            state,
+            &["-q", "download", package],
+            into,
+            &format!("downloading {package} (apt-get download)"),
+        )?;
+        let debs: Vec<PathBuf> = std::fs::read_dir(into)
+            .map_err(|e| Error::io("reading", into, e))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+            .collect();
+        match debs.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => Err(Error::MissingOutput {
+                path: into.join(format!("{package}.deb")),
+            }),
+        }
+    }
+}
+
+/// Whether `apt-get update` ever completed into this lists dir (apt may
+/// keep the lists compressed: `…_Packages.lz4`).
+fn has_lists(lists: &Path) -> bool {
+    std::fs::read_dir(lists).is_ok_and(|d| {
+        d.filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().contains("_Packages"))
+    })
+}
+
+/// Unpacks a .deb's files into `dir` (`dpkg-deb -x`).
+pub fn unpack(deb: &Path, dir: &Path, quiet: bool) -> Result<(), Error> {
+    let mut cmd = Command::new("dpkg-deb");
+    cmd.arg("-x").arg(deb).arg(dir);
+    let call = shell_line(
+        OsString::from("dpkg-deb"),
+        ["-x".into(), deb.into(), dir.into()],
+    );
+    let name = deb.file_name().unwrap_or_default().to_string_lossy();
+    step::run(cmd, &call, &format!("unpacking {name}"), quiet).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_deb_needs_no_apt() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::at(tmp.path().to_path_buf()).expect("cache");
+        let debs = cache.dir("debs").expect("debs");
+        std::fs::write(debs.join("linux-binary-x_arm64.deb"), b"!<arch>").expect("seed");
+        let mut apt = Apt::new(&cache, true);
+        // Any apt run would fail to spawn.
+        apt.apt_get = "/nonexistent/apt-get".into();
+        let deb = apt.deb("linux-binary-x:arm64").expect("from the cache");
+        assert_eq!(deb, debs.join("linux-binary-x_arm64.deb"));
+        assert!(matches!(apt.deb("other"), Err(Error::Spawn { .. })));
+    }
+
+    #[test]
+    fn private_options_point_into_the_state_dir() {
+        let opts = Apt::options(Path::new("/c/apt"));
+        let line = shell_line(OsString::from("apt-get"), opts);
+        assert!(line.contains("-o Dir::Etc::SourceList=/c/apt/sources.list"));
+        assert!(line.contains("-o Dir::Etc::SourceParts=/dev/null"));
+        assert!(line.contains("-o Dir::State::Lists=/c/apt/lists"));
+    }
+}

@@ -1,0 +1,238 @@
+//! The L1's initramfs: an uncompressed cpio (newc) archive, so the L1
+//! kernel spends no TCG time inflating it. Layout (paths in `l1init`):
+//! /init (convtest, static), /payload (the guest), /modules/NN-name.ko in
+//! load order, /convtest-vmm-args, /convtest-l1.conf, /dev/console.
+
+use super::modules::Module;
+use crate::error::Error;
+use crate::l1init;
+use cpio::newc::{Builder, ModeFileType};
+use std::ffi::OsString;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub struct Contents<'a> {
+    /// The static convtest binary.
+    pub init: &'a Path,
+    pub payload: &'a Path,
+    /// In load order.
+    pub modules: &'a [Module],
+    /// The inner `convtest vmm …` argv (first element `vmm`).
+    pub vmm_args: &'a [OsString],
+    /// Facts /init prints (`key=value`).
+    pub conf: &'a [(String, String)],
+}
+
+enum Data {
+    Dir,
+    CharDev(u32, u32),
+    File(PathBuf, u32),
+    Bytes(Vec<u8>, u32),
+}
+
+/// Writes the archive to `out`.
+pub fn write(out: &Path, c: &Contents<'_>) -> Result<(), Error> {
+    let file = std::fs::File::create(out).map_err(|e| Error::io("creating", out, e))?;
+    let mut w = BufWriter::new(file);
+    let io = |e| Error::io("writing", out, e);
+    for (ino, (name, data)) in entries(c)?.into_iter().enumerate() {
+        entry(&mut w, ino as u32 + 1, &name, data).map_err(io)?;
+    }
+    let w = cpio::newc::trailer(w).map_err(io)?;
+    w.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)
+}
+
+fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
+    let strip = |p: &str| p.trim_start_matches('/').to_string();
+    let mut list: Vec<(String, Data)> = ["dev", "proc", "sys", "tmp", &strip(l1init::MODULES_DIR)]
+        .into_iter()
+        .map(|d| (d.to_string(), Data::Dir))
+        .collect();
+    // The kernel opens /dev/console for pid 1 before anything is mounted.
+    list.push(("dev/console".into(), Data::CharDev(5, 1)));
+    list.push(("init".into(), Data::File(c.init.to_path_buf(), 0o755)));
+    list.push((
+        strip(l1init::PAYLOAD),
+        Data::File(c.payload.to_path_buf(), 0o644),
+    ));
+    for (i, m) in c.modules.iter().enumerate() {
+        let name = format!("{}/{i:02}-{}.ko", strip(l1init::MODULES_DIR), m.name);
+        list.push((name, Data::File(m.path.clone(), 0o644)));
+    }
+    let mut args = String::new();
+    for a in c.vmm_args {
+        let a = a
+            .to_str()
+            .ok_or_else(|| Error::Usage(format!("VMM argument {a:?} is not UTF-8")))?;
+        if a.contains('\n') {
+            return Err(Error::Usage(format!(
+                "VMM argument {a:?} has a newline; the L1 reads one argument per line"
+            )));
+        }
+        args.push_str(a);
+        args.push('\n');
+    }
+    list.push((
+        strip(l1init::VMM_ARGS),
+        Data::Bytes(args.into_bytes(), 0o644),
+    ));
+    let conf: String = c.conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    list.push((strip(l1init::CONF), Data::Bytes(conf.into_bytes(), 0o644)));
+    Ok(list)
+}
+
+fn entry<W: Write>(w: &mut W, ino: u32, name: &str, data: Data) -> std::io::Result<()> {
+    let b = Builder::new(name).ino(ino);
+    match data {
+        Data::Dir => {
+            b.mode(0o755)
+                .nlink(2)
+                .set_mode_file_type(ModeFileType::Directory)
+                .write(w, 0)
+                .finish()?;
+        }
+        Data::CharDev(major, minor) => {
+            b.mode(0o600)
+                .set_mode_file_type(ModeFileType::Char)
+                .rdev_major(major)
+                .rdev_minor(minor)
+                .write(w, 0)
+                .finish()?;
+        }
+        Data::File(path, mode) => {
+            let mut f = std::fs::File::open(&path)?;
+            let len = f.metadata()?.len();
+            let len = u32::try_from(len).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    format!("{} is over 4 GiB", path.display()),
+                )
+            })?;
+            let mut out = b
+                .mode(mode)
+                .set_mode_file_type(ModeFileType::Regular)
+                .write(w, len);
+            let copied = std::io::copy(&mut f, &mut out)?;
+            if copied != u64::from(len) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{} changed while being archived", path.display()),
+                ));
+            }
+            out.finish()?;
+        }
+        Data::Bytes(bytes, mode) => {
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            let mut out = b
+                .mode(mode)
+                .set_mode_file_type(ModeFileType::Regular)
+                .write(w, len);
+            out.write_all(&bytes)?;
+            out.finish()?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cpio::NewcReader;
+    use std::io::Read;
+
+    #[test]
+    fn archive_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write_file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).expect("write");
+            p
+        };
+        let init = write_file("convtest", b"\x7fELF init");
+        let payload = write_file("guest", b"guest kernel!");
+        let kvm = write_file("kvm.ko", b"kvm");
+        let irq = write_file("irqbypass.ko", b"irqbypass");
+        let modules = [
+            Module {
+                name: "irqbypass".into(),
+                path: irq,
+            },
+            Module {
+                name: "kvm".into(),
+                path: kvm,
+            },
+        ];
+        let args: Vec<OsString> = ["vmm", "--cmdline", "tests=* seed=1"]
+            .map(OsString::from)
+            .into();
+        let out = dir.path().join("initramfs.cpio");
+        write(
+            &out,
+            &Contents {
+                init: &init,
+                payload: &payload,
+                modules: &modules,
+                vmm_args: &args,
+                conf: &[("kvm".into(), "stock".into())],
+            },
+        )
+        .expect("writes");
+
+        let mut file = std::fs::File::open(&out).expect("open");
+        let mut seen = Vec::new();
+        loop {
+            let mut r = NewcReader::new(file).expect("entry");
+            if r.entry().is_trailer() {
+                break;
+            }
+            let e = r.entry();
+            let (name, mode, rdev) = (
+                e.name().to_string(),
+                e.mode(),
+                (e.rdev_major(), e.rdev_minor()),
+            );
+            let mut body = Vec::new();
+            r.read_to_end(&mut body).expect("body");
+            seen.push((name, mode, rdev, body));
+            file = r.finish().expect("next");
+        }
+        let find = |n: &str| {
+            seen.iter().find(|(name, ..)| name == n).unwrap_or_else(|| {
+                panic!(
+                    "{n} missing from {:?}",
+                    seen.iter().map(|s| &s.0).collect::<Vec<_>>()
+                )
+            })
+        };
+        assert_eq!(find("init").1, 0o100755);
+        assert_eq!(find("init").3, b"\x7fELF init");
+        assert_eq!(find("payload").3, b"guest kernel!");
+        assert_eq!(find("dev/console").1, 0o020600);
+        assert_eq!(find("dev/console").2, (5, 1));
+        assert_eq!(find("modules").1, 0o040755);
+        assert_eq!(find("modules/00-irqbypass.ko").3, b"irqbypass");
+        assert_eq!(find("modules/01-kvm.ko").3, b"kvm");
+        assert_eq!(
+            find("convtest-vmm-args").3,
+            b"vmm\n--cmdline\ntests=* seed=1\n"
+        );
+        assert_eq!(find("convtest-l1.conf").3, b"kvm=stock\n");
+    }
+
+    #[test]
+    fn newline_in_an_argument_is_refused() {
+        let p = Path::new("/x");
+        let args = [OsString::from("a\nb")];
+        let c = Contents {
+            init: p,
+            payload: p,
+            modules: &[],
+            vmm_args: &args,
+            conf: &[],
+        };
+        assert!(entries(&c).is_err());
+    }
+}

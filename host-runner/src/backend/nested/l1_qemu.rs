@@ -1,0 +1,80 @@
+//! The outer QEMU: TCG with the virtualization extensions KVM needs inside
+//! (x86: `-cpu max` is an AMD CPU with SVM + NPT; arm64: EL2 with GICv3, which
+//! pKVM requires), the L1 kernel and initramfs, and the L1 console on stdio.
+
+use crate::cli::Arch;
+use std::ffi::OsString;
+use std::path::Path;
+
+/// L1 RAM: the L1 kernel, the inner VMM and the guest's RAM inside it.
+pub const L1_MEMORY: &str = "2G";
+pub const L1_CPUS: &str = "2";
+
+/// The L1 kernel command line: quiet so the console carries little but the
+/// guest's KTAP; panic=-1 with -no-reboot turns any L1 panic into an exit.
+pub fn kernel_cmdline(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "console=ttyS0 quiet loglevel=1 panic=-1",
+        // pKVM: the host kernel drops to EL1 and KVM's hypervisor keeps EL2.
+        Arch::Aarch64 => "console=ttyAMA0 quiet loglevel=1 panic=-1 kvm-arm.mode=protected",
+    }
+}
+
+pub fn args(arch: Arch, kernel: &Path, initrd: &Path) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    if arch == Arch::Aarch64 {
+        push(&["-M", "virt,virtualization=on,gic-version=3"]);
+    }
+    push(&[
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        L1_CPUS,
+        "-m",
+        L1_MEMORY,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ]);
+    a.push("-kernel".into());
+    a.push(kernel.into());
+    a.push("-initrd".into());
+    a.push(initrd.into());
+    a.push("-append".into());
+    a.push(kernel_cmdline(arch).into());
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::shell_line;
+
+    #[test]
+    fn command_lines() {
+        let line = |arch| {
+            shell_line(
+                OsString::from("qemu"),
+                args(arch, Path::new("/c/vmlinuz"), Path::new("/t/initramfs")),
+            )
+        };
+        assert_eq!(
+            line(Arch::X86_64),
+            "qemu -accel tcg -cpu max -smp 2 -m 2G -nodefaults -no-user-config -display none \
+             -serial stdio -no-reboot -kernel /c/vmlinuz -initrd /t/initramfs \
+             -append 'console=ttyS0 quiet loglevel=1 panic=-1'"
+        );
+        let arm = line(Arch::Aarch64);
+        assert!(arm.starts_with("qemu -M virt,virtualization=on,gic-version=3 -accel tcg"));
+        assert!(arm.ends_with(
+            "-append 'console=ttyAMA0 quiet loglevel=1 panic=-1 kvm-arm.mode=protected'"
+        ));
+    }
+}

@@ -1,0 +1,230 @@
+//! The nested lanes through the real `convtest` binary: QEMU TCG runs a
+//! Debian L1 with real KVM whose /init is convtest running its own VMM on
+//! the guest. Each lane must pass with the conversion tests really run (none
+//! skipped) and the JSON naming the converter, the VMM memory / VM type and
+//! the L1 kernel; the arm64 normal-VM lane must instead skip them with the
+//! reason pKVM gave.
+//!
+//! First run on a machine: Debian's kernels are downloaded into the cache
+//! (/var/cache/convtest as root) and the swprot kvm.ko is built (~3 min);
+//! both happen before QEMU starts. Cost figures are printed, not asserted.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Generous: two TCG L1s may share the machine's two cores.
+const TIMEOUT_SECS: &str = "300";
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    json: Value,
+    context: String,
+}
+
+fn convtest(args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("report.json");
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args(["run", "--backend", "nested", "--timeout", TIMEOUT_SECS])
+        .args(args)
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("convtest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let context = format!(
+        "convtest run --backend nested {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        args.join(" ")
+    );
+    let json = read_json(&json_path, &context);
+    Run {
+        code: out.status.code(),
+        stdout,
+        stderr,
+        json,
+        context,
+    }
+}
+
+fn read_json(path: &Path, context: &str) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("no JSON report ({e})\n{context}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
+}
+
+fn conv_tests(json: &Value) -> Vec<&Value> {
+    json["tests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t["name"].as_str().is_some_and(|n| n.starts_with("conv.")))
+        .collect()
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// What every nested lane shows, whether its conversions run or skip.
+fn assert_nested_run(run: &Run, arch: &str, kernel: &str) {
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(
+        (str_of(j, "arch"), str_of(j, "backend")),
+        (arch, "nested"),
+        "{ctx}"
+    );
+    assert_eq!(str_of(&j["l1"], "kernel"), kernel, "l1.kernel\n{ctx}");
+    assert!(
+        j["l1"]["boot_ms"]
+            .as_str()
+            .is_some_and(|ms| ms.parse::<u64>().is_ok()),
+        "l1.boot_ms\n{ctx}"
+    );
+    assert_eq!(
+        str_of(&j["l1"], "vmm_exit"),
+        j["exit_code"].to_string(),
+        "the run's exit code is the inner VMM's\n{ctx}"
+    );
+    assert!(
+        run.stderr.contains("(no download)") || run.stderr.contains("(downloaded "),
+        "the log says whether the L1 kernel came from the cache\n{ctx}"
+    );
+    assert!(
+        j["qemu"]["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("-accel tcg") && c.contains("-initrd")),
+        "{ctx}"
+    );
+}
+
+/// A lane whose conversions must really run: pass, every conv.* passed,
+/// none skipped, the host checks answered by the own VMM.
+fn assert_conversions_pass(run: &Run, converter: &str) {
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(run.code, Some(0), "{ctx}");
+    assert_eq!(j["verdict"], "pass", "{ctx}");
+    assert_eq!(str_of(&j["guest"], "converter"), converter, "{ctx}");
+    let conv = conv_tests(j);
+    assert!(conv.len() >= 5, "too few conv.* tests: {conv:?}\n{ctx}");
+    for t in &conv {
+        assert_eq!(t["result"], "pass", "{t}\n{ctx}");
+    }
+    let host_checks: u64 = str_of(&j["vmm"], "host_checks").parse().unwrap_or(0);
+    assert!(host_checks > 0, "no host-check request was answered\n{ctx}");
+    let all = j["tests"].as_array().map(Vec::len).unwrap_or(0);
+    let passed = j["tests"]
+        .as_array()
+        .map(|t| t.iter().filter(|t| t["result"] == "pass").count())
+        .unwrap_or(0);
+    assert_eq!(passed, all, "every test passes in a nested lane\n{ctx}");
+}
+
+/// The `# bench:` figures: conversion round trip vs a no-op exit.
+fn print_costs(lane: &str, run: &Run) {
+    let bench = run.json["bench"].as_array().cloned().unwrap_or_default();
+    let p50 = |prefix: &str| {
+        bench
+            .iter()
+            .find(|b| b["op"].as_str().is_some_and(|o| o.starts_with(prefix)))
+            .and_then(|b| b["ns_p50"].as_u64())
+    };
+    let (conv, noop) = (p50("share_unshare"), p50("noop"));
+    let ratio = match (conv, noop) {
+        (Some(c), Some(n)) if n > 0 => format!("{:.1}x", c as f64 / n as f64),
+        _ => "n/a".into(),
+    };
+    println!(
+        "{lane}: share+unshare p50 {conv:?} ns, no-op exit p50 {noop:?} ns, ratio {ratio}; \
+         L1 boot {} ms, run {} ms",
+        str_of(&run.json["l1"], "boot_ms"),
+        run.json["timing"]["total_ms"]
+    );
+    assert!(
+        conv.is_some() && noop.is_some(),
+        "bench[] lacks the conversion or no-op figure: {bench:?}\n{}",
+        run.context
+    );
+}
+
+#[test]
+fn x86_stock_kvm() {
+    let run = convtest(&["--arch", "x86_64"]);
+    assert_nested_run(&run, "x86_64", "7.3.4+deb13-amd64");
+    assert_conversions_pass(&run, "kvm-map-gpa-range");
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(str_of(&j["l1"], "kvm"), "stock", "{ctx}");
+    // Debian's stock kvm.ko has no KVM_X86_SW_PROTECTED_VM: the VMM tracks
+    // private pages itself.
+    assert_eq!(str_of(&j["vmm"], "memory"), "emulated-private", "{ctx}");
+    assert_eq!(j["exit_code"], 33, "isa-debug-exit success\n{ctx}");
+    print_costs("nested x86 stock", &run);
+}
+
+#[test]
+fn x86_swprot_kvm() {
+    let run = convtest(&["--arch", "x86_64", "--l1-swprot"]);
+    assert_nested_run(&run, "x86_64", "7.3.4+deb13-amd64");
+    assert_conversions_pass(&run, "kvm-map-gpa-range");
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(str_of(&j["l1"], "kvm"), "swprot", "{ctx}");
+    assert_eq!(str_of(&j["vmm"], "memory"), "sw-protected", "{ctx}");
+    assert_eq!(j["exit_code"], 33, "isa-debug-exit success\n{ctx}");
+    print_costs("nested x86 swprot", &run);
+}
+
+#[test]
+fn arm64_pkvm_protected_vm() {
+    let run = convtest(&["--arch", "aarch64"]);
+    assert_nested_run(&run, "aarch64", "7.3.4+deb13-arm64");
+    assert_conversions_pass(&run, "pkvm");
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(j["guest"]["granule"], 4096, "{ctx}");
+    assert_eq!(str_of(&j["vmm"], "vm_type"), "protected", "{ctx}");
+    assert_eq!(j["exit_code"], 0, "PSCI SYSTEM_OFF\n{ctx}");
+    // The host's read of a private page was refused (pKVM isolates it).
+    let refused = conv_tests(j).iter().any(|t| {
+        t["diagnostics"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|l| l.as_str().is_some_and(|l| l.contains("host refused")))
+        })
+    });
+    assert!(refused, "no private-read probe was refused\n{ctx}");
+    print_costs("nested arm64 pKVM protected", &run);
+}
+
+#[test]
+fn arm64_pkvm_normal_vm_skips_conversions() {
+    let run = convtest(&["--arch", "aarch64", "--vm-type", "normal"]);
+    assert_nested_run(&run, "aarch64", "7.3.4+deb13-arm64");
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(run.code, Some(0), "{ctx}");
+    assert_eq!(j["verdict"], "pass", "{ctx}");
+    assert_eq!(str_of(&j["vmm"], "vm_type"), "normal", "{ctx}");
+    assert_eq!(str_of(&j["guest"], "converter"), "none", "{ctx}");
+    let conv = conv_tests(j);
+    assert!(!conv.is_empty(), "no conv.* tests reported\n{ctx}");
+    for t in conv {
+        assert_eq!(t["result"], "skip", "{t}\n{ctx}");
+        // The guest names what pKVM answered (a normal VM's KVM_FEATURES
+        // lacks MEM_SHARE/MEM_UNSHARE).
+        assert!(
+            t["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("KVM_FEATURES")),
+            "skip without pKVM's answer: {t}\n{ctx}"
+        );
+    }
+    println!(
+        "nested arm64 pKVM normal VM: run {} ms; skip reason: {}",
+        j["timing"]["total_ms"],
+        run.stdout
+            .lines()
+            .find(|l| l.contains("SKIP"))
+            .unwrap_or("(none)")
+    );
+}
