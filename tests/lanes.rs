@@ -13,7 +13,7 @@ use serde_json::Value;
 /// every conversion test skipped with the probe's reason.
 fn assert_lane_passes(args: &[&str], arch: &str, boot: &str, machine: &str) -> Run {
     let run = convtest(args);
-    let context = run.context(args);
+    let context = run.context.clone();
     let j = &run.json;
     assert_eq!(run.code, Some(0), "{context}");
     assert_eq!(j["verdict"], "pass", "{context}");
@@ -223,7 +223,7 @@ fn own_vmm_on_this_hosts_kvm() {
         "60",
     ];
     let run = convtest(&args);
-    let context = run.context(&args);
+    let context = run.context.clone();
     let j = &run.json;
     assert_eq!(
         (&j["backend"], &j["accel"], &j["machine"]),

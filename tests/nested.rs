@@ -9,61 +9,19 @@
 //! (/var/cache/convtest as root) and the swprot kvm.ko is built (~3 min);
 //! both happen before QEMU starts. Cost figures are printed, not asserted.
 
+mod common;
+
+use common::{Run, conv_tests};
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
 
 /// Generous: two TCG L1s may share the machine's two cores.
 const TIMEOUT_SECS: &str = "300";
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    json: Value,
-    context: String,
-}
-
+/// `convtest run --backend nested ARGS` with the report parsed.
 fn convtest(args: &[&str]) -> Run {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json_path = dir.path().join("report.json");
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_convtest"))
-        .args(["run", "--backend", "nested", "--timeout", TIMEOUT_SECS])
-        .args(args)
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .expect("convtest runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let context = format!(
-        "convtest run --backend nested {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        args.join(" ")
-    );
-    let json = read_json(&json_path, &context);
-    Run {
-        code: out.status.code(),
-        stdout,
-        stderr,
-        json,
-        context,
-    }
-}
-
-fn read_json(path: &Path, context: &str) -> Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("no JSON report ({e})\n{context}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
-}
-
-fn conv_tests(json: &Value) -> Vec<&Value> {
-    json["tests"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter(|t| t["name"].as_str().is_some_and(|n| n.starts_with("conv.")))
-        .collect()
+    let mut all = vec!["--backend", "nested", "--timeout", TIMEOUT_SECS];
+    all.extend_from_slice(args);
+    common::convtest(&all)
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -9,14 +9,10 @@
 
 use crate::cli::{Arch, Boot};
 use crate::error::{Error, shell_line};
-use crate::progress::Progress;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
+use std::process::Command;
 
 pub struct Request<'a> {
     pub workspace: &'a Path,
@@ -142,7 +138,7 @@ fn build_guest(req: &Request<'_>) -> Result<PathBuf, Error> {
         ""
     };
     let label = format!("building guest ({}{flavour})", req.arch.target());
-    run_step(
+    crate::step::run(
         cmd,
         &shell_line(OsString::from("cargo"), args),
         &label,
@@ -163,7 +159,7 @@ fn build_disk_image(req: &Request<'_>, kernel: &Path) -> Result<PathBuf, Error> 
         "building {} disk image (the first build takes ~2 min)",
         req.boot.as_str()
     );
-    run_step(
+    crate::step::run(
         cmd,
         &shell_line(OsString::from("cargo"), args),
         &label,
@@ -273,78 +269,6 @@ pub fn kernel_kind(path: &Path, arch: Arch) -> Result<KernelKind, Error> {
     }
 }
 
-/// Runs one build step with a progress line fed by its stderr; on failure
-/// the error carries the call, its exit status and the output.
-fn run_step(mut cmd: Command, call: &str, label: &str, quiet: bool) -> Result<(), Error> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    crate::cleanup::die_with_parent(&mut cmd, crate::cleanup::SIGTERM);
-    let mut progress = Progress::start(label, quiet);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(source) => {
-            progress.finish(false);
-            return Err(Error::Spawn {
-                call: call.to_string(),
-                source,
-            });
-        }
-    };
-    let stdout = child.stdout.take().map(|mut out| {
-        thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = out.read_to_end(&mut s);
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    });
-    // stderr lines arrive on a channel so the heartbeat can run between them.
-    let (tx, rx) = mpsc::channel::<String>();
-    if let Some(err) = child.stderr.take() {
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let mut log = String::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => {
-                progress.message(&line);
-                log.push_str(&line);
-                log.push('\n');
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => progress.heartbeat(),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let status = child.wait().map_err(|source| Error::Spawn {
-        call: call.to_string(),
-        source,
-    });
-    let out = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => {
-            progress.finish(false);
-            return Err(e);
-        }
-    };
-    progress.finish(status.success());
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::Command {
-            call: call.to_string(),
-            code: status.code(),
-            stderr: format!("{out}{log}"),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,25 +357,6 @@ mod tests {
             kernel_kind(Path::new("/nonexistent/k"), Arch::X86_64),
             Err(Error::Io { .. })
         ));
-    }
-
-    #[test]
-    fn failing_step_carries_call_code_and_output() {
-        let mut cmd = Command::new("sh");
-        cmd.args([
-            "-c",
-            "echo partial; echo 'error[E0425]: boom' >&2; exit 101",
-        ]);
-        match run_step(cmd, "cargo build -p x", "test step", true) {
-            Err(Error::Command { call, code, stderr }) => {
-                assert_eq!((call.as_str(), code), ("cargo build -p x", Some(101)));
-                assert!(
-                    stderr.contains("partial") && stderr.contains("E0425"),
-                    "{stderr}"
-                );
-            }
-            other => panic!("unexpected {other:?}"),
-        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod list;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod step;
 pub mod verdict;
 #[cfg(target_os = "linux")]
 pub mod vmm;

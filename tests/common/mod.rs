@@ -11,18 +11,8 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     pub json: Value,
-}
-
-impl Run {
-    /// Everything a failing assertion should show.
-    pub fn context(&self, args: &[&str]) -> String {
-        format!(
-            "convtest run {}\nstdout:\n{}\nstderr:\n{}",
-            args.join(" "),
-            self.stdout,
-            self.stderr
-        )
-    }
+    /// The command and its output: what a failing assertion should show.
+    pub context: String,
 }
 
 /// `convtest run ARGS --json <tmp>` with the report parsed.
@@ -39,11 +29,16 @@ pub fn convtest(args: &[&str]) -> Run {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = read_json(&json_path, &stdout, &stderr);
+    let context = format!(
+        "convtest run {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        args.join(" ")
+    );
     Run {
         code: out.status.code(),
         stdout,
         stderr,
         json,
+        context,
     }
 }
 

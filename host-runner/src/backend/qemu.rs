@@ -16,6 +16,17 @@ pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// The guest writes 0x10 (success) or 0x11 (failure) to port 0xf4.
+/// No default devices, no display, the first serial port on stdio: every
+/// QEMU convtest starts (guest or nested L1) is a console on a pipe.
+pub const HEADLESS_SERIAL_STDIO: [&str; 6] = [
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+];
+
 pub const X86_EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
 pub const X86_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
 /// QEMU's own exit status for errors such as a bad option or missing file.
@@ -55,16 +66,8 @@ pub fn args(spec: &BootSpec<'_>, ovmf_code: &Path, uefi_vars: Option<&Path>) -> 
     };
     push(&["-M", machine, "-accel", spec.accel.as_str(), "-cpu", "max"]);
     let mem = format!("{}M", spec.memory_mib);
-    push(&[
-        "-m",
-        &mem,
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-    ]);
+    push(&["-m", &mem]);
+    push(&HEADLESS_SERIAL_STDIO);
     if spec.reboots == 0 {
         // An unplanned reset (x86 triple fault) ends the run instead of looping.
         push(&["-no-reboot"]);

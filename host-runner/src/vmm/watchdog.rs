@@ -97,6 +97,33 @@ impl Watchdog {
         Ok(Watchdog { shared })
     }
 
+    /// [`Watchdog::start`] with the VMM's standard report: a
+    /// `# convtest-vmm: hang=…` line on stdout (the console stream).
+    pub fn start_reporting(limit: Duration) -> Result<Watchdog, super::VmmError> {
+        Watchdog::start(limit, move |lasted| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stdout(),
+                "\n# convtest-vmm: hang=vcpu_stuck_in_KVM_RUN_for_{}ms",
+                lasted.as_millis()
+            );
+        })
+        .map_err(|source| super::VmmError::Sys {
+            call: "starting the vCPU watchdog",
+            source,
+        })
+    }
+
+    /// The line for a vCPU that was kicked out of a KVM_RUN that outlived
+    /// `limit` (the run loop prints it, then ends the run as a hang).
+    pub fn report_hang(out: &mut dyn std::io::Write, limit: Duration) {
+        let _ = writeln!(
+            out,
+            "\n# convtest-vmm: hang=vcpu_ran_{}s_without_an_exit",
+            limit.as_secs()
+        );
+    }
+
     /// Call right before KVM_RUN; false means the watchdog already fired.
     pub fn enter(&self) -> bool {
         let now = (self.shared.epoch.elapsed().as_millis() as u64).max(1);

@@ -5,8 +5,8 @@
 //! A .deb already in the cache is used without any network access.
 
 use super::cache::{self, Cache};
-use super::step;
 use crate::error::{Error, shell_line};
+use crate::step;
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -35,14 +35,9 @@ pub fn args(arch: Arch, kernel: &Path, initrd: &Path) -> Vec<OsString> {
         L1_CPUS,
         "-m",
         L1_MEMORY,
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
         "-no-reboot",
     ]);
+    push(&crate::backend::qemu::HEADLESS_SERIAL_STDIO);
     a.push("-kernel".into());
     a.push(kernel.into());
     a.push("-initrd".into());
@@ -67,8 +62,8 @@ mod tests {
         };
         assert_eq!(
             line(Arch::X86_64),
-            "qemu -accel tcg -cpu max -smp 2 -m 2G -nodefaults -no-user-config -display none \
-             -serial stdio -no-reboot -kernel /c/vmlinuz -initrd /t/initramfs \
+            "qemu -accel tcg -cpu max -smp 2 -m 2G -no-reboot -nodefaults -no-user-config \
+             -display none -serial stdio -kernel /c/vmlinuz -initrd /t/initramfs \
              -append 'console=ttyS0 quiet loglevel=1 panic=-1'"
         );
         let arm = line(Arch::Aarch64);

@@ -15,7 +15,6 @@ mod initramfs;
 mod l1_qemu;
 mod modules;
 mod runner_build;
-mod step;
 mod swprot;
 mod watch;
 

@@ -4,9 +4,9 @@
 //! `cargo test` holds on the main one nor inherits the caller's
 //! CARGO_TARGET_DIR.
 
-use super::step;
 use crate::cli::Arch;
 use crate::error::{Error, shell_line};
+use crate::step;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;

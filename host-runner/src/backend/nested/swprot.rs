@@ -15,9 +15,9 @@
 use super::apt::Apt;
 use super::assets::{DEBIAN_ABI, debian_release};
 use super::cache::{self, Cache};
-use super::step;
 use crate::cli::Arch;
 use crate::error::Error;
+use crate::step;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -17,6 +17,7 @@ pub mod vcpu;
 
 use super::console::ConsoleTap;
 use super::facts::{self, Facts};
+use super::uart16550::Uart16550;
 use super::watchdog::Watchdog;
 use super::{GuestEnd, VmmError};
 use crate::cli::{ContentArg, VmTypeArg, VmmArgs};
@@ -173,49 +174,30 @@ struct Stats {
     tap: Duration,
 }
 
-fn hang_line(out: &mut dyn Write, limit: Duration) {
-    let _ = writeln!(
-        out,
-        "\n# convtest-vmm: hang=vcpu_ran_{}s_without_an_exit",
-        limit.as_secs()
-    );
-}
-
 fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd, VmmError> {
-    let watchdog = Watchdog::start(limit, move |lasted| {
-        let _ = writeln!(
-            std::io::stdout(),
-            "\n# convtest-vmm: hang=vcpu_stuck_in_KVM_RUN_for_{}ms",
-            lasted.as_millis()
-        );
-    })
-    .map_err(|source| VmmError::Sys {
-        call: "starting the vCPU watchdog",
-        source,
-    })?;
-    let mut uart = uart::Uart::default();
+    let watchdog = Watchdog::start_reporting(limit)?;
+    let mut uart = Uart16550::default();
     let mut tap = ConsoleTap::default();
-    let mut pending: Vec<u8> = Vec::new();
     let mut stats = Stats::default();
     let mut first_output_ms: Option<u128> = None;
     let started = Instant::now();
     let end = loop {
         if !watchdog.enter() {
-            hang_line(out, limit);
+            Watchdog::report_hang(out, limit);
             break GuestEnd::Hang;
         }
         let exit = m.vcpu.run();
         watchdog.leave();
         stats.exits += 1;
         let end = match exit {
-            Ok(VcpuExit::MmioWrite(addr, data)) if uart::Uart::owns(addr) => {
+            Ok(VcpuExit::MmioWrite(addr, data)) if uart::owns(addr) => {
                 stats.uart_exits += 1;
-                uart.write(addr, data);
+                uart::write(&mut uart, addr, data);
                 None
             }
-            Ok(VcpuExit::MmioRead(addr, data)) if uart::Uart::owns(addr) => {
+            Ok(VcpuExit::MmioRead(addr, data)) if uart::owns(addr) => {
                 stats.uart_exits += 1;
-                uart.read(addr, data);
+                uart::read(&mut uart, addr, data);
                 None
             }
             Ok(VcpuExit::MmioWrite(addr, _)) => {
@@ -247,7 +229,7 @@ fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 let fired = watchdog.fired();
                 if fired {
-                    hang_line(out, limit);
+                    Watchdog::report_hang(out, limit);
                 }
                 fired.then_some(GuestEnd::Hang)
             }
@@ -258,16 +240,10 @@ fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd
                 });
             }
         };
-        let output = uart.take_output();
-        if !output.is_empty() {
+        let t = Instant::now();
+        if uart.pump(&mut tap, out, &m.ram) {
             first_output_ms.get_or_insert_with(|| started.elapsed().as_millis());
-            let t = Instant::now();
-            pending.extend(tap.feed(&output, out, &m.ram));
             stats.tap += t.elapsed();
-        }
-        if !pending.is_empty() {
-            let left = uart.type_in(&pending).len();
-            pending.drain(..pending.len() - left);
         }
         if let Some(e) = end {
             break e;

@@ -357,10 +357,12 @@ impl GuestRam {
         Ok(())
     }
 
-    fn all_shared(&self, range: MemRange) -> Result<(), u64> {
+    /// Ok when every page of `range` is in `state`, else the first page
+    /// that is not (or is not RAM).
+    fn all_in(&self, range: MemRange, state: PageState) -> Result<(), u64> {
         let mut a = range.start & !(PAGE - 1);
         while a < range.end {
-            if self.pages.state(a) != Some(PageState::Shared) {
+            if self.pages.state(a) != Some(state) {
                 return Err(a);
             }
             a += PAGE;
@@ -372,7 +374,7 @@ impl GuestRam {
 impl HostView for GuestRam {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), String> {
         let range = MemRange::from_len(gpa, buf.len() as u64);
-        if let Err(page) = self.all_shared(range) {
+        if let Err(page) = self.all_in(range, PageState::Shared) {
             return Err(match self.pages.state(page) {
                 Some(_) => format!("page {page:#x} is private; the VMM does not touch it"),
                 None => format!("{page:#x} is not guest RAM"),
@@ -401,7 +403,7 @@ impl HostView for GuestRam {
     }
 
     fn refused(&self, range: MemRange) -> Result<String, String> {
-        if let Ok(()) = self.all_shared(range) {
+        if let Ok(()) = self.all_in(range, PageState::Shared) {
             return Err(format!("{range} is shared"));
         }
         let Some(g) = self.gmem_part(range) else {
@@ -410,7 +412,7 @@ impl HostView for GuestRam {
                 self.mode.as_str()
             ));
         };
-        if self.all_private(g).is_err() {
+        if self.all_in(g, PageState::Private).is_err() {
             return Err(format!("part of {g} is shared"));
         }
         // Private pages live only in the guest_memfd, which was created
@@ -444,19 +446,6 @@ impl HostView for GuestRam {
         Err(format!(
             "guest_memfd offset {off:#x} ({g}) could be mmap'd by the host"
         ))
-    }
-}
-
-impl GuestRam {
-    fn all_private(&self, range: MemRange) -> Result<(), u64> {
-        let mut a = range.start;
-        while a < range.end {
-            if self.pages.state(a) != Some(PageState::Private) {
-                return Err(a);
-            }
-            a += PAGE;
-        }
-        Ok(())
     }
 }
 

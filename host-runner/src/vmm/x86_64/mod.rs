@@ -12,6 +12,7 @@ pub mod serial;
 
 use super::console::ConsoleTap;
 use super::facts::{self, Facts};
+use super::uart16550::Uart16550;
 use super::watchdog::Watchdog;
 use super::{GuestEnd, VmmError};
 use crate::cli::{ContentArg, VmmArgs, VmmMemoryArg};
@@ -216,52 +217,35 @@ struct Stats {
 }
 
 fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd, VmmError> {
-    let watchdog = Watchdog::start(limit, move |lasted| {
-        let _ = writeln!(
-            std::io::stdout(),
-            "\n# convtest-vmm: hang=vcpu_stuck_in_KVM_RUN_for_{}ms",
-            lasted.as_millis()
-        );
-    })
-    .map_err(|source| VmmError::Sys {
-        call: "starting the vCPU watchdog",
-        source,
-    })?;
-    let mut com1 = serial::Com1::default();
+    let watchdog = Watchdog::start_reporting(limit)?;
+    let mut com1 = Uart16550::default();
     let mut tap = ConsoleTap::default();
-    let mut pending: Vec<u8> = Vec::new();
     let mut stats = Stats::default();
     let started = Instant::now();
     let end = loop {
         if !watchdog.enter() {
-            let _ = writeln!(
-                out,
-                "\n# convtest-vmm: hang=vcpu_ran_{}s_without_an_exit",
-                limit.as_secs()
-            );
+            Watchdog::report_hang(out, limit);
             break GuestEnd::Hang;
         }
         let exit = m.vcpu.run();
         watchdog.leave();
         stats.exits += 1;
         let end = match exit {
-            Ok(VcpuExit::IoOut(port, data)) if serial::Com1::owns(port) => {
-                for &b in data {
-                    com1.write(port, b);
-                }
+            Ok(VcpuExit::IoOut(port, data)) if serial::owns(port) => {
+                serial::out(&mut com1, port, data);
                 None
             }
             Ok(VcpuExit::IoOut(port, data)) => ports::out(port, data).map(|e| match e {
                 ports::PortEnd::DebugExit(code) => GuestEnd::DebugExit(code),
                 ports::PortEnd::Reset => GuestEnd::Reset,
             }),
-            Ok(VcpuExit::IoIn(port, data)) => {
-                let v = if serial::Com1::owns(port) {
-                    com1.read(port)
-                } else {
-                    0xff
-                };
-                data.fill(v);
+            Ok(VcpuExit::IoIn(port, data)) if serial::owns(port) => {
+                serial::input(&mut com1, port, data);
+                None
+            }
+            Ok(VcpuExit::IoIn(_, data)) => {
+                // Nothing else is there: a floating bus reads all ones.
+                data.fill(0xff);
                 None
             }
             Ok(VcpuExit::Hypercall(hc)) => {
@@ -301,11 +285,7 @@ fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 let fired = watchdog.fired();
                 if fired {
-                    let _ = writeln!(
-                        out,
-                        "\n# convtest-vmm: hang=vcpu_ran_{}s_without_an_exit",
-                        limit.as_secs()
-                    );
+                    Watchdog::report_hang(out, limit);
                 }
                 fired.then_some(GuestEnd::Hang)
             }
@@ -316,14 +296,7 @@ fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd
                 });
             }
         };
-        let output = com1.take_output();
-        if !output.is_empty() {
-            pending.extend(tap.feed(&output, out, &m.ram));
-        }
-        if !pending.is_empty() {
-            let left = com1.type_in(&pending).len();
-            pending.drain(..pending.len() - left);
-        }
+        com1.pump(&mut tap, out, &m.ram);
         if let Some(e) = end {
             break e;
         }
