@@ -274,6 +274,10 @@ impl T<'_> {
                 rep.calls
             );
             let p = self.win.slot(SLOT_RESET);
+            // Touch the page first: pKVM hands a page to the guest only on
+            // its first access, so an untouched page is still the host's
+            // (readable zeros) and the check would prove nothing.
+            self.fill(p, self.seed(SLOT_RESET));
             match self.host(
                 Request::NoRead { range: p },
                 "the host must be refused a private page",

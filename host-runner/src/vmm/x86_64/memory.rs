@@ -374,6 +374,18 @@ impl GuestRam {
 impl HostView for GuestRam {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), String> {
         let range = MemRange::from_len(gpa, buf.len() as u64);
+        // sw-protected: the guest_memfd slot's host mapping is the shared
+        // side of every page, private ones included (their private bytes
+        // live elsewhere), so the host really can read all of it.
+        let host_mapped = self
+            .gmem_part(range)
+            .is_some_and(|g| g == range && self.pages.ranges().any(|r| r.covers(&range)));
+        if host_mapped {
+            return self
+                .mem
+                .read_slice(buf, GuestAddress(gpa))
+                .map_err(|e| e.to_string());
+        }
         if let Err(page) = self.all_in(range, PageState::Shared) {
             return Err(match self.pages.state(page) {
                 Some(_) => format!("page {page:#x} is private; the VMM does not touch it"),
@@ -387,10 +399,15 @@ impl HostView for GuestRam {
 
     fn visible(&self) -> Vec<MemRange> {
         let mut out: Vec<MemRange> = Vec::new();
+        let gmem_slot = match self.mode {
+            Mode::SwProtected { boot_end } => Some(MemRange::new(boot_end, self.size)),
+            Mode::EmulatedPrivate { .. } => None,
+        };
         for r in self.pages.ranges() {
             let mut a = r.start;
             while a < r.end {
-                if self.pages.state(a) == Some(PageState::Shared) {
+                let mapped = gmem_slot.is_some_and(|g| g.contains(a));
+                if mapped || self.pages.state(a) == Some(PageState::Shared) {
                     match out.last_mut() {
                         Some(last) if last.end == a => last.end += PAGE,
                         _ => out.push(MemRange::new(a, a + PAGE)),
