@@ -123,6 +123,27 @@ fn x86_stock_kvm() {
     print_costs("nested x86 stock", &run);
 }
 
+/// The other content mode of emulated-private memory: the VMM clears each
+/// page that flips (punching the mmap'd guest_memfd), and the guest's
+/// content test must see exactly that.
+#[test]
+fn x86_stock_kvm_content_zero() {
+    let run = convtest(&["--arch", "x86_64", "--content", "zero", "--tests", "conv.*"]);
+    assert_nested_run(&run, "x86_64", "7.3.4+deb13-amd64");
+    assert_conversions_pass(&run, "kvm-map-gpa-range");
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(str_of(&j["vmm"], "memory"), "emulated-private", "{ctx}");
+    assert_eq!(str_of(&j["vmm"], "content"), "zero", "{ctx}");
+    let content = conv_tests(j)
+        .into_iter()
+        .find(|t| t["name"] == "conv.content")
+        .expect("conv.content reported");
+    assert!(
+        content.to_string().contains("as content=zero says"),
+        "the guest must observe the VMM's choice: {content}\n{ctx}"
+    );
+}
+
 #[test]
 fn x86_swprot_kvm() {
     let run = convtest(&["--arch", "x86_64", "--l1-swprot"]);
