@@ -35,12 +35,20 @@ Lanes (what each one proves):
   x86_64 --boot uefi                    the same from OVMF
   aarch64 --machine virt                arm64 Image at EL1: DTB parsing, PL011, PSCI over hvc
   aarch64 --machine virt-el2            entry at EL2 (virtualization=on), drop to EL1, PSCI over smc
+  --backend vmm                         convtest's own KVM VMM on /dev/kvm: real conversions
+                                        (x86 MAP_GPA_RANGE, arm64 pKVM protected VM), host checks
+  --backend nested                      the same VMM inside a Debian L1 under QEMU TCG with real
+                                        KVM (x86) or pKVM (arm64); first run downloads the kernel
+  --backend nested --l1-swprot          x86 with KVM_SW_PROTECTED_VM: guest_memfd private memory
+  --arch aarch64 --backend nested --vm-type normal   conv.* SKIP with pKVM's answer
 
 Examples:
   convtest run --tests 'heap.*' --seed 42 --iters 200
   convtest run --arch aarch64 --ktap run.ktap      save the raw KTAP for kunit.py or a bug report
   convtest run --kernel target/guest/x86_64-unknown-none/release/convtest-guest   skip the build
-  convtest run --inject fault                      a deliberate crash: exit 1, reason = crash line";
+  convtest run --inject fault                      a deliberate crash: exit 1, reason = crash line
+  convtest run --backend nested --tests 'conv.*' --json r.json   conversions under real KVM, costs in bench[]
+  convtest run --backend nested --content zero     the VMM clears converted pages; the guest must see it";
 
 #[derive(Debug, Parser)]
 #[command(name = "convtest", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
