@@ -148,7 +148,7 @@ pub struct L1Options {
     pub l1_modules: Option<PathBuf>,
 
     /// x86_64: load a kvm.ko rebuilt from Debian's linux-source with
-    /// KVM_SW_PROTECTED_VM=y (built once, ~3 min, then cached), so the VMM
+    /// KVM_SW_PROTECTED_VM=y (built once, ~5 min on 2 cores, then cached), so the VMM
     /// runs the guest in real private memory.
     #[arg(long)]
     pub l1_swprot: bool,

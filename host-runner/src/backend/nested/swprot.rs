@@ -9,7 +9,7 @@
 //! pahole (dwarves) is required: without it `olddefconfig` drops
 //! DEBUG_INFO_BTF and SCHED_CLASS_EXT, which change `struct module` and
 //! `task_struct`, and the module would corrupt the kernel it loads into.
-//! Built once (~3 min on 2 cores) and cached by release + recipe version;
+//! Built once (~5 min on 2 cores) and cached by release + recipe version;
 //! the 2 GB tree is deleted afterwards.
 
 use super::apt::Apt;
@@ -167,7 +167,7 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
     script(
         BUILD,
         &env,
-        "swprot kvm.ko: building arch/x86/kvm with KVM_SW_PROTECTED_VM=y (once, ~3 min)",
+        "swprot kvm.ko: building arch/x86/kvm with KVM_SW_PROTECTED_VM=y (once, ~5 min)",
         quiet,
     )?;
     let bytes = std::fs::read(&out).map_err(|e| Error::io("reading", &out, e))?;
