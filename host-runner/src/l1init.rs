@@ -16,7 +16,7 @@ pub const VMM_ARGS: &str = "/convtest-vmm-args";
 /// `key=value` lines /init prints as L1 facts (e.g. `kvm=stock`).
 pub const CONF: &str = "/convtest-l1.conf";
 /// Fact lines (parsed by the runner's KTAP reader into the JSON `l1` object).
-pub const L1_PREFIX: &str = "# convtest-l1: ";
+pub use crate::ktap::L1_PREFIX;
 /// Each line the inner VMM writes on stderr is relayed with this prefix, so
 /// the outer runner can tell it from the guest's console.
 pub const STDERR_PREFIX: &str = "# convtest-l1-stderr: ";

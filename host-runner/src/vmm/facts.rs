@@ -5,7 +5,8 @@
 use std::fmt::Display;
 use std::io::Write;
 
-pub const PREFIX: &str = "# convtest-vmm: ";
+/// The runner's KTAP reader owns the line format.
+pub use crate::ktap::VMM_PREFIX as PREFIX;
 
 #[derive(Default)]
 pub struct Facts {

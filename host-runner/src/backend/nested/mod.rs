@@ -31,11 +31,6 @@ pub struct Nested;
 /// Tools the Debian assets need (every Debian host has them).
 const APT_TOOLS: [&str; 2] = ["apt-get", "dpkg-deb"];
 
-/// BootSpec has no quiet flag yet: progress lines always go to stderr.
-fn quiet(spec: &BootSpec<'_>) -> bool {
-    spec.quiet
-}
-
 impl Backend for Nested {
     fn kind(&self) -> BackendKind {
         BackendKind::Nested
@@ -70,7 +65,7 @@ impl Backend for Nested {
     }
 
     fn run(&self, spec: &BootSpec<'_>, console: &mut ConsoleFn<'_>) -> Result<RunEnd, Error> {
-        let quiet = quiet(spec);
+        let quiet = spec.quiet;
         let scratch = crate::cleanup::Scratch::new("convtest-nested-")?;
         let started = Instant::now();
         let l1 = prepare_l1(spec, scratch.path(), quiet)?;
