@@ -98,6 +98,102 @@ pub struct VmmOptions {
     /// vCPU out, reports the hang and ends the run as a failure.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub vcpu_watchdog: u64,
+
+    /// Break the own VMM on purpose (x86: it serves MAP_GPA_RANGE), to see
+    /// which tests notice. Applies to well-formed conversion requests that
+    /// would change a page's state; no-op and malformed requests are still
+    /// answered truly. At most one of ignore, deny, partial, leak, garbage;
+    /// wrong-content combines with any. arm64: pKVM answers
+    /// MEM_SHARE/MEM_UNSHARE at EL2 without the VMM, so none applies there
+    /// (use --guest-fault). `convtest mutants` runs them all.
+    #[arg(long, value_enum, value_name = "KIND,...", value_delimiter = ',')]
+    pub vmm_fault: Vec<VmmFault>,
+}
+
+/// A deliberate VMM bug (`--vmm-fault`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
+pub enum VmmFault {
+    /// Answer 0 and change nothing.
+    Ignore,
+    /// Answer an error (-EPERM) and change nothing.
+    Deny,
+    /// Convert the first half of the pages that would flip, answer an error (-EAGAIN).
+    Partial,
+    /// Answer 0 to a to-private request but leave the pages shared (host-visible).
+    Leak,
+    /// Zero the pages that flip where preserve was promised, keep them where zero was.
+    WrongContent,
+    /// Answer a value that is no errno (0x1_0000_0000) and change nothing.
+    Garbage,
+}
+
+impl VmmFault {
+    pub const ALL: [VmmFault; 6] = [
+        VmmFault::Ignore,
+        VmmFault::Deny,
+        VmmFault::Partial,
+        VmmFault::Leak,
+        VmmFault::WrongContent,
+        VmmFault::Garbage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmmFault::Ignore => "ignore",
+            VmmFault::Deny => "deny",
+            VmmFault::Partial => "partial",
+            VmmFault::Leak => "leak",
+            VmmFault::WrongContent => "wrong-content",
+            VmmFault::Garbage => "garbage",
+        }
+    }
+
+    /// Faults that decide the answer to a request (at most one at a time).
+    pub fn decides_answer(self) -> bool {
+        !matches!(self, VmmFault::WrongContent)
+    }
+}
+
+/// Rejects fault sets that contradict themselves (two answers to one request).
+pub fn check_vmm_faults(faults: &[VmmFault]) -> Result<(), String> {
+    let answers: Vec<&str> = faults
+        .iter()
+        .filter(|f| f.decides_answer())
+        .map(|f| f.as_str())
+        .collect();
+    if answers.len() > 1 {
+        return Err(format!(
+            "--vmm-fault {}: each of these decides the answer to a request; give at most one \
+             (wrong-content combines with any)",
+            answers.join(",")
+        ));
+    }
+    Ok(())
+}
+
+/// A deliberate firmware bug in the guest (`--guest-fault`, carried in the plan).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GuestFaultArg {
+    /// Share calls report success without being made.
+    SkipShare,
+    /// Unshare calls report success without being made.
+    SkipUnshare,
+    /// Reset-to-private records success without converting anything.
+    SkipReset,
+    /// Conversions are made but the guest's page tracker is not told.
+    ForgetTracker,
+}
+
+impl GuestFaultArg {
+    pub fn fault(self) -> convtest_proto::plan::GuestFault {
+        use convtest_proto::plan::GuestFault;
+        match self {
+            GuestFaultArg::SkipShare => GuestFault::SkipShare,
+            GuestFaultArg::SkipUnshare => GuestFault::SkipUnshare,
+            GuestFaultArg::SkipReset => GuestFault::SkipReset,
+            GuestFaultArg::ForgetTracker => GuestFault::ForgetTracker,
+        }
+    }
 }
 
 /// The same values clap gives when no option is passed (a test pins this).
@@ -108,6 +204,7 @@ impl Default for VmmOptions {
             vmm_memory: VmmMemoryArg::Auto,
             vm_type: VmTypeArg::Auto,
             vcpu_watchdog: 60,
+            vmm_fault: Vec::new(),
         }
     }
 }
@@ -196,6 +293,11 @@ pub struct RunArgs {
     /// Make the guest crash or hang on purpose, to check the verdict path.
     #[arg(long, value_enum)]
     pub inject: Option<InjectArg>,
+
+    /// Give the guest's own conversion path a deliberate bug (carried in the
+    /// plan as gfault=), to see which tests notice; works on every lane.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub guest_fault: Option<GuestFaultArg>,
 
     /// Seconds before a silent or looping guest is killed and the run fails.
     #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
@@ -432,9 +534,16 @@ mod tests {
                 parsed.content,
                 parsed.vmm_memory,
                 parsed.vm_type,
-                parsed.vcpu_watchdog
+                parsed.vcpu_watchdog,
+                parsed.vmm_fault
             ),
-            (d.content, d.vmm_memory, d.vm_type, d.vcpu_watchdog)
+            (
+                d.content,
+                d.vmm_memory,
+                d.vm_type,
+                d.vcpu_watchdog,
+                d.vmm_fault
+            )
         );
     }
 
@@ -483,6 +592,34 @@ mod tests {
             (r.accel, r.memory, r.tests.as_str()),
             (AccelArg::Tcg, 256, "mem.*,boot.*")
         );
+    }
+
+    #[test]
+    fn vmm_faults_parse_as_a_list_and_contradictions_are_refused() {
+        let cli = Cli::try_parse_from([
+            "convtest",
+            "run",
+            "--vmm-fault",
+            "leak,wrong-content",
+            "--guest-fault",
+            "skip-reset",
+        ])
+        .expect("parses");
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.vmm.vmm_fault, [VmmFault::Leak, VmmFault::WrongContent]);
+        assert_eq!(r.guest_fault, Some(GuestFaultArg::SkipReset));
+        assert!(check_vmm_faults(&r.vmm.vmm_fault).is_ok());
+        let e = check_vmm_faults(&[VmmFault::Ignore, VmmFault::Deny]).unwrap_err();
+        assert!(e.contains("ignore,deny"), "{e}");
+        for f in VmmFault::ALL {
+            assert_eq!(
+                VmmFault::from_str(f.as_str(), false),
+                Ok(f),
+                "CLI name of {f:?}"
+            );
+        }
     }
 
     #[test]

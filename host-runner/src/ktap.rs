@@ -93,6 +93,9 @@ pub enum Event {
 /// Fact lines of convtest's own VMM and of the nested L1 (see vmm/facts.rs).
 pub const VMM_PREFIX: &str = "# convtest-vmm: ";
 pub const L1_PREFIX: &str = "# convtest-l1: ";
+/// The VMM's copy of each host-check answer it typed into the guest
+/// (`# convtest-host: convtest-ack <id> ok|fail <evidence> …`).
+pub const HOST_PREFIX: &str = "# convtest-host: ";
 
 /// Everything read so far; complete once [`Parser::finish`] ran.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -9,6 +9,10 @@ pub struct TestDef {
     pub about: &'static str,
     /// Runs only when the plan explicitly asks for it (failure injection).
     pub on_request: bool,
+    /// Proves nothing without host checks: SKIPs when the plan has host=off.
+    pub needs_host: bool,
+    /// A benchmark: SKIPs when the plan has bench=off.
+    pub needs_bench: bool,
 }
 
 const fn t(name: &'static str, about: &'static str) -> TestDef {
@@ -16,6 +20,16 @@ const fn t(name: &'static str, about: &'static str) -> TestDef {
         name,
         about,
         on_request: false,
+        needs_host: false,
+        needs_bench: false,
+    }
+}
+
+/// A test whose claim is about what the host sees.
+const fn host(name: &'static str, about: &'static str) -> TestDef {
+    TestDef {
+        needs_host: true,
+        ..t(name, about)
     }
 }
 
@@ -64,17 +78,17 @@ pub const TESTS: &[TestDef] = &[
         "clock.frequency",
         "the platform states the counter frequency and it is plausible",
     ),
-    t(
+    host(
         "conv.reset_private",
-        "reset-to-private ran at boot before any test; every granule is private and the host cannot read one",
+        "reset-to-private ran at boot; ranges shared on purpose (the dirty state a crashed OS leaves) are private after a second reset, proven by the host: a canary written afterwards is invisible to it",
     ),
-    t(
+    host(
         "conv.share_verify",
         "share a page; the host sees the guest's pattern in the same page",
     ),
-    t(
+    host(
         "conv.unshare_private",
-        "unshare a page; a canary written afterwards is invisible to the host and the host cannot read the page",
+        "unshare a page; a canary written afterwards is invisible to the host, which sees it in a still-shared control page",
     ),
     t(
         "conv.content",
@@ -92,14 +106,19 @@ pub const TESTS: &[TestDef] = &[
         "conv.flipflop",
         "repeated share/unshare of one page (iters=) with content checked each time",
     ),
-    t(
-        "conv.cost",
-        "bench lines: 1-granule share+unshare round trip vs a no-op hypervisor call, same run (bench=)",
-    ),
     TestDef {
-        name: "inject.requested",
-        about: "with inject=fault|hang only: faults or hangs on purpose to test the runner's verdict",
+        needs_bench: true,
+        ..t(
+            "conv.cost",
+            "bench lines: 1-granule share+unshare round trip vs a no-op hypervisor call, same run (bench=)",
+        )
+    },
+    TestDef {
         on_request: true,
+        ..t(
+            "inject.requested",
+            "with inject=fault|hang only: faults or hangs on purpose to test the runner's verdict",
+        )
     },
 ];
 

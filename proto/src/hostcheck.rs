@@ -2,7 +2,11 @@
 //! memory from its side and waits for one answer line.
 //!
 //! guest → host: `# convtest-req <id> <verb> <args…>`
-//! host → guest: `convtest-ack <id> ok|fail <detail…>`
+//! host → guest: `convtest-ack <id> ok|fail [enforced|bookkeeping] <detail…>`
+//!
+//! The evidence word says what decided the host's answer: the kernel or
+//! hypervisor (a refusal, or bytes seen through the mapping the platform
+//! routes) or only the VMM's own tracking of page states.
 
 use crate::range::MemRange;
 use core::fmt;
@@ -16,14 +20,49 @@ pub const fn pattern_word(seed: u64, pa: u64) -> u64 {
     crate::prng::mix(seed ^ pa)
 }
 
+/// What decided a host-check answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Evidence {
+    /// Only the VMM's own record of page states: a platform that leaks
+    /// would not have been noticed.
+    Bookkeeping,
+    /// The kernel or hypervisor decided: it refused the host (SIGSEGV,
+    /// SIGBUS, EFAULT, the page absent from the host's mapping) or routed
+    /// the bytes the host saw.
+    Enforced,
+}
+
+impl Evidence {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Evidence::Enforced => "enforced",
+            Evidence::Bookkeeping => "bookkeeping",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Evidence> {
+        match s {
+            "enforced" => Some(Evidence::Enforced),
+            "bookkeeping" => Some(Evidence::Bookkeeping),
+            _ => None,
+        }
+    }
+
+    /// The weaker of two: a claim is only as strong as its weakest check.
+    pub fn weakest(self, other: Evidence) -> Evidence {
+        self.min(other)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Every 8-byte word of `range` holds `pattern_word(seed, pa)`.
     Verify { range: MemRange, seed: u64 },
     /// No host-visible guest memory contains the 8-byte `canary`.
     Scan { canary: u64 },
-    /// The host cannot read `range` (it is private).
-    NoRead { range: MemRange },
+    /// The host cannot see what the guest just wrote into `range` (it says
+    /// the range is private): every word of it holds `canary`.
+    NoRead { range: MemRange, canary: u64 },
 }
 
 impl fmt::Display for Request {
@@ -37,7 +76,12 @@ impl fmt::Display for Request {
                 seed
             ),
             Request::Scan { canary } => write!(f, "scan {canary:#x}"),
-            Request::NoRead { range } => write!(f, "noread {:#x} {:#x}", range.start, range.len()),
+            Request::NoRead { range, canary } => write!(
+                f,
+                "noread {:#x} {:#x} {canary:#x}",
+                range.start,
+                range.len()
+            ),
         }
     }
 }
@@ -62,9 +106,10 @@ impl Request {
                 canary: hex(w.next()?)?,
             },
             "noread" => {
-                let (start, len) = (hex(w.next()?)?, hex(w.next()?)?);
+                let (start, len, canary) = (hex(w.next()?)?, hex(w.next()?)?, hex(w.next()?)?);
                 Request::NoRead {
                     range: MemRange::new(start, start.checked_add(len)?),
+                    canary,
                 }
             }
             _ => return None,
@@ -84,18 +129,19 @@ pub fn split_request(line: &str) -> Option<(u32, &str)> {
 pub struct Ack<'a> {
     pub id: u32,
     pub ok: bool,
+    /// What decided the answer; `None` from a host that does not say.
+    pub evidence: Option<Evidence>,
     pub detail: &'a str,
 }
 
 impl fmt::Display for Ack<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let status = if self.ok { "ok" } else { "fail" };
-        write!(
-            f,
-            "{ACK_PREFIX}{} {status} {}",
-            self.id,
-            crate::ktap::OneLine(self.detail)
-        )
+        write!(f, "{ACK_PREFIX}{} {status} ", self.id)?;
+        if let Some(e) = self.evidence {
+            write!(f, "{} ", e.as_str())?;
+        }
+        write!(f, "{}", crate::ktap::OneLine(self.detail))
     }
 }
 
@@ -109,9 +155,15 @@ impl<'a> Ack<'a> {
             "fail" => false,
             _ => return None,
         };
+        let (first, after) = detail.split_once(' ').unwrap_or((detail, ""));
+        let (evidence, detail) = match Evidence::parse(first) {
+            Some(e) => (Some(e), after),
+            None => (None, detail),
+        };
         Some(Ack {
             id: id.parse().ok()?,
             ok,
+            evidence,
             detail,
         })
     }
@@ -200,6 +252,7 @@ mod tests {
             },
             Request::NoRead {
                 range: MemRange::from_len(0x20_0000, 0x2000),
+                canary: 0xc0ffee,
             },
         ] {
             let line = format!("{REQ_PREFIX}3 {r}");
@@ -214,10 +267,11 @@ mod tests {
         assert_eq!(Request::parse("verify 0x1000 0x10"), None);
         assert_eq!(Request::parse("verify 0x1000 0x10 0x1 extra"), None);
         assert_eq!(
-            Request::parse("noread 0xffffffffffffffff 0x10"),
+            Request::parse("noread 0xffffffffffffffff 0x10 0x1"),
             None,
             "overflowing range"
         );
+        assert_eq!(Request::parse("noread 0x1000 0x10"), None, "no canary");
         assert_eq!(Request::parse("dance"), None);
         assert_eq!(split_request("# convtest-req x verify"), None);
     }
@@ -261,6 +315,7 @@ mod tests {
         let a = Ack {
             id: 9,
             ok: false,
+            evidence: None,
             detail: "word at 0x1000 differs\n",
         };
         let s = a.to_string();
@@ -271,8 +326,28 @@ mod tests {
             Some(Ack {
                 id: 1,
                 ok: true,
+                evidence: None,
                 detail: ""
             })
+        );
+        let e = Ack {
+            id: 2,
+            ok: true,
+            evidence: Some(Evidence::Bookkeeping),
+            detail: "page 0x1000 is private in the VMM's tracking",
+        };
+        assert_eq!(
+            e.to_string(),
+            "convtest-ack 2 ok bookkeeping page 0x1000 is private in the VMM's tracking"
+        );
+        assert_eq!(Ack::parse(&e.to_string()), Some(e));
+        assert_eq!(
+            Ack::parse("convtest-ack 3 ok enforced").map(|a| (a.evidence, a.detail)),
+            Some((Some(Evidence::Enforced), ""))
+        );
+        assert_eq!(
+            Evidence::Enforced.weakest(Evidence::Bookkeeping),
+            Evidence::Bookkeeping
         );
         assert_eq!(Ack::parse("convtest-ack 1 maybe"), None);
     }

@@ -44,6 +44,61 @@ impl Content {
     }
 }
 
+/// A deliberate bug in the guest's own conversion path (`gfault=`): what
+/// buggy firmware does, so a run can show which tests notice. The only way
+/// to show the checks of a lane whose hypervisor answers at EL2, without the
+/// VMM, can fail (pKVM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestFault {
+    /// Share calls report success without being made.
+    SkipShare,
+    /// Unshare (to-private) calls report success without being made.
+    SkipUnshare,
+    /// Reset-to-private records success without converting anything.
+    SkipReset,
+    /// Conversions are made but the page-state tracker is not told.
+    ForgetTracker,
+}
+
+impl GuestFault {
+    pub const ALL: [GuestFault; 4] = [
+        GuestFault::SkipShare,
+        GuestFault::SkipUnshare,
+        GuestFault::SkipReset,
+        GuestFault::ForgetTracker,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GuestFault::SkipShare => "skip-share",
+            GuestFault::SkipUnshare => "skip-unshare",
+            GuestFault::SkipReset => "skip-reset",
+            GuestFault::ForgetTracker => "forget-tracker",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GuestFault> {
+        GuestFault::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+/// Who serves the guest's conversion exits, as that VMM says of itself
+/// (`vmm=`): the suite's expected answers for what the ABI leaves to the
+/// VMM are keyed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmmKind {
+    /// convtest's own VMM (`convtest vmm`).
+    Convtest,
+}
+
+impl VmmKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            VmmKind::Convtest => "convtest",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan<'a> {
     /// Comma-separated globs over catalog names.
@@ -61,6 +116,10 @@ pub struct Plan<'a> {
     pub inject: Option<Inject>,
     /// Content semantics the VMM promises for conversions (`content=`).
     pub content: Option<Content>,
+    /// A deliberate firmware bug to inject (`gfault=`).
+    pub guest_fault: Option<GuestFault>,
+    /// The VMM, as it names itself (`vmm=`); unknown when absent.
+    pub vmm: Option<VmmKind>,
 }
 
 pub const DEFAULT_SEED: u64 = 0x5eed;
@@ -80,6 +139,8 @@ impl Default for Plan<'_> {
             bench: true,
             inject: None,
             content: None,
+            guest_fault: None,
+            vmm: None,
         }
     }
 }
@@ -152,6 +213,16 @@ impl<'a> Plan<'a> {
                 "content" => parse_content(value)
                     .map(|v| plan.content = Some(v))
                     .ok_or("zero or preserve"),
+                "gfault" => GuestFault::parse(value)
+                    .map(|v| plan.guest_fault = Some(v))
+                    .ok_or("skip-share, skip-unshare, skip-reset or forget-tracker"),
+                "vmm" => match value {
+                    "convtest" => {
+                        plan.vmm = Some(VmmKind::Convtest);
+                        Ok(())
+                    }
+                    _ => Err("convtest"),
+                },
                 _ => {
                     foreign_words += 1;
                     Ok(())
@@ -194,6 +265,12 @@ impl fmt::Display for Plan<'_> {
         }
         if let Some(c) = self.content {
             write!(f, " content={}", c.as_str())?;
+        }
+        if let Some(g) = self.guest_fault {
+            write!(f, " gfault={}", g.as_str())?;
+        }
+        if let Some(v) = self.vmm {
+            write!(f, " vmm={}", v.as_str())?;
         }
         Ok(())
     }
@@ -300,6 +377,8 @@ mod tests {
             inject: Some(Inject::Fault),
             host: true,
             content: Some(Content::Zero),
+            guest_fault: Some(GuestFault::SkipReset),
+            vmm: Some(VmmKind::Convtest),
             ..Plan::default()
         };
         let line = plan.to_string();
@@ -320,6 +399,21 @@ mod tests {
         assert_eq!(bad.plan.content, None);
         assert_eq!(bad.error.map(|e| e.key), Some("content"));
         assert!(!Plan::default().to_string().contains("content"));
+    }
+
+    #[test]
+    fn guest_fault_and_vmm_keys() {
+        for g in GuestFault::ALL {
+            let line = alloc::format!("gfault={}", g.as_str());
+            assert_eq!(Plan::parse(&line).plan.guest_fault, Some(g));
+        }
+        let bad = Plan::parse("gfault=skip-everything vmm=qemu");
+        assert_eq!(bad.error.map(|e| e.key), Some("gfault"));
+        assert_eq!(bad.plan.vmm, None);
+        assert_eq!(
+            Plan::parse("vmm=convtest").plan.vmm,
+            Some(VmmKind::Convtest)
+        );
     }
 
     #[test]

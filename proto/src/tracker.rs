@@ -1,7 +1,9 @@
-//! Page-state tracker: one bit per conversion granule over all RAM, saying
-//! whether the guest believes the granule is private or shared. It changes
-//! only after the hypervisor confirmed a conversion, so a disagreement
-//! between the tracker and what the host sees is a finding, not noise.
+//! Page-state tracker: what the guest believes about every conversion
+//! granule of RAM — private, shared, or unknown. It changes only after the
+//! hypervisor answered, so a disagreement between the tracker and what the
+//! host sees is a finding, not noise. A conversion that failed leaves its
+//! range *unknown* (another VMM may have converted part of it); unknown
+//! granules must be resolved (converted to a known state) before use.
 
 use crate::range::{MemRange, RangeList, is_aligned};
 use alloc::vec;
@@ -12,6 +14,39 @@ use core::fmt;
 pub enum PageState {
     Private,
     Shared,
+    /// A conversion of this granule failed or was not confirmed: the guest
+    /// must not rely on it either way.
+    Unknown,
+}
+
+/// Where a conversion moves a range: the two states a hypervisor can be
+/// asked for (never `Unknown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Private,
+    Shared,
+}
+
+impl Target {
+    pub const fn state(self) -> PageState {
+        match self {
+            Target::Private => PageState::Private,
+            Target::Shared => PageState::Shared,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Target::Private => "private",
+            Target::Shared => "shared",
+        }
+    }
+}
+
+impl From<Target> for PageState {
+    fn from(t: Target) -> Self {
+        t.state()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,9 +78,24 @@ struct Region {
 pub struct PageStates {
     granule: u64,
     regions: Vec<Region>,
-    /// Set bit = shared.
-    bits: Vec<u64>,
+    /// Set bit = shared (meaningless where `unknown` is set).
+    shared: Vec<u64>,
+    /// Set bit = unknown.
+    unknown: Vec<u64>,
     granules: u64,
+}
+
+/// The (shared, unknown) bit pair of a state.
+const fn bits_of(state: PageState) -> (bool, bool) {
+    match state {
+        PageState::Private => (false, false),
+        PageState::Shared => (true, false),
+        PageState::Unknown => (false, true),
+    }
+}
+
+const fn word_fill(set: bool) -> u64 {
+    if set { u64::MAX } else { 0 }
 }
 
 impl PageStates {
@@ -68,15 +118,12 @@ impl PageStates {
             granules += r.len() / granule;
         }
         let words = granules.div_ceil(64) as usize;
-        let fill = if initial == PageState::Shared {
-            u64::MAX
-        } else {
-            0
-        };
+        let (shared, unknown) = bits_of(initial);
         Self {
             granule,
             regions,
-            bits: vec![fill; words],
+            shared: vec![word_fill(shared); words],
+            unknown: vec![word_fill(unknown); words],
             granules,
         }
     }
@@ -94,22 +141,32 @@ impl PageStates {
         self.regions.iter().map(|r| r.range)
     }
 
+    /// Whether `range` lies wholly inside one tracked range.
+    pub fn covers(&self, range: &MemRange) -> bool {
+        self.regions.iter().any(|r| r.range.covers(range))
+    }
+
     fn bit_of(&self, addr: u64) -> Option<u64> {
         let region = self.regions.iter().find(|r| r.range.contains(addr))?;
         Some(region.first_bit + (addr - region.range.start) / self.granule)
     }
 
-    pub fn state(&self, addr: u64) -> Option<PageState> {
-        let bit = self.bit_of(addr)?;
-        let shared = self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0;
-        Some(if shared {
+    fn state_of_bit(&self, bit: u64) -> PageState {
+        let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
+        if self.unknown[word] & mask != 0 {
+            PageState::Unknown
+        } else if self.shared[word] & mask != 0 {
             PageState::Shared
         } else {
             PageState::Private
-        })
+        }
     }
 
-    /// Records a confirmed conversion of `range`.
+    pub fn state(&self, addr: u64) -> Option<PageState> {
+        self.bit_of(addr).map(|b| self.state_of_bit(b))
+    }
+
+    /// Records what the hypervisor answered for `range`.
     pub fn set(&mut self, range: MemRange, state: PageState) -> Result<(), TrackError> {
         if !is_aligned(range.start, self.granule)
             || !is_aligned(range.end, self.granule)
@@ -124,41 +181,74 @@ impl PageStates {
             return Err(TrackError::OutsideRam(range));
         };
         let first = region.first_bit + (range.start - region.range.start) / self.granule;
+        let (shared, unknown) = bits_of(state);
         for bit in first..first + range.len() / self.granule {
             let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
-            match state {
-                PageState::Shared => self.bits[word] |= mask,
-                PageState::Private => self.bits[word] &= !mask,
-            }
+            let put = |w: &mut u64, on: bool| {
+                if on { *w |= mask } else { *w &= !mask }
+            };
+            put(&mut self.shared[word], shared);
+            put(&mut self.unknown[word], unknown);
         }
         Ok(())
     }
 
     /// Sets every tracked granule (after a whole-RAM reset).
     pub fn set_all(&mut self, state: PageState) {
-        let fill = if state == PageState::Shared {
-            u64::MAX
-        } else {
-            0
-        };
-        self.bits.iter_mut().for_each(|w| *w = fill);
+        let (shared, unknown) = bits_of(state);
+        self.shared.iter_mut().for_each(|w| *w = word_fill(shared));
+        self.unknown
+            .iter_mut()
+            .for_each(|w| *w = word_fill(unknown));
     }
 
     /// Granules currently in `state`.
     pub fn count(&self, state: PageState) -> u64 {
         let full_words = (self.granules / 64) as usize;
-        let mut shared: u64 = self.bits[..full_words]
-            .iter()
-            .map(|w| u64::from(w.count_ones()))
-            .sum();
         let tail = self.granules % 64;
-        if tail != 0 {
-            shared += u64::from((self.bits[full_words] & ((1u64 << tail) - 1)).count_ones());
+        let words = self.shared.iter().zip(&self.unknown).enumerate();
+        let mut n = 0u64;
+        for (i, (&s, &u)) in words {
+            let valid = if i < full_words {
+                u64::MAX
+            } else if i == full_words && tail != 0 {
+                (1u64 << tail) - 1
+            } else {
+                0
+            };
+            let matching = match state {
+                PageState::Private => !s & !u,
+                PageState::Shared => s & !u,
+                PageState::Unknown => u,
+            };
+            n += u64::from((matching & valid).count_ones());
         }
-        match state {
-            PageState::Shared => shared,
-            PageState::Private => self.granules - shared,
+        n
+    }
+
+    /// The maximal runs of granules in `range` (inside tracked RAM) that
+    /// are in `state`.
+    pub fn runs_in(&self, range: MemRange, state: PageState) -> Vec<MemRange> {
+        let mut runs = Vec::new();
+        let mut open: Option<u64> = None;
+        let g = self.granule;
+        let mut a = range.start - range.start % g;
+        while a < range.end {
+            let here = self.state(a) == Some(state);
+            match (here, open) {
+                (true, None) => open = Some(a),
+                (false, Some(s)) => {
+                    runs.push(MemRange::new(s, a));
+                    open = None;
+                }
+                _ => {}
+            }
+            a += g;
         }
+        if let Some(s) = open {
+            runs.push(MemRange::new(s, a.min(range.end.next_multiple_of(g))));
+        }
+        runs
     }
 }
 
@@ -220,6 +310,41 @@ mod tests {
             Err(TrackError::Unaligned { .. })
         ));
         assert_eq!(t.count(PageState::Shared), 0, "failed sets change nothing");
+    }
+
+    #[test]
+    fn unknown_is_its_own_state() {
+        let mut t = PageStates::new(&ram(), 4096, PageState::Unknown);
+        assert_eq!(t.count(PageState::Unknown), 414);
+        assert_eq!(t.count(PageState::Private) + t.count(PageState::Shared), 0);
+        t.set_all(PageState::Private);
+        let r = MemRange::new(0x10_0000, 0x10_4000);
+        t.set(r, PageState::Shared).unwrap();
+        t.set(MemRange::new(0x10_1000, 0x10_2000), PageState::Unknown)
+            .unwrap();
+        assert_eq!(t.state(0x10_1000), Some(PageState::Unknown));
+        assert_eq!(
+            (
+                t.count(PageState::Shared),
+                t.count(PageState::Unknown),
+                t.count(PageState::Private)
+            ),
+            (3, 1, 410)
+        );
+        assert_eq!(
+            t.runs_in(r, PageState::Shared),
+            [
+                MemRange::new(0x10_0000, 0x10_1000),
+                MemRange::new(0x10_2000, 0x10_4000)
+            ]
+        );
+        assert_eq!(
+            t.runs_in(r, PageState::Unknown),
+            [MemRange::new(0x10_1000, 0x10_2000)]
+        );
+        t.set(MemRange::new(0x10_1000, 0x10_2000), PageState::Private)
+            .unwrap();
+        assert_eq!(t.count(PageState::Unknown), 0);
     }
 
     #[test]

@@ -48,7 +48,17 @@ impl LedgerStore {
         self.save();
     }
 
+    /// Before asking to share `r`.
+    pub fn note_pending(&mut self, r: MemRange) {
+        self.ledger.note_pending(r);
+        self.save();
+    }
+
+    /// After the hypervisor confirmed `r` shared.
     pub fn note_shared(&mut self, r: MemRange) {
+        if r.is_empty() {
+            return;
+        }
         self.ledger.note_shared(r);
         self.save();
     }

@@ -117,10 +117,14 @@ impl Backend for Pkvm {
             PageState::Shared => {
                 // Recorded before the first call: a crash mid-way must not
                 // leave a shared granule the next boot does not know about.
-                self.ledger.note_shared(range);
-                self.each_granule(PKVM_MEM_SHARE, range)
+                self.ledger.note_pending(range);
+                let res = self.each_granule(PKVM_MEM_SHARE, range);
+                let done = res.as_ref().map_or_else(|e| e.done, |()| range.len());
+                self.ledger
+                    .note_shared(MemRange::from_len(range.start, done));
+                res
             }
-            PageState::Private => {
+            PageState::Private | PageState::Unknown => {
                 let res = self.each_granule(PKVM_MEM_UNSHARE, range);
                 let done = res.as_ref().map_or_else(|e| e.done, |()| range.len());
                 self.ledger
@@ -140,10 +144,10 @@ impl Backend for Pkvm {
                 rep.method = "ledger-fresh-vm";
                 Vec::new()
             }
-            Plan::Ranges(list) => {
+            Plan::Ranges { pending, shared } => {
                 rep.method = "ledger";
                 let mut v = Vec::new();
-                for l in list.iter() {
+                for l in pending.iter().chain(shared.iter()) {
                     for r in ram {
                         let s = l.start.max(r.start);
                         let e = l.end.min(r.end);
@@ -193,7 +197,7 @@ impl Backend for Pkvm {
         };
         // The ledger hears of every call that might share, so an
         // unexpected acceptance is still undone at the next boot.
-        self.ledger.note_shared(page);
+        self.ledger.note_pending(page);
         let unaligned = mem(PKVM_MEM_SHARE, g + 8);
         push("unaligned IPA", PKVM_MEM_SHARE, g + 8, code(unaligned));
         let unshare_private = mem(PKVM_MEM_UNSHARE, g);

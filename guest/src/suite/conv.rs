@@ -277,9 +277,10 @@ impl T<'_> {
             // Touch the page first: pKVM hands a page to the guest only on
             // its first access, so an untouched page is still the host's
             // (readable zeros) and the check would prove nothing.
-            self.fill(p, self.seed(SLOT_RESET));
+            let canary = self.seed(SLOT_RESET) | 1;
+            self.fill_const(p, canary);
             match self.host(
-                Request::NoRead { range: p },
+                Request::NoRead { range: p, canary },
                 "the host must be refused a private page",
             ) {
                 Ok(detail) => Ok(format!("host: {detail}")),
@@ -338,7 +339,7 @@ impl T<'_> {
                 "a canary written after unshare must be invisible to the host",
             )?;
             let noread = self.host(
-                Request::NoRead { range: p },
+                Request::NoRead { range: p, canary },
                 "the host must be refused the unshared page",
             )?;
             // Positive control: the same canary in a page that is still

@@ -40,6 +40,10 @@ pub fn vmm_args(
         "--vcpu-watchdog".into(),
         opts.vcpu_watchdog.to_string().into(),
     ]);
+    if !opts.vmm_fault.is_empty() {
+        let kinds: Vec<&str> = opts.vmm_fault.iter().map(|f| f.as_str()).collect();
+        a.extend(["--vmm-fault".into(), kinds.join(",").into()]);
+    }
     a
 }
 

@@ -1,9 +1,13 @@
 //! The guest's console as the VMM sees it: bytes pass through to stdout
 //! untouched, and complete lines are checked for host-check requests, which
 //! the VMM answers itself (it is the only one that can see guest memory).
+//! Each answer is also written to stdout as a `# convtest-host:` line right
+//! after the request, so the runner reads the host's own word (and its
+//! evidence) for the running test instead of taking the guest's.
 
 use super::hostcheck::{self, HostView};
-use convtest_proto::hostcheck::{Ack, Request, split_request};
+use crate::ktap::HOST_PREFIX;
+use convtest_proto::hostcheck::{Ack, Evidence, Request, split_request};
 use std::io::Write;
 
 /// A line longer than this is not a request; keep memory bounded.
@@ -21,10 +25,13 @@ impl ConsoleTap {
     /// newline) to type into the guest's UART for any requests completed.
     pub fn feed(&mut self, bytes: &[u8], out: &mut dyn Write, view: &dyn HostView) -> Vec<u8> {
         // stdout gone means the runner is gone; the guest keeps running
-        // until the watchdog or its own end, so ignore the error here.
-        let _ = out.write_all(bytes).and_then(|()| out.flush());
+        // until the watchdog or its own end, so write errors are ignored.
+        let mut put = |b: &[u8]| {
+            let _ = out.write_all(b).and_then(|()| out.flush());
+        };
         let mut acks = Vec::new();
-        for &b in bytes {
+        let mut from = 0;
+        for (i, &b) in bytes.iter().enumerate() {
             if b != b'\n' {
                 if self.line.len() < LINE_MAX {
                     self.line.push(b);
@@ -34,25 +41,36 @@ impl ConsoleTap {
             let line = String::from_utf8_lossy(&self.line).into_owned();
             self.line.clear();
             if let Some(ack) = self.answer(&line, view) {
+                // The echo follows the request's own line, before anything
+                // the guest prints next.
+                put(&bytes[from..=i]);
+                from = i + 1;
+                put(format!("{HOST_PREFIX}{ack}\n").as_bytes());
                 acks.extend_from_slice(ack.as_bytes());
                 acks.push(b'\n');
             }
         }
+        put(&bytes[from..]);
         acks
     }
 
     fn answer(&mut self, line: &str, view: &dyn HostView) -> Option<String> {
         let (id, body) = split_request(line.trim_end_matches('\r'))?;
         self.answered += 1;
-        let (ok, detail) = match Request::parse(body) {
+        let a = match Request::parse(body) {
             Some(req) => hostcheck::answer(&req, view),
-            None => (false, format!("unparsable request {body:?}")),
+            None => hostcheck::Answer {
+                ok: false,
+                evidence: Evidence::Bookkeeping,
+                detail: format!("unparsable request {body:?}"),
+            },
         };
         Some(
             Ack {
                 id,
-                ok,
-                detail: &detail,
+                ok: a.ok,
+                evidence: Some(a.evidence),
+                detail: &a.detail,
             }
             .to_string(),
         )
@@ -82,12 +100,17 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["convtest-ack", "4", "ok"]
         );
-        assert_eq!(out, b"ok 1 x\n# convtest-req 4 scan 0x1234\r\nmore");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "ok 1 x\n# convtest-req 4 scan 0x1234\r\n\
+             # convtest-host: convtest-ack 4 ok enforced canary absent from 4096 host-visible bytes\n\
+             more"
+        );
         let bad = tap.feed(b"\n# convtest-req 5 dance\n", &mut out, &view);
         assert!(
             String::from_utf8(bad)
                 .unwrap()
-                .starts_with("convtest-ack 5 fail unparsable")
+                .starts_with("convtest-ack 5 fail bookkeeping unparsable")
         );
         assert_eq!(tap.answered, 2);
     }

@@ -20,8 +20,9 @@
 //! in a child.
 
 use super::super::VmmError;
-use super::super::hostcheck::HostView;
+use super::super::hostcheck::{HostView, Look};
 use super::probe;
+use convtest_proto::hostcheck::Evidence;
 use convtest_proto::range::MemRange;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
@@ -263,55 +264,86 @@ impl GuestRam {
 }
 
 impl HostView for GuestRam {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.copy_out(gpa, buf).map_err(|e| match e {
-            CopyError::Refused(at) => format!(
-                "the host kernel's copy of the page at {:#x} faulted (EFAULT): not shared with the host",
-                at & !(PAGE - 1)
-            ),
-            CopyError::Other(s) => s,
-        })
+    /// Through the kernel's user copy, which pKVM's stage-2 check governs:
+    /// what it lets through (or refuses) is the hypervisor's decision.
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<Evidence, Look> {
+        self.copy_out(gpa, buf)
+            .map(|()| Evidence::Enforced)
+            .map_err(|e| match e {
+                CopyError::Refused(at) => Look::new(
+                    Evidence::Enforced,
+                    format!(
+                        "the host kernel's copy of the page at {:#x} faulted (EFAULT): not shared with the host",
+                        at & !(PAGE - 1)
+                    ),
+                ),
+                CopyError::Other(s) => Look::new(Evidence::Bookkeeping, s),
+            })
     }
 
     /// Every page the kernel can copy right now: populated pages minus the
     /// ones pKVM refuses (probed page by page through the kernel, never by a
     /// user load that would kill the VMM).
-    fn visible(&self) -> Vec<MemRange> {
+    fn visible(&self) -> (Vec<MemRange>, Evidence) {
         let mut out = Vec::new();
         for r in self.populated() {
             self.readable_runs(r.align_outward(PAGE), &mut out);
         }
-        out
+        (out, Evidence::Enforced)
     }
 
-    /// Reads each page (up to PROBE_MAX_PAGES, evenly spread) with a plain
-    /// load in a forked child: refused when every child died of it.
-    fn refused(&self, range: MemRange) -> Result<String, String> {
+    /// Loads each page (up to PROBE_MAX_PAGES, evenly spread) with a plain
+    /// load in a forked child. Only the death pKVM's stage-2 refusal
+    /// produces counts as isolation: SIGSEGV with SEGV_ACCERR. A child that
+    /// reads, dies of anything else, exits or hangs fails the check.
+    fn private_probe(&self, range: MemRange, canary: u64) -> Result<Look, Look> {
         if range.is_empty() {
-            return Err("empty range".into());
+            return Err(Look::new(Evidence::Bookkeeping, "empty range"));
         }
         let pages = Self::probe_pages(range);
-        let mut how = Vec::new();
-        for &gpa in &pages {
+        for (i, &gpa) in pages.iter().enumerate() {
             let at = gpa.max(range.start);
-            let host = self.host_addr(at, 1)?;
+            let host = self
+                .host_addr(at, 1)
+                .map_err(|e| Look::new(Evidence::Bookkeeping, e))?;
+            let page = format!("page {}/{} at {at:#x}", i + 1, pages.len());
             match probe::read_in_child(host) {
                 Ok(probe::Outcome::Read(bytes)) => {
-                    return Err(format!(
-                        "a child process read {at:#x}: {bytes:02x?} (page {}/{})",
-                        how.len() + 1,
-                        pages.len()
+                    let what = if u64::from_le_bytes(bytes) == canary {
+                        "the guest's canary"
+                    } else {
+                        "bytes"
+                    };
+                    return Err(Look::new(
+                        Evidence::Enforced,
+                        format!("a child process read {what} {bytes:02x?} from {page}"),
                     ));
                 }
-                Ok(death) => how.push(death.to_string()),
-                Err(e) => return Err(format!("probe child for {at:#x}: {e}")),
+                Ok(death) if death.is_stage2_refusal() => {}
+                Ok(other) => {
+                    return Err(Look::new(
+                        Evidence::Enforced,
+                        format!(
+                            "the child probing {page} {other}, not the SIGSEGV (SEGV_ACCERR) \
+                             of pKVM's stage-2 refusal: no evidence of isolation"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(Look::new(
+                        Evidence::Bookkeeping,
+                        format!("probe child for {at:#x}: {e}"),
+                    ));
+                }
             }
         }
-        how.dedup();
-        Ok(format!(
-            "{} page(s) of {range} probed by a plain load in a child; each child {}",
-            pages.len(),
-            how.join("; ")
+        Ok(Look::new(
+            Evidence::Enforced,
+            format!(
+                "{} page(s) of {range} probed by a plain load in a child; each was killed by \
+                 SIGSEGV (SEGV_ACCERR): pKVM's stage-2 refusal",
+                pages.len()
+            ),
         ))
     }
 }
@@ -332,11 +364,11 @@ mod tests {
         };
         let vm = kvm.create_vm_with_type(0).unwrap();
         let ram = GuestRam::new(&vm, 4 << 20).unwrap();
-        assert!(ram.visible().is_empty(), "nothing populated yet");
+        assert!(ram.visible().0.is_empty(), "nothing populated yet");
         let at = RAM_BASE + 0x3000;
         ram.load(at + 8, &0x1122_3344_5566_7788_u64.to_le_bytes())
             .unwrap();
-        assert_eq!(ram.visible(), [MemRange::new(at, at + PAGE)]);
+        assert_eq!(ram.visible().0, [MemRange::new(at, at + PAGE)]);
         let mut b = [0u8; 16];
         ram.read(at, &mut b).unwrap();
         assert_eq!(b[8..], 0x1122_3344_5566_7788_u64.to_le_bytes());
@@ -344,8 +376,10 @@ mod tests {
             ram.read(RAM_BASE + (4 << 20) - 8, &mut b).is_err(),
             "past RAM"
         );
-        let r = ram.refused(MemRange::from_len(at, 16)).unwrap_err();
-        assert!(r.contains("a child process read"), "{r}");
+        let r = ram
+            .private_probe(MemRange::from_len(at, 16), 0x1122_3344_5566_7788)
+            .unwrap_err();
+        assert!(r.detail.contains("a child process read"), "{r:?}");
     }
 
     #[test]

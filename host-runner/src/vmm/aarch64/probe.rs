@@ -39,6 +39,23 @@ pub enum Outcome {
     Stuck,
 }
 
+impl Outcome {
+    /// The death a load of a page pKVM withholds from the host ends in
+    /// (arch/arm64/mm/fault.c: stage-2 fault → SIGSEGV, SEGV_ACCERR).
+    pub fn is_stage2_refusal(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Killed {
+                signal: libc::SIGSEGV,
+                code: Some(SEGV_ACCERR),
+                ..
+            }
+        )
+    }
+}
+
+const SEGV_ACCERR: i32 = 2;
+
 fn signal_name(sig: i32) -> String {
     match sig {
         libc::SIGSEGV => "SIGSEGV".into(),
@@ -51,7 +68,7 @@ fn signal_name(sig: i32) -> String {
 fn code_name(sig: i32, code: i32) -> String {
     match (sig, code) {
         (libc::SIGSEGV, 1) => "SEGV_MAPERR".into(),
-        (libc::SIGSEGV, 2) => "SEGV_ACCERR".into(),
+        (libc::SIGSEGV, SEGV_ACCERR) => "SEGV_ACCERR".into(),
         (libc::SIGBUS, 1) => "BUS_ADRALN".into(),
         (libc::SIGBUS, 2) => "BUS_ADRERR".into(),
         (libc::SIGBUS, 3) => "BUS_OBJERR".into(),
@@ -258,5 +275,15 @@ mod tests {
             }
         );
         assert_eq!(out.to_string(), "was killed by SIGSEGV (SEGV_ACCERR)");
+        assert!(out.is_stage2_refusal());
+        assert!(
+            !Outcome::Killed {
+                signal: libc::SIGBUS,
+                code: Some(2),
+                addr: None
+            }
+            .is_stage2_refusal()
+        );
+        assert!(!Outcome::Stuck.is_stage2_refusal());
     }
 }

@@ -5,7 +5,7 @@
 
 use convtest_proto::map_gpa::{ATTR_ENC_STATUS, ATTR_PAGE_SZ_1G, KVM_HC_MAP_GPA_RANGE, PAGE_4K};
 use convtest_proto::range::MemRange;
-use convtest_proto::tracker::{PageState, PageStates};
+use convtest_proto::tracker::{PageStates, Target};
 
 /// Returned to the guest in rax.
 pub const RET_OK: u64 = 0;
@@ -28,7 +28,7 @@ pub enum Rejected {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     pub range: MemRange,
-    pub state: PageState,
+    pub state: Target,
 }
 
 /// Decodes one exit's `nr` and `args[0..3]` (gpa, npages, attrs).
@@ -49,9 +49,9 @@ pub fn decode(nr: u64, args: [u64; 3]) -> Result<Request, Rejected> {
     let len = npages.checked_mul(PAGE_4K).ok_or(Rejected::Overflow)?;
     let end = gpa.checked_add(len).ok_or(Rejected::Overflow)?;
     let state = if attrs & ATTR_ENC_STATUS != 0 {
-        PageState::Private
+        Target::Private
     } else {
-        PageState::Shared
+        Target::Shared
     };
     Ok(Request {
         range: MemRange::new(gpa, end),
@@ -77,6 +77,7 @@ pub fn check(nr: u64, args: [u64; 3], pages: &PageStates) -> Result<Request, (u6
 mod tests {
     use super::*;
     use convtest_proto::range::RangeList;
+    use convtest_proto::tracker::PageState;
 
     const MIB: u64 = 1 << 20;
 
@@ -84,7 +85,7 @@ mod tests {
     fn serve(nr: u64, args: [u64; 3], p: &mut PageStates) -> (u64, Result<Request, Rejected>) {
         match check(nr, args, p) {
             Ok(req) => {
-                p.set(req.range, req.state).unwrap();
+                p.set(req.range, req.state.state()).unwrap();
                 (RET_OK, Ok(req))
             }
             Err((ret, why)) => (ret, Err(why)),

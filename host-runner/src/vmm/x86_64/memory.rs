@@ -19,10 +19,11 @@
 //! it wants the VMM to see. Page states change only for pages that flip.
 
 use super::super::VmmError;
-use super::super::hostcheck::HostView;
+use super::super::hostcheck::{HostView, Look};
 use crate::cli::ContentArg;
+use convtest_proto::hostcheck::Evidence;
 use convtest_proto::range::{MemRange, RangeList, align_up};
-use convtest_proto::tracker::{PageState, PageStates};
+use convtest_proto::tracker::{PageState, PageStates, Target};
 use kvm_bindings::{
     KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, kvm_create_guest_memfd,
     kvm_memory_attributes, kvm_userspace_memory_region2,
@@ -233,7 +234,7 @@ impl GuestRam {
             gmem_base,
         };
         if let Mode::SwProtected { boot_end } = mode {
-            ram.set_attributes(vm, MemRange::new(boot_end, size), PageState::Private)?;
+            ram.set_attributes(vm, MemRange::new(boot_end, size), Target::Private)?;
         }
         Ok(ram)
     }
@@ -263,10 +264,10 @@ impl GuestRam {
         }
     }
 
-    fn set_attributes(&self, vm: &VmFd, range: MemRange, state: PageState) -> Result<(), VmmError> {
+    fn set_attributes(&self, vm: &VmFd, range: MemRange, state: Target) -> Result<(), VmmError> {
         let attributes = match state {
-            PageState::Private => u64::from(KVM_MEMORY_ATTRIBUTE_PRIVATE),
-            PageState::Shared => 0,
+            Target::Private => u64::from(KVM_MEMORY_ATTRIBUTE_PRIVATE),
+            Target::Shared => 0,
         };
         vm.set_memory_attributes(kvm_memory_attributes {
             address: range.start,
@@ -279,13 +280,8 @@ impl GuestRam {
 
     /// Converts `range` (inside RAM, page aligned: the caller checked) to
     /// `state`. Only pages that flip are touched.
-    pub fn convert(
-        &mut self,
-        vm: &VmFd,
-        range: MemRange,
-        state: PageState,
-    ) -> Result<(), VmmError> {
-        let flips = runs_not_in(&self.pages, range, state);
+    pub fn convert(&mut self, vm: &VmFd, range: MemRange, state: Target) -> Result<(), VmmError> {
+        let flips = runs_not_in(&self.pages, range, state.state());
         for run in &flips {
             if let Some(g) = self.gmem_part(*run) {
                 self.set_attributes(vm, g, state)?;
@@ -295,16 +291,16 @@ impl GuestRam {
             }
         }
         self.pages
-            .set(range, state)
+            .set(range, state.state())
             .map_err(|e| VmmError::Memory(e.to_string()))
     }
 
     /// Makes the page read back as zero on the side the guest is moving to.
-    fn clear(&self, run: MemRange, to: PageState) -> Result<(), VmmError> {
+    fn clear(&self, run: MemRange, to: Target) -> Result<(), VmmError> {
         let in_gmem = self.gmem_part(run);
         match (self.mode, to, in_gmem) {
             // Going private in sw-protected memory: drop the private pages.
-            (Mode::SwProtected { .. }, PageState::Private, Some(g)) => {
+            (Mode::SwProtected { .. }, Target::Private, Some(g)) => {
                 self.punch(g)?;
                 // The boot-slot part (if any) is tracked only: clear it too.
                 let below = MemRange::new(run.start, g.start);
@@ -372,7 +368,7 @@ impl GuestRam {
 }
 
 impl HostView for GuestRam {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<Evidence, Look> {
         let range = MemRange::from_len(gpa, buf.len() as u64);
         // sw-protected: the guest_memfd slot's host mapping is the shared
         // side of every page, private ones included (their private bytes
@@ -384,20 +380,25 @@ impl HostView for GuestRam {
             return self
                 .mem
                 .read_slice(buf, GuestAddress(gpa))
-                .map_err(|e| e.to_string());
+                .map(|()| Evidence::Enforced)
+                .map_err(|e| Look::new(Evidence::Enforced, e.to_string()));
         }
         if let Err(page) = self.all_in(range, PageState::Shared) {
-            return Err(match self.pages.state(page) {
-                Some(_) => format!("page {page:#x} is private; the VMM does not touch it"),
-                None => format!("{page:#x} is not guest RAM"),
-            });
+            return Err(Look::new(
+                Evidence::Bookkeeping,
+                match self.pages.state(page) {
+                    Some(_) => format!("page {page:#x} is private; the VMM does not touch it"),
+                    None => format!("{page:#x} is not guest RAM"),
+                },
+            ));
         }
         self.mem
             .read_slice(buf, GuestAddress(gpa))
-            .map_err(|e| e.to_string())
+            .map(|()| Evidence::Bookkeeping)
+            .map_err(|e| Look::new(Evidence::Bookkeeping, e.to_string()))
     }
 
-    fn visible(&self) -> Vec<MemRange> {
+    fn visible(&self) -> (Vec<MemRange>, Evidence) {
         let mut out: Vec<MemRange> = Vec::new();
         let gmem_slot = match self.mode {
             Mode::SwProtected { boot_end } => Some(MemRange::new(boot_end, self.size)),
@@ -416,52 +417,27 @@ impl HostView for GuestRam {
                 a += PAGE;
             }
         }
-        out
+        let evidence = if gmem_slot.is_some() {
+            Evidence::Enforced
+        } else {
+            Evidence::Bookkeeping
+        };
+        (out, evidence)
     }
 
-    fn refused(&self, range: MemRange) -> Result<String, String> {
+    fn private_probe(&self, range: MemRange, _canary: u64) -> Result<Look, Look> {
         if let Ok(()) = self.all_in(range, PageState::Shared) {
-            return Err(format!("{range} is shared"));
+            return Err(Look::new(
+                Evidence::Bookkeeping,
+                format!("{range} is shared"),
+            ));
         }
-        let Some(g) = self.gmem_part(range) else {
-            return Ok(format!(
+        Ok(Look::new(
+            Evidence::Bookkeeping,
+            format!(
                 "{range} is private in the VMM's tracking ({}): the VMM refuses its own access",
                 self.mode.as_str()
-            ));
-        };
-        if self.all_in(g, PageState::Private).is_err() {
-            return Err(format!("part of {g} is shared"));
-        }
-        // Private pages live only in the guest_memfd, which was created
-        // without GUEST_MEMFD_FLAG_MMAP: the host cannot map it at all (and
-        // guest_memfd has no read()). Try to map the page and say how KVM
-        // refused; a mapping that works would be a real leak.
-        let Some(f) = &self.gmem else {
-            return Err("no guest_memfd".into());
-        };
-        let off = (g.start - self.gmem_base) as libc::off_t;
-        // SAFETY: asks the kernel for a fresh read-only mapping; nothing is
-        // read through it and it is unmapped right away if it was granted.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                PAGE as usize,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                off,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Ok(format!(
-                "private pages of {g} exist only in guest_memfd; mmap of it failed: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: `p` is the PAGE-sized mapping just created above.
-        unsafe { libc::munmap(p, PAGE as usize) };
-        Err(format!(
-            "guest_memfd offset {off:#x} ({g}) could be mmap'd by the host"
+            ),
         ))
     }
 }
