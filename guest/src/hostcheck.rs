@@ -8,7 +8,7 @@
 
 use crate::{arch, kprintln};
 use alloc::string::{String, ToString};
-use convtest_proto::hostcheck::{AckReader, Fed, REQ_PREFIX, Request};
+use convtest_proto::hostcheck::{AckReader, Evidence, Fed, REQ_PREFIX, Request};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -27,7 +27,11 @@ pub enum HostError {
     /// The plan says `host=off`: nobody answers.
     Off,
     /// The host answered `fail`.
-    Failed { id: u32, detail: String },
+    Failed {
+        id: u32,
+        evidence: Option<Evidence>,
+        detail: String,
+    },
     /// No matching ack before the deadline.
     Timeout {
         id: u32,
@@ -40,7 +44,17 @@ impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HostError::Off => f.write_str("plan has host=off: no host answers host checks"),
-            HostError::Failed { id, detail } => write!(f, "host check {id} failed: {detail}"),
+            HostError::Failed {
+                id,
+                evidence,
+                detail,
+            } => {
+                write!(f, "host check {id} failed")?;
+                if let Some(e) = evidence {
+                    write!(f, " ({})", e.as_str())?;
+                }
+                write!(f, ": {detail}")
+            }
             HostError::Timeout {
                 id,
                 secs,
@@ -53,8 +67,15 @@ impl fmt::Display for HostError {
     }
 }
 
-/// Asks the host; `Ok(detail)` when it answered `ok`.
-pub fn ask(host_on: bool, req: &Request) -> Result<String, HostError> {
+/// A host's `ok`: what decided it (if the host says) and what it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub evidence: Option<Evidence>,
+    pub detail: String,
+}
+
+/// Asks the host; `Ok` when it answered `ok`.
+pub fn ask(host_on: bool, req: &Request) -> Result<Reply, HostError> {
     if !host_on {
         return Err(HostError::Off);
     }
@@ -81,10 +102,16 @@ pub fn ask(host_on: bool, req: &Request) -> Result<String, HostError> {
         match reader.feed(b) {
             Fed::More => {}
             Fed::Stray => stray_lines += 1,
-            Fed::Ack(ack) if ack.ok => return Ok(ack.detail.to_string()),
+            Fed::Ack(ack) if ack.ok => {
+                return Ok(Reply {
+                    evidence: ack.evidence,
+                    detail: ack.detail.to_string(),
+                });
+            }
             Fed::Ack(ack) => {
                 return Err(HostError::Failed {
                     id,
+                    evidence: ack.evidence,
                     detail: ack.detail.to_string(),
                 });
             }

@@ -26,7 +26,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
 
     let parsed = Plan::parse(boot.cmdline);
     let probe = arch::probe();
-    let mut converter = conv::detect(&probe, boot, &test_ram);
+    let mut converter = conv::detect(&probe, boot, &test_ram, parsed.plan.guest_fault);
     if let Some(r) = converter.as_ref().ok().and_then(|c| c.reserved())
         && let Err(e) = test_ram.subtract(&r)
     {
@@ -48,6 +48,15 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
     );
     report::diag(0, format_args!("probe: {}", probe.finding()));
     report::diag(0, format_args!("plan: {}", parsed.plan));
+    if let Some(g) = parsed.plan.guest_fault {
+        report::diag(
+            0,
+            format_args!(
+                "guest-fault: {} injected on purpose (a firmware bug the conversion tests must notice)",
+                g.as_str()
+            ),
+        );
+    }
     if let Ok(c) = converter.as_mut() {
         reset_to_private(&mut **c);
     }
@@ -81,6 +90,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
             report::end_test();
             let (outcome, reason) = match &verdict {
                 Verdict::Pass => (Outcome::Pass, ""),
+                Verdict::PassNoted(note) => (Outcome::Pass, note.as_str()),
                 Verdict::Fail(r) => (Outcome::Fail, r.as_str()),
                 Verdict::Skip(r) => (Outcome::Skip, r.as_str()),
             };
@@ -126,12 +136,13 @@ fn reset_to_private(c: &mut dyn conv::Converter) {
             report::diag(
                 0,
                 format_args!(
-                    "reset-to-private: ranges={} pages={} cycles={} ns={} calls={} method={}{}",
+                    "reset-to-private: ranges={} pages={} cycles={} ns={} calls={} unknown={} method={}{}",
                     r.ranges,
                     r.pages,
                     r.cycles,
                     hz.map_or(0, |hz| convtest_proto::bench::cycles_to_ns(r.cycles, hz)),
                     r.calls,
+                    r.unknown,
                     r.method,
                     if hz.is_none() {
                         " (counter frequency unknown: ns=0)"

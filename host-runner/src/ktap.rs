@@ -8,10 +8,11 @@
 //! (or convtest header) is read as a result. Case results are the lines
 //! nested one level or more (4-space indent); top-level results are suites.
 
+use convtest_proto::hostcheck::{Ack, Evidence};
 use convtest_proto::ktap::{
     BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, VERSION_LINE,
 };
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 /// Longest line kept: a runaway guest printing without newlines must not
 /// grow the buffer without bound.
@@ -43,12 +44,25 @@ pub struct TestResult {
     pub result: Outcome,
     /// Text after `# SKIP` or `#`; empty when the guest gave none.
     pub reason: String,
-    /// Diagnostic lines (`# ...`) printed at the test's depth just before it.
+    /// Diagnostic lines (`# ...`) printed at the test's depth just before it,
+    /// with the host's answers to its checks (`host: ok enforced …`).
     pub diagnostics: Vec<String>,
+    /// What decided the host's answers to this test's checks, the weakest
+    /// of them (`None`: the test asked the host nothing). From the VMM's own
+    /// `# convtest-host:` lines, not from what the guest says.
+    #[serde(serialize_with = "evidence_name")]
+    pub evidence: Option<Evidence>,
     #[serde(skip)]
     pub number: u64,
     #[serde(skip)]
     pub depth: usize,
+}
+
+fn evidence_name<S: Serializer>(e: &Option<Evidence>, s: S) -> Result<S::Ok, S::Error> {
+    match e {
+        Some(e) => s.serialize_str(e.as_str()),
+        None => s.serialize_none(),
+    }
 }
 
 /// `# convtest-done: pass= fail= skip=` as the guest counted it.
@@ -158,6 +172,9 @@ pub struct Parser {
     diags: Vec<(usize, String)>,
     /// Cases recorded since the last top-level result (0: that result is a leaf).
     cases_in_suite: usize,
+    /// The host's answers since the last case result: they belong to the
+    /// case that reports next.
+    host_answers: Vec<(Option<Evidence>, String)>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -243,9 +260,12 @@ impl Parser {
         if line.trim().is_empty() {
             return;
         }
-        // The VMM layers' closing facts are not what the guest last said.
+        // The VMM layers' lines are not what the guest last said.
         let trimmed = line.trim_start();
-        if !trimmed.starts_with(VMM_PREFIX) && !trimmed.starts_with(L1_PREFIX) {
+        if ![VMM_PREFIX, L1_PREFIX, HOST_PREFIX]
+            .iter()
+            .any(|p| trimmed.starts_with(p))
+        {
             self.log.last_line = Some(line.clone());
         }
         self.line(line, events);
@@ -267,6 +287,17 @@ impl Parser {
                 }
                 return;
             }
+        }
+        if let Some(rest) = body.trim_start().strip_prefix(HOST_PREFIX) {
+            if let Some(ack) = Ack::parse(rest) {
+                let status = if ack.ok { "ok" } else { "fail" };
+                let evidence = ack.evidence.map_or("(no evidence named)", Evidence::as_str);
+                self.host_answers.push((
+                    ack.evidence,
+                    format!("host: {status} {evidence} {}", ack.detail),
+                ));
+            }
+            return;
         }
         // Before the first boot, firmware may leave text on the guest's first line.
         let top_version =
@@ -300,6 +331,7 @@ impl Parser {
         self.log.boots += 1;
         self.subtest.clear();
         self.diags.clear();
+        self.host_answers.clear();
         self.cases_in_suite = 0;
         events.push(Event::Version);
     }
@@ -362,6 +394,12 @@ impl Parser {
             }
             return;
         }
+        for (evidence, text) in self.host_answers.drain(..) {
+            // A host that names no evidence proves no more than bookkeeping.
+            let e = evidence.unwrap_or(Evidence::Bookkeeping);
+            result.evidence = Some(result.evidence.map_or(e, |old| old.weakest(e)));
+            result.diagnostics.push(text);
+        }
         if !result.name.contains('.') {
             let suite = self.subtest.get(depth).and_then(Option::as_ref);
             if let Some(suite) = suite {
@@ -409,6 +447,7 @@ fn parse_result(body: &str, depth: usize) -> Option<TestResult> {
         result,
         reason: reason.to_string(),
         diagnostics: Vec::new(),
+        evidence: None,
         number,
         depth,
     })

@@ -144,7 +144,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
     record.judgement = verdict::judge(&Facts {
         log: &record.log,
         ending: &end.ending,
-        planned_reboots: config.planned_reboots,
+        plan: &config.plan,
         vmm_stderr: &end.stderr,
     });
     // The own VMM's watchdog ends a wedged vCPU itself: say so, not just

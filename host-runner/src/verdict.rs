@@ -4,6 +4,8 @@
 //! reason a developer can act on.
 
 use crate::ktap::{Log, Outcome};
+use convtest_proto::catalog;
+use convtest_proto::plan::Plan;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -82,8 +84,9 @@ impl Judgement {
 pub struct Facts<'a> {
     pub log: &'a Log,
     pub ending: &'a Ending,
-    /// Reboots the plan asked for (each adds one `KTAP version 1`).
-    pub planned_reboots: u32,
+    /// The plan as the guest received it: what was asked for (tests,
+    /// reboots, which features were turned off).
+    pub plan: &'a str,
     /// Last lines the VMM printed on stderr, for errors before any output.
     pub vmm_stderr: &'a str,
 }
@@ -164,12 +167,19 @@ pub fn judge(f: &Facts<'_>) -> Judgement {
             counts.pass, counts.fail, counts.skip, p.pass, p.fail, p.skip
         ));
     }
-    let expected_boots = f.planned_reboots as usize + 1;
+    let plan = Plan::parse(f.plan).plan;
+    let expected_boots = plan.reboots as usize + 1;
     if log.boots != expected_boots {
         return Judgement::fail(format!(
             "the guest booted {} time(s); the plan expects {expected_boots}",
             log.boots
         ));
+    }
+    if let Some(why) = selection_mismatch(log, &plan, expected_boots) {
+        return Judgement::fail(why);
+    }
+    if let Some(why) = unexcused_conv_skip(log, &plan) {
+        return Judgement::fail(why);
     }
     match hint {
         ExitHint::Success => Judgement {
@@ -186,6 +196,74 @@ pub fn judge(f: &Facts<'_>) -> Judgement {
             stderr_tail(f.vmm_stderr)
         )),
     }
+}
+
+/// Every test the plan selects must be reported exactly once per boot;
+/// anything missing, extra or repeated is named.
+fn selection_mismatch(log: &Log, plan: &Plan<'_>, boots: usize) -> Option<String> {
+    let selected: Vec<&str> = catalog::selected(plan.tests, plan.inject.is_some())
+        .map(|t| t.name)
+        .collect();
+    let times = |name: &str| log.tests.iter().filter(|t| t.name == name).count();
+    let missing: Vec<&str> = selected
+        .iter()
+        .copied()
+        .filter(|n| times(n) < boots)
+        .collect();
+    let repeated: Vec<&str> = selected
+        .iter()
+        .copied()
+        .filter(|n| times(n) > boots)
+        .collect();
+    let mut extra: Vec<&str> = log
+        .tests
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| !selected.contains(n))
+        .collect();
+    extra.dedup();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("selected but not reported: {}", missing.join(", ")));
+    }
+    if !repeated.is_empty() {
+        parts.push(format!("reported more than once: {}", repeated.join(", ")));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("reported but not selected: {}", extra.join(", ")));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "the plan selected {} test(s) (tests={}); {}",
+            selected.len(),
+            plan.tests,
+            parts.join("; ")
+        )
+    })
+}
+
+/// A guest that found a converter may skip a conversion test only when the
+/// plan itself turned the test's feature off (host=off, bench=off).
+fn unexcused_conv_skip(log: &Log, plan: &Plan<'_>) -> Option<String> {
+    let converter = log.header_value("converter").filter(|c| *c != "none")?;
+    let unexcused: Vec<String> = log
+        .tests
+        .iter()
+        .filter(|t| t.name.starts_with("conv.") && t.result == Outcome::Skip)
+        .filter(|t| {
+            catalog::find(&t.name).is_none_or(|def| {
+                !((def.needs_host && !plan.host) || (def.needs_bench && !plan.bench))
+            })
+        })
+        .map(|t| format!("{} ({})", t.name, t.reason))
+        .collect();
+    (!unexcused.is_empty()).then(|| {
+        format!(
+            "the guest found the {converter} converter but skipped {}: a conversion test may \
+             only skip when the plan turned its feature off (host=off, bench=off)",
+            unexcused.join(", ")
+        )
+    })
 }
 
 fn failed_names(log: &Log) -> String {
@@ -228,6 +306,8 @@ mod tests {
     use crate::ktap::parse_all;
 
     const GOOD: &str = include_str!("../tests/fixtures/x86_pvh_pass.ktap");
+    /// What the fixture's guest was asked to run (it predates conv.reset_private and conv.cost).
+    const PLAN: &str = "tests=boot.*,heap.*,mem.*,exc.*,clock.*,conv.share_verify,conv.unshare_private,conv.content,conv.rejects,conv.sizes,conv.flipflop";
     const OK: Ending = Ending::Exited {
         code: Some(33),
         hint: ExitHint::Success,
@@ -237,7 +317,7 @@ mod tests {
         judge(&Facts {
             log: &parse_all(text.as_bytes()),
             ending,
-            planned_reboots: 0,
+            plan: PLAN,
             vmm_stderr: "",
         })
     }
@@ -372,7 +452,7 @@ mod tests {
         let j = judge(&Facts {
             log: &log,
             ending: &ending,
-            planned_reboots: 0,
+            plan: PLAN,
             vmm_stderr: stderr,
         });
         assert_eq!(j.verdict, Verdict::Error);
@@ -430,14 +510,14 @@ mod tests {
         let j = judge(&Facts {
             log: &log,
             ending: &OK,
-            planned_reboots: 0,
+            plan: PLAN,
             vmm_stderr: "",
         });
         assert!(j.reason.contains("booted 2 time(s)"), "{}", j.reason);
         let j = judge(&Facts {
             log: &log,
             ending: &OK,
-            planned_reboots: 1,
+            plan: &format!("{PLAN} reboots=1"),
             vmm_stderr: "",
         });
         assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
@@ -457,7 +537,7 @@ mod tests {
         let j = judge(&Facts {
             log: &log,
             ending: &ending,
-            planned_reboots: 0,
+            plan: PLAN,
             vmm_stderr: "",
         });
         assert_eq!(j.verdict, Verdict::Fail);

@@ -3,36 +3,37 @@
 //! decoding live in `convtest_proto::map_gpa`; the trap is `vmcall` or
 //! `vmmcall` by CPU vendor (CPUID 0).
 
-use super::tracked::{Backend, ConvError, ErrKind, Rejection, ResetReport};
-use crate::arch;
-use alloc::format;
-use alloc::string::String;
-use alloc::vec;
-use alloc::vec::Vec;
-use convtest_proto::hv::CpuVendor;
-use convtest_proto::map_gpa::{
-    self, ATTR_ENC_STATUS, ATTR_PAGE_SZ_1G, ATTR_PAGE_SZ_2M, KVM_HC_MAP_GPA_RANGE, MapGpaArgs,
-    PAGE_4K,
+use super::gate::Gate;
+use super::seam::{
+    Backend, ConvError, ErrKind, Issued, RawCall, ResetOutcome, ResetReport, WrongAbi,
 };
+use crate::arch;
+use convtest_proto::hv::CpuVendor;
+use convtest_proto::map_gpa::{self, KVM_HC_MAP_GPA_RANGE, MapGpaArgs, PAGE_4K};
 use convtest_proto::range::MemRange;
-use convtest_proto::tracker::PageState;
+use convtest_proto::tracker::Target;
 
 const CALL: &str = "MAP_GPA_RANGE";
 
 pub struct MapGpa {
     vendor: CpuVendor,
+    gate: Gate,
 }
 
 impl MapGpa {
-    pub fn new() -> Self {
+    pub fn new(gate: Gate) -> Self {
         let v = arch::cpuid(0, 0);
         MapGpa {
             vendor: CpuVendor::from_cpuid0(v.ebx, v.edx, v.ecx),
+            gate,
         }
     }
 
-    /// One hypercall; rax as returned.
-    fn raw(&self, a: MapGpaArgs) -> u64 {
+    /// One hypercall through the gate; rax as returned.
+    fn trap(&self, a: MapGpaArgs) -> u64 {
+        if self.gate.skips(RawCall::MapGpa(a).target()) {
+            return 0;
+        }
         if self.vendor.uses_vmmcall() {
             arch::vmmcall(KVM_HC_MAP_GPA_RANGE, a.gpa, a.npages, a.attrs)
         } else {
@@ -40,29 +41,19 @@ impl MapGpa {
         }
     }
 
-    fn call(&self, range: MemRange, to: PageState) -> Result<(), ConvError> {
-        let a = map_gpa::args(range, to == PageState::Private);
-        map_gpa::decode(self.raw(a)).map_err(|e| ConvError {
+    fn call(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
+        let a = map_gpa::args(range, to == Target::Private);
+        map_gpa::decode(self.trap(a)).map_err(|e| ConvError {
             call: CALL,
             id: KVM_HC_MAP_GPA_RANGE,
             range,
-            // One call for the whole range: KVM and the VMM convert all or nothing.
             done: 0,
+            // One call for the whole range: whatever the VMM did to it
+            // before failing is not reported back.
+            rest_unknown: true,
             kind: ErrKind::MapGpa(e),
         })
     }
-}
-
-fn show(a: MapGpaArgs) -> String {
-    let hint = match a.attrs & 0xf {
-        ATTR_PAGE_SZ_2M => " (2M hint)",
-        ATTR_PAGE_SZ_1G => " (1G hint)",
-        _ => "",
-    };
-    format!(
-        "{CALL} gpa={:#x} npages={} attrs={:#x}{hint}",
-        a.gpa, a.npages, a.attrs
-    )
 }
 
 impl Backend for MapGpa {
@@ -74,94 +65,53 @@ impl Backend for MapGpa {
         PAGE_4K
     }
 
-    fn convert(&mut self, range: MemRange, to: PageState) -> Result<(), ConvError> {
+    fn convert(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
         self.call(range, to)
     }
 
     /// One call per RAM range, whatever happened before this boot: the VMM
     /// (and KVM) take a range of any length in one exit, so this is as cheap
     /// as a reset can be and needs no record of what was shared.
-    fn reset(&mut self, ram: &[MemRange]) -> Result<ResetReport, ConvError> {
-        let mut rep = ResetReport {
+    fn reset(&mut self, ram: &[MemRange]) -> Result<ResetOutcome, ConvError> {
+        let mut report = ResetReport {
             method: "one-call-per-ram-range",
             ..ResetReport::default()
         };
         for &r in ram {
-            self.call(r, PageState::Private)?;
-            rep.ranges += 1;
-            rep.calls += 1;
-            rep.pages += r.len() / PAGE_4K;
+            report.calls += 1;
+            self.call(r, Target::Private)?;
+            report.ranges += 1;
+            report.pages += r.len() / PAGE_4K;
         }
-        Ok(rep)
+        Ok(ResetOutcome {
+            report,
+            unknown: alloc::vec::Vec::new(),
+        })
     }
 
-    /// KVM answers the first three itself, before the VMM sees an exit
-    /// (arch/x86/kvm/x86.c: unaligned gpa, npages 0, gfn + npages wrapping);
-    /// the fourth is the convtest VMM's contract (range outside guest RAM).
-    /// All ask for *private*, so a wrongly accepted one changes nothing.
-    fn rejections(&mut self, page: MemRange, ram_end: u64) -> Vec<Rejection> {
-        let private = ATTR_ENC_STATUS;
-        let cases = [
-            (
-                "unaligned gpa",
-                MapGpaArgs {
-                    gpa: page.start + 8,
-                    npages: 1,
-                    attrs: private,
-                },
-            ),
-            (
-                "npages 0",
-                MapGpaArgs {
-                    gpa: page.start,
-                    npages: 0,
-                    attrs: private,
-                },
-            ),
-            (
-                "gfn + npages overflows",
-                MapGpaArgs {
-                    gpa: page.start,
-                    npages: u64::MAX,
-                    attrs: private,
-                },
-            ),
-            (
-                "range outside guest RAM",
-                MapGpaArgs {
-                    gpa: ram_end,
-                    npages: 1,
-                    attrs: private,
-                },
-            ),
-        ];
-        let mut out = vec![];
-        for (what, a) in cases {
-            let got = match map_gpa::decode(self.raw(a)) {
-                Ok(()) => 0,
-                Err(e) => e.code(),
-            };
-            out.push(Rejection {
-                what,
-                call: show(a),
-                expected: -22,
-                got,
-            });
+    fn raw(&mut self, call: RawCall) -> Result<i64, WrongAbi> {
+        match call {
+            RawCall::MapGpa(a) => Ok(self.trap(a) as i64),
+            RawCall::Smccc { .. } => Err(WrongAbi),
         }
-        out
+    }
+
+    fn calls_for(&self, range: MemRange, to: Target) -> Issued {
+        let call = RawCall::MapGpa(map_gpa::args(range, to == Target::Private));
+        Issued {
+            count: 1,
+            first: call,
+            last: call,
+        }
     }
 
     /// Converting an already-private page to private: KVM still exits to the
     /// VMM, which finds nothing to change.
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError> {
-        self.call(page, PageState::Private)
+        self.call(page, Target::Private)
     }
 
     fn noop_op(&self) -> &'static str {
         "noop_map_gpa_private"
-    }
-
-    fn describe(&self, range: MemRange, to: PageState) -> String {
-        show(map_gpa::args(range, to == PageState::Private))
     }
 }

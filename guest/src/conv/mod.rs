@@ -1,16 +1,19 @@
-//! The conversion seam: one `Backend` per hypervisor ABI (the raw calls),
-//! wrapped in `Tracked`, which keeps the page-state tracker and is what the
-//! suites see as `dyn Converter`. `detect()` picks the backend from what the
-//! arch layer's probe found.
+//! The conversion seam: one `Backend` per hypervisor ABI (the raw calls,
+//! `seam.rs`), wrapped in `Tracked`, which keeps the page-state tracker and
+//! is what the suites see as `dyn Converter`. `detect()` picks the backend
+//! from what the arch layer's probe found.
 
+mod gate;
 #[cfg(target_arch = "aarch64")]
 mod ledger;
 #[cfg(target_arch = "x86_64")]
 mod map_gpa;
 #[cfg(target_arch = "aarch64")]
 mod pkvm;
+mod seam;
 mod tracked;
 
+pub use seam::{Issued, RawCall};
 pub use tracked::Converter;
 
 use crate::boot::BootInfo;
@@ -20,6 +23,7 @@ use convtest_proto::hv::HypervisorName;
 use convtest_proto::hv::{ArmFinding, SmcccProbe};
 #[cfg(target_arch = "x86_64")]
 use convtest_proto::hv::{X86Cpuid, X86Finding};
+use convtest_proto::plan::GuestFault;
 use convtest_proto::range::RangeList;
 use core::fmt;
 
@@ -90,27 +94,31 @@ impl fmt::Display for NoConverter {
 
 /// Picks the converter matching the probe's finding. `free` is RAM no one
 /// else uses (a backend may keep a record in it: see `Converter::reserved`).
-/// The tracker covers all of `boot.ram` and starts out `Shared` (= unknown)
-/// until `reset_to_private` succeeds.
+/// The tracker covers all of `boot.ram` and starts out unknown until
+/// `reset_to_private` succeeds. `fault` is the plan's deliberate firmware
+/// bug, if any.
 pub fn detect(
     probe: &Probe,
     boot: &BootInfo,
     free: &RangeList,
+    fault: Option<GuestFault>,
 ) -> Result<Box<dyn Converter>, NoConverter> {
     let finding = probe.finding();
+    let gate = gate::Gate::new(fault);
     match finding {
         #[cfg(target_arch = "x86_64")]
         Finding::X86(X86Finding::KvmMapGpaRange) => {
             let _ = free;
             Ok(Box::new(tracked::Tracked::new(
-                map_gpa::MapGpa::new(),
+                map_gpa::MapGpa::new(gate),
                 &boot.ram,
+                fault,
             )))
         }
         #[cfg(target_arch = "aarch64")]
         Finding::Arm(ArmFinding::Pkvm { granule }) => {
-            match pkvm::Pkvm::new(granule, free, boot.phys_offset) {
-                Some(b) => Ok(Box::new(tracked::Tracked::new(b, &boot.ram))),
+            match pkvm::Pkvm::new(granule, free, boot.phys_offset, gate) {
+                Some(b) => Ok(Box::new(tracked::Tracked::new(b, &boot.ram, fault))),
                 None => Err(NoConverter {
                     finding,
                     why: Some("no free RAM granule for the shared-range ledger"),
@@ -123,7 +131,7 @@ pub fn detect(
             why: Some("this build has no TDX backend yet"),
         }),
         _ => {
-            let _ = (boot, free);
+            let _ = (boot, free, gate);
             Err(NoConverter { finding, why: None })
         }
     }

@@ -1,122 +1,19 @@
-//! The platform-neutral half of conversion: a hypervisor `Backend` (raw
-//! calls, one per ABI) wrapped with the page-state tracker. The tracker
-//! changes only after the backend confirmed a conversion, so it always says
-//! what the guest may rely on; the suites see this as `dyn Converter`.
+//! The platform-neutral half of conversion: a hypervisor `Backend` wrapped
+//! with the page-state tracker. The tracker changes only after the backend
+//! answered: confirmed conversions set the target state, a failure leaves
+//! what the backend could not vouch for *unknown*. The suites see this as
+//! `dyn Converter`.
+//!
+//! The guest faults skip-reset and forget-tracker live here (skip-share /
+//! skip-unshare are in the backends' call gate): they model firmware that
+//! forgets its duty, so runs can show which tests notice.
 
+use super::seam::{Backend, ConvError, ErrKind, Issued, RawCall, ResetReport, WrongAbi};
 use crate::arch;
-use alloc::string::String;
 use alloc::vec::Vec;
-#[cfg(target_arch = "aarch64")]
-use convtest_proto::hv::SmcccError;
-#[cfg(target_arch = "x86_64")]
-use convtest_proto::map_gpa::MapGpaError;
+use convtest_proto::plan::GuestFault;
 use convtest_proto::range::{MemRange, RangeList, is_aligned};
-use convtest_proto::tracker::{PageState, PageStates, TrackError};
-use core::fmt;
-
-/// Why a conversion call failed, typed per ABI, raw code kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrKind {
-    #[cfg(target_arch = "x86_64")]
-    MapGpa(MapGpaError),
-    #[cfg(target_arch = "aarch64")]
-    Smccc(SmcccError),
-    /// Refused before any call: the range is not whole tracked granules.
-    Track(TrackError),
-}
-
-impl fmt::Display for ErrKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            ErrKind::MapGpa(e) => e.fmt(f),
-            #[cfg(target_arch = "aarch64")]
-            ErrKind::Smccc(e) => e.fmt(f),
-            ErrKind::Track(e) => write!(f, "not issued: {e}"),
-        }
-    }
-}
-
-/// A conversion call the hypervisor refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvError {
-    /// ABI name of the call (`MAP_GPA_RANGE`, `MEM_SHARE`, …).
-    pub call: &'static str,
-    /// Hypercall number or SMCCC function id.
-    pub id: u64,
-    /// What the caller asked to convert.
-    pub range: MemRange,
-    /// Bytes from `range.start` converted before the failing call.
-    pub done: u64,
-    pub kind: ErrKind,
-}
-
-impl fmt::Display for ConvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({:#x}) {} returned {}",
-            self.call, self.id, self.range, self.kind
-        )?;
-        if self.done != 0 {
-            write!(f, " after {} bytes were converted", self.done)?;
-        }
-        Ok(())
-    }
-}
-
-/// One deliberately malformed call and what came back.
-#[derive(Clone, Debug)]
-pub struct Rejection {
-    /// What was wrong with the request, e.g. `unaligned gpa`.
-    pub what: &'static str,
-    /// The call as issued, e.g. `MAP_GPA_RANGE gpa=0x… npages=1 attrs=0x10`.
-    pub call: String,
-    pub expected: i64,
-    /// Raw return value (0 = accepted).
-    pub got: i64,
-}
-
-/// Cost and shape of one reset-to-private.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ResetReport {
-    /// Ranges the reset converted (x86: one call each).
-    pub ranges: u64,
-    /// Granules those ranges cover.
-    pub pages: u64,
-    /// Hypervisor calls issued.
-    pub calls: u64,
-    /// How the backend decided what to convert (`all-ram`, `ledger`, …).
-    pub method: &'static str,
-    pub cycles: u64,
-}
-
-/// The raw ABI of one hypervisor.
-pub trait Backend {
-    fn name(&self) -> &'static str;
-    fn granule(&self) -> u64;
-    /// Converts `range` (whole tracked granules). On failure `done` says how
-    /// much of the front of the range was converted before it.
-    fn convert(&mut self, range: MemRange, to: PageState) -> Result<(), ConvError>;
-    /// Makes every granule of `ram` private (the tracker's ranges); fills
-    /// `ranges`, `pages`, `calls`, `method` of the report.
-    fn reset(&mut self, ram: &[MemRange]) -> Result<ResetReport, ConvError>;
-    /// RAM the backend keeps for itself (never handed to tests).
-    fn reserved(&self) -> Option<MemRange> {
-        None
-    }
-    /// Malformed calls and their answers. `page` is a private granule the
-    /// caller owns; it is private again afterwards if the hypervisor
-    /// behaved as expected. `ram_end` is the end of the highest RAM range.
-    fn rejections(&mut self, page: MemRange, ram_end: u64) -> Vec<Rejection>;
-    /// A call that reaches the hypervisor but changes nothing (`page` is a
-    /// private granule the backend may name in it).
-    fn noop(&mut self, page: MemRange) -> Result<(), ConvError>;
-    /// Bench op name of `noop`.
-    fn noop_op(&self) -> &'static str;
-    /// How `convert(range, to)` is issued, for diagnostics.
-    fn describe(&self, range: MemRange, to: PageState) -> String;
-}
+use convtest_proto::tracker::{PageState, PageStates, Target, TrackError};
 
 /// What the suites use.
 pub trait Converter {
@@ -128,43 +25,50 @@ pub trait Converter {
     fn share(&mut self, range: MemRange) -> Result<(), ConvError>;
     /// Make `range` private to the guest again.
     fn unshare(&mut self, range: MemRange) -> Result<(), ConvError>;
+    /// Asks for private every granule of `range` the tracker calls unknown;
+    /// returns how many stay unknown (the hypervisor refused).
+    fn resolve(&mut self, range: MemRange) -> u64;
     /// What the tracker says about the granule holding `addr`.
     fn state(&self, addr: u64) -> Option<PageState>;
     fn count(&self, state: PageState) -> u64;
+    /// The tracked RAM ranges.
+    fn ram(&self) -> Vec<MemRange>;
     /// Converts all RAM to private and records the outcome.
     fn reset_to_private(&mut self) -> Result<ResetReport, ConvError>;
-    /// The outcome of the last `reset_to_private`, if one ran.
-    fn last_reset(&self) -> Option<Result<ResetReport, ConvError>>;
+    /// The outcome of the first reset (the boot's), if one ran.
+    fn boot_reset(&self) -> Option<Result<ResetReport, ConvError>>;
     fn reserved(&self) -> Option<MemRange>;
-    /// See `Backend::rejections`; the tracker is not changed.
-    fn rejections(&mut self, page: MemRange) -> Vec<Rejection>;
+    /// One unchecked ABI call; the tracker is not changed.
+    fn raw(&mut self, call: RawCall) -> Result<i64, WrongAbi>;
+    /// The calls `share`/`unshare` of `range` would issue.
+    fn calls_for(&self, range: MemRange, to: Target) -> Issued;
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError>;
     fn noop_op(&self) -> &'static str;
-    fn describe(&self, range: MemRange, to: PageState) -> String;
 }
 
 pub struct Tracked<B> {
     backend: B,
     pages: PageStates,
-    reset: Option<Result<ResetReport, ConvError>>,
+    boot_reset: Option<Result<ResetReport, ConvError>>,
+    fault: Option<GuestFault>,
 }
 
 impl<B: Backend> Tracked<B> {
-    pub fn new(backend: B, ram: &RangeList) -> Self {
-        // Shared = "not known to be private" until the reset confirms it.
-        let pages = PageStates::new(ram, backend.granule(), PageState::Shared);
+    pub fn new(backend: B, ram: &RangeList, fault: Option<GuestFault>) -> Self {
+        // Nothing is known until the boot's reset says so.
+        let pages = PageStates::new(ram, backend.granule(), PageState::Unknown);
         Self {
             backend,
             pages,
-            reset: None,
+            boot_reset: None,
+            fault,
         }
     }
 
-    fn convert(&mut self, range: MemRange, to: PageState) -> Result<(), ConvError> {
+    fn convert(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
         let g = self.pages.granule();
         let whole = !range.is_empty() && is_aligned(range.start, g) && is_aligned(range.end, g);
-        let tracked = self.pages.ranges().any(|r| r.covers(&range));
-        if !whole || !tracked {
+        if !whole || !self.pages.covers(&range) {
             let e = if whole {
                 TrackError::OutsideRam(range)
             } else {
@@ -175,17 +79,32 @@ impl<B: Backend> Tracked<B> {
                 id: 0,
                 range,
                 done: 0,
+                rest_unknown: false,
                 kind: ErrKind::Track(e),
             });
         }
         let res = self.backend.convert(range, to);
-        let done = match &res {
-            Ok(()) => range.len(),
-            Err(e) => e.done,
-        };
-        if done != 0 {
-            // Checked above: whole granules inside tracked RAM.
-            let _ = self.pages.set(MemRange::from_len(range.start, done), to);
+        if self.fault == Some(GuestFault::ForgetTracker) {
+            return res;
+        }
+        // Checked above: whole granules inside tracked RAM, so the sets
+        // below cannot fail.
+        match &res {
+            Ok(()) => {
+                let _ = self.pages.set(range, to.state());
+            }
+            Err(e) => {
+                let done = e.done.min(range.len());
+                if done != 0 {
+                    let _ = self
+                        .pages
+                        .set(MemRange::from_len(range.start, done), to.state());
+                }
+                let rest = MemRange::new(range.start + done, range.end);
+                if e.rest_unknown && !rest.is_empty() {
+                    let _ = self.pages.set(rest, PageState::Unknown);
+                }
+            }
         }
         res
     }
@@ -201,11 +120,23 @@ impl<B: Backend> Converter for Tracked<B> {
     }
 
     fn share(&mut self, range: MemRange) -> Result<(), ConvError> {
-        self.convert(range, PageState::Shared)
+        self.convert(range, Target::Shared)
     }
 
     fn unshare(&mut self, range: MemRange) -> Result<(), ConvError> {
-        self.convert(range, PageState::Private)
+        self.convert(range, Target::Private)
+    }
+
+    fn resolve(&mut self, range: MemRange) -> u64 {
+        for run in self.pages.runs_in(range, PageState::Unknown) {
+            // A refusal leaves the run unknown, which the count reports.
+            let _ = self.convert(run, Target::Private);
+        }
+        self.pages
+            .runs_in(range, PageState::Unknown)
+            .iter()
+            .map(|r| r.len() / self.pages.granule())
+            .sum()
     }
 
     fn state(&self, addr: u64) -> Option<PageState> {
@@ -216,30 +147,62 @@ impl<B: Backend> Converter for Tracked<B> {
         self.pages.count(state)
     }
 
+    fn ram(&self) -> Vec<MemRange> {
+        self.pages.ranges().collect()
+    }
+
     fn reset_to_private(&mut self) -> Result<ResetReport, ConvError> {
-        let ram: Vec<MemRange> = self.pages.ranges().collect();
         let t0 = arch::cycles();
-        let res = self.backend.reset(&ram);
+        let res = if self.fault == Some(GuestFault::SkipReset) {
+            // The firmware bug: claims the reset without making a call.
+            Ok(super::seam::ResetOutcome {
+                report: ResetReport {
+                    method: "skipped (gfault=skip-reset)",
+                    ..ResetReport::default()
+                },
+                unknown: Vec::new(),
+            })
+        } else {
+            let ram = self.ram();
+            self.backend.reset(&ram)
+        };
         let cycles = arch::cycles().wrapping_sub(t0);
-        let res = res.map(|r| ResetReport { cycles, ..r });
-        if res.is_ok() {
-            self.pages.set_all(PageState::Private);
-        }
-        self.reset = Some(res);
+        let res = match res {
+            Ok(out) => {
+                self.pages.set_all(PageState::Private);
+                for u in out.unknown {
+                    // Backends report granules inside the RAM they were given.
+                    let _ = self.pages.set(u, PageState::Unknown);
+                }
+                Ok(ResetReport {
+                    cycles,
+                    ..out.report
+                })
+            }
+            Err(e) => {
+                // Part of RAM may have been converted: nothing is known.
+                self.pages.set_all(PageState::Unknown);
+                Err(e)
+            }
+        };
+        self.boot_reset.get_or_insert(res);
         res
     }
 
-    fn last_reset(&self) -> Option<Result<ResetReport, ConvError>> {
-        self.reset
+    fn boot_reset(&self) -> Option<Result<ResetReport, ConvError>> {
+        self.boot_reset
     }
 
     fn reserved(&self) -> Option<MemRange> {
         self.backend.reserved()
     }
 
-    fn rejections(&mut self, page: MemRange) -> Vec<Rejection> {
-        let ram_end = self.pages.ranges().map(|r| r.end).max().unwrap_or(0);
-        self.backend.rejections(page, ram_end)
+    fn raw(&mut self, call: RawCall) -> Result<i64, WrongAbi> {
+        self.backend.raw(call)
+    }
+
+    fn calls_for(&self, range: MemRange, to: Target) -> Issued {
+        self.backend.calls_for(range, to)
     }
 
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError> {
@@ -248,9 +211,5 @@ impl<B: Backend> Converter for Tracked<B> {
 
     fn noop_op(&self) -> &'static str {
         self.backend.noop_op()
-    }
-
-    fn describe(&self, range: MemRange, to: PageState) -> String {
-        self.backend.describe(range, to)
     }
 }

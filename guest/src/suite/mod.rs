@@ -30,6 +30,9 @@ pub struct Ctx {
 
 pub enum Verdict {
     Pass,
+    /// Passed, with something the reader must know printed on the result
+    /// line (e.g. the host's side rested on VMM bookkeeping only).
+    PassNoted(String),
     Fail(String),
     Skip(String),
 }

@@ -1,7 +1,7 @@
 //! The JSON report: a stable contract (fields are only ever added). Field
 //! names are spelled out here on purpose; tests pin them.
 
-use super::RunRecord;
+use super::{LaneEvidence, RunRecord};
 use crate::ktap::{Bench, TestResult};
 use crate::verdict::Verdict;
 use serde::Serialize;
@@ -18,6 +18,8 @@ struct Report<'a> {
     plan: &'a str,
     guest: Guest<'a>,
     tests: &'a [TestResult],
+    /// What the host-checked claims rest on, for the whole run.
+    evidence: LaneEvidence,
     bench: &'a [Bench],
     timing: Timing,
     qemu: Qemu<'a>,
@@ -81,6 +83,7 @@ pub fn render(r: &RunRecord) -> String {
             entry: log.header_value("entry"),
         },
         tests: &log.tests,
+        evidence: LaneEvidence::of(log),
         bench: &log.bench,
         vmm: Facts(&log.vmm),
         l1: Facts(&log.l1),
@@ -130,6 +133,7 @@ mod tests {
                 "backend",
                 "bench",
                 "boot",
+                "evidence",
                 "exit_code",
                 "guest",
                 "l1",
@@ -153,7 +157,7 @@ mod tests {
         );
         assert_eq!(
             keys(&v["tests"][0]),
-            ["diagnostics", "name", "reason", "result"]
+            ["diagnostics", "evidence", "name", "reason", "result"]
         );
         assert_eq!(
             keys(&v["bench"][0]),
@@ -181,6 +185,8 @@ mod tests {
             "rounds=1000 live_max=64 seed=0x5eed"
         );
         assert_eq!(v["bench"][0]["pages"], 512);
+        assert_eq!(v["evidence"]["level"], "none");
+        assert!(v["tests"][0]["evidence"].is_null());
     }
 
     #[test]

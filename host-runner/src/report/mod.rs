@@ -7,8 +7,10 @@ pub mod junit;
 pub mod ktap;
 pub mod summary;
 
-use crate::ktap::Log;
+use crate::ktap::{Log, Outcome};
 use crate::verdict::Judgement;
+use convtest_proto::hostcheck::Evidence;
+use serde::Serialize;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -36,6 +38,48 @@ pub struct Timing {
     pub first_line: Option<Duration>,
     /// VMM start to the end of the run.
     pub total: Duration,
+}
+
+/// How strong the run's host-checked claims are, from each test's evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LaneEvidence {
+    /// `enforced` (every host check was decided by the kernel or
+    /// hypervisor), `bookkeeping` (at least one rested on the VMM's own
+    /// tracking), or `none` (no test asked the host anything).
+    pub level: &'static str,
+    /// Passing tests whose host checks were all enforced.
+    pub enforced: Vec<String>,
+    /// Passing tests whose host side rested on VMM bookkeeping.
+    pub bookkeeping: Vec<String>,
+}
+
+impl LaneEvidence {
+    pub fn of(log: &Log) -> Self {
+        let passed_with = |e: Evidence| -> Vec<String> {
+            log.tests
+                .iter()
+                .filter(|t| t.result == Outcome::Pass && t.evidence == Some(e))
+                .map(|t| t.name.clone())
+                .collect()
+        };
+        let (enforced, bookkeeping) = (
+            passed_with(Evidence::Enforced),
+            passed_with(Evidence::Bookkeeping),
+        );
+        let any = |e| log.tests.iter().any(|t| t.evidence == Some(e));
+        let level = if any(Evidence::Bookkeeping) {
+            "bookkeeping"
+        } else if any(Evidence::Enforced) {
+            "enforced"
+        } else {
+            "none"
+        };
+        LaneEvidence {
+            level,
+            enforced,
+            bookkeeping,
+        }
+    }
 }
 
 /// Writes `contents` to `path`, naming the path on failure.

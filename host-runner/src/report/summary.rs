@@ -1,33 +1,47 @@
 //! What a person reads: one line per test as it arrives, a per-suite table
 //! at the end and the verdict line last.
 
-use super::RunRecord;
+use super::{LaneEvidence, RunRecord};
 use crate::ktap::{Outcome, TestResult};
 use convtest_proto::catalog::suite_of;
+use convtest_proto::hostcheck::Evidence;
 use std::fmt::Write;
 
-/// The live line for one finished test.
+/// The live line for one finished test; a test whose host checks rested
+/// on VMM bookkeeping says so before anything else.
 pub fn test_line(t: &TestResult) -> String {
     let mut s = format!("  {}  {}", t.result.label(), t.name);
+    match (t.result, t.evidence) {
+        (Outcome::Pass, Some(Evidence::Bookkeeping)) => s.push_str("  [BOOKKEEPING]"),
+        (_, Some(e)) => {
+            let _ = write!(s, "  [{}]", e.as_str());
+        }
+        (_, None) => {}
+    }
     if !t.reason.is_empty() {
         let _ = write!(s, "  ({})", t.reason);
     }
     s
 }
 
-/// Per-suite counts, a total and the verdict line.
+/// Per-suite counts (passes resting on bookkeeping counted apart), a total
+/// and the verdict line.
 pub fn table(r: &RunRecord) -> String {
-    let mut rows: Vec<(&str, [usize; 3])> = Vec::new();
+    let mut rows: Vec<(&str, [usize; 4])> = Vec::new();
     for t in &r.log.tests {
         let suite = suite_of(&t.name);
         let i = match rows.iter().position(|(s, _)| *s == suite) {
             Some(i) => i,
             None => {
-                rows.push((suite, [0; 3]));
+                rows.push((suite, [0; 4]));
                 rows.len() - 1
             }
         };
-        rows[i].1[column(t.result)] += 1;
+        let col = match (t.result, t.evidence) {
+            (Outcome::Pass, Some(Evidence::Bookkeeping)) => 3,
+            (o, _) => column(o),
+        };
+        rows[i].1[col] += 1;
     }
     let width = rows
         .iter()
@@ -35,29 +49,64 @@ pub fn table(r: &RunRecord) -> String {
         .max()
         .unwrap_or(0)
         .max("suite".len());
+    let bookkeeping = rows.iter().any(|(_, c)| c[3] > 0);
     let mut s = String::new();
     if !rows.is_empty() {
-        let _ = writeln!(
+        let row = |s: &mut String, name: &str, c: &[usize; 4]| {
+            let _ = write!(s, "{name:<width$}  {:>4}  {:>4}  {:>4}", c[0], c[1], c[2]);
+            if bookkeeping {
+                let _ = write!(s, "  {:>11}", c[3]);
+            }
+            s.push('\n');
+        };
+        let _ = write!(
             s,
             "{:<width$}  {:>4}  {:>4}  {:>4}",
             "suite", "pass", "fail", "skip"
         );
-        let mut total = [0usize; 3];
+        if bookkeeping {
+            s.push_str("  bookkeeping");
+        }
+        s.push('\n');
+        let mut total = [0usize; 4];
         for (suite, c) in &rows {
-            let _ = writeln!(s, "{suite:<width$}  {:>4}  {:>4}  {:>4}", c[0], c[1], c[2]);
-            for k in 0..3 {
+            row(&mut s, suite, c);
+            for k in 0..4 {
                 total[k] += c[k];
             }
         }
-        let _ = writeln!(
-            s,
-            "{:<width$}  {:>4}  {:>4}  {:>4}",
-            "total", total[0], total[1], total[2]
-        );
+        row(&mut s, "total", &total);
+        if bookkeeping {
+            s.push_str(
+                "bookkeeping = passed, but the host's side rested on the VMM's own page \
+                 tracking: nothing in the kernel or hypervisor enforced it\n",
+            );
+        }
     }
     s.push_str(&verdict_line(r));
     s.push('\n');
     s
+}
+
+/// One line on what the run's host-checked claims rest on.
+pub fn evidence_line(log: &crate::ktap::Log) -> Option<String> {
+    let e = LaneEvidence::of(log);
+    match e.level {
+        "none" => None,
+        "enforced" => Some(format!(
+            "evidence: enforced: the kernel or hypervisor decided every host check ({} test(s))",
+            e.enforced.len()
+        )),
+        _ => Some(format!(
+            "evidence: BOOKKEEPING ONLY for {}: the VMM's tracking, not the platform, hid private \
+             pages (x86: --l1-swprot runs KVM-enforced private memory)",
+            if e.bookkeeping.is_empty() {
+                "failed tests".to_string()
+            } else {
+                e.bookkeeping.join(", ")
+            }
+        )),
+    }
 }
 
 pub fn verdict_line(r: &RunRecord) -> String {
@@ -75,6 +124,9 @@ pub fn verdict_line(r: &RunRecord) -> String {
     );
     if !r.judgement.reason.is_empty() {
         let _ = write!(s, "\n  reason: {}", r.judgement.reason);
+    }
+    if let Some(e) = evidence_line(&r.log) {
+        let _ = write!(s, "\n  {e}");
     }
     s
 }

@@ -1,0 +1,182 @@
+//! The seam between the platform-neutral half of conversion and one
+//! hypervisor ABI: the raw calls a backend makes, what a failed call means,
+//! and the report of a reset. No expectations live here: what an ABI should
+//! answer is the suite's business (`suite::conv::expect`).
+
+use alloc::vec::Vec;
+#[cfg(target_arch = "aarch64")]
+use convtest_proto::hv::SmcccError;
+use convtest_proto::hv::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES};
+#[cfg(target_arch = "x86_64")]
+use convtest_proto::map_gpa::MapGpaError;
+use convtest_proto::map_gpa::{ATTR_ENC_STATUS, MapGpaArgs};
+use convtest_proto::range::MemRange;
+use convtest_proto::tracker::{Target, TrackError};
+use core::fmt;
+
+/// Why a conversion call failed, typed per ABI, raw code kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrKind {
+    #[cfg(target_arch = "x86_64")]
+    MapGpa(MapGpaError),
+    #[cfg(target_arch = "aarch64")]
+    Smccc(SmcccError),
+    /// Refused before any call: the range is not whole tracked granules.
+    Track(TrackError),
+}
+
+impl fmt::Display for ErrKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            ErrKind::MapGpa(e) => e.fmt(f),
+            #[cfg(target_arch = "aarch64")]
+            ErrKind::Smccc(e) => e.fmt(f),
+            ErrKind::Track(e) => write!(f, "not issued: {e}"),
+        }
+    }
+}
+
+/// A conversion the hypervisor refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvError {
+    /// ABI name of the call (`MAP_GPA_RANGE`, `MEM_SHARE`, …).
+    pub call: &'static str,
+    /// Hypercall number or SMCCC function id.
+    pub id: u64,
+    /// What the caller asked to convert.
+    pub range: MemRange,
+    /// Bytes from `range.start` the hypervisor confirmed converted.
+    pub done: u64,
+    /// Whether the rest of the range is now unknown. One call for a whole
+    /// range (MAP_GPA_RANGE) that fails may have converted any part of it;
+    /// per-granule calls (pKVM) leave what they never reached unchanged.
+    pub rest_unknown: bool,
+    pub kind: ErrKind,
+}
+
+impl fmt::Display for ConvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({:#x}) {} returned {}",
+            self.call, self.id, self.range, self.kind
+        )?;
+        if self.done != 0 {
+            write!(f, " after {} bytes were converted", self.done)?;
+        }
+        if self.rest_unknown && self.done < self.range.len() {
+            f.write_str("; the rest of the range is now of unknown state")?;
+        }
+        Ok(())
+    }
+}
+
+/// One ABI call exactly as the registers carry it, unchecked: how the suite
+/// issues deliberately malformed requests and checks a backend's encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawCall {
+    /// KVM_HC_MAP_GPA_RANGE: rbx, rcx, rdx.
+    MapGpa(MapGpaArgs),
+    /// An SMCCC HVC64 call: function id and x1.
+    Smccc { fid: u32, x1: u64 },
+}
+
+impl RawCall {
+    /// The conversion direction the call asks for, if it is a conversion.
+    pub fn target(&self) -> Option<Target> {
+        match *self {
+            RawCall::MapGpa(a) if a.attrs & ATTR_ENC_STATUS != 0 => Some(Target::Private),
+            RawCall::MapGpa(_) => Some(Target::Shared),
+            RawCall::Smccc {
+                fid: PKVM_MEM_SHARE,
+                ..
+            } => Some(Target::Shared),
+            RawCall::Smccc {
+                fid: PKVM_MEM_UNSHARE,
+                ..
+            } => Some(Target::Private),
+            RawCall::Smccc { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for RawCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RawCall::MapGpa(a) => write!(
+                f,
+                "MAP_GPA_RANGE gpa={:#x} npages={} attrs={:#x}",
+                a.gpa, a.npages, a.attrs
+            ),
+            RawCall::Smccc { fid, x1 } => {
+                let name = match fid {
+                    PKVM_MEM_SHARE => "MEM_SHARE",
+                    PKVM_MEM_UNSHARE => "MEM_UNSHARE",
+                    SMCCC_KVM_FEATURES => "KVM_FEATURES",
+                    _ => "SMCCC",
+                };
+                write!(f, "{name} ({fid:#x}) x1={x1:#x}")
+            }
+        }
+    }
+}
+
+/// The call was of another ABI than the backend's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrongAbi;
+
+/// The calls one conversion issues: how many, the first and the last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Issued {
+    pub count: u64,
+    pub first: RawCall,
+    pub last: RawCall,
+}
+
+/// Cost and shape of one reset-to-private.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetReport {
+    /// Ranges the reset converted.
+    pub ranges: u64,
+    /// Granules those ranges cover.
+    pub pages: u64,
+    /// Hypervisor calls issued.
+    pub calls: u64,
+    /// Granules the reset could not prove private (reported, left unknown).
+    pub unknown: u64,
+    /// How the backend decided what to convert (`all-ram`, `ledger`, …).
+    pub method: &'static str,
+    pub cycles: u64,
+}
+
+/// A reset's report and the ranges it left of unknown state.
+#[derive(Clone, Debug, Default)]
+pub struct ResetOutcome {
+    pub report: ResetReport,
+    pub unknown: Vec<MemRange>,
+}
+
+/// The raw ABI of one hypervisor.
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    fn granule(&self) -> u64;
+    /// Converts `range` (whole tracked granules). On failure the error says
+    /// how much of the front was converted and what became of the rest.
+    fn convert(&mut self, range: MemRange, to: Target) -> Result<(), ConvError>;
+    /// Makes every granule of `ram` (the tracker's ranges) private.
+    fn reset(&mut self, ram: &[MemRange]) -> Result<ResetOutcome, ConvError>;
+    /// RAM the backend keeps for itself (never handed to tests).
+    fn reserved(&self) -> Option<MemRange> {
+        None
+    }
+    /// Issues `call` as given and returns x0/rax as a signed value.
+    fn raw(&mut self, call: RawCall) -> Result<i64, WrongAbi>;
+    /// The calls `convert(range, to)` would issue.
+    fn calls_for(&self, range: MemRange, to: Target) -> Issued;
+    /// A call that reaches the hypervisor but changes nothing (`page` is a
+    /// private granule the backend may name in it).
+    fn noop(&mut self, page: MemRange) -> Result<(), ConvError>;
+    /// Bench op name of `noop`.
+    fn noop_op(&self) -> &'static str;
+}

@@ -1,0 +1,102 @@
+//! What conversions do to page bytes: `conv.content` (each direction,
+//! repeated) and `conv.flipflop` (many round trips of one page), judged
+//! against the plan's `content=` when the VMM promised one.
+
+use super::{SLOT_CONTENT, SLOT_FLIPFLOP, Step, T, at_iter, run_steps};
+use crate::fail;
+use crate::suite::Verdict;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use convtest_proto::content::ContentClass;
+
+/// Repeats per direction in `conv.content`.
+const CONTENT_REPEATS: u32 = 3;
+
+impl T<'_> {
+    pub(super) fn content(&mut self) -> Verdict {
+        run_steps(|| {
+            let p = self.win.slot(SLOT_CONTENT);
+            let mut to_shared = Vec::new();
+            let mut to_private = Vec::new();
+            for i in 0..u64::from(CONTENT_REPEATS) {
+                let a = self.seed(p.start ^ (i << 1));
+                self.fill(p, a);
+                self.share(p)?;
+                to_shared.push(self.class(p, a));
+                let b = self.seed(p.start ^ (i << 1) ^ 1);
+                self.fill(p, b);
+                self.unshare(p)?;
+                to_private.push(self.class(p, b));
+            }
+            let s = self.judge("private->shared", &to_shared)?;
+            let u = self.judge("shared->private", &to_private)?;
+            Ok(format!(
+                "private->shared {s}, shared->private {u} ({CONTENT_REPEATS} times each){}",
+                self.plan.content.map_or(String::new(), |c| format!(
+                    ", as content={} says",
+                    c.as_str()
+                ))
+            ))
+        })
+    }
+
+    /// One class for every repeat, not `Neither`, and the plan's if it names one.
+    fn judge(&self, dir: &str, seen: &[ContentClass]) -> Step<&'static str> {
+        let Some(&first) = seen.first() else {
+            return Err(fail!("{dir}: no conversion was observed"));
+        };
+        if let Some((i, c)) = seen
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.as_content().is_none())
+        {
+            return Err(fail!("{dir} conversion {}: {c}", i + 1));
+        }
+        if let Some((i, c)) = seen.iter().enumerate().find(|(_, c)| !c.same_kind(first)) {
+            return Err(fail!(
+                "{dir}: conversion 1 left the page {first}, conversion {} {c}",
+                i + 1
+            ));
+        }
+        if let Some(want) = self.plan.content
+            && first.as_content() != Some(want)
+        {
+            return Err(fail!(
+                "{dir}: page {first}, but the plan says content={}",
+                want.as_str()
+            ));
+        }
+        Ok(first.name())
+    }
+
+    pub(super) fn flipflop(&mut self) -> Verdict {
+        run_steps(|| {
+            let p = self.win.slot(SLOT_FLIPFLOP);
+            let iters = self.plan.iters.max(1);
+            let (mut s_class, mut u_class) = (None, None);
+            for i in 0..iters {
+                let a = self.seed(p.start ^ (u64::from(i) << 1));
+                self.fill(p, a);
+                self.share(p).map_err(|v| at_iter(v, i))?;
+                let c = self.class(p, a);
+                let s = self
+                    .judge("private->shared", &[*s_class.get_or_insert(c), c])
+                    .map_err(|v| at_iter(v, i))?;
+                let b = self.seed(p.start ^ (u64::from(i) << 1) ^ 1);
+                self.fill(p, b);
+                self.unshare(p).map_err(|v| at_iter(v, i))?;
+                let c = self.class(p, b);
+                let u = self
+                    .judge("shared->private", &[*u_class.get_or_insert(c), c])
+                    .map_err(|v| at_iter(v, i))?;
+                if i + 1 == iters {
+                    return Ok(format!(
+                        "{iters} share/unshare pairs of {p}: after share always {s}, after unshare always {u}"
+                    ));
+                }
+            }
+            Ok(String::new())
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! The suite's oracle: what each conversion ABI must answer and how it must
+//! encode a request, keyed by ABI (the converter's name) and, for what an
+//! ABI leaves to the VMM, by the VMM the plan names (`vmm=`). The backends
+//! under test only issue calls; every expectation is written here, from the
+//! ABI documents (DESIGN.md §4), not derived from the code being tested.
+
+use crate::conv::{Issued, RawCall};
+use alloc::vec;
+use alloc::vec::Vec;
+use convtest_proto::hv::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE};
+use convtest_proto::map_gpa::MapGpaArgs;
+use convtest_proto::plan::VmmKind;
+use convtest_proto::range::MemRange;
+use convtest_proto::tracker::Target;
+
+pub const MAP_GPA_RANGE: &str = "kvm-map-gpa-range";
+pub const PKVM: &str = "pkvm";
+
+/// -EINVAL as KVM returns it in rax.
+const EINVAL: i64 = -22;
+/// SMCCC INVALID_PARAMETER.
+const INVALID_PARAMETER: i64 = -3;
+/// MAP_GPA_RANGE attribute bit 4: private (encrypted).
+const ENC: u64 = 1 << 4;
+
+/// What the answer to one call must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    Code(i64),
+    /// The ABI leaves it to a VMM this plan does not name: reported only.
+    Unjudged,
+}
+
+/// Why a call is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Puts the granule into the state the next check needs.
+    Setup,
+    /// A malformed or out-of-state request the ABI must refuse.
+    Check,
+    /// Brings the granule back to private.
+    Cleanup,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Step {
+    pub what: &'static str,
+    pub call: RawCall,
+    pub want: Want,
+    pub role: Role,
+    /// Who the answer comes from (`KVM`, `pKVM`, `the convtest VMM`).
+    pub from: &'static str,
+}
+
+fn map(gpa: u64, npages: u64, attrs: u64) -> RawCall {
+    RawCall::MapGpa(MapGpaArgs { gpa, npages, attrs })
+}
+
+/// The rejection sequence for `abi`. `page` is a private granule the test
+/// owns; `ram_end` the end of the highest RAM range. `None`: this suite has
+/// no table for the ABI.
+pub fn rejections(
+    abi: &str,
+    vmm: Option<VmmKind>,
+    page: MemRange,
+    ram_end: u64,
+) -> Option<Vec<Step>> {
+    let g = page.start;
+    match abi {
+        // arch/x86/kvm/x86.c answers the first three before any exit; range
+        // checks against guest RAM are the VMM's. All ask for private, so a
+        // wrongly accepted one changes nothing.
+        MAP_GPA_RANGE => Some(vec![
+            Step {
+                what: "unaligned gpa",
+                call: map(g + 8, 1, ENC),
+                want: Want::Code(EINVAL),
+                role: Role::Check,
+                from: "KVM",
+            },
+            Step {
+                what: "npages 0",
+                call: map(g, 0, ENC),
+                want: Want::Code(EINVAL),
+                role: Role::Check,
+                from: "KVM",
+            },
+            Step {
+                what: "gfn + npages overflows",
+                call: map(g, u64::MAX, ENC),
+                want: Want::Code(EINVAL),
+                role: Role::Check,
+                from: "KVM",
+            },
+            Step {
+                what: "range outside guest RAM",
+                call: map(ram_end, 1, ENC),
+                want: match vmm {
+                    Some(VmmKind::Convtest) => Want::Code(EINVAL),
+                    None => Want::Unjudged,
+                },
+                role: Role::Check,
+                from: "the VMM",
+            },
+        ]),
+        // pKVM answers -3 for an unaligned IPA and for a granule already in
+        // the requested state (measured: a second MEM_SHARE → -3). Not
+        // probed: an IPA outside RAM, which wedges the vCPU for good.
+        PKVM => {
+            let share = |x1| RawCall::Smccc {
+                fid: PKVM_MEM_SHARE,
+                x1,
+            };
+            let unshare = |x1| RawCall::Smccc {
+                fid: PKVM_MEM_UNSHARE,
+                x1,
+            };
+            Some(vec![
+                Step {
+                    what: "unaligned IPA",
+                    call: share(g + 8),
+                    want: Want::Code(INVALID_PARAMETER),
+                    role: Role::Check,
+                    from: "pKVM",
+                },
+                Step {
+                    what: "unshare of a private granule",
+                    call: unshare(g),
+                    want: Want::Code(INVALID_PARAMETER),
+                    role: Role::Check,
+                    from: "pKVM",
+                },
+                Step {
+                    what: "share the granule once",
+                    call: share(g),
+                    want: Want::Code(0),
+                    role: Role::Setup,
+                    from: "pKVM",
+                },
+                Step {
+                    what: "share of a shared granule",
+                    call: share(g),
+                    want: Want::Code(INVALID_PARAMETER),
+                    role: Role::Check,
+                    from: "pKVM",
+                },
+                Step {
+                    what: "unshare it again",
+                    call: unshare(g),
+                    want: Want::Code(0),
+                    role: Role::Cleanup,
+                    from: "pKVM",
+                },
+            ])
+        }
+        _ => None,
+    }
+}
+
+/// The MAP_GPA_RANGE page-size hint a range must carry: the largest page
+/// size both of its ends are aligned to (attrs bits 0..3: 0 = 4K, 1 = 2M,
+/// 2 = 1G; DESIGN.md §4).
+fn hint(range: MemRange) -> u64 {
+    let both = |a: u64| range.start.is_multiple_of(a) && range.end.is_multiple_of(a);
+    if both(1 << 30) {
+        2
+    } else if both(2 << 20) {
+        1
+    } else {
+        0
+    }
+}
+
+/// How `abi` must issue a conversion of `range` to `to`.
+pub fn issue(abi: &str, range: MemRange, to: Target, granule: u64) -> Option<Issued> {
+    match abi {
+        MAP_GPA_RANGE => {
+            let enc = if to == Target::Private { ENC } else { 0 };
+            let call = map(range.start, range.len() / 4096, hint(range) | enc);
+            Some(Issued {
+                count: 1,
+                first: call,
+                last: call,
+            })
+        }
+        PKVM => {
+            let fid = match to {
+                Target::Shared => PKVM_MEM_SHARE,
+                Target::Private => PKVM_MEM_UNSHARE,
+            };
+            Some(Issued {
+                count: range.len() / granule,
+                first: RawCall::Smccc {
+                    fid,
+                    x1: range.start,
+                },
+                last: RawCall::Smccc {
+                    fid,
+                    x1: range.end - granule,
+                },
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Calls a reset must make, at most, to make private exactly what is not:
+/// MAP_GPA_RANGE takes any range in one call (one per RAM range); pKVM
+/// converts one granule per call, and its ledger knows the shared ones.
+pub fn reset_calls(abi: &str, ram: &[MemRange], shared: &[MemRange], granule: u64) -> Option<u64> {
+    match abi {
+        MAP_GPA_RANGE => Some(ram.len() as u64),
+        PKVM => Some(shared.iter().map(|r| r.len() / granule).sum()),
+        _ => None,
+    }
+}
