@@ -12,7 +12,9 @@ use serde_json::Value;
 /// What every lane must show: a clean pass with the core tests passing and
 /// every conversion test skipped with the probe's reason.
 fn assert_lane_passes(args: &[&str], arch: &str, boot: &str, machine: &str) -> Run {
-    let run = convtest(args);
+    let mut all = vec!["--backend", "qemu"];
+    all.extend_from_slice(args);
+    let run = convtest(&all);
     let context = run.context.clone();
     let j = &run.json;
     assert_eq!(run.code, Some(0), "{context}");
@@ -156,6 +158,8 @@ fn aarch64_virt_el2() {
 fn injected_fault_fails_with_the_crash_line() {
     for arch in ["x86_64", "aarch64"] {
         let run = convtest(&[
+            "--backend",
+            "qemu",
             "--arch",
             arch,
             "--tests",
@@ -177,6 +181,8 @@ fn injected_fault_fails_with_the_crash_line() {
 #[test]
 fn injected_hang_fails_with_timeout_and_last_line() {
     let run = convtest(&[
+        "--backend",
+        "qemu",
         "--tests",
         "boot.plan",
         "--inject",

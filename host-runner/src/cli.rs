@@ -257,9 +257,13 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
 
-    /// Who runs the guest.
-    #[arg(long, value_enum, default_value_t = BackendKind::Qemu)]
-    pub backend: BackendKind,
+    /// Who runs the guest. auto: convtest's own VMM on this host's KVM when
+    /// it is hardware KVM; otherwise nested (real KVM/pKVM inside a Debian L1
+    /// under QEMU TCG, with the strongest memory mode this machine can
+    /// build); qemu when a QEMU-only option (--accel, --machine, --boot
+    /// bios|uefi) is given. The choice and the reason are printed.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
 
     /// Accelerator. auto = KVM only when /dev/kvm is backed by hardware
     /// virtualization (x86: vmx/svm in /proc/cpuinfo) and the guest arch is
@@ -374,7 +378,33 @@ impl Arch {
     }
 }
 
+/// `--backend` as typed: a backend, or auto.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The strongest backend this host can run (see --backend).
+    Auto,
+    /// QEMU (system emulation; TCG or KVM). No conversion ABI: conv.* SKIP.
+    Qemu,
+    /// convtest's own KVM VMM on this host's /dev/kvm.
+    Vmm,
+    /// QEMU TCG running a Linux L1 with real KVM / pKVM that runs convtest's VMM.
+    Nested,
+}
+
+impl BackendArg {
+    /// The backend named, `None` for auto.
+    pub fn kind(self) -> Option<BackendKind> {
+        match self {
+            BackendArg::Auto => None,
+            BackendArg::Qemu => Some(BackendKind::Qemu),
+            BackendArg::Vmm => Some(BackendKind::Vmm),
+            BackendArg::Nested => Some(BackendKind::Nested),
+        }
+    }
+}
+
+/// A backend that runs guests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     /// QEMU (system emulation; TCG or KVM). No conversion ABI: conv.* SKIP.
     Qemu,

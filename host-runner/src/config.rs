@@ -13,7 +13,11 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub arch: Arch,
+    /// `--backend auto` resolved against the host.
     pub backend: BackendKind,
+    /// Why this backend (and memory mode), and what would give stronger
+    /// evidence; printed before the run.
+    pub backend_why: String,
     pub accel: accel::Choice,
     pub boot: Boot,
     pub machine: Machine,
@@ -87,14 +91,16 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             )));
         }
     };
-    check_backend(args, arch, boot)?;
-    let accel = match args.backend {
+    let chosen = choose_backend(args, arch, host, crate::backend::nested::swprot_readiness);
+    let backend = chosen.kind;
+    check_backend(args, backend, arch, boot)?;
+    let accel = match backend {
         BackendKind::Qemu => accel::choose(args.accel, arch, host)?,
         _ if args.accel != crate::cli::AccelArg::Auto => {
             return Err(Error::Usage(format!(
                 "--accel picks QEMU's accelerator; --backend {} always uses {}",
-                args.backend.as_str(),
-                if args.backend == BackendKind::Vmm {
+                backend.as_str(),
+                if backend == BackendKind::Vmm {
                     "/dev/kvm"
                 } else {
                     "TCG for L1 and KVM inside it"
@@ -116,16 +122,20 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         seed: args.seed.unwrap_or(DEFAULT_SEED),
         iters: args.iters.unwrap_or(DEFAULT_ITERS),
         // convtest's own VMM answers host checks; QEMU cannot.
-        host: args.backend.has_own_vmm(),
+        host: backend.has_own_vmm(),
         inject: args.inject.map(|i| match i {
             InjectArg::Fault => Inject::Fault,
             InjectArg::Hang => Inject::Hang,
         }),
+        guest_fault: args.guest_fault.map(|g| g.fault()),
         ..Plan::default()
     };
+    let mut l1 = args.l1.clone();
+    l1.l1_swprot |= chosen.swprot;
     Ok(RunConfig {
         arch,
-        backend: args.backend,
+        backend,
+        backend_why: chosen.why,
         accel,
         boot,
         machine,
@@ -140,32 +150,139 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         workspace: args.workspace.clone().unwrap_or_else(default_workspace),
         quiet: args.quiet,
         vmm: args.vmm.clone(),
-        l1: args.l1.clone(),
+        l1,
     })
+}
+
+/// What `--backend` resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chosen {
+    pub kind: BackendKind,
+    /// auto turned on the swprot kvm.ko (x86 nested).
+    pub swprot: bool,
+    pub why: String,
+}
+
+/// Resolves `--backend auto` against the host: the strongest evidence it
+/// can give. An explicit backend is kept as given. `swprot` says whether the
+/// x86 nested lane can have KVM-enforced private memory (asked only then).
+pub fn choose_backend(
+    args: &RunArgs,
+    arch: Arch,
+    host: &Host,
+    swprot: impl FnOnce() -> crate::backend::nested::Swprot,
+) -> Chosen {
+    let keep = |kind: BackendKind, why: &str| Chosen {
+        kind,
+        swprot: false,
+        why: why.to_string(),
+    };
+    if let Some(kind) = args.backend.kind() {
+        return keep(kind, "as asked (--backend)");
+    }
+    let qemu_only = [
+        (args.accel != crate::cli::AccelArg::Auto).then_some("--accel"),
+        args.machine.map(|_| "--machine"),
+        args.boot.filter(|b| b.is_disk_image()).map(|_| "--boot bios|uefi"),
+    ];
+    if let Some(opt) = qemu_only.into_iter().flatten().next() {
+        return keep(
+            BackendKind::Qemu,
+            &format!(
+                "auto: {opt} chooses a QEMU lane (boot-only: no conversion ABI, conv.* SKIP);                  drop it for real conversions"
+            ),
+        );
+    }
+    let native_kvm = accel::choose(crate::cli::AccelArg::Auto, arch, host)
+        .is_ok_and(|c| c.accel == accel::Accel::Kvm);
+    if native_kvm && args.l1.l1_kernel.is_none() && !args.l1.l1_swprot {
+        return keep(
+            BackendKind::Vmm,
+            "auto: this host's /dev/kvm is hardware KVM, so convtest's own VMM runs the guest on it",
+        );
+    }
+    let base = if native_kvm {
+        "auto: --l1-* options ask for the nested L1".to_string()
+    } else {
+        format!(
+            "auto: this host has no hardware KVM for an {} guest ({}), so real KVM runs inside a \
+             Debian L1 under QEMU TCG",
+            arch.as_str(),
+            accel::choose(crate::cli::AccelArg::Auto, arch, host)
+                .map(|c| c.why)
+                .unwrap_or_default()
+        )
+    };
+    if arch == Arch::Aarch64 {
+        return keep(
+            BackendKind::Nested,
+            &format!("{base}; arm64: pKVM protected VM (the strongest arm64 mode)"),
+        );
+    }
+    if args.l1.l1_swprot || args.l1.l1_kernel.is_some() {
+        return keep(BackendKind::Nested, &base);
+    }
+    match swprot() {
+        crate::backend::nested::Swprot::Cached => Chosen {
+            kind: BackendKind::Nested,
+            swprot: true,
+            why: format!(
+                "{base}; memory: sw-protected (KVM-enforced private memory; the rebuilt kvm.ko is cached)"
+            ),
+        },
+        crate::backend::nested::Swprot::Buildable => Chosen {
+            kind: BackendKind::Nested,
+            swprot: true,
+            why: format!(
+                "{base}; memory: sw-protected (KVM-enforced private memory): FIRST RUN rebuilds \
+                 kvm.ko from Debian's linux-source (downloads ~180 MB, builds ~5 min on 2 cores, \
+                 then cached)"
+            ),
+        },
+        crate::backend::nested::Swprot::Missing(tools) => Chosen {
+            kind: BackendKind::Nested,
+            swprot: false,
+            why: format!(
+                "{base}; memory: emulated-private (isolation rests on VMM bookkeeping). For \
+                 KVM-enforced private memory install {} (scripts/install-deps.sh) and run again",
+                tools.join(", ")
+            ),
+        },
+    }
 }
 
 /// Options that only one backend understands are errors elsewhere, so a
 /// typo'd lane never silently runs a different one.
-fn check_backend(args: &RunArgs, arch: Arch, boot: Boot) -> Result<(), Error> {
-    let own_vmm = args.backend.has_own_vmm();
+fn check_backend(args: &RunArgs, backend: BackendKind, arch: Arch, boot: Boot) -> Result<(), Error> {
+    let own_vmm = backend.has_own_vmm();
     if own_vmm && boot.is_disk_image() {
         return Err(Error::Usage(format!(
             "--backend {} boots the kernel directly; use --boot pvh (x86_64) or image (aarch64), not {}",
-            args.backend.as_str(),
+            backend.as_str(),
             boot.as_str()
         )));
     }
     if !own_vmm
         && (args.vmm.content.is_some()
             || args.vmm.vmm_memory != crate::cli::VmmMemoryArg::Auto
-            || args.vmm.vm_type != crate::cli::VmTypeArg::Auto)
+            || args.vmm.vm_type != crate::cli::VmTypeArg::Auto
+            || !args.vmm.vmm_fault.is_empty())
     {
         return Err(Error::Usage(
-            "--content, --vmm-memory and --vm-type configure convtest's own VMM: add --backend vmm or --backend nested".into(),
+            "--content, --vmm-memory, --vm-type and --vmm-fault configure convtest's own VMM: add --backend vmm or --backend nested".into(),
+        ));
+    }
+    crate::cli::check_vmm_faults(&args.vmm.vmm_fault).map_err(Error::Usage)?;
+    if !args.vmm.vmm_fault.is_empty() && arch == Arch::Aarch64 {
+        return Err(Error::Usage(
+            "--vmm-fault breaks the VMM's conversion service, but on arm64 pKVM answers \
+             MEM_SHARE/MEM_UNSHARE at EL2 without a VMM exit: no VMM fault can apply; use \
+             --guest-fault to break the guest's side instead"
+                .into(),
         ));
     }
     let l1 = &args.l1;
-    if args.backend != BackendKind::Nested && (l1.l1_kernel.is_some() || l1.l1_swprot) {
+    if backend != BackendKind::Nested && (l1.l1_kernel.is_some() || l1.l1_swprot) {
         return Err(Error::Usage(
             "--l1-kernel, --l1-modules and --l1-swprot describe the nested L1: add --backend nested".into(),
         ));
@@ -231,9 +348,51 @@ mod tests {
         resolve(&args, &host())
     }
 
+    fn chosen(line: &str, host: &Host, swprot: crate::backend::nested::Swprot) -> Chosen {
+        let cli = Cli::try_parse_from(line.split(' ')).expect("clap accepts it");
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let arch = args.arch.unwrap_or(Arch::X86_64);
+        choose_backend(&args, arch, host, || swprot)
+    }
+
+    #[test]
+    fn auto_takes_the_strongest_backend_and_says_why() {
+        use crate::backend::nested::Swprot;
+        let soft = host();
+        let hw = Host {
+            cpuinfo: "flags : fpu vmx\n".into(),
+            ..host()
+        };
+        let c = chosen("convtest run", &hw, Swprot::Cached);
+        assert_eq!(c.kind, BackendKind::Vmm, "{}", c.why);
+        let c = chosen("convtest run", &soft, Swprot::Cached);
+        assert_eq!((c.kind, c.swprot), (BackendKind::Nested, true), "{}", c.why);
+        assert!(c.why.contains("software KVM") && c.why.contains("sw-protected"), "{}", c.why);
+        let c = chosen("convtest run", &soft, Swprot::Buildable);
+        assert!(c.swprot && c.why.contains("FIRST RUN"), "{}", c.why);
+        let c = chosen("convtest run", &soft, Swprot::Missing(vec!["dwarves"]));
+        assert!(!c.swprot && c.why.contains("install dwarves"), "{}", c.why);
+        assert!(c.why.contains("bookkeeping"), "{}", c.why);
+        let c = chosen("convtest run --arch aarch64", &soft, Swprot::Cached);
+        assert_eq!((c.kind, c.swprot), (BackendKind::Nested, false));
+        assert!(c.why.contains("pKVM"), "{}", c.why);
+        for line in [
+            "convtest run --accel tcg",
+            "convtest run --boot uefi",
+            "convtest run --machine pc",
+        ] {
+            let c = chosen(line, &hw, Swprot::Cached);
+            assert_eq!(c.kind, BackendKind::Qemu, "{line}: {}", c.why);
+        }
+        let c = chosen("convtest run --backend qemu", &hw, Swprot::Cached);
+        assert_eq!(c.kind, BackendKind::Qemu);
+    }
+
     #[test]
     fn defaults_follow_arch_and_boot() {
-        let c = resolve_line("convtest run").expect("ok");
+        let c = resolve_line("convtest run --backend qemu").expect("ok");
         assert_eq!(
             (c.arch, c.boot, c.machine, c.accel.accel),
             (Arch::X86_64, Boot::Pvh, Machine::Microvm, Accel::Tcg)
@@ -244,7 +403,7 @@ mod tests {
         );
         let c = resolve_line("convtest run --boot uefi").expect("ok");
         assert_eq!(c.machine, Machine::Pc);
-        let c = resolve_line("convtest run --arch aarch64").expect("ok");
+        let c = resolve_line("convtest run --backend qemu --arch aarch64").expect("ok");
         assert_eq!((c.boot, c.machine), (Boot::Image, Machine::Virt));
     }
 
@@ -258,6 +417,9 @@ mod tests {
             "convtest run --arch aarch64 --machine pc",
             "convtest run --tests nosuch.*",
             "convtest run --arch aarch64 --accel kvm",
+            "convtest run --backend qemu --vmm-fault ignore",
+            "convtest run --backend nested --vmm-fault ignore,deny",
+            "convtest run --backend nested --arch aarch64 --vmm-fault leak",
         ] {
             assert!(matches!(resolve_line(line), Err(Error::Usage(_))), "{line}");
         }
@@ -265,8 +427,10 @@ mod tests {
 
     #[test]
     fn plan_carries_the_options() {
-        let c = resolve_line("convtest run --tests boot.* --seed 7 --iters 3 --inject hang")
-            .expect("ok");
+        let c = resolve_line(
+            "convtest run --backend qemu --tests boot.* --seed 7 --iters 3 --inject hang",
+        )
+        .expect("ok");
         let parsed = Plan::parse(&c.plan);
         assert_eq!(parsed.error, None);
         let p = parsed.plan;
@@ -274,7 +438,13 @@ mod tests {
             (p.tests, p.seed, p.iters, p.inject),
             ("boot.*,inject.*", 7, 3, Some(Inject::Hang))
         );
-        let c = resolve_line("convtest run --inject fault").expect("ok");
+        let c = resolve_line("convtest run --backend nested --guest-fault skip-reset --vmm-fault leak")
+            .expect("ok");
+        assert_eq!(
+            Plan::parse(&c.plan).plan.guest_fault,
+            Some(convtest_proto::plan::GuestFault::SkipReset)
+        );
+        let c = resolve_line("convtest run --backend qemu --inject fault").expect("ok");
         assert_eq!(
             Plan::parse(&c.plan).plan.tests,
             "*",

@@ -9,8 +9,8 @@ use thiserror::Error;
 /// bookworm-backports through a private apt sources list (bookworm's own
 /// QEMU 7.2 conflicts with qemu-utils 10, and the system's sources must not
 /// gain a suite). `.ci/run` calls the same script.
-pub const INSTALL_HINT: &str = "run `sudo scripts/install-deps.sh` in the convtest checkout \
-(installs qemu-system-x86, qemu-system-arm and ovmf 10.x from bookworm-backports through a \
+pub const INSTALL_HINT: &str = "run `scripts/install-deps.sh` as root (with sudo if you are \
+not root) in the convtest checkout (installs qemu-system-x86, qemu-system-arm and ovmf 10.x from bookworm-backports through a \
 private apt sources list; .ci/run does the same)";
 
 #[derive(Debug, Error)]

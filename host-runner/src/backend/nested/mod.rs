@@ -177,3 +177,25 @@ fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error
         origin,
     })
 }
+
+/// Whether this host can give the x86 nested lane KVM-enforced private
+/// memory (the swprot kvm.ko), for `--backend auto`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Swprot {
+    /// Built before: no cost.
+    Cached,
+    /// Not built yet, but every build tool is here.
+    Buildable,
+    /// These packages are missing.
+    Missing(Vec<&'static str>),
+}
+
+pub fn swprot_readiness() -> Swprot {
+    if cache::Cache::locate().is_ok_and(|c| swprot::cached(&c).is_some()) {
+        return Swprot::Cached;
+    }
+    match swprot::missing_tools() {
+        m if m.is_empty() => Swprot::Buildable,
+        m => Swprot::Missing(m),
+    }
+}

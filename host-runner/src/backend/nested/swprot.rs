@@ -122,7 +122,7 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
     if !missing.is_empty() {
         return Err(Error::Usage(format!(
             "--l1-swprot rebuilds kvm.ko once and needs {} (pahole comes from dwarves); \
-             run `sudo scripts/install-deps.sh`",
+             run `scripts/install-deps.sh` as root",
             missing.join(", ")
         )));
     }
@@ -161,7 +161,7 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
     if let Err(why) = check_config(&read(&debian_config)?, &read(&tree.join(".config"))?) {
         return Err(Error::Usage(format!(
             "--l1-swprot: the rebuilt kernel config {why}; this happens when pahole is missing \
-             or too old (package dwarves; run `sudo scripts/install-deps.sh`)"
+             or too old (package dwarves; run `scripts/install-deps.sh` as root)"
         )));
     }
     script(
