@@ -11,6 +11,12 @@ pub fn max_basic_leaf() -> u32 {
     cpuid(0, 0).eax
 }
 
+/// Highest extended leaf (CPUID 0x80000000 EAX). Leaves above it return the
+/// highest basic leaf's data on Intel, so callers compare before asking.
+pub fn max_ext_leaf() -> u32 {
+    cpuid(convtest_proto::hv::EXT_MAX_LEAF, 0).eax
+}
+
 /// CPUID.1:ECX bit 31, set by hypervisors (including TCG) for their guests.
 pub fn hypervisor_bit() -> bool {
     cpuid(1, 0).ecx & (1 << 31) != 0

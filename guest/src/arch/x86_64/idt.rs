@@ -1,6 +1,7 @@
 //! The IDT: every architectural exception has a handler. All but the
-//! deliberate #UD of [`super::trap`] end the run through the crash path with
-//! vector, name, error code, RIP/RSP and, for #PF and #DF, CR2.
+//! deliberate #UD of [`super::trap`] and the guarded RDMSR #GP of
+//! [`super::msr`] end the run through the crash path with vector, name,
+//! error code, RIP/RSP, for #PF and #DF CR2, and for #VE/#VC the likely cause.
 
 use crate::report;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -78,11 +79,28 @@ fn fatal(vector: u8, name: &str, frame: &InterruptStackFrame, error: Option<u64>
         }
         _ => report::crash(
             format_args!(
-                "x86 exception vector={vector} {name}{} rip={rip:#x} rsp={rsp:#x}",
-                ErrCode(error)
+                "x86 exception vector={vector} {name}{} rip={rip:#x} rsp={rsp:#x}{}",
+                ErrCode(error),
+                Cause(vector)
             ),
             None,
         ),
+    }
+}
+
+/// `: <likely cause>` for the vectors only a confidential guest receives.
+struct Cause(u8);
+
+impl core::fmt::Display for Cause {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let cause = match self.0 {
+            20 => "TDX guest: no #VE handler in this build",
+            29 => {
+                "SEV-ES/SEV-SNP guest: this build has no #VC handler (CPUID, port and MMIO access trap to it)"
+            }
+            _ => return Ok(()),
+        };
+        write!(f, ": {cause}")
     }
 }
 
@@ -107,6 +125,18 @@ extern "x86-interrupt" fn invalid_opcode(mut frame: InterruptStackFrame) {
         return;
     }
     fatal(6, "#UD invalid opcode", &frame, None)
+}
+
+extern "x86-interrupt" fn general_protection(mut frame: InterruptStackFrame, code: u64) {
+    let rip = frame.instruction_pointer.as_u64();
+    if super::msr::claim_gp(rip, code) {
+        // SAFETY: claim_gp verified the two bytes at `rip` are the `rdmsr`
+        // that rdmsr_guarded armed; resuming after them continues its asm
+        // block, which then sees FAULTED.
+        unsafe { frame.as_mut().update(|f| f.instruction_pointer += 2u64) };
+        return;
+    }
+    fatal(13, "#GP general protection", &frame, Some(code))
 }
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
@@ -155,7 +185,6 @@ with_code! {
     invalid_tss 10 "#TS invalid TSS";
     segment_not_present 11 "#NP segment not present";
     stack_segment 12 "#SS stack-segment fault";
-    general_protection 13 "#GP general protection";
     alignment_check 17 "#AC alignment check";
     control_protection 21 "#CP control protection";
     vmm_communication 29 "#VC VMM communication";

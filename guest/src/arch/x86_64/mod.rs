@@ -9,6 +9,7 @@ mod cpu;
 mod gdt;
 mod hypercall;
 mod idt;
+mod msr;
 mod paging;
 mod power;
 mod probe;
