@@ -104,7 +104,10 @@ fn missing_qemu_exits_2_naming_the_install_command() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("qemu-system-aarch64 not found"), "{stderr}");
-    assert!(stderr.contains("scripts/install-deps.sh` as root"), "{stderr}");
+    assert!(
+        stderr.contains("scripts/install-deps.sh` as root"),
+        "{stderr}"
+    );
     assert!(stderr.contains(".ci/run"), "{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written even on error"))

@@ -50,6 +50,23 @@ Examples:
   convtest run --backend nested --tests 'conv.*' --json r.json   conversions under real KVM, costs in bench[]
   convtest run --backend nested --content zero     the VMM clears converted pages; the guest must see it";
 
+const MUTANTS_AFTER: &str = "\
+Lanes:
+  nested-x86-swprot   x86, KVM_SW_PROTECTED_VM (guest_memfd + memory attributes): VMM and guest faults
+  nested-x86          x86, stock KVM, emulated-private memory (isolation is VMM bookkeeping)
+  nested-arm64-pkvm   arm64 pKVM protected VM: guest faults only (pKVM converts at EL2, no VMM exit)
+
+Mutants: vmm:ignore|deny|partial|leak|wrong-content|garbage (see `convtest run --help`,
+--vmm-fault) and guest:skip-share|skip-unshare|skip-reset|forget-tracker (--guest-fault).
+
+Exit status: 0 when on every lane the clean run passed, every conv.* test was turned red by at
+least one mutant, every mutant was noticed by at least one test, and the kill table equals the
+expected one written in the code; 1 otherwise; 2 bad arguments or a missing tool.
+
+Examples:
+  convtest mutants                                         all lanes (~2-4 min each on 2 cores)
+  convtest mutants --lanes nested-x86-swprot --json m.json";
+
 #[derive(Debug, Parser)]
 #[command(name = "convtest", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
 pub struct Cli {
@@ -64,6 +81,11 @@ pub enum Command {
     Run(RunArgs),
     /// Print every test the guest knows with what it checks.
     List,
+    /// Break the platform on purpose and show which tests notice: per lane,
+    /// one L1 boot runs the clean guest and every applicable VMM and guest
+    /// fault, and prints the kill table next to the expected one.
+    #[command(after_long_help = MUTANTS_AFTER)]
+    Mutants(MutantsArgs),
     /// Internal: convtest's own KVM VMM, one guest, console on stdout. The
     /// `vmm` and `nested` backends start this; run it by hand to debug a VMM
     /// on a KVM host.
@@ -229,6 +251,38 @@ pub struct VmmArgs {
 
     #[command(flatten)]
     pub vmm: VmmOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct MutantsArgs {
+    /// Lanes to break (comma-separated) [default: every lane].
+    #[arg(long, value_name = "LANE,...", value_delimiter = ',')]
+    pub lanes: Vec<String>,
+
+    /// Write the whole kill table (every run, every test) here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Repetitions for conv.flipflop and conv.cost in each run.
+    #[arg(long, default_value_t = 100)]
+    pub iters: u32,
+
+    /// Seed for every run [default: the guest's, 0x5eed].
+    #[arg(long, value_parser = parse_u64)]
+    pub seed: Option<u64>,
+
+    /// Seconds one lane (L1 boot and all its runs) may take.
+    #[arg(long, value_name = "SECS", default_value_t = 1200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// The convtest workspace to build the guest from [default: the one
+    /// this runner was built in].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
+    /// Print only the tables and the verdict line.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// The L1 (nested) host: kernel, modules and KVM flavour.

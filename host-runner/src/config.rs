@@ -183,7 +183,9 @@ pub fn choose_backend(
     let qemu_only = [
         (args.accel != crate::cli::AccelArg::Auto).then_some("--accel"),
         args.machine.map(|_| "--machine"),
-        args.boot.filter(|b| b.is_disk_image()).map(|_| "--boot bios|uefi"),
+        args.boot
+            .filter(|b| b.is_disk_image())
+            .map(|_| "--boot bios|uefi"),
     ];
     if let Some(opt) = qemu_only.into_iter().flatten().next() {
         return keep(
@@ -253,7 +255,12 @@ pub fn choose_backend(
 
 /// Options that only one backend understands are errors elsewhere, so a
 /// typo'd lane never silently runs a different one.
-fn check_backend(args: &RunArgs, backend: BackendKind, arch: Arch, boot: Boot) -> Result<(), Error> {
+fn check_backend(
+    args: &RunArgs,
+    backend: BackendKind,
+    arch: Arch,
+    boot: Boot,
+) -> Result<(), Error> {
     let own_vmm = backend.has_own_vmm();
     if own_vmm && boot.is_disk_image() {
         return Err(Error::Usage(format!(
@@ -369,7 +376,11 @@ mod tests {
         assert_eq!(c.kind, BackendKind::Vmm, "{}", c.why);
         let c = chosen("convtest run", &soft, Swprot::Cached);
         assert_eq!((c.kind, c.swprot), (BackendKind::Nested, true), "{}", c.why);
-        assert!(c.why.contains("software KVM") && c.why.contains("sw-protected"), "{}", c.why);
+        assert!(
+            c.why.contains("software KVM") && c.why.contains("sw-protected"),
+            "{}",
+            c.why
+        );
         let c = chosen("convtest run", &soft, Swprot::Buildable);
         assert!(c.swprot && c.why.contains("FIRST RUN"), "{}", c.why);
         let c = chosen("convtest run", &soft, Swprot::Missing(vec!["dwarves"]));
@@ -438,8 +449,9 @@ mod tests {
             (p.tests, p.seed, p.iters, p.inject),
             ("boot.*,inject.*", 7, 3, Some(Inject::Hang))
         );
-        let c = resolve_line("convtest run --backend nested --guest-fault skip-reset --vmm-fault leak")
-            .expect("ok");
+        let c =
+            resolve_line("convtest run --backend nested --guest-fault skip-reset --vmm-fault leak")
+                .expect("ok");
         assert_eq!(
             Plan::parse(&c.plan).plan.guest_fault,
             Some(convtest_proto::plan::GuestFault::SkipReset)

@@ -575,6 +575,46 @@ mod tests {
         assert!(plan.diagnostics.is_empty());
     }
 
+    /// The VMM's `# convtest-host:` echoes (lines as a nested run printed
+    /// them) give each test the weakest evidence of its host checks.
+    #[test]
+    fn host_answers_give_each_test_its_evidence() {
+        let text = "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: conv\n    1..3\n\
+            \x20   # convtest-req 5 verify 0xa01000 0x1000 0xc8cb19933f89b2a4\n\
+            # convtest-host: convtest-ack 5 ok enforced 4096 bytes at [0xa01000-0xa02000) hold the guest's pattern\n\
+            \x20   ok 1 conv.share_verify\n\
+            \x20   # convtest-req 6 scan 0xaf50cada31eb87bb\n\
+            # convtest-host: convtest-ack 6 ok enforced canary absent from 4096 host-visible bytes\n\
+            \x20   # convtest-req 7 noread 0xa02000 0x1000 0xaf50cada31eb87bb\n\
+            # convtest-host: convtest-ack 7 ok bookkeeping [0xa02000-0xa03000) is private in the VMM's tracking\n\
+            \x20   ok 2 conv.unshare_private # bookkeeping only\n\
+            \x20   ok 3 conv.content\n\
+            ok 1 conv\n";
+        let log = parse_all(text.as_bytes());
+        let ev = |n: &str| log.tests.iter().find(|t| t.name == n).map(|t| t.evidence);
+        assert_eq!(ev("conv.share_verify"), Some(Some(Evidence::Enforced)));
+        assert_eq!(
+            ev("conv.unshare_private"),
+            Some(Some(Evidence::Bookkeeping))
+        );
+        assert_eq!(ev("conv.content"), Some(None), "no host check, no evidence");
+        let unshare = &log.tests[1];
+        assert_eq!(
+            unshare.diagnostics.last().map(String::as_str),
+            Some("host: ok bookkeeping [0xa02000-0xa03000) is private in the VMM's tracking")
+        );
+        assert!(
+            log.diagnostics.is_empty(),
+            "host lines are not guest diagnostics"
+        );
+        assert_eq!(log.last_line.as_deref(), Some("ok 1 conv"));
+        // A host that names no evidence counts as bookkeeping.
+        let old = parse_all(
+            b"KTAP version 1\n    # Subtest: conv\n# convtest-host: convtest-ack 1 ok fine\n    ok 1 conv.x\n",
+        );
+        assert_eq!(old.tests[0].evidence, Some(Evidence::Bookkeeping));
+    }
+
     #[test]
     fn byte_at_a_time_equals_whole() {
         let mut p = Parser::new();

@@ -32,7 +32,11 @@ pub fn run(args: &RunArgs) -> i32 {
             config.accel.accel.as_str(),
             config.accel.why
         );
-        eprintln!("convtest: backend {}: {}", config.backend.as_str(), config.backend_why);
+        eprintln!(
+            "convtest: backend {}: {}",
+            config.backend.as_str(),
+            config.backend_why
+        );
         eprintln!("convtest: plan: {}", config.plan);
     }
     let record = execute(&config);

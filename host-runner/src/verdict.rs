@@ -523,6 +523,80 @@ mod tests {
         assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
     }
 
+    fn conv_run(results: &str, converter: &str) -> String {
+        format!(
+            "KTAP version 1\n# convtest: arch=x86_64 converter={converter}\n1..1\n    # Subtest: conv\n{results}\
+             # convtest-done: pass={} fail=0 skip={}\n",
+            results.matches("    ok").count() - results.matches("# SKIP").count(),
+            results.matches("# SKIP").count()
+        )
+    }
+
+    fn judge_plan(text: &str, plan: &str) -> Judgement {
+        judge(&Facts {
+            log: &parse_all(text.as_bytes()),
+            ending: &OK,
+            plan,
+            vmm_stderr: "",
+        })
+    }
+
+    #[test]
+    fn every_selected_test_exactly_once() {
+        let two = "    ok 1 conv.content\n    ok 2 conv.rejects\n";
+        let plan = "tests=conv.content,conv.rejects host=on";
+        assert_eq!(
+            judge_plan(&conv_run(two, "none"), plan).verdict,
+            Verdict::Pass
+        );
+        let j = judge_plan(&conv_run("    ok 1 conv.content\n", "none"), plan);
+        assert!(
+            j.reason.contains("selected but not reported: conv.rejects"),
+            "{}",
+            j.reason
+        );
+        let dup = "    ok 1 conv.content\n    ok 2 conv.rejects\n    ok 3 conv.rejects\n";
+        let j = judge_plan(&conv_run(dup, "none"), plan);
+        assert!(
+            j.reason.contains("reported more than once: conv.rejects"),
+            "{}",
+            j.reason
+        );
+        let extra = "    ok 1 conv.content\n    ok 2 conv.rejects\n    ok 3 conv.sizes\n";
+        let j = judge_plan(&conv_run(extra, "none"), plan);
+        assert!(
+            j.reason.contains("reported but not selected: conv.sizes"),
+            "{}",
+            j.reason
+        );
+    }
+
+    #[test]
+    fn a_converter_with_a_skipped_conv_test_fails_unless_the_plan_turned_it_off() {
+        let skipped = "    ok 1 conv.share_verify # SKIP plan has host=off\n    ok 2 conv.cost # SKIP plan has bench=off\n";
+        let tests = "tests=conv.share_verify,conv.cost";
+        // Without a converter the skips are the probe's finding: fine.
+        let j = judge_plan(&conv_run(skipped, "none"), &format!("{tests} host=on"));
+        assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
+        let j = judge_plan(
+            &conv_run(skipped, "pkvm"),
+            &format!("{tests} host=on bench=on"),
+        );
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(
+            j.reason
+                .contains("pkvm converter but skipped conv.share_verify")
+                && j.reason.contains("conv.cost"),
+            "{}",
+            j.reason
+        );
+        let j = judge_plan(
+            &conv_run(skipped, "pkvm"),
+            &format!("{tests} host=off bench=off"),
+        );
+        assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
+    }
+
     #[test]
     fn recorded_aarch64_crash_console() {
         // Raw serial output of the EL2 lane with inject=fault, recorded from QEMU.

@@ -172,6 +172,34 @@ mod tests {
     }
 
     #[test]
+    fn bookkeeping_passes_are_counted_and_said_apart() {
+        let text = "KTAP version 1\n1..1\n    # Subtest: conv\n\
+            # convtest-host: convtest-ack 1 ok bookkeeping private in the VMM's tracking\n\
+            \x20   ok 1 conv.unshare_private # bookkeeping only\n\
+            # convtest-host: convtest-ack 2 ok enforced canary absent\n\
+            \x20   ok 2 conv.share_verify\n\
+            # convtest-done: pass=2 fail=0 skip=0\n";
+        let r = sample(text, Verdict::Pass, "");
+        let t = table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "suite  pass  fail  skip  bookkeeping");
+        assert_eq!(lines[1], "conv      1     0     0            1");
+        assert!(
+            t.contains("evidence: BOOKKEEPING ONLY for conv.unshare_private"),
+            "{t}"
+        );
+        assert!(
+            test_line(&r.log.tests[0]).starts_with("  PASS  conv.unshare_private  [BOOKKEEPING]"),
+            "{}",
+            test_line(&r.log.tests[0])
+        );
+        assert_eq!(
+            test_line(&r.log.tests[1]),
+            "  PASS  conv.share_verify  [enforced]"
+        );
+    }
+
+    #[test]
     fn live_lines() {
         let log = crate::ktap::parse_all(GOOD.as_bytes());
         assert_eq!(test_line(&log.tests[0]), "  PASS  boot.plan");

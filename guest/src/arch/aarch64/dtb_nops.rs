@@ -52,8 +52,8 @@ impl core::fmt::Display for NopError {
 /// while this runs.
 pub unsafe fn remove(addr: u64) -> Result<usize, NopError> {
     let base = addr as *mut u8;
-    // SAFETY: the header is 40 bytes at `addr` (caller's contract).
     let be32 = |off: usize| {
+        // SAFETY: the header is 40 bytes at `addr` (caller's contract).
         u32::from_be_bytes(unsafe { base.add(off).cast::<[u8; 4]>().read_unaligned() })
     };
     if be32(0) != FDT_MAGIC {
@@ -90,8 +90,8 @@ pub unsafe fn remove(addr: u64) -> Result<usize, NopError> {
 /// # Safety
 /// `[start, end)` must be readable (and writable with `compact`) at `base`.
 unsafe fn walk(base: *mut u8, start: usize, end: usize, compact: bool) -> Result<usize, NopError> {
-    // SAFETY: callers read only offsets below `end`, inside the block.
     let be32 = |off: usize| {
+        // SAFETY: callers read only offsets below `end`, inside the block.
         u32::from_be_bytes(unsafe { base.add(off).cast::<[u8; 4]>().read_unaligned() })
     };
     let (mut r, mut w) = (start, start);

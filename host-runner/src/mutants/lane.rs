@@ -1,0 +1,107 @@
+//! The lanes `convtest mutants` can break, and the mutants: a deliberate
+//! VMM fault or a deliberate guest firmware fault, one per run.
+
+use crate::cli::{Arch, VmmFault};
+use convtest_proto::plan::GuestFault;
+use std::fmt;
+
+/// What actually enforces private memory on a lane: decides which mutants
+/// mean something there and what each must turn red.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// x86, KVM_X86_SW_PROTECTED_VM: guest_memfd + memory attributes.
+    X86SwProtected,
+    /// x86, default VM: the VMM's own page tracking.
+    X86EmulatedPrivate,
+    /// arm64 pKVM protected VM: conversions answered at EL2.
+    Arm64Pkvm,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::X86SwProtected => "x86 sw-protected (guest_memfd, KVM_SET_MEMORY_ATTRIBUTES)",
+            Platform::X86EmulatedPrivate => "x86 emulated-private (VMM bookkeeping)",
+            Platform::Arm64Pkvm => "arm64 pKVM protected VM",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lane {
+    pub name: &'static str,
+    pub arch: Arch,
+    pub l1_swprot: bool,
+    pub platform: Platform,
+}
+
+pub const LANES: [Lane; 3] = [
+    Lane {
+        name: "nested-x86-swprot",
+        arch: Arch::X86_64,
+        l1_swprot: true,
+        platform: Platform::X86SwProtected,
+    },
+    Lane {
+        name: "nested-x86",
+        arch: Arch::X86_64,
+        l1_swprot: false,
+        platform: Platform::X86EmulatedPrivate,
+    },
+    Lane {
+        name: "nested-arm64-pkvm",
+        arch: Arch::Aarch64,
+        l1_swprot: false,
+        platform: Platform::Arm64Pkvm,
+    },
+];
+
+pub fn lane(name: &str) -> Option<Lane> {
+    LANES.iter().copied().find(|l| l.name == name)
+}
+
+/// One run of a lane: the clean platform or one deliberate fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutant {
+    Clean,
+    Vmm(VmmFault),
+    Guest(GuestFault),
+}
+
+impl Mutant {
+    /// Every mutant, clean first.
+    pub fn all() -> Vec<Mutant> {
+        let mut v = vec![Mutant::Clean];
+        v.extend(VmmFault::ALL.into_iter().map(Mutant::Vmm));
+        v.extend(GuestFault::ALL.into_iter().map(Mutant::Guest));
+        v
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Mutant::Clean => "clean",
+            Mutant::Vmm(_) => "vmm",
+            Mutant::Guest(_) => "guest",
+        }
+    }
+
+    /// Why this mutant cannot apply on `platform` (`None`: it applies).
+    pub fn not_applicable(self, platform: Platform) -> Option<&'static str> {
+        match (self, platform) {
+            (Mutant::Vmm(_), Platform::Arm64Pkvm) => Some(
+                "pKVM answers MEM_SHARE/MEM_UNSHARE at EL2 without a VMM exit: the VMM takes no part in a conversion it could break",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mutant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mutant::Clean => f.write_str("clean"),
+            Mutant::Vmm(v) => write!(f, "vmm:{}", v.as_str()),
+            Mutant::Guest(g) => write!(f, "guest:{}", g.as_str()),
+        }
+    }
+}

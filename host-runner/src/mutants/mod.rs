@@ -1,0 +1,256 @@
+//! `convtest mutants`: break the platform on purpose and check that the
+//! tests notice. Per lane, one L1 boot serves the clean run and one run per
+//! applicable mutant (a deliberate VMM fault, `--vmm-fault`, or guest
+//! firmware fault, `gfault=`); each run's KTAP is judged like `convtest run`
+//! judges one, and the `conv.*` results form the kill table, held against
+//! the table written down in `expected.rs`. Exit 0 only when, on every
+//! lane, the clean run passed, every test was killed by some mutant, every
+//! mutant was noticed by some test, and the table is the expected one.
+
+pub mod expected;
+pub mod lane;
+pub mod table;
+
+use crate::backend::nested::{self, InnerRun};
+use crate::backend::{BootSpec, vmm};
+use crate::cli::{Boot, L1Options, Machine, MutantsArgs, VmmOptions};
+use crate::error::Error;
+use crate::ktap;
+use crate::verdict::{self, Facts};
+use convtest_proto::catalog;
+use convtest_proto::plan::{DEFAULT_SEED, Plan};
+use lane::{Lane, Mutant};
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use table::{LaneTable, Row};
+
+/// Guest RAM per run (the default of `convtest run`).
+const MEMORY_MIB: u32 = 256;
+/// How long one inner run may take before /init kills it; the outer QEMU's
+/// timeout covers the L1 boot plus all runs.
+const RUN_LIMIT: Duration = Duration::from_secs(240);
+
+pub fn main(args: &MutantsArgs) -> i32 {
+    let lanes = match resolve_lanes(&args.lanes) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("convtest mutants: {e}");
+            return 2;
+        }
+    };
+    let workspace = args
+        .workspace
+        .clone()
+        .unwrap_or_else(crate::config::default_workspace);
+    let tests: Vec<&str> = catalog::selected("conv.*", false).map(|t| t.name).collect();
+    let started = Instant::now();
+    let mut tables = Vec::new();
+    for lane in &lanes {
+        if !args.quiet {
+            eprintln!(
+                "convtest mutants: {}: {} run(s) in one L1 boot ...",
+                lane.name,
+                runs_of(lane).len()
+            );
+        }
+        let t = match run_lane(lane, &tests, args, &workspace) {
+            Ok(t) => t,
+            Err(Error::Usage(u)) => {
+                eprintln!("convtest mutants: {}: {u}", lane.name);
+                return 2;
+            }
+            Err(e) => LaneTable::failed(lane, &tests, e.to_string()),
+        };
+        print!("{}", t.render());
+        tables.push(t);
+    }
+    let ok = tables.iter().all(|t| t.ok);
+    let report = Report {
+        verdict: if ok { "pass" } else { "fail" },
+        lanes: &tables,
+        wall_ms: started.elapsed().as_millis() as u64,
+    };
+    if let Some(path) = &args.json {
+        // Plain data with string keys: serialization cannot fail.
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        if let Err(e) = crate::report::write_file(path, text.as_bytes()) {
+            eprintln!("convtest mutants: {e}");
+            return 2;
+        }
+    }
+    println!(
+        "{}  convtest mutants: {} lane(s), {:.0} s",
+        if ok { "PASS" } else { "FAIL" },
+        tables.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if ok { 0 } else { 1 }
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    verdict: &'static str,
+    lanes: &'a [LaneTable],
+    wall_ms: u64,
+}
+
+fn resolve_lanes(names: &[String]) -> Result<Vec<Lane>, String> {
+    if names.is_empty() {
+        return Ok(lane::LANES.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            lane::lane(n).ok_or_else(|| {
+                format!(
+                    "--lanes {n}: no such lane; lanes are {}",
+                    lane::LANES.map(|l| l.name).join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// The runs of a lane: the clean one first, then every applicable mutant.
+fn runs_of(lane: &Lane) -> Vec<Mutant> {
+    Mutant::all()
+        .into_iter()
+        .filter(|m| m.not_applicable(lane.platform).is_none())
+        .collect()
+}
+
+/// The plan a mutant's guest gets.
+fn plan_for(mutant: Mutant, args: &MutantsArgs) -> String {
+    Plan {
+        tests: "conv.*",
+        seed: args.seed.unwrap_or(DEFAULT_SEED),
+        iters: args.iters,
+        host: true,
+        guest_fault: match mutant {
+            Mutant::Guest(g) => Some(g),
+            _ => None,
+        },
+        ..Plan::default()
+    }
+    .to_string()
+}
+
+fn run_lane(
+    lane: &Lane,
+    tests: &[&str],
+    args: &MutantsArgs,
+    workspace: &Path,
+) -> Result<LaneTable, Error> {
+    use crate::backend::Backend;
+    let started = Instant::now();
+    let boot = match lane.arch {
+        crate::cli::Arch::X86_64 => Boot::Pvh,
+        crate::cli::Arch::Aarch64 => Boot::Image,
+    };
+    nested::Nested.preflight(lane.arch, boot)?;
+    let scratch = crate::cleanup::Scratch::new("convtest-mutants-")?;
+    let mutants = runs_of(lane);
+    let plans: Vec<String> = mutants.iter().map(|&m| plan_for(m, args)).collect();
+    let payload = crate::guest_build::prepare(&crate::guest_build::Request {
+        workspace,
+        arch: lane.arch,
+        boot,
+        kernel: None,
+        plan: &plans[0],
+        work_dir: scratch.path(),
+        quiet: args.quiet,
+    })?;
+    let inner: Vec<InnerRun> = mutants
+        .iter()
+        .zip(&plans)
+        .map(|(&m, plan)| {
+            let opts = VmmOptions {
+                vmm_fault: match m {
+                    Mutant::Vmm(v) => vec![v],
+                    _ => Vec::new(),
+                },
+                ..VmmOptions::default()
+            };
+            InnerRun {
+                label: m.to_string(),
+                vmm_args: vmm::vmm_args(
+                    lane.arch,
+                    Path::new(crate::l1init::PAYLOAD),
+                    plan,
+                    MEMORY_MIB,
+                    &opts,
+                ),
+                limit: RUN_LIMIT,
+            }
+        })
+        .collect();
+    let l1 = L1Options {
+        l1_swprot: lane.l1_swprot,
+        ..L1Options::default()
+    };
+    let vmm_opts = VmmOptions::default();
+    let spec = BootSpec {
+        arch: lane.arch,
+        boot,
+        machine: match lane.arch {
+            crate::cli::Arch::X86_64 => Machine::Microvm,
+            crate::cli::Arch::Aarch64 => Machine::Virt,
+        },
+        accel: crate::accel::Accel::Tcg,
+        memory_mib: MEMORY_MIB,
+        payload: &payload,
+        cmdline: &plans[0],
+        reboots: 0,
+        timeout: Duration::from_secs(args.timeout),
+        vmm: &vmm_opts,
+        l1: &l1,
+        workspace,
+        quiet: args.quiet,
+    };
+    let quiet = args.quiet;
+    let mut seen = vec![false; inner.len()];
+    let mut run_started = vec![Instant::now(); inner.len()];
+    let out = nested::run_many(&spec, &inner, &mut |i: usize, _bytes: &[u8]| {
+        if let Some(first) = seen.get_mut(i)
+            && !*first
+        {
+            *first = true;
+            run_started[i] = Instant::now();
+            if !quiet {
+                eprintln!(
+                    "convtest mutants: {}: [{}/{}] {}",
+                    lane.name,
+                    i + 1,
+                    mutants.len(),
+                    mutants[i]
+                );
+            }
+        }
+    })?;
+    let mut rows = Vec::new();
+    let mut facts = Vec::new();
+    for (i, (&m, plan)) in mutants.iter().zip(&plans).enumerate() {
+        let Some(run) = out.runs.get(i) else {
+            continue;
+        };
+        let mut console = out.l1_console.clone();
+        console.extend_from_slice(&run.console);
+        let log = ktap::parse_all(&console);
+        let judgement = verdict::judge(&Facts {
+            log: &log,
+            ending: &run.end.ending,
+            plan,
+            vmm_stderr: &run.end.stderr,
+        });
+        if m == Mutant::Clean {
+            facts.extend(log.vmm.iter().map(|(k, v)| (format!("vmm.{k}"), v.clone())));
+            facts.extend(log.l1.iter().map(|(k, v)| (format!("l1.{k}"), v.clone())));
+        }
+        rows.push(Row::new(lane, m, tests, &log, &judgement, run.wall_ms));
+    }
+    let mut t = LaneTable::new(lane, tests, rows);
+    t.facts = facts;
+    t.wall_ms = started.elapsed().as_millis() as u64;
+    Ok(t)
+}
