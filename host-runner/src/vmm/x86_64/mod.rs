@@ -130,14 +130,8 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
     let gmem_cap = vm.check_extension_raw(CAP_GUEST_MEMFD.into());
     let ram = GuestRam::new(vm, size, mode, content)?;
     let entry = load_pvh(&args.kernel, &image, &ram)?;
-    // vmm=: the guest's expected answers for what the ABI leaves to the VMM
-    // (e.g. -22 for a range outside RAM) are keyed on who serves it.
-    let cmdline = format!(
-        "{} content={} vmm=convtest",
-        args.cmdline.trim(),
-        content.as_str()
-    );
-    let cmdline_bytes = pvh_boot::cmdline(cmdline.trim_start()).ok_or_else(|| {
+    let cmdline = guest_cmdline(&args.cmdline, content);
+    let cmdline_bytes = pvh_boot::cmdline(&cmdline).ok_or_else(|| {
         VmmError::Config(format!(
             "the guest command line is {} bytes; PVH gives it {}",
             cmdline.len(),
@@ -204,6 +198,16 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
     Ok(end)
 }
 
+/// The runner's plan plus what only the VMM knows: the content promise it
+/// keeps, and its own name — the guest's expected answers for what the ABI
+/// leaves to the VMM (e.g. -22 for a range outside RAM) are keyed on who
+/// serves it.
+fn guest_cmdline(plan: &str, content: ContentArg) -> String {
+    format!("{} content={} vmm=convtest", plan.trim(), content.as_str())
+        .trim_start()
+        .to_string()
+}
+
 /// Loads the ELF with linux-loader and returns its PVH entry point.
 fn load_pvh(
     path: &std::path::Path,
@@ -223,5 +227,22 @@ fn load_pvh(
         other => Err(load_err(format!(
             "no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): {other:?}; build the guest for --boot pvh"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convtest_proto::plan::{Plan, VmmKind};
+
+    #[test]
+    fn the_guest_learns_the_content_promise_and_who_serves_it() {
+        let line = guest_cmdline(" tests=conv.* host=on ", ContentArg::Zero);
+        assert_eq!(line, "tests=conv.* host=on content=zero vmm=convtest");
+        assert_eq!(Plan::parse(&line).plan.vmm, Some(VmmKind::Convtest));
+        assert_eq!(
+            guest_cmdline("", ContentArg::Preserve),
+            "content=preserve vmm=convtest"
+        );
     }
 }

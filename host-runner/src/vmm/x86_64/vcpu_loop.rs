@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct Stats {
     exits: u64,
+    /// Requests that changed at least one page's state.
     conversions: u64,
+    /// Requests that changed none: every page already there.
     unchanged: u64,
     rejected: u64,
     faulted: u64,
@@ -34,7 +36,7 @@ impl Stats {
         match s.outcome {
             Outcome::Rejected(_) => self.rejected += 1,
             Outcome::Unchanged(_) => self.unchanged += 1,
-            Outcome::Converted { .. } => self.conversions += 1,
+            Outcome::Converted { pages, .. } => self.conversions += u64::from(pages > 0),
             Outcome::Failed { .. } => self.serve_errors += 1,
         }
     }
