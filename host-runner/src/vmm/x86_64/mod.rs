@@ -1,6 +1,9 @@
 //! The x86_64 VMM: a PVH guest on one vCPU, COM1, isa-debug-exit, the 0xcf9
 //! reset, and KVM_HC_MAP_GPA_RANGE exits served against guest RAM in one of
-//! two memory modes (see memory.rs).
+//! two memory modes (memory.rs). serve.rs answers each exit (with the run's
+//! `--vmm-fault`s, faults.rs) over a [`platform::Platform`]: the real VM
+//! here, a fake in the property test. vcpu_loop.rs turns every other exit
+//! into device I/O or the run's end; hostview.rs answers the host checks.
 
 pub mod cpuid;
 pub mod elf_extent;
