@@ -5,12 +5,33 @@
 
 use convtest_proto::map_gpa::{ATTR_ENC_STATUS, ATTR_PAGE_SZ_1G, KVM_HC_MAP_GPA_RANGE, PAGE_4K};
 use convtest_proto::range::MemRange;
-use convtest_proto::tracker::{PageStates, Target};
+use convtest_proto::tracker::Target;
+
+use super::pagemap::PageMap;
 
 /// Returned to the guest in rax.
 pub const RET_OK: u64 = 0;
+/// `--vmm-fault deny`.
+pub const RET_EPERM: u64 = (-1i64) as u64;
+/// A host operation failed while serving the request (the VMM says which
+/// in a `serve_error=` fact).
+pub const RET_EIO: u64 = (-5i64) as u64;
+/// `--vmm-fault partial`: part of the range was converted.
+pub const RET_EAGAIN: u64 = (-11i64) as u64;
 pub const RET_EINVAL: u64 = (-22i64) as u64;
 pub const RET_ENOSYS: u64 = (-1000i64) as u64;
+/// `--vmm-fault garbage`: neither 0 nor a negative errno.
+pub const RET_GARBAGE: u64 = 0x1_0000_0000;
+/// Every value this VMM ever puts in the guest's rax.
+pub const ANSWERS: [u64; 7] = [
+    RET_OK,
+    RET_EPERM,
+    RET_EIO,
+    RET_EAGAIN,
+    RET_EINVAL,
+    RET_ENOSYS,
+    RET_GARBAGE,
+];
 
 /// Attribute bits a guest may set: page-size hint (0..3) and bit 4.
 const ATTR_KNOWN: u64 = 0xf | ATTR_ENC_STATUS;
@@ -62,12 +83,12 @@ pub fn decode(nr: u64, args: [u64; 3]) -> Result<Request, Rejected> {
 /// Checks one exit against the tracked RAM: the request to carry out, or
 /// the value for the guest's rax and why. A bad request is the guest's
 /// problem, never the VMM's end.
-pub fn check(nr: u64, args: [u64; 3], pages: &PageStates) -> Result<Request, (u64, Rejected)> {
+pub fn check(nr: u64, args: [u64; 3], pages: &PageMap) -> Result<Request, (u64, Rejected)> {
     let req = decode(nr, args).map_err(|e| match e {
         Rejected::UnknownCall(_) => (RET_ENOSYS, e),
         _ => (RET_EINVAL, e),
     })?;
-    if !pages.ranges().any(|r| r.covers(&req.range)) {
+    if !pages.is_ram(&req.range) {
         return Err((RET_EINVAL, Rejected::OutsideRam(req.range)));
     }
     Ok(req)
@@ -82,21 +103,21 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     /// check() and, when it accepts, the state change the VMM then makes.
-    fn serve(nr: u64, args: [u64; 3], p: &mut PageStates) -> (u64, Result<Request, Rejected>) {
+    fn serve(nr: u64, args: [u64; 3], p: &mut PageMap) -> (u64, Result<Request, Rejected>) {
         match check(nr, args, p) {
             Ok(req) => {
-                p.set(req.range, req.state.state()).unwrap();
+                p.set(req.range, req.state);
                 (RET_OK, Ok(req))
             }
             Err((ret, why)) => (ret, Err(why)),
         }
     }
 
-    fn pages() -> PageStates {
+    fn pages() -> PageMap {
         let mut ram = RangeList::new();
         ram.push(MemRange::new(0, 0xa0000)).unwrap();
         ram.push(MemRange::new(MIB, 64 * MIB)).unwrap();
-        PageStates::new(&ram, PAGE_4K, PageState::Private)
+        PageMap::new(&ram, 64 * MIB)
     }
 
     #[test]

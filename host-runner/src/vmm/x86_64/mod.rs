@@ -1,27 +1,38 @@
 //! The x86_64 VMM: a PVH guest on one vCPU, COM1, isa-debug-exit, the 0xcf9
 //! reset, and KVM_HC_MAP_GPA_RANGE exits served against guest RAM in one of
-//! two memory modes (see memory.rs).
+//! two memory modes (memory.rs). serve.rs answers each exit (with the run's
+//! `--vmm-fault`s, faults.rs) over a [`platform::Platform`]: the real VM
+//! here, a fake in the property test. vcpu_loop.rs turns every other exit
+//! into device I/O or the run's end; hostview.rs answers the host checks.
 
 pub mod cpuid;
 pub mod elf_extent;
+#[cfg(test)]
+mod fake;
+pub mod faults;
+pub mod hostview;
 pub mod hypercall;
 pub mod memory;
+pub mod pagemap;
+pub mod platform;
 pub mod ports;
+#[cfg(test)]
+mod proptest;
 pub mod pvh_boot;
 pub mod serial;
+pub mod serve;
+mod vcpu_loop;
 
-use super::console::ConsoleTap;
 use super::facts::{self, Facts};
-use super::uart16550::Uart16550;
-use super::watchdog::Watchdog;
 use super::{GuestEnd, VmmError};
 use crate::cli::{ContentArg, VmmArgs, VmmMemoryArg};
 use convtest_proto::map_gpa::KVM_HC_MAP_GPA_RANGE;
+use faults::Faults;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_enable_cap};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VcpuFd};
 use memory::{GuestRam, Mode};
-use std::io::Write;
-use std::time::{Duration, Instant};
+use platform::KvmPlatform;
+use std::time::Duration;
 
 const CAP_EXIT_HYPERCALL: u32 = 201;
 const CAP_MEMORY_ATTRIBUTES: u32 = 233;
@@ -66,15 +77,16 @@ fn choose_content(sw: bool, asked: Option<ContentArg>) -> Result<ContentArg, Vmm
     }
 }
 
-/// Declared in this order so the vCPU and VM fds close before the memory
-/// they map is unmapped.
+/// Declared in this order so the vCPU fd closes first; the VM fd then
+/// closes before the memory it maps is unmapped (see KvmPlatform).
 struct Vm {
     vcpu: VcpuFd,
-    vm: VmFd,
-    ram: GuestRam,
+    ram: GuestRam<KvmPlatform>,
+    faults: Faults,
 }
 
 pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
+    let faults = Faults::new(&args.vmm.vmm_fault)?;
     let kvm = Kvm::new().map_err(VmmError::kvm("open /dev/kvm"))?;
     let sw = choose_mode(&kvm, args.vmm.vmm_memory)?;
     let content = choose_content(sw, args.vmm.content)?;
@@ -117,10 +129,12 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
         }
     };
     let size = u64::from(args.memory) << 20;
-    let ram = GuestRam::new(&vm, size, mode, content)?;
+    let mem_attrs = vm.check_extension_raw(CAP_MEMORY_ATTRIBUTES.into());
+    let gmem_cap = vm.check_extension_raw(CAP_GUEST_MEMFD.into());
+    let ram = GuestRam::new(vm, size, mode, content)?;
     let entry = load_pvh(&args.kernel, &image, &ram)?;
-    let cmdline = format!("{} content={}", args.cmdline.trim(), content.as_str());
-    let cmdline_bytes = pvh_boot::cmdline(cmdline.trim_start()).ok_or_else(|| {
+    let cmdline = guest_cmdline(&args.cmdline, content);
+    let cmdline_bytes = pvh_boot::cmdline(&cmdline).ok_or_else(|| {
         VmmError::Config(format!(
             "the guest command line is {} bytes; PVH gives it {}",
             cmdline.len(),
@@ -133,7 +147,9 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
         &pvh_boot::start_info(&memory::ram_ranges(size)),
     )?;
 
-    let vcpu = vm
+    let vcpu = ram
+        .platform()
+        .vm()
         .create_vcpu(0)
         .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
     let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0);
@@ -165,41 +181,50 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
             "caps",
             facts::caps(&[
                 (CAP_EXIT_HYPERCALL, exit_hc),
-                (
-                    CAP_MEMORY_ATTRIBUTES,
-                    vm.check_extension_raw(CAP_MEMORY_ATTRIBUTES.into()),
-                ),
-                (
-                    CAP_GUEST_MEMFD,
-                    vm.check_extension_raw(CAP_GUEST_MEMFD.into()),
-                ),
+                (CAP_MEMORY_ATTRIBUTES, mem_attrs),
+                (CAP_GUEST_MEMFD, gmem_cap),
                 (CAP_VM_TYPES, cap(&kvm, CAP_VM_TYPES)),
                 (CAP_GUEST_MEMFD_FLAGS, gmem_flags),
             ]),
         )
         .add("tsc_khz", tsc_khz)
-        .add("ram_mib", args.memory);
+        .add("ram_mib", args.memory)
+        .add("faults", faults.describe());
     if let Mode::SwProtected { boot_end } = mode {
         f.add("boot_slot", format!("0x0-{boot_end:#x}"));
     }
     f.emit(&mut out);
 
-    let mut machine = Vm { vcpu, vm, ram };
+    let mut machine = Vm { vcpu, ram, faults };
     let limit = Duration::from_secs(args.vmm.vcpu_watchdog);
-    let end = run_loop(&mut machine, limit, &mut out)?;
+    let end = vcpu_loop::run_loop(&mut machine, limit, &mut out)?;
     Ok(end)
 }
 
+/// The runner's plan plus what only the VMM knows: the content promise it
+/// keeps, and its own name — the guest's expected answers for what the ABI
+/// leaves to the VMM (e.g. -22 for a range outside RAM) are keyed on who
+/// serves it.
+fn guest_cmdline(plan: &str, content: ContentArg) -> String {
+    format!("{} content={} vmm=convtest", plan.trim(), content.as_str())
+        .trim_start()
+        .to_string()
+}
+
 /// Loads the ELF with linux-loader and returns its PVH entry point.
-fn load_pvh(path: &std::path::Path, image: &[u8], ram: &GuestRam) -> Result<u64, VmmError> {
+fn load_pvh(
+    path: &std::path::Path,
+    image: &[u8],
+    ram: &GuestRam<KvmPlatform>,
+) -> Result<u64, VmmError> {
     use linux_loader::loader::{KernelLoader, elf::Elf, elf::PvhBootCapability};
     let load_err = |detail: String| VmmError::Load {
         path: path.to_path_buf(),
         detail,
     };
     let mut reader = std::io::Cursor::new(image);
-    let loaded =
-        Elf::load(&ram.mem, None, &mut reader, None).map_err(|e| load_err(e.to_string()))?;
+    let loaded = Elf::load(ram.platform().mem(), None, &mut reader, None)
+        .map_err(|e| load_err(e.to_string()))?;
     match loaded.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(addr) => Ok(addr.0),
         other => Err(load_err(format!(
@@ -208,107 +233,19 @@ fn load_pvh(path: &std::path::Path, image: &[u8], ram: &GuestRam) -> Result<u64,
     }
 }
 
-/// Counters for the closing facts line.
-#[derive(Default)]
-struct Stats {
-    exits: u64,
-    conversions: u64,
-    rejected: u64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use convtest_proto::plan::{Plan, VmmKind};
 
-fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd, VmmError> {
-    let watchdog = Watchdog::start_reporting(limit)?;
-    let mut com1 = Uart16550::default();
-    let mut tap = ConsoleTap::default();
-    let mut stats = Stats::default();
-    let started = Instant::now();
-    let end = loop {
-        if !watchdog.enter() {
-            Watchdog::report_hang(out, limit);
-            break GuestEnd::Hang;
-        }
-        let exit = m.vcpu.run();
-        watchdog.leave();
-        stats.exits += 1;
-        let end = match exit {
-            Ok(VcpuExit::IoOut(port, data)) if serial::owns(port) => {
-                serial::out(&mut com1, port, data);
-                None
-            }
-            Ok(VcpuExit::IoOut(port, data)) => ports::out(port, data).map(|e| match e {
-                ports::PortEnd::DebugExit(code) => GuestEnd::DebugExit(code),
-                ports::PortEnd::Reset => GuestEnd::Reset,
-            }),
-            Ok(VcpuExit::IoIn(port, data)) if serial::owns(port) => {
-                serial::input(&mut com1, port, data);
-                None
-            }
-            Ok(VcpuExit::IoIn(_, data)) => {
-                // Nothing else is there: a floating bus reads all ones.
-                data.fill(0xff);
-                None
-            }
-            Ok(VcpuExit::Hypercall(hc)) => {
-                match hypercall::check(
-                    hc.nr,
-                    hc.args[..3].try_into().unwrap_or([0; 3]),
-                    &m.ram.pages,
-                ) {
-                    Ok(req) => {
-                        m.ram.convert(&m.vm, req.range, req.state)?;
-                        stats.conversions += 1;
-                        *hc.ret = hypercall::RET_OK;
-                    }
-                    Err((ret, _why)) => {
-                        stats.rejected += 1;
-                        *hc.ret = ret;
-                    }
-                }
-                None
-            }
-            Ok(VcpuExit::Hlt) => {
-                // No interrupt controller: nothing can wake a halted vCPU.
-                let _ = writeln!(
-                    out,
-                    "\n# convtest-vmm: hang=guest_halted_without_interrupts"
-                );
-                Some(GuestEnd::Hang)
-            }
-            Ok(VcpuExit::Shutdown) => Some(GuestEnd::Reset),
-            Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
-                return Err(VmmError::UnhandledExit(format!(
-                    "KVM_EXIT_MEMORY_FAULT gpa={gpa:#x} size={size:#x} flags={flags:#x}: the guest \
-                     touched memory whose private/shared state it had not converted"
-                )));
-            }
-            Ok(other) => return Err(VmmError::UnhandledExit(format!("{other:?}"))),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                let fired = watchdog.fired();
-                if fired {
-                    Watchdog::report_hang(out, limit);
-                }
-                fired.then_some(GuestEnd::Hang)
-            }
-            Err(source) => {
-                return Err(VmmError::Kvm {
-                    call: "KVM_RUN",
-                    source,
-                });
-            }
-        };
-        com1.pump(&mut tap, out, &m.ram);
-        if let Some(e) = end {
-            break e;
-        }
-    };
-    let mut f = Facts::default();
-    f.add("exits", stats.exits)
-        .add("conversions", stats.conversions)
-        .add("rejected", stats.rejected)
-        .add("host_checks", tap.answered)
-        .add("run_ms", started.elapsed().as_millis())
-        .add("end", format!("{end:?}"));
-    let _ = out.write_all(b"\n");
-    f.emit(out);
-    Ok(end)
+    #[test]
+    fn the_guest_learns_the_content_promise_and_who_serves_it() {
+        let line = guest_cmdline(" tests=conv.* host=on ", ContentArg::Zero);
+        assert_eq!(line, "tests=conv.* host=on content=zero vmm=convtest");
+        assert_eq!(Plan::parse(&line).plan.vmm, Some(VmmKind::Convtest));
+        assert_eq!(
+            guest_cmdline("", ContentArg::Preserve),
+            "content=preserve vmm=convtest"
+        );
+    }
 }

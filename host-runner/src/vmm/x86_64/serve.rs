@@ -1,0 +1,250 @@
+//! Serving one MAP_GPA_RANGE exit: check the request, find the pages that
+//! flip, apply the run's `--vmm-fault`s, convert, answer. The run loop and
+//! the property test call exactly this. It cannot fail: whatever the guest
+//! put in its registers and whatever the host refused, the outcome is an
+//! answer for rax (one of [`ANSWERS`](super::hypercall::ANSWERS)) and a
+//! record that still matches KVM.
+
+use super::faults::{Faults, Portion};
+use super::hypercall::{self, RET_EIO, RET_OK, Rejected, Request};
+use super::memory::{GuestRam, PAGE};
+use super::platform::{Platform, PlatformError};
+use crate::cli::ContentArg;
+use convtest_proto::range::MemRange;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Malformed, outside RAM, or not MAP_GPA_RANGE.
+    Rejected(Rejected),
+    /// Every page was already in the target state.
+    Unchanged(Request),
+    /// `pages` pages changed state (fewer than asked when faulted).
+    Converted { req: Request, pages: u64 },
+    /// A host operation failed; `pages` had changed state before it did.
+    Failed {
+        req: Request,
+        pages: u64,
+        error: PlatformError,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// For the guest's rax.
+    pub ret: u64,
+    pub outcome: Outcome,
+    /// A `--vmm-fault` changed how this request was handled.
+    pub faulted: bool,
+}
+
+/// The first `n` pages of `runs`.
+fn first_pages(runs: &[MemRange], mut n: u64) -> Vec<MemRange> {
+    let mut out = Vec::new();
+    for r in runs {
+        if n == 0 {
+            break;
+        }
+        let take = (r.len() / PAGE).min(n);
+        out.push(MemRange::new(r.start, r.start + take * PAGE));
+        n -= take;
+    }
+    out
+}
+
+pub fn serve<P: Platform>(
+    ram: &mut GuestRam<P>,
+    faults: &Faults,
+    nr: u64,
+    args: [u64; 3],
+) -> Served {
+    let req = match hypercall::check(nr, args, &ram.pages) {
+        Ok(req) => req,
+        Err((ret, why)) => {
+            return Served {
+                ret,
+                outcome: Outcome::Rejected(why),
+                faulted: false,
+            };
+        }
+    };
+    let flips = ram.pages.flips(req.range, req.state);
+    if flips.is_empty() {
+        return Served {
+            ret: RET_OK,
+            outcome: Outcome::Unchanged(req),
+            faulted: false,
+        };
+    }
+    let plan = faults.plan(req.state);
+    let runs = match plan.portion {
+        Portion::All => flips,
+        Portion::Nothing => Vec::new(),
+        Portion::FirstHalf => {
+            let n: u64 = flips.iter().map(|r| r.len() / PAGE).sum();
+            first_pages(&flips, n / 2)
+        }
+    };
+    let clear = (ram.content == ContentArg::Zero) != plan.invert_content;
+    let (ret, outcome) = match ram.convert(&runs, req.state, clear) {
+        Ok(pages) => (plan.answer, Outcome::Converted { req, pages }),
+        Err(stop) => (
+            RET_EIO,
+            Outcome::Failed {
+                req,
+                pages: stop.converted,
+                error: stop.error,
+            },
+        ),
+    };
+    Served {
+        ret,
+        outcome,
+        faulted: plan.faulted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::{FakePlatform, Op};
+    use super::super::hypercall::{RET_EAGAIN, RET_EINVAL, RET_EPERM, RET_GARBAGE};
+    use super::super::memory::Mode;
+    use super::*;
+    use crate::cli::VmmFault;
+    use convtest_proto::map_gpa::ATTR_ENC_STATUS;
+    use convtest_proto::tracker::{PageState, Target};
+
+    const MIB: u64 = 1 << 20;
+
+    fn ram(mode: Mode, content: ContentArg) -> GuestRam<FakePlatform> {
+        let mut r =
+            GuestRam::init(FakePlatform::new(mode, 8 * MIB), 8 * MIB, mode, content).unwrap();
+        r.platform_mut().take_ops();
+        r
+    }
+
+    fn sw() -> GuestRam<FakePlatform> {
+        ram(Mode::SwProtected { boot_end: 2 * MIB }, ContentArg::Zero)
+    }
+
+    fn faults(list: &[VmmFault]) -> Faults {
+        Faults::new(list).unwrap()
+    }
+
+    #[test]
+    fn sharing_across_the_boot_slot_boundary_is_served() {
+        let mut r = sw();
+        let s = serve(&mut r, &Faults::default(), 12, [0x1ff000, 2, 0]);
+        assert_eq!(s.ret, RET_OK, "{s:?}");
+        assert!(matches!(s.outcome, Outcome::Converted { pages: 2, .. }));
+        assert_eq!(r.pages.state(0x200000), Some(PageState::Shared));
+        assert!(!r.platform().is_private(0x200000));
+    }
+
+    #[test]
+    fn no_op_and_malformed_requests_are_answered_truly_under_any_fault() {
+        for f in VmmFault::ALL {
+            let mut r = sw();
+            let fs = faults(&[f]);
+            let s = serve(&mut r, &fs, 12, [3 * MIB, 4, ATTR_ENC_STATUS]);
+            assert_eq!(
+                (s.ret, s.faulted),
+                (RET_OK, false),
+                "{f:?}: already private"
+            );
+            let s = serve(&mut r, &fs, 12, [8 * MIB, 1, 0]);
+            assert_eq!(
+                (s.ret, s.faulted),
+                (RET_EINVAL, false),
+                "{f:?}: outside RAM"
+            );
+            assert!(r.platform_mut().take_ops().is_empty());
+        }
+    }
+
+    #[test]
+    fn answer_faults_change_nothing_or_half() {
+        let share = [3 * MIB, 5, 0];
+        for (f, ret, shared) in [
+            (VmmFault::Ignore, RET_OK, 0),
+            (VmmFault::Deny, RET_EPERM, 0),
+            (VmmFault::Garbage, RET_GARBAGE, 0),
+            (VmmFault::Partial, RET_EAGAIN, 2),
+            (VmmFault::Leak, RET_OK, 5),
+        ] {
+            let mut r = sw();
+            let s = serve(&mut r, &faults(&[f]), 12, share);
+            assert_eq!(s.ret, ret, "{f:?}");
+            assert_eq!(r.pages.count(PageState::Shared), shared, "{f:?}");
+            assert_eq!(s.faulted, f != VmmFault::Leak, "{f:?}");
+            if f == VmmFault::Partial {
+                assert_eq!(r.pages.state(3 * MIB + PAGE), Some(PageState::Shared));
+                assert_eq!(r.pages.state(3 * MIB + 2 * PAGE), Some(PageState::Private));
+            }
+        }
+        // Leak keeps to-private requests from happening, but says 0.
+        let mut r = sw();
+        serve(&mut r, &Faults::default(), 12, share);
+        let s = serve(
+            &mut r,
+            &faults(&[VmmFault::Leak]),
+            12,
+            [3 * MIB, 5, ATTR_ENC_STATUS],
+        );
+        assert_eq!((s.ret, s.faulted), (RET_OK, true));
+        assert_eq!(r.pages.count(PageState::Shared), 5);
+        assert!(!r.platform().is_private(3 * MIB));
+    }
+
+    #[test]
+    fn wrong_content_inverts_the_promise() {
+        let mut r = sw();
+        serve(
+            &mut r,
+            &faults(&[VmmFault::WrongContent]),
+            12,
+            [3 * MIB, 1, 0],
+        );
+        assert_eq!(
+            r.platform_mut().take_ops(),
+            [Op::SetAttributes(
+                MemRange::new(3 * MIB, 3 * MIB + PAGE),
+                Target::Shared
+            )],
+            "zero promised: nothing dropped"
+        );
+        let mut e = ram(
+            Mode::EmulatedPrivate { gmem_mmap: false },
+            ContentArg::Preserve,
+        );
+        serve(&mut e, &Faults::default(), 12, [3 * MIB, 1, 0]);
+        assert!(e.platform_mut().take_ops().is_empty(), "preserve: kept");
+        serve(
+            &mut e,
+            &faults(&[VmmFault::WrongContent]),
+            12,
+            [3 * MIB, 1, ATTR_ENC_STATUS],
+        );
+        assert_eq!(
+            e.platform_mut().take_ops(),
+            [Op::Discard(MemRange::new(3 * MIB, 3 * MIB + PAGE))],
+            "preserve promised: cleared"
+        );
+    }
+
+    #[test]
+    fn a_failed_host_operation_is_an_eio_answer_and_the_record_follows_kvm() {
+        let mut r = sw();
+        r.platform_mut().fail_one_in(1, 1);
+        let s = serve(&mut r, &Faults::default(), 12, [3 * MIB, 2, 0]);
+        assert_eq!(s.ret, RET_EIO);
+        let Outcome::Failed {
+            pages: 0, error, ..
+        } = s.outcome
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(error.call(), "KVM_SET_MEMORY_ATTRIBUTES");
+        assert_eq!(r.pages.count(PageState::Shared), 0);
+        assert!(r.platform().is_private(3 * MIB));
+    }
+}
