@@ -271,8 +271,10 @@ pub struct MutantsArgs {
     #[arg(long, value_parser = parse_u64)]
     pub seed: Option<u64>,
 
-    /// Seconds one lane (L1 boot and all its runs) may take.
-    #[arg(long, value_name = "SECS", default_value_t = 1200, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Seconds one run (one guest inside the L1) may take before the L1's
+    /// /init kills it; the lane's whole budget is the L1 boot plus every
+    /// run's limit.
+    #[arg(long, value_name = "SECS", default_value_t = 240, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 
     /// The convtest workspace to build the guest from [default: the one

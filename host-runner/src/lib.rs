@@ -11,7 +11,7 @@ pub mod guest_build;
 pub mod ktap;
 pub mod l1init;
 pub mod list;
-// pub mod mutants; (waits for nested::run_many)
+pub mod mutants;
 pub mod progress;
 pub mod report;
 pub mod run;

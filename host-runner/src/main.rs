@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => convtest::run::run(&args),
         Command::Vmm(args) => convtest::vmm::main(&args),
-        Command::Mutants(_args) => 2,
+        Command::Mutants(args) => convtest::mutants::main(&args),
         Command::List => {
             print!("{}", convtest::list::render());
             0

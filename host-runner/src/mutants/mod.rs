@@ -11,7 +11,7 @@ pub mod expected;
 pub mod lane;
 pub mod table;
 
-use crate::backend::nested::{self, InnerRun};
+use crate::backend::nested::{self, InnerRun, Part};
 use crate::backend::{BootSpec, vmm};
 use crate::cli::{Boot, L1Options, Machine, MutantsArgs, VmmOptions};
 use crate::error::Error;
@@ -27,9 +27,9 @@ use table::{LaneTable, Row};
 
 /// Guest RAM per run (the default of `convtest run`).
 const MEMORY_MIB: u32 = 256;
-/// How long one inner run may take before /init kills it; the outer QEMU's
-/// timeout covers the L1 boot plus all runs.
-const RUN_LIMIT: Duration = Duration::from_secs(240);
+/// The L1's own share of the outer timeout (boot, modules, power-off);
+/// the runs' limits come on top (`nested::outer_timeout`).
+const L1_ALLOWANCE: Duration = Duration::from_secs(180);
 
 pub fn main(args: &MutantsArgs) -> i32 {
     let lanes = match resolve_lanes(&args.lanes) {
@@ -181,7 +181,7 @@ fn run_lane(
                     MEMORY_MIB,
                     &opts,
                 ),
-                limit: RUN_LIMIT,
+                limit: Duration::from_secs(args.timeout),
             }
         })
         .collect();
@@ -202,7 +202,7 @@ fn run_lane(
         payload: &payload,
         cmdline: &plans[0],
         reboots: 0,
-        timeout: Duration::from_secs(args.timeout),
+        timeout: L1_ALLOWANCE,
         vmm: &vmm_opts,
         l1: &l1,
         workspace,
@@ -210,13 +210,12 @@ fn run_lane(
     };
     let quiet = args.quiet;
     let mut seen = vec![false; inner.len()];
-    let mut run_started = vec![Instant::now(); inner.len()];
-    let out = nested::run_many(&spec, &inner, &mut |i: usize, _bytes: &[u8]| {
-        if let Some(first) = seen.get_mut(i)
+    let out = nested::run_many(&spec, &inner, &mut |part: Part, _line: &[u8]| {
+        if let Part::Run(i) = part
+            && let Some(first) = seen.get_mut(i)
             && !*first
         {
             *first = true;
-            run_started[i] = Instant::now();
             if !quiet {
                 eprintln!(
                     "convtest mutants: {}: [{}/{}] {}",
@@ -234,9 +233,8 @@ fn run_lane(
         let Some(run) = out.runs.get(i) else {
             continue;
         };
-        let mut console = out.l1_console.clone();
-        console.extend_from_slice(&run.console);
-        let log = ktap::parse_all(&console);
+        // Each run's console starts with the L1's facts.
+        let log = ktap::parse_all(&run.console);
         let judgement = verdict::judge(&Facts {
             log: &log,
             ending: &run.end.ending,
@@ -247,7 +245,14 @@ fn run_lane(
             facts.extend(log.vmm.iter().map(|(k, v)| (format!("vmm.{k}"), v.clone())));
             facts.extend(log.l1.iter().map(|(k, v)| (format!("l1.{k}"), v.clone())));
         }
-        rows.push(Row::new(lane, m, tests, &log, &judgement, run.wall_ms));
+        rows.push(Row::new(
+            lane,
+            m,
+            tests,
+            &log,
+            &judgement,
+            run.run_ms.unwrap_or(0),
+        ));
     }
     let mut t = LaneTable::new(lane, tests, rows);
     t.facts = facts;

@@ -1,11 +1,14 @@
 //! The L1's initramfs: an uncompressed cpio (newc) archive, so the L1
-//! kernel spends no TCG time inflating it. Layout (paths in `l1init`):
-//! /init (convtest, static), /payload (the guest), /modules/NN-name.ko in
-//! load order, /convtest-vmm-args, /convtest-l1.conf, /dev/console.
+//! kernel spends no TCG time inflating it. Layout (paths in `l1init` and
+//! `l1init::runs`): /init (convtest, static), /payload (the guest, shared
+//! by every run), /modules/NN-name.ko in load order, /convtest-l1.conf,
+//! /dev/console, and per inner run /runs/NN-label/argv (one argument per
+//! line) and /runs/NN-label/limit_s (whole seconds).
 
+use super::many::{InnerRun, limit_secs};
 use super::modules::Module;
 use crate::error::Error;
-use crate::l1init;
+use crate::l1init::{self, runs};
 use cpio::newc::{Builder, ModeFileType};
 use std::ffi::OsString;
 use std::io::{BufWriter, Write};
@@ -17,8 +20,8 @@ pub struct Contents<'a> {
     pub payload: &'a Path,
     /// In load order.
     pub modules: &'a [Module],
-    /// The inner `convtest vmm …` argv (first element `vmm`).
-    pub vmm_args: &'a [OsString],
+    /// The inner runs, in order (labels checked by `many::check`).
+    pub runs: &'a [InnerRun],
     /// Facts /init prints (`key=value`).
     pub conf: &'a [(String, String)],
 }
@@ -62,8 +65,34 @@ fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
         let name = format!("{}/{i:02}-{}.ko", strip(l1init::MODULES_DIR), m.name);
         list.push((name, Data::File(m.path.clone(), 0o644)));
     }
-    let mut args = String::new();
-    for a in c.vmm_args {
+    let runs_dir = strip(runs::RUNS_DIR);
+    list.push((runs_dir.clone(), Data::Dir));
+    for (i, run) in c.runs.iter().enumerate() {
+        // It names a directory: nothing that could leave /runs.
+        if !runs::valid_label(&run.label) {
+            return Err(Error::Usage(format!("inner run label {:?}", run.label)));
+        }
+        let dir = format!("{runs_dir}/{}", runs::dir_name(i, &run.label));
+        list.push((dir.clone(), Data::Dir));
+        list.push((
+            format!("{dir}/{}", runs::ARGV_FILE),
+            Data::Bytes(argv_file(&run.vmm_args)?, 0o644),
+        ));
+        let limit = format!("{}\n", limit_secs(run.limit));
+        list.push((
+            format!("{dir}/{}", runs::LIMIT_FILE),
+            Data::Bytes(limit.into_bytes(), 0o644),
+        ));
+    }
+    let conf: String = c.conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    list.push((strip(l1init::CONF), Data::Bytes(conf.into_bytes(), 0o644)));
+    Ok(list)
+}
+
+/// One argument per line, as `l1init::runs::parse_argv` reads it.
+fn argv_file(args: &[OsString]) -> Result<Vec<u8>, Error> {
+    let mut text = String::new();
+    for a in args {
         let a = a
             .to_str()
             .ok_or_else(|| Error::Usage(format!("VMM argument {a:?} is not UTF-8")))?;
@@ -72,16 +101,10 @@ fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
                 "VMM argument {a:?} has a newline; the L1 reads one argument per line"
             )));
         }
-        args.push_str(a);
-        args.push('\n');
+        text.push_str(a);
+        text.push('\n');
     }
-    list.push((
-        strip(l1init::VMM_ARGS),
-        Data::Bytes(args.into_bytes(), 0o644),
-    ));
-    let conf: String = c.conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    list.push((strip(l1init::CONF), Data::Bytes(conf.into_bytes(), 0o644)));
-    Ok(list)
+    Ok(text.into_bytes())
 }
 
 fn entry<W: Write>(w: &mut W, ino: u32, name: &str, data: Data) -> std::io::Result<()> {
@@ -142,6 +165,40 @@ mod tests {
     use super::*;
     use cpio::NewcReader;
     use std::io::Read;
+    use std::time::Duration;
+
+    /// (name, mode, (rdev major, minor), body) of every entry.
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    fn read_back(path: &Path) -> Vec<Entry> {
+        let mut file = std::fs::File::open(path).expect("open");
+        let mut seen = Vec::new();
+        loop {
+            let mut r = NewcReader::new(file).expect("entry");
+            if r.entry().is_trailer() {
+                break;
+            }
+            let e = r.entry();
+            let (name, mode, rdev) = (
+                e.name().to_string(),
+                e.mode(),
+                (e.rdev_major(), e.rdev_minor()),
+            );
+            let mut body = Vec::new();
+            r.read_to_end(&mut body).expect("body");
+            seen.push((name, mode, rdev, body));
+            file = r.finish().expect("next");
+        }
+        seen
+    }
+
+    fn run(label: &str, args: &[&str], limit: Duration) -> InnerRun {
+        InnerRun {
+            label: label.into(),
+            vmm_args: args.iter().map(OsString::from).collect(),
+            limit,
+        }
+    }
 
     #[test]
     fn archive_reads_back() {
@@ -165,9 +222,18 @@ mod tests {
                 path: kvm,
             },
         ];
-        let args: Vec<OsString> = ["vmm", "--cmdline", "tests=* seed=1"]
-            .map(OsString::from)
-            .into();
+        let runs = [
+            run(
+                "clean",
+                &["vmm", "--cmdline", "tests=* seed=1"],
+                Duration::from_secs(60),
+            ),
+            run(
+                "vmm-ignore",
+                &["vmm", "--vmm-fault", "ignore", "--cmdline", ""],
+                Duration::from_millis(1500),
+            ),
+        ];
         let out = dir.path().join("initramfs.cpio");
         write(
             &out,
@@ -175,30 +241,13 @@ mod tests {
                 init: &init,
                 payload: &payload,
                 modules: &modules,
-                vmm_args: &args,
+                runs: &runs,
                 conf: &[("kvm".into(), "stock".into())],
             },
         )
         .expect("writes");
 
-        let mut file = std::fs::File::open(&out).expect("open");
-        let mut seen = Vec::new();
-        loop {
-            let mut r = NewcReader::new(file).expect("entry");
-            if r.entry().is_trailer() {
-                break;
-            }
-            let e = r.entry();
-            let (name, mode, rdev) = (
-                e.name().to_string(),
-                e.mode(),
-                (e.rdev_major(), e.rdev_minor()),
-            );
-            let mut body = Vec::new();
-            r.read_to_end(&mut body).expect("body");
-            seen.push((name, mode, rdev, body));
-            file = r.finish().expect("next");
-        }
+        let seen = read_back(&out);
         let find = |n: &str| {
             seen.iter().find(|(name, ..)| name == n).unwrap_or_else(|| {
                 panic!(
@@ -215,24 +264,80 @@ mod tests {
         assert_eq!(find("modules").1, 0o040755);
         assert_eq!(find("modules/00-irqbypass.ko").3, b"irqbypass");
         assert_eq!(find("modules/01-kvm.ko").3, b"kvm");
+        assert_eq!(find("runs").1, 0o040755);
+        assert_eq!(find("runs/00-clean").1, 0o040755);
         assert_eq!(
-            find("convtest-vmm-args").3,
+            find("runs/00-clean/argv").3,
             b"vmm\n--cmdline\ntests=* seed=1\n"
         );
+        assert_eq!(find("runs/00-clean/limit_s").3, b"60\n");
+        // Rounded up: /init keeps whole seconds.
+        assert_eq!(find("runs/01-vmm-ignore/limit_s").3, b"2\n");
         assert_eq!(find("convtest-l1.conf").3, b"kvm=stock\n");
+        // A directory comes before what is in it, or the kernel cannot unpack it.
+        let at = |n: &str| seen.iter().position(|s| s.0 == n);
+        assert!(at("runs") < at("runs/00-clean") && at("runs/00-clean") < at("runs/00-clean/argv"));
+
+        // What /init reads from the unpacked archive is what was written.
+        let root = tempfile::tempdir().expect("tempdir");
+        for (name, mode, _, body) in &seen {
+            let path = root.path().join(name);
+            if mode & 0o170000 == 0o040000 {
+                std::fs::create_dir_all(&path).expect("mkdir");
+            } else if mode & 0o170000 == 0o100000 {
+                std::fs::write(&path, body).expect("write");
+            }
+        }
+        let runs_root = root.path().join("runs");
+        let slots = l1init::runs::read_list(&runs_root).expect("run list");
+        let read: Vec<(usize, String, Vec<String>, Duration)> = slots
+            .iter()
+            .map(|s| {
+                let plan = l1init::runs::load(&runs_root, s).expect("run files");
+                (s.index, s.label.clone(), plan.argv, plan.limit)
+            })
+            .collect();
+        let strings = |r: &InnerRun| -> Vec<String> {
+            r.vmm_args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            read,
+            [
+                (
+                    0,
+                    "clean".into(),
+                    strings(&runs[0]),
+                    Duration::from_secs(60)
+                ),
+                (
+                    1,
+                    "vmm-ignore".into(),
+                    strings(&runs[1]),
+                    Duration::from_secs(2)
+                ),
+            ]
+        );
     }
 
     #[test]
-    fn newline_in_an_argument_is_refused() {
+    fn what_the_l1_cannot_read_is_refused() {
         let p = Path::new("/x");
-        let args = [OsString::from("a\nb")];
-        let c = Contents {
-            init: p,
-            payload: p,
-            modules: &[],
-            vmm_args: &args,
-            conf: &[],
+        let contents = |runs: &[InnerRun]| {
+            entries(&Contents {
+                init: p,
+                payload: p,
+                modules: &[],
+                runs,
+                conf: &[],
+            })
+            .map(|_| ())
         };
-        assert!(entries(&c).is_err());
+        let limit = Duration::from_secs(1);
+        assert!(contents(&[run("a", &["a\nb"], limit)]).is_err());
+        assert!(contents(&[run("../etc", &["vmm"], limit)]).is_err());
+        assert!(contents(&[run("ok", &["vmm"], limit)]).is_ok());
     }
 }

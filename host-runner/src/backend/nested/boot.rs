@@ -1,0 +1,140 @@
+//! One L1 boot for a list of inner runs, shared by `Nested::run` (one run)
+//! and `run_many`: the L1's kernel and modules, the runner built static,
+//! the initramfs with the guest and the run list, and the outer QEMU
+//! supervised with every console chunk handed to the caller.
+//!
+//! Everything before QEMU starts is outside the timeout.
+
+use super::many::InnerRun;
+use super::{apt, assets, cache, initramfs, l1_qemu, runner_build, swprot};
+use crate::backend::{BootSpec, process, qemu};
+use crate::cli::Arch;
+use crate::error::{Error, shell_line};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Booted {
+    pub finished: process::Finished,
+    /// The outer QEMU command line.
+    pub command: String,
+    /// When QEMU was started, and how long until it was reaped.
+    pub spawned: Instant,
+    pub wall: Duration,
+}
+
+/// Boots the L1 for `runs` (already checked) and returns when it ends or
+/// `timeout` kills it. `chunk` gets the console as it arrives; what it
+/// returns is typed into the L1 console.
+pub fn boot(
+    spec: &BootSpec<'_>,
+    runs: &[InnerRun],
+    timeout: Duration,
+    chunk: &mut dyn FnMut(&[u8]) -> Vec<u8>,
+) -> Result<Booted, Error> {
+    let quiet = spec.quiet;
+    let scratch = crate::cleanup::Scratch::new("convtest-nested-")?;
+    let started = Instant::now();
+    let l1 = prepare_l1(spec, scratch.path(), quiet)?;
+    let runner = runner_build::build(spec.workspace, spec.arch, quiet)?;
+    let initrd = scratch.path().join("initramfs.cpio");
+    initramfs::write(
+        &initrd,
+        &initramfs::Contents {
+            init: &runner,
+            payload: spec.payload,
+            modules: &l1.kernel.modules,
+            runs,
+            conf: &[("kvm".into(), l1.kvm.into())],
+        },
+    )?;
+    if !quiet {
+        eprintln!(
+            "convtest: L1 ready in {:.1} s: kernel {}, kvm {}, {}",
+            started.elapsed().as_secs_f64(),
+            l1.kernel.kernel.display(),
+            l1.kvm,
+            l1.origin
+        );
+    }
+    let binary = qemu::binary(spec.arch);
+    let args = l1_qemu::args(spec.arch, &l1.kernel.kernel, &initrd);
+    let command = shell_line(binary.into(), args.clone());
+    let mut cmd = Command::new(binary);
+    cmd.args(&args);
+    let spawned = Instant::now();
+    let finished = process::supervise(cmd, &command, timeout, chunk)?;
+    Ok(Booted {
+        finished,
+        command,
+        spawned,
+        wall: spawned.elapsed(),
+    })
+}
+
+struct L1 {
+    kernel: assets::L1Kernel,
+    /// `stock` or `swprot`, printed by /init as `kvm=`.
+    kvm: &'static str,
+    /// Where the kernel came from, for the log line.
+    origin: String,
+}
+
+fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error> {
+    let opts = spec.l1;
+    if opts.l1_swprot && opts.l1_kernel.is_some() {
+        return Err(Error::Usage(
+            "--l1-swprot rebuilds kvm.ko for Debian's L1 kernel; it cannot be combined with --l1-kernel".into(),
+        ));
+    }
+    if opts.l1_swprot && spec.arch != Arch::X86_64 {
+        return Err(Error::Usage(
+            "--l1-swprot is x86_64 only; arm64 protection comes from pKVM".into(),
+        ));
+    }
+    if let Some(kernel) = &opts.l1_kernel {
+        return Ok(L1 {
+            kernel: assets::user(kernel, opts.l1_modules.as_deref(), work)?,
+            kvm: "stock",
+            origin: "from --l1-kernel".into(),
+        });
+    }
+    let cache = cache::Cache::locate()?;
+    let apt = apt::Apt::new(&cache, quiet);
+    let mut kernel = assets::debian(&cache, &apt, spec.arch, quiet)?;
+    let kvm = if opts.l1_swprot {
+        let ko = swprot::kvm_ko(&cache, &apt, quiet)?;
+        let slot = kernel
+            .modules
+            .iter_mut()
+            .find(|m| m.name == "kvm")
+            .ok_or_else(|| Error::MissingOutput {
+                path: assets::unpacked_dir(&cache, spec.arch).join("modules/kvm.ko"),
+            })?;
+        slot.path = ko;
+        "swprot"
+    } else {
+        "stock"
+    };
+    let downloaded = apt.downloaded.borrow();
+    let origin = if downloaded.is_empty() {
+        format!(
+            "Debian {} from the cache {} (no download)",
+            assets::debian_release(spec.arch),
+            cache.root().display()
+        )
+    } else {
+        format!(
+            "Debian {} (downloaded {} into {})",
+            assets::debian_release(spec.arch),
+            downloaded.join(", "),
+            cache.root().display()
+        )
+    };
+    drop(downloaded);
+    Ok(L1 {
+        kernel,
+        kvm,
+        origin,
+    })
+}
