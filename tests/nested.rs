@@ -5,14 +5,19 @@
 //! the L1 kernel; the arm64 normal-VM lane must instead skip them with the
 //! reason pKVM gave.
 //!
+//! `convtest mutants` runs here too: on the sw-protected, stock and pKVM
+//! lanes every conversion test must be turned red by some deliberate fault
+//! and every fault noticed, exactly as the expected table in the code says.
+//!
 //! First run on a machine: Debian's kernels are downloaded into the cache
-//! (/var/cache/convtest as root) and the swprot kvm.ko is built (~3 min);
+//! (/var/cache/convtest as root) and the swprot kvm.ko is built (~5 min);
 //! both happen before QEMU starts. Cost figures are printed, not asserted.
 
 mod common;
 
-use common::{Run, conv_tests};
+use common::{Run, assert_fails, conv_tests};
 use serde_json::Value;
+use std::process::Command;
 
 /// Generous: two TCG L1s may share the machine's two cores.
 const TIMEOUT_SECS: &str = "300";
@@ -82,6 +87,23 @@ fn assert_conversions_pass(run: &Run, converter: &str) {
     assert_eq!(passed, all, "every test passes in a nested lane\n{ctx}");
 }
 
+/// What every host-checked conversion test rests on, per the VMM's answers.
+fn assert_evidence(run: &Run, want: &str) {
+    let (j, ctx) = (&run.json, &run.context);
+    let checked: Vec<&Value> = conv_tests(j)
+        .into_iter()
+        .filter(|t| !t["evidence"].is_null())
+        .collect();
+    assert!(
+        checked.len() >= 4,
+        "too few host-checked conv.* tests: {checked:?}\n{ctx}"
+    );
+    for t in &checked {
+        assert_eq!(t["evidence"], want, "{t}\n{ctx}");
+    }
+    assert_eq!(j["evidence"]["level"], want, "{ctx}");
+}
+
 /// The `# bench:` figures: conversion round trip vs a no-op exit.
 fn print_costs(lane: &str, run: &Run) {
     let bench = run.json["bench"].as_array().cloned().unwrap_or_default();
@@ -120,6 +142,27 @@ fn x86_stock_kvm() {
     // private pages itself.
     assert_eq!(str_of(&j["vmm"], "memory"), "emulated-private", "{ctx}");
     assert_eq!(j["exit_code"], 33, "isa-debug-exit success\n{ctx}");
+    // No platform isolation here: the isolation tests must not read as a
+    // plain pass, on the terminal or in the KTAP.
+    assert_evidence(&run, "bookkeeping");
+    for name in ["conv.reset_private", "conv.unshare_private"] {
+        let t = conv_tests(j)
+            .into_iter()
+            .find(|t| t["name"] == name)
+            .expect("reported");
+        assert!(
+            t["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("bookkeeping only")),
+            "{t}\n{ctx}"
+        );
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.contains(name) && l.contains("[BOOKKEEPING]")),
+            "{ctx}"
+        );
+    }
     print_costs("nested x86 stock", &run);
 }
 
@@ -153,7 +196,32 @@ fn x86_swprot_kvm() {
     assert_eq!(str_of(&j["l1"], "kvm"), "swprot", "{ctx}");
     assert_eq!(str_of(&j["vmm"], "memory"), "sw-protected", "{ctx}");
     assert_eq!(j["exit_code"], 33, "isa-debug-exit success\n{ctx}");
+    assert_evidence(&run, "enforced");
     print_costs("nested x86 swprot", &run);
+}
+
+/// A broken VMM through `convtest run`: the run fails and names what noticed.
+#[test]
+fn x86_swprot_leaking_vmm_fails_naming_the_tests() {
+    let run = convtest(&[
+        "--arch",
+        "x86_64",
+        "--l1-swprot",
+        "--tests",
+        "conv.*",
+        "--iters",
+        "20",
+        "--vmm-fault",
+        "leak",
+    ]);
+    assert_fails(&run, &["conv.unshare_private", "conv.reset_private"]);
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(str_of(&j["vmm"], "faults"), "leak", "{ctx}");
+    let unshare = conv_tests(j)
+        .into_iter()
+        .find(|t| t["name"] == "conv.unshare_private")
+        .expect("reported");
+    assert_eq!(unshare["result"], "fail", "{unshare}\n{ctx}");
 }
 
 #[test]
@@ -173,6 +241,7 @@ fn arm64_pkvm_protected_vm() {
         })
     });
     assert!(refused, "no private-read probe was refused\n{ctx}");
+    assert_evidence(&run, "enforced");
     print_costs("nested arm64 pKVM protected", &run);
 }
 
@@ -205,5 +274,75 @@ fn arm64_pkvm_normal_vm_skips_conversions() {
             .lines()
             .find(|l| l.contains("SKIP"))
             .unwrap_or("(none)")
+    );
+}
+
+/// `convtest mutants` on the three nested lanes: exit 0 means the observed
+/// kill table is the expected one, every conv.* test was killed and every
+/// mutant noticed; the JSON must carry the whole table.
+#[test]
+fn mutants_kill_every_test_on_every_lane() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("mutants.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args([
+            "mutants",
+            "--lanes",
+            "nested-x86-swprot,nested-x86,nested-arm64-pkvm",
+            "--iters",
+            "50",
+            "--json",
+        ])
+        .arg(&json_path)
+        .output()
+        .expect("convtest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    let j = common::read_json(&json_path, &stdout, &stderr);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    assert_eq!(j["verdict"], "pass", "{ctx}");
+    let lanes = j["lanes"].as_array().expect("lanes");
+    assert_eq!(lanes.len(), 3, "{ctx}");
+    for lane in lanes {
+        let name = lane["lane"].as_str().unwrap_or("?");
+        assert_eq!(lane["ok"], true, "{name}\n{ctx}");
+        let tests = lane["tests"].as_array().expect("tests");
+        assert!(tests.len() >= 8, "{name}: {tests:?}");
+        let rows = lane["rows"].as_array().expect("rows");
+        let expected_rows = if name == "nested-arm64-pkvm" { 5 } else { 11 };
+        assert_eq!(rows.len(), expected_rows, "{name}\n{ctx}");
+        assert_eq!(rows[0]["mutant"], "clean");
+        assert_eq!(rows[0]["verdict"], "pass", "{name}\n{ctx}");
+        for t in tests {
+            let killed = rows[1..]
+                .iter()
+                .any(|r| r["cells"][t.as_str().unwrap_or("")] == "red");
+            assert!(killed, "{name}: nothing killed {t}\n{ctx}");
+        }
+        for r in &rows[1..] {
+            assert_eq!(r["matches"], true, "{name} {}\n{ctx}", r["mutant"]);
+            assert!(
+                !r["observed_red"].as_array().is_none_or(Vec::is_empty),
+                "{name}: {} noticed by nothing",
+                r["mutant"]
+            );
+        }
+        if name == "nested-arm64-pkvm" {
+            assert_eq!(
+                lane["not_applicable"].as_array().map(Vec::len),
+                Some(6),
+                "every VMM fault is n/a on pKVM, with the reason\n{ctx}"
+            );
+        }
+        println!(
+            "mutants {name}: {} runs in {} ms",
+            rows.len(),
+            lane["wall_ms"]
+        );
+    }
+    assert!(
+        stdout.contains("PASS  convtest mutants: 3 lane(s)"),
+        "{ctx}"
     );
 }

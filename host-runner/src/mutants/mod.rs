@@ -173,7 +173,8 @@ fn run_lane(
                 ..VmmOptions::default()
             };
             InnerRun {
-                label: m.to_string(),
+                // Run labels are file names in the L1: no colon.
+                label: m.to_string().replace(':', "-"),
                 vmm_args: vmm::vmm_args(
                     lane.arch,
                     Path::new(crate::l1init::PAYLOAD),

@@ -49,7 +49,8 @@ pub struct Row {
     pub kind: &'static str,
     pub verdict: Verdict,
     pub reason: String,
-    /// `conv.*` name → cell, in catalog order.
+    /// `conv.*` name → cell, in catalog order (a JSON object).
+    #[serde(serialize_with = "ordered_map")]
     pub cells: Vec<(String, Cell)>,
     pub expected_red: Vec<String>,
     pub observed_red: Vec<String>,
@@ -129,7 +130,8 @@ pub struct LaneTable {
     /// The clean run passed, every mutant and test was killed, and the
     /// observed table equals the expected one.
     pub ok: bool,
-    /// Facts of the clean run (`vmm`, `l1`) and times.
+    /// Facts of the clean run (`vmm.*`, `l1.*`; a JSON object).
+    #[serde(serialize_with = "ordered_map")]
     pub facts: Vec<(String, String)>,
     pub wall_ms: u64,
 }
@@ -253,8 +255,16 @@ impl LaneTable {
             );
         }
         s.push_str("  X = red (the test noticed)  . = green  s = skip  - = not reported  ! = not what the expected table says\n");
-        for n in &self.not_applicable {
-            let _ = writeln!(s, "  not run: {}: {}", n.mutant, n.why);
+        let mut reasons: Vec<&str> = self.not_applicable.iter().map(|n| n.why).collect();
+        reasons.dedup();
+        for why in reasons {
+            let which: Vec<&str> = self
+                .not_applicable
+                .iter()
+                .filter(|n| n.why == why)
+                .map(|n| n.mutant.as_str())
+                .collect();
+            let _ = writeln!(s, "  not run: {}: {why}", which.join(", "));
         }
         for (what, list) in [
             ("tests no mutant turned red", &self.unkilled_tests),
@@ -265,7 +275,11 @@ impl LaneTable {
                 let _ = writeln!(s, "  {what}: {}", list.join("; "));
             }
         }
-        if !self.rows.iter().any(|r| r.kind == "clean" && r.verdict == Verdict::Pass) {
+        if !self
+            .rows
+            .iter()
+            .any(|r| r.kind == "clean" && r.verdict == Verdict::Pass)
+        {
             let clean = self.rows.iter().find(|r| r.kind == "clean");
             let _ = writeln!(
                 s,
@@ -284,6 +298,19 @@ impl LaneTable {
         );
         s
     }
+}
+
+/// Pairs as a JSON object, keys in the order given.
+fn ordered_map<S: serde::Serializer, V: Serialize>(
+    pairs: &[(String, V)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
 }
 
 fn name(c: Cell) -> &'static str {
@@ -353,7 +380,7 @@ mod tests {
         // A mutant nobody noticed, where the table expected a kill.
         let silent = Row::new(
             &lane,
-            Mutant::Vmm(VmmFault::Leak),
+            Mutant::Vmm(VmmFault::Deny),
             &tests,
             &log(&[("conv.share_verify", true), ("conv.rejects", true)]),
             &judged(Verdict::Pass),
@@ -362,10 +389,14 @@ mod tests {
         assert!(!silent.matches);
         let t = LaneTable::new(&lane, &tests, vec![clean, silent]);
         assert!(!t.ok);
-        assert_eq!(t.unkilled_mutants, ["vmm:leak"]);
+        assert_eq!(t.unkilled_mutants, ["vmm:deny"]);
         assert_eq!(t.unkilled_tests, tests);
         let text = t.render();
-        assert!(text.contains("mutants no test noticed: vmm:leak"), "{text}");
+        assert!(text.contains("mutants no test noticed: vmm:deny"), "{text}");
+        assert!(
+            text.contains("vmm:deny conv.share_verify: expected red, observed green"),
+            "{text}"
+        );
         assert!(text.contains("FAILED"), "{text}");
     }
 
