@@ -237,7 +237,7 @@ pub fn choose_backend(
             swprot: true,
             why: format!(
                 "{base}; memory: sw-protected (KVM-enforced private memory): FIRST RUN rebuilds \
-                 kvm.ko from Debian's linux-source (downloads ~180 MB, builds ~5 min on 2 cores, \
+                 kvm.ko from Debian's linux-source (downloads ~170 MB, builds ~5 min on 2 cores, \
                  then cached)"
             ),
         },

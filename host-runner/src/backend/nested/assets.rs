@@ -59,6 +59,20 @@ pub fn debian(cache: &Cache, apt: &Apt<'_>, arch: Arch, quiet: bool) -> Result<L
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Error::io("creating cache dir", parent, e))?;
             }
+            if !quiet {
+                // Sizes of the 7.3.4 debs (linux-binary + linux-modules for
+                // amd64; the arm64 kernel is built in, its binary deb only).
+                let (mb, what) = match arch {
+                    Arch::X86_64 => (121, "kernel and KVM modules"),
+                    Arch::Aarch64 => (12, "kernel"),
+                };
+                eprintln!(
+                    "convtest: first nested run for {}: downloading Debian's {release} {what} \
+                     (~{mb} MB, about a minute) into {}; later runs use the cache",
+                    arch.as_str(),
+                    cache.root().display()
+                );
+            }
             fetch_debian(cache, apt, arch, &dir, quiet)?;
         }
     }
