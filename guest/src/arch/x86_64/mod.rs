@@ -5,6 +5,7 @@
 //! parse what the loader handed over, so a malformed boot structure already
 //! reaches the crash path.
 
+mod armed;
 mod cpu;
 mod gdt;
 mod hypercall;

@@ -5,14 +5,13 @@
 //! Single-CPU by design, like `trap.rs`: the statics describe the one read in
 //! flight on the boot CPU.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use super::armed::ArmedSite;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 const RDMSR: [u8; 2] = [0x0f, 0x32];
 
-/// Set just before the `rdmsr`; the #GP handler clears it when it claims the fault.
-static ARMED: AtomicBool = AtomicBool::new(false);
-/// Address of the `rdmsr` about to run, stored by the asm block itself.
-static SITE: AtomicU64 = AtomicU64::new(0);
+/// The `rdmsr` below; the #GP handler steps over it only while armed.
+static RD: ArmedSite = ArmedSite::new(RDMSR);
 /// Set by the #GP handler when it stepped over the armed `rdmsr`.
 static FAULTED: AtomicBool = AtomicBool::new(false);
 
@@ -30,16 +29,16 @@ pub struct MsrFault;
 #[inline(never)]
 pub fn rdmsr_guarded(msr: u32) -> Result<u64, MsrFault> {
     FAULTED.store(false, Ordering::SeqCst);
-    ARMED.store(true, Ordering::SeqCst);
+    RD.arm();
     let (lo, hi): (u32, u32);
-    // SAFETY: stores this asm's own `rdmsr` address into SITE, then executes
-    // it at CPL 0. RDMSR only reads; if the MSR does not exist it raises #GP,
-    // and the #GP handler sees ARMED, finds RIP == SITE and resumes at the
+    // SAFETY: stores this asm's own `rdmsr` address into the site's slot, then
+    // executes it at CPL 0. RDMSR only reads; if the MSR does not exist it
+    // raises #GP, and the #GP handler finds the site armed at RIP and resumes at the
     // next instruction, the end of this block. Only the declared registers
     // change (flags are restored by iretq). The red zone is off on this
     // target, so the exception frame cannot clobber live stack data. No
-    // `nomem`: the block writes SITE, and the compiler must not move the
-    // ARMED/FAULTED accesses across it.
+    // `nomem`: the block writes the slot, and the compiler must not move the
+    // arming/FAULTED accesses across it.
     unsafe {
         core::arch::asm!(
             "lea {site}, [rip + 2f]",
@@ -47,13 +46,13 @@ pub fn rdmsr_guarded(msr: u32) -> Result<u64, MsrFault> {
             "2:",
             "rdmsr",
             site = out(reg) _,
-            slot = in(reg) SITE.as_ptr(),
+            slot = in(reg) RD.slot(),
             in("ecx") msr,
             inout("eax") 0u32 => lo,
             inout("edx") 0u32 => hi,
         );
     }
-    ARMED.store(false, Ordering::SeqCst);
+    RD.disarm();
     if FAULTED.swap(false, Ordering::SeqCst) {
         return Err(MsrFault);
     }
@@ -65,16 +64,9 @@ pub fn rdmsr_guarded(msr: u32) -> Result<u64, MsrFault> {
 pub(super) fn claim_gp(rip: u64, error_code: u64) -> bool {
     // RDMSR of an unimplemented MSR raises #GP(0); a non-zero error code names
     // a selector and comes from something else.
-    if error_code != 0 || !ARMED.load(Ordering::SeqCst) || rip != SITE.load(Ordering::SeqCst) {
+    if error_code != 0 || !RD.claim(rip) {
         return false;
     }
-    // SAFETY: the CPU just fetched an instruction at `rip`, so its first two
-    // bytes are mapped and readable.
-    let bytes = unsafe { core::ptr::read_volatile(rip as *const [u8; 2]) };
-    if bytes != RDMSR {
-        return false;
-    }
-    ARMED.store(false, Ordering::SeqCst);
     FAULTED.store(true, Ordering::SeqCst);
     true
 }
