@@ -175,6 +175,9 @@ pub fn judge(f: &Facts<'_>) -> Judgement {
             log.boots
         ));
     }
+    if let Some(why) = offered_but_unused(log) {
+        return Judgement::fail(why);
+    }
     if let Some(why) = selection_mismatch(log, &plan, expected_boots) {
         return Judgement::fail(why);
     }
@@ -196,6 +199,34 @@ pub fn judge(f: &Facts<'_>) -> Judgement {
             stderr_tail(f.vmm_stderr)
         )),
     }
+}
+
+/// The VMM offered a conversion ABI (it served MAP_GPA_RANGE, or ran a pKVM
+/// protected VM) but the guest found no converter: guest and platform
+/// disagree, and a run that passes while testing nothing is the worst answer.
+fn offered_but_unused(log: &Log) -> Option<String> {
+    if log.header_value("converter") != Some("none") {
+        return None;
+    }
+    let fact = |k: &str| {
+        log.vmm
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let offered = match (fact("map_gpa_range"), fact("vm_type")) {
+        (Some("on"), _) => "served KVM_HC_MAP_GPA_RANGE exits (vmm.map_gpa_range=on)",
+        (_, Some("protected")) => "ran a pKVM protected VM (vmm.vm_type=protected)",
+        _ => return None,
+    };
+    let probe = log
+        .diagnostics
+        .iter()
+        .find_map(|d| d.strip_prefix("probe: "))
+        .unwrap_or("the guest printed no probe finding");
+    Some(format!(
+        "the VMM {offered} but the guest found no converter ({probe}): no conversion was tested"
+    ))
 }
 
 /// Every test the plan selects must be reported exactly once per boot;
@@ -595,6 +626,38 @@ mod tests {
             &format!("{tests} host=off bench=off"),
         );
         assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
+    }
+
+    #[test]
+    fn a_vmm_offering_conversions_to_a_guest_that_found_none_fails() {
+        let text = "# convtest-vmm: arch=x86_64 memory=emulated-private map_gpa_range=on\n\
+            KTAP version 1\n# convtest: arch=x86_64 hypervisor=none converter=none\n\
+            # probe: no hypervisor (CPUID.1:ECX bit 31 clear) offers a conversion ABI\n1..1\n\
+            \x20   # Subtest: conv\n    ok 1 conv.content # SKIP no hypervisor\n\
+            # convtest-done: pass=0 fail=0 skip=1\n";
+        let j = judge_plan(text, "tests=conv.content host=on");
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(
+            j.reason.contains("served KVM_HC_MAP_GPA_RANGE")
+                && j.reason.contains("CPUID.1:ECX bit 31 clear"),
+            "{}",
+            j.reason
+        );
+        let off = text.replace("map_gpa_range=on", "map_gpa_range=off");
+        assert_eq!(
+            judge_plan(&off, "tests=conv.content host=on").verdict,
+            Verdict::Pass
+        );
+        let pvm = "# convtest-vmm: arch=aarch64 vm_type=protected\n".to_string()
+            + &text.replace(
+                "# convtest-vmm: arch=x86_64 memory=emulated-private map_gpa_range=on\n",
+                "",
+            );
+        assert!(
+            judge_plan(&pvm, "tests=conv.content host=on")
+                .reason
+                .contains("pKVM protected VM")
+        );
     }
 
     #[test]

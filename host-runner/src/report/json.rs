@@ -1,7 +1,7 @@
 //! The JSON report: a stable contract (fields are only ever added). Field
 //! names are spelled out here on purpose; tests pin them.
 
-use super::{LaneEvidence, RunRecord};
+use super::{Conversions, LaneEvidence, RunRecord};
 use crate::ktap::{Bench, TestResult};
 use crate::verdict::Verdict;
 use serde::Serialize;
@@ -20,11 +20,15 @@ struct Report<'a> {
     tests: &'a [TestResult],
     /// What the host-checked claims rest on, for the whole run.
     evidence: LaneEvidence,
+    /// Whether any conversion test ran, and if not why.
+    conversions: Conversions,
     bench: &'a [Bench],
     timing: Timing,
     qemu: Qemu<'a>,
     /// convtest's own VMM facts (vmm/nested backends), `{}` otherwise.
     vmm: Facts<'a>,
+    /// The KVM capabilities the own VMM probed (from its `cap.<NAME>=<number>:<value>` facts).
+    caps: Vec<Cap>,
     /// The nested lane's L1 facts, `{}` otherwise.
     l1: Facts<'a>,
     exit_code: Option<i32>,
@@ -42,6 +46,33 @@ impl Serialize for Facts<'_> {
         }
         m.end()
     }
+}
+
+#[derive(Serialize, Debug, PartialEq, Eq)]
+struct Cap {
+    number: u32,
+    name: String,
+    value: i64,
+}
+
+/// `cap.KVM_CAP_EXIT_HYPERCALL=201:0x1000` facts as objects; malformed ones are skipped.
+fn caps(facts: &[(String, String)]) -> Vec<Cap> {
+    facts
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("cap.")?;
+            let (number, value) = v.split_once(':')?;
+            let value = match value.strip_prefix("0x") {
+                Some(hex) => i64::from_str_radix(hex, 16).ok()?,
+                None => value.parse().ok()?,
+            };
+            Some(Cap {
+                number: number.parse().ok()?,
+                name: name.to_string(),
+                value,
+            })
+        })
+        .collect()
 }
 
 /// From the guest's header line; `null` when the guest never printed it.
@@ -84,8 +115,10 @@ pub fn render(r: &RunRecord) -> String {
         },
         tests: &log.tests,
         evidence: LaneEvidence::of(log),
+        conversions: Conversions::of(log),
         bench: &log.bench,
         vmm: Facts(&log.vmm),
+        caps: caps(&log.vmm),
         l1: Facts(&log.l1),
         timing: Timing {
             first_line_ms: r.timing.first_line.map(|d| d.as_millis() as u64),
@@ -122,7 +155,7 @@ mod tests {
     fn field_names_are_the_contract() {
         let text = include_str!("../../tests/fixtures/x86_pvh_pass.ktap").to_string()
             + "# bench: op=share pages=512 iters=200 ns_p50=1 ns_p99=2 cycles_p50=3\n"
-            + "# convtest-vmm: memory=sw-protected content=zero\n# convtest-l1: kernel=7.3.4+deb13-amd64\n";
+            + "# convtest-vmm: memory=sw-protected content=zero cap.KVM_CAP_EXIT_HYPERCALL=201:0x1000 cap.KVM_CAP_VM_TYPES=235:-1\n# convtest-l1: kernel=7.3.4+deb13-amd64\n";
         let v: Value =
             serde_json::from_str(&render(&record(&text, Verdict::Pass, ""))).expect("valid JSON");
         assert_eq!(
@@ -133,6 +166,8 @@ mod tests {
                 "backend",
                 "bench",
                 "boot",
+                "caps",
+                "conversions",
                 "evidence",
                 "exit_code",
                 "guest",
@@ -186,6 +221,13 @@ mod tests {
         );
         assert_eq!(v["bench"][0]["pages"], 512);
         assert_eq!(v["evidence"]["level"], "none");
+        assert_eq!(
+            v["caps"],
+            serde_json::json!([
+                {"number": 201, "name": "KVM_CAP_EXIT_HYPERCALL", "value": 4096},
+                {"number": 235, "name": "KVM_CAP_VM_TYPES", "value": -1}
+            ])
+        );
         assert!(v["tests"][0]["evidence"].is_null());
     }
 

@@ -82,6 +82,30 @@ impl LaneEvidence {
     }
 }
 
+/// Whether any conversion test ran at all (passed or failed), and if not why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Conversions {
+    pub exercised: bool,
+    /// Why none ran: the first `conv.*` SKIP reason, or that none was selected.
+    pub why: Option<String>,
+}
+
+impl Conversions {
+    pub fn of(log: &Log) -> Self {
+        let conv: Vec<_> = log
+            .tests
+            .iter()
+            .filter(|t| t.name.starts_with("conv."))
+            .collect();
+        let exercised = conv.iter().any(|t| t.result != Outcome::Skip);
+        let why = (!exercised).then(|| match conv.first() {
+            Some(t) => t.reason.clone(),
+            None => "the plan selected no conv.* test".to_string(),
+        });
+        Conversions { exercised, why }
+    }
+}
+
 /// Writes `contents` to `path`, naming the path on failure.
 pub fn write_file(path: &std::path::Path, contents: &[u8]) -> Result<(), crate::error::Error> {
     std::fs::write(path, contents).map_err(|e| crate::error::Error::io("writing", path, e))

@@ -1,7 +1,7 @@
 //! What a person reads: one line per test as it arrives, a per-suite table
 //! at the end and the verdict line last.
 
-use super::{LaneEvidence, RunRecord};
+use super::{Conversions, LaneEvidence, RunRecord};
 use crate::ktap::{Outcome, TestResult};
 use convtest_proto::catalog::suite_of;
 use convtest_proto::hostcheck::Evidence;
@@ -128,6 +128,15 @@ pub fn verdict_line(r: &RunRecord) -> String {
     if let Some(e) = evidence_line(&r.log) {
         let _ = write!(s, "\n  {e}");
     }
+    // A pass that tested no conversion must say so on the one line CI shows.
+    if r.log.boots > 0
+        && let Conversions {
+            exercised: false,
+            why: Some(why),
+        } = Conversions::of(&r.log)
+    {
+        let _ = write!(s, "\n  no conversion was exercised: {why}");
+    }
     s
 }
 
@@ -159,7 +168,8 @@ mod tests {
             lines[8],
             "PASS  x86_64 pvh microvm (tcg), 1.23 s, first KTAP line after 0.41 s"
         );
-        assert_eq!(lines.len(), 9);
+        assert!(lines[9].starts_with("  no conversion was exercised: "));
+        assert_eq!(lines.len(), 10);
     }
 
     #[test]
@@ -196,6 +206,17 @@ mod tests {
         assert_eq!(
             test_line(&r.log.tests[1]),
             "  PASS  conv.share_verify  [enforced]"
+        );
+    }
+
+    #[test]
+    fn a_run_without_conversions_says_so() {
+        let line = verdict_line(&sample(GOOD, Verdict::Pass, ""));
+        assert!(
+            line.ends_with(
+                "no conversion was exercised: hypervisor TCGTCGTCGTCG offers no conversion ABI"
+            ),
+            "{line}"
         );
     }
 
