@@ -86,6 +86,10 @@ pub enum Command {
     /// fault, and prints the kill table next to the expected one.
     #[command(after_long_help = MUTANTS_AFTER)]
     Mutants(MutantsArgs),
+    /// Run the default suite on each L1 kernel of the nested lane and print
+    /// one table: kernel × capabilities, memory mode, conv results,
+    /// evidence, conversion cost.
+    Matrix(MatrixArgs),
     /// Internal: convtest's own KVM VMM, one guest, console on stdout. The
     /// `vmm` and `nested` backends start this; run it by hand to debug a VMM
     /// on a KVM host.
@@ -283,6 +287,30 @@ pub struct MutantsArgs {
     pub workspace: Option<PathBuf>,
 
     /// Print only the tables and the verdict line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// L1 kernels (`--l1` names, comma-separated) [default: every kernel
+    /// the nested backend knows for the arch].
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub kernels: Vec<String>,
+
+    /// Guest architecture [default: x86_64].
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+
+    /// Write the table (one object per kernel) here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Seconds each kernel's run may take.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// Print only the table and the verdict line.
     #[arg(long, short)]
     pub quiet: bool,
 }

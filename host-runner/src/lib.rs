@@ -11,6 +11,7 @@ pub mod guest_build;
 pub mod ktap;
 pub mod l1init;
 pub mod list;
+pub mod matrix;
 pub mod mutants;
 pub mod progress;
 pub mod report;

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Run(args) => convtest::run::run(&args),
         Command::Vmm(args) => convtest::vmm::main(&args),
         Command::Mutants(args) => convtest::mutants::main(&args),
+        Command::Matrix(args) => convtest::matrix::main(&args),
         Command::List => {
             print!("{}", convtest::list::render());
             0

@@ -71,7 +71,7 @@ fn machine_name(config: &RunConfig) -> &'static str {
 
 /// Everything from preflight to verdict; errors become an `error` verdict so
 /// the reports are still written.
-fn execute(config: &RunConfig) -> RunRecord {
+pub fn execute(config: &RunConfig) -> RunRecord {
     let mut record = RunRecord {
         arch: config.arch.as_str().into(),
         backend: config.backend.as_str().into(),
