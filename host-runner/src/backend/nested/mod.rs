@@ -18,8 +18,6 @@ mod collect;
 mod initramfs;
 mod l1_qemu;
 mod many;
-#[cfg(test)]
-mod measure;
 mod modules;
 mod runner_build;
 mod split;
