@@ -40,6 +40,8 @@ Lanes (what each one proves):
   --backend nested                      the same VMM inside a Debian L1 under QEMU TCG with real
                                         KVM (x86) or pKVM (arm64); first run downloads the kernel
   --backend nested --l1-swprot          x86 with KVM_SW_PROTECTED_VM: guest_memfd private memory
+  --backend nested --l1 debian-6.12     the same VMM on another Debian kernel (debian-7.3 default,
+                                        debian-6.12, debian-6.1): what KVM offers there
   --arch aarch64 --backend nested --vm-type normal   conv.* SKIP with pKVM's answer
 
 Examples:
@@ -318,8 +320,19 @@ pub struct MatrixArgs {
 /// The L1 (nested) host: kernel, modules and KVM flavour.
 #[derive(Clone, Debug, Default, Args)]
 pub struct L1Options {
-    /// L1 kernel for --backend nested (x86_64: bzImage, aarch64: Image)
-    /// [default: Debian's 7.3.4+deb13 kernel, downloaded once into the cache].
+    /// Debian kernel the nested L1 boots (x86_64 or aarch64), downloaded
+    /// once into the cache [default: debian-7.3].
+    #[arg(
+        long = "l1",
+        value_enum,
+        value_name = "NAME",
+        conflicts_with = "l1_kernel"
+    )]
+    pub l1_name: Option<L1Name>,
+
+    /// Your own L1 kernel for --backend nested instead of a Debian one
+    /// (x86_64: a bzImage; aarch64: an Image, a gzip'd Image or an EFI zboot
+    /// image), checked before anything is built.
     #[arg(long, value_name = "PATH")]
     pub l1_kernel: Option<PathBuf>,
 
@@ -328,11 +341,49 @@ pub struct L1Options {
     #[arg(long, value_name = "DIR", requires = "l1_kernel")]
     pub l1_modules: Option<PathBuf>,
 
-    /// x86_64: load a kvm.ko rebuilt from Debian's linux-source with
-    /// KVM_SW_PROTECTED_VM=y (built once, ~5 min on 2 cores, then cached), so the VMM
-    /// runs the guest in real private memory.
+    /// x86_64, --l1 debian-7.3 only: load a kvm.ko rebuilt from Debian's
+    /// linux-source-7.3 with KVM_SW_PROTECTED_VM=y (built once, ~5 min on 2
+    /// cores, then cached), so the VMM runs the guest in real private memory.
     #[arg(long)]
     pub l1_swprot: bool,
+}
+
+impl L1Options {
+    /// The Debian kernel asked for, or the default one.
+    pub fn debian(&self) -> L1Name {
+        self.l1_name.unwrap_or_default()
+    }
+}
+
+/// A Debian kernel the nested L1 can boot (`--l1`); what each one is
+/// (suite, packages, release) is `backend::nested::KNOWN_L1`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum)]
+pub enum L1Name {
+    /// 7.3.4+deb13 (trixie-backports; amd64 ~121 MB): guest_memfd; arm64
+    /// protected VMs; the only one with --l1-swprot.
+    #[default]
+    #[value(name = "debian-7.3")]
+    Debian73,
+    /// 6.12.117+deb12 (bookworm-security; amd64 ~107 MB): no guest_memfd on a
+    /// default VM; arm64 runs pKVM but has no protected VM type.
+    #[value(name = "debian-6.12")]
+    Debian612,
+    /// 6.1.0-57, Debian 12's own (bookworm-security; amd64 ~71 MB): no guest_memfd
+    /// and no KVM_SET_USER_MEMORY_REGION2.
+    #[value(name = "debian-6.1")]
+    Debian61,
+}
+
+impl L1Name {
+    pub const ALL: [L1Name; 3] = [L1Name::Debian73, L1Name::Debian612, L1Name::Debian61];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            L1Name::Debian73 => "debian-7.3",
+            L1Name::Debian612 => "debian-6.12",
+            L1Name::Debian61 => "debian-6.1",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -734,6 +785,29 @@ mod tests {
                 "CLI name of {f:?}"
             );
         }
+    }
+
+    #[test]
+    fn l1_names_parse_and_conflict_with_an_own_kernel() {
+        let run = |extra: &[&str]| {
+            let mut argv = vec!["convtest", "run", "--backend", "nested"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Run(r) => r.l1,
+                _ => panic!("not run"),
+            })
+        };
+        assert_eq!(run(&[]).expect("default").debian(), L1Name::Debian73);
+        for name in L1Name::ALL {
+            let l1 = run(&["--l1", name.as_str()]).expect("known name");
+            assert_eq!((l1.l1_name, l1.debian()), (Some(name), name));
+        }
+        assert!(run(&["--l1", "debian-5.10"]).is_err());
+        let e = run(&["--l1", "debian-6.1", "--l1-kernel", "/boot/vmlinuz"]).expect_err("both");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        // --l1-swprot with --l1 parses; which kernels have the recipe is
+        // the nested backend's usage error.
+        assert!(run(&["--l1", "debian-6.12", "--l1-swprot"]).is_ok());
     }
 
     #[test]

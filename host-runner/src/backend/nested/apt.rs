@@ -5,6 +5,7 @@
 //! A .deb already in the cache is used without any network access.
 
 use super::cache::{self, Cache};
+use super::kernels;
 use crate::error::{Error, shell_line};
 use crate::step;
 use std::cell::RefCell;
@@ -12,8 +13,21 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The one suite the L1 kernels come from.
-pub const SOURCES: &str = "deb http://deb.debian.org/debian trixie-backports main\n";
+/// The private sources list: every suite the kernel table names.
+pub fn sources() -> String {
+    kernels::suites()
+        .iter()
+        .map(|s| format!("deb {} {} main\n", s.url, s.name))
+        .collect()
+}
+
+/// The state directory's name, one per set of suites: convtest builds that
+/// read different suites share the cache without each `apt-get update`
+/// dropping the others' lists.
+fn state_name() -> String {
+    let names: Vec<&str> = kernels::suites().iter().map(|s| s.name).collect();
+    format!("apt-{}", names.join("+"))
+}
 
 pub struct Apt<'a> {
     cache: &'a Cache,
@@ -36,15 +50,16 @@ impl<'a> Apt<'a> {
     }
 
     fn state(&self) -> Result<PathBuf, Error> {
-        let state = self.cache.dir("apt")?;
+        let state = self.cache.dir(&state_name())?;
         for sub in ["lists/partial", "cache"] {
             let d = state.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| Error::io("creating", &d, e))?;
         }
         let list = state.join("sources.list");
         let current = std::fs::read_to_string(&list).unwrap_or_default();
-        if current != SOURCES {
-            std::fs::write(&list, SOURCES).map_err(|e| Error::io("writing", &list, e))?;
+        let wanted = sources();
+        if current != wanted {
+            std::fs::write(&list, wanted).map_err(|e| Error::io("writing", &list, e))?;
         }
         Ok(state)
     }
@@ -116,11 +131,12 @@ impl<'a> Apt<'a> {
     }
 
     fn update(&self, state: &Path) -> Result<(), Error> {
+        let names: Vec<&str> = kernels::suites().iter().map(|s| s.name).collect();
         self.run(
             state,
             &["-q", "update"],
             state,
-            "apt-get update (private state: trixie-backports)",
+            &format!("apt-get update (private state: {})", names.join(", ")),
         )
     }
 
@@ -155,14 +171,30 @@ fn has_lists(lists: &Path) -> bool {
     })
 }
 
-/// Unpacks a .deb's files into `dir` (`dpkg-deb -x`).
-pub fn unpack(deb: &Path, dir: &Path, quiet: bool) -> Result<(), Error> {
-    let mut cmd = Command::new("dpkg-deb");
-    cmd.arg("-x").arg(deb).arg(dir);
-    let call = shell_line(
-        OsString::from("dpkg-deb"),
-        ["-x".into(), deb.into(), dir.into()],
-    );
+/// Pipes the .deb's file tree through tar, keeping only the members named.
+const EXTRACT: &str = r#"set -euo pipefail
+deb=$1 dir=$2
+shift 2
+dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir" --wildcards "$@"
+"#;
+
+/// Extracts the files of `deb` matching `members` (tar patterns, `./…`)
+/// into `dir`: a kernel .deb holds 100–400 MB of which a few MB are
+/// wanted. A pattern that matches nothing fails the step (tar: "Not found
+/// in archive").
+pub fn extract(deb: &Path, dir: &Path, members: &[String], quiet: bool) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    let mut args: Vec<OsString> = vec![
+        "-c".into(),
+        EXTRACT.into(),
+        "convtest-extract".into(),
+        deb.into(),
+        dir.into(),
+    ];
+    args.extend(members.iter().map(OsString::from));
+    let call = shell_line(OsString::from("bash"), args.clone());
+    let mut cmd = Command::new("bash");
+    cmd.args(&args);
     let name = deb.file_name().unwrap_or_default().to_string_lossy();
     step::run(cmd, &call, &format!("unpacking {name}"), quiet).map(drop)
 }
@@ -183,6 +215,55 @@ mod tests {
         let deb = apt.deb("linux-binary-x:arm64").expect("from the cache");
         assert_eq!(deb, debs.join("linux-binary-x_arm64.deb"));
         assert!(matches!(apt.deb("other"), Err(Error::Spawn { .. })));
+    }
+
+    #[test]
+    fn sources_name_every_suite_of_the_table() {
+        assert_eq!(
+            sources(),
+            "deb http://deb.debian.org/debian trixie-backports main\n\
+             deb http://deb.debian.org/debian-security bookworm-security main\n"
+        );
+        assert_eq!(state_name(), "apt-trixie-backports+bookworm-security");
+    }
+
+    #[test]
+    fn extract_takes_only_the_members_named() {
+        if debian_tools_missing() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("boot")).expect("mkdir");
+        std::fs::create_dir_all(root.join("DEBIAN")).expect("mkdir");
+        std::fs::write(root.join("boot/vmlinuz-1"), b"k").expect("k");
+        std::fs::write(root.join("boot/other"), b"o").expect("o");
+        std::fs::write(
+            root.join("DEBIAN/control"),
+            "Package: t\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n",
+        )
+        .expect("control");
+        let deb = tmp.path().join("t.deb");
+        let built = Command::new("dpkg-deb")
+            .args(["-Zgzip", "--build"])
+            .arg(&root)
+            .arg(&deb)
+            .output()
+            .expect("dpkg-deb");
+        assert!(built.status.success(), "{built:?}");
+        let out = tmp.path().join("out");
+        extract(&deb, &out, &["./boot/vmlinuz-*".into()], true).expect("extract");
+        assert!(out.join("boot/vmlinuz-1").is_file());
+        assert!(!out.join("boot/other").exists());
+        let err = extract(&deb, &out, &["./lib/none".into()], true).expect_err("missing");
+        assert!(err.to_string().contains("Not found in archive"), "{err}");
+    }
+
+    /// dpkg-deb and tar are on every Debian host; elsewhere skip.
+    fn debian_tools_missing() -> bool {
+        ["dpkg-deb", "tar", "bash"]
+            .iter()
+            .any(|t| crate::backend::qemu::find_in_path(t).is_none())
     }
 
     #[test]

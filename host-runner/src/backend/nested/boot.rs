@@ -5,10 +5,10 @@
 //!
 //! Everything before QEMU starts is outside the timeout.
 
+use super::choice::{self, L1Choice};
 use super::many::InnerRun;
 use super::{apt, assets, cache, initramfs, l1_qemu, runner_build, swprot};
 use crate::backend::{BootSpec, process, qemu};
-use crate::cli::Arch;
 use crate::error::{Error, shell_line};
 use std::path::Path;
 use std::process::Command;
@@ -81,52 +81,50 @@ struct L1 {
 }
 
 fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error> {
-    let opts = spec.l1;
-    if opts.l1_swprot && opts.l1_kernel.is_some() {
-        return Err(Error::Usage(
-            "--l1-swprot rebuilds kvm.ko for Debian's L1 kernel; it cannot be combined with --l1-kernel".into(),
-        ));
-    }
-    if opts.l1_swprot && spec.arch != Arch::X86_64 {
-        return Err(Error::Usage(
-            "--l1-swprot is x86_64 only; arm64 protection comes from pKVM".into(),
-        ));
-    }
-    if let Some(kernel) = &opts.l1_kernel {
-        return Ok(L1 {
-            kernel: assets::user(kernel, opts.l1_modules.as_deref(), work)?,
-            kvm: "stock",
-            origin: "from --l1-kernel".into(),
-        });
-    }
+    let (known, swprot) = match choice::choose(spec.arch, spec.l1)? {
+        L1Choice::User { kernel, modules } => {
+            let kernel = assets::user(kernel, modules, spec.arch, work)?;
+            let origin = match &kernel.release {
+                Some(r) => format!("from --l1-kernel ({r})"),
+                None => "from --l1-kernel".into(),
+            };
+            return Ok(L1 {
+                kernel,
+                kvm: "stock",
+                origin,
+            });
+        }
+        L1Choice::Debian { known, swprot } => (known, swprot),
+    };
     let cache = cache::Cache::locate()?;
     let apt = apt::Apt::new(&cache, quiet);
-    let mut kernel = assets::debian(&cache, &apt, spec.arch, quiet)?;
-    let kvm = if opts.l1_swprot {
+    let mut kernel = assets::debian(&cache, &apt, known, spec.arch, quiet)?;
+    let kvm = if swprot {
         let ko = swprot::kvm_ko(&cache, &apt, quiet)?;
         let slot = kernel
             .modules
             .iter_mut()
             .find(|m| m.name == "kvm")
             .ok_or_else(|| Error::MissingOutput {
-                path: assets::unpacked_dir(&cache, spec.arch).join("modules/kvm.ko"),
+                path: assets::unpacked_dir(&cache, known, spec.arch).join("modules/kvm.ko"),
             })?;
         slot.path = ko;
         "swprot"
     } else {
         "stock"
     };
+    let release = known.release(spec.arch);
     let downloaded = apt.downloaded.borrow();
     let origin = if downloaded.is_empty() {
         format!(
-            "Debian {} from the cache {} (no download)",
-            assets::debian_release(spec.arch),
+            "Debian {release} (--l1 {}) from the cache {} (no download)",
+            known.name.as_str(),
             cache.root().display()
         )
     } else {
         format!(
-            "Debian {} (downloaded {} into {})",
-            assets::debian_release(spec.arch),
+            "Debian {release} (--l1 {}; downloaded {} into {})",
+            known.name.as_str(),
             downloaded.join(", "),
             cache.root().display()
         )

@@ -2,8 +2,10 @@
 //! AMD SVM; arm64: pKVM at EL2), whose /init is convtest itself (l1init.rs)
 //! running its own VMM on the guest, once per inner run.
 //!
-//! Before QEMU starts (not under `--timeout`): the L1 kernel and modules
-//! (Debian's, cached; assets.rs), the swprot kvm.ko if asked (swprot.rs),
+//! Before QEMU starts (not under `--timeout`): which L1 kernel (choice.rs:
+//! one of Debian's of the table in kernels.rs, or `--l1-kernel`, its header
+//! checked in kernel_image.rs), its kernel and modules (cached; assets.rs),
+//! the swprot kvm.ko if asked (swprot.rs),
 //! convtest built static for the L1 (runner_build.rs), and the initramfs
 //! holding all of it plus the guest and the run list (initramfs.rs; boot.rs
 //! does all of it). `convtest run` is one inner run whose console goes to
@@ -14,8 +16,11 @@ mod apt;
 mod assets;
 mod boot;
 mod cache;
+mod choice;
 mod collect;
 mod initramfs;
+mod kernel_image;
+mod kernels;
 mod l1_qemu;
 mod many;
 mod modules;
@@ -28,6 +33,15 @@ pub use many::{
     InnerRun, L1Ended, ManyOutput, RUN_SLACK, RunOutput, limit_secs, outer_timeout, run_many,
 };
 pub use split::Part;
+
+/// The Debian kernels `--l1` names, for code that iterates them (a
+/// `convtest matrix`): name, arches, `release(arch)` = the L1's `uname -r`.
+pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, Layout, Suite, known};
+
+/// Checks `--l1`, `--l1-kernel` (its header) and `--l1-swprot` against the
+/// arch without fetching or building anything: callers that build the
+/// guest first call it before (a nested boot checks again).
+pub use choice::check as check_l1_options;
 
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, qemu};
 use crate::cli::{Arch, BackendKind, Boot};

@@ -48,10 +48,22 @@ pub fn decompress_to(src: &Path, dest: &Path) -> Result<(), Error> {
     }
 }
 
-/// The `depends=` list in a module's .modinfo (a NUL-separated string table).
-pub fn depends(ko: &[u8]) -> Vec<String> {
+/// One `key=value` of a module's .modinfo (a NUL-separated string table).
+fn modinfo<'a>(ko: &'a [u8], key: &str) -> Option<&'a [u8]> {
     ko.split(|&b| b == 0)
-        .find_map(|field| field.strip_prefix(b"depends="))
+        .find_map(|field| field.strip_prefix(key.as_bytes())?.strip_prefix(b"="))
+}
+
+/// The kernel release a module was built for: the first word of its
+/// `vermagic=` (`6.1.0-57-amd64 SMP preempt mod_unload modversions`).
+pub fn release(ko: &[u8]) -> Option<String> {
+    let magic = String::from_utf8_lossy(modinfo(ko, "vermagic")?).into_owned();
+    magic.split_whitespace().next().map(str::to_string)
+}
+
+/// The `depends=` list in a module's .modinfo.
+pub fn depends(ko: &[u8]) -> Vec<String> {
+    modinfo(ko, "depends")
         .map(|list| {
             String::from_utf8_lossy(list)
                 .split(',')
@@ -106,6 +118,45 @@ pub fn prepare(files: &[PathBuf], into: &Path) -> Result<Vec<Module>, Error> {
         mods.push(read(&dest)?);
     }
     order(mods)
+}
+
+/// Checks that the modules, as a set, load into the kernel `release`
+/// (when known): each was built for it (the kernel refuses others with
+/// ENOEXEC, after a whole L1 boot) and, with `closed`, each depends only on
+/// modules of the set (a distribution kernel's table must list them all).
+pub fn verify(mods: &[Module], release: Option<&str>, closed: bool) -> Result<(), Error> {
+    for m in mods {
+        let bytes = std::fs::read(&m.path).map_err(|e| Error::io("reading", &m.path, e))?;
+        let built_for = self::release(&bytes);
+        if let Some(want) = release
+            && built_for.as_deref() != Some(want)
+        {
+            return Err(Error::Usage(format!(
+                "module {} was built for kernel {} but the L1 kernel is {want} ({})",
+                m.name,
+                built_for.as_deref().unwrap_or("(no vermagic)"),
+                m.path.display()
+            )));
+        }
+        if !closed {
+            continue;
+        }
+        if let Some(dep) = depends(&bytes)
+            .into_iter()
+            .find(|d| !mods.iter().any(|o| &o.name == d))
+        {
+            return Err(Error::Usage(format!(
+                "module {} depends on {dep}, which is not among the modules fetched ({}); \
+                 add it to the kernel's entry in backend/nested/kernels.rs",
+                m.name,
+                mods.iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A plain .ko in place, with its dependencies.
@@ -178,6 +229,48 @@ mod tests {
         assert!(depends(b"\0depends=\0").is_empty());
         assert!(depends(b"no modinfo").is_empty());
         assert_eq!(depends(b"\0depends=kvm_amd\0"), ["kvm-amd"]);
+    }
+
+    #[test]
+    fn release_from_vermagic() {
+        let ko = b"\0name=kvm\0vermagic=6.1.0-57-amd64 SMP preempt mod_unload modversions \0";
+        assert_eq!(release(ko).as_deref(), Some("6.1.0-57-amd64"));
+        assert_eq!(release(b"\0vermagic=\0"), None);
+        assert_eq!(release(b"no modinfo"), None);
+        // A key that only starts like another is not it.
+        assert!(depends(b"\0dependsx=kvm\0").is_empty());
+    }
+
+    #[test]
+    fn verify_checks_release_and_closure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let module = |name: &str, info: &str| {
+            let path = dir.path().join(format!("{name}.ko"));
+            std::fs::write(&path, format!("\0{info}\0")).expect("write");
+            Module {
+                name: name.into(),
+                path,
+            }
+        };
+        let irq = module("irqbypass", "depends=\0vermagic=6.12.117+deb12-amd64 SMP");
+        let kvm = module(
+            "kvm",
+            "depends=irqbypass\0vermagic=6.12.117+deb12-amd64 SMP",
+        );
+        let set = [irq.clone(), kvm.clone()];
+        assert!(verify(&set, Some("6.12.117+deb12-amd64"), true).is_ok());
+        let e = verify(&set, Some("6.1.0-57-amd64"), true).expect_err("release");
+        assert!(
+            e.to_string()
+                .contains("irqbypass was built for kernel 6.12.117+deb12-amd64 but the L1 kernel is 6.1.0-57-amd64"),
+            "{e}"
+        );
+        let e = verify(std::slice::from_ref(&kvm), None, true).expect_err("open set");
+        assert!(e.to_string().contains("kvm depends on irqbypass"), "{e}");
+        assert!(
+            verify(&[kvm], None, false).is_ok(),
+            "user sets may rely on built-ins"
+        );
     }
 
     #[test]

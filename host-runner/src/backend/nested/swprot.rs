@@ -13,9 +13,9 @@
 //! the 2 GB tree is deleted afterwards.
 
 use super::apt::Apt;
-use super::assets::{DEBIAN_ABI, debian_release};
 use super::cache::{self, Cache};
-use crate::cli::Arch;
+use super::kernels::{KnownL1, known};
+use crate::cli::{Arch, L1Name};
 use crate::error::Error;
 use crate::step;
 use std::ffi::OsString;
@@ -71,19 +71,30 @@ make -s -j"$JOBS" KERNELRELEASE="$REL" M=arch/x86/kvm modules
 strip --strip-debug -o "$OUT" arch/x86/kvm/kvm.ko
 "#;
 
+/// The one kernel this recipe is for (kernels.rs marks it `swprot`).
+fn kernel() -> &'static KnownL1 {
+    known(L1Name::Debian73)
+}
+
+fn debian_release() -> String {
+    kernel().release(Arch::X86_64)
+}
+
 /// `7.3` of `7.3.4+deb13`: the linux-source package's version.
 fn source_version() -> String {
-    DEBIAN_ABI.split('.').take(2).collect::<Vec<_>>().join(".")
+    kernel()
+        .abi
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn cached_path(cache: &Cache) -> PathBuf {
     cache
         .root()
         .join("swprot")
-        .join(format!(
-            "{}-r{RECIPE_VERSION}",
-            debian_release(Arch::X86_64)
-        ))
+        .join(format!("{}-r{RECIPE_VERSION}", debian_release()))
         .join("kvm.ko")
 }
 
@@ -130,7 +141,7 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
     if let Some(ko) = cached(cache) {
         return Ok(ko);
     }
-    let release = debian_release(Arch::X86_64);
+    let release = debian_release();
     let src = apt.deb(&format!("linux-source-{}", source_version()))?;
     let hdr = apt.deb(&format!("linux-headers-{release}:amd64"))?;
     clear_stale_trees(cache)?;

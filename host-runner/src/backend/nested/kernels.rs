@@ -1,0 +1,339 @@
+//! The Debian kernels `--l1` can boot, pinned in one table: which suite has
+//! them, which packages carry the kernel and the KVM modules, what the L1's
+//! `uname -r` prints. Names, packages and sizes were read with `apt-cache`
+//! against the private apt state (apt.rs); when Debian moves a kernel on
+//! (bookworm-security keeps only its newest build), `apt-get download`
+//! fails naming the package and this table needs the new ABI name.
+
+use crate::cli::{Arch, L1Name};
+
+/// A Debian suite the private sources list reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suite {
+    pub name: &'static str,
+    pub url: &'static str,
+}
+
+pub const TRIXIE_BACKPORTS: Suite = Suite {
+    name: "trixie-backports",
+    url: "http://deb.debian.org/debian",
+};
+pub const BOOKWORM_SECURITY: Suite = Suite {
+    name: "bookworm-security",
+    url: "http://deb.debian.org/debian-security",
+};
+
+/// How Debian packages a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// 7.x: `linux-image-<rel>` is a meta package; `linux-binary-<rel>` has
+    /// `usr/lib/modules/<rel>/vmlinuz`, `linux-modules-<rel>` the modules
+    /// under `usr/lib/modules/<rel>/kernel/`.
+    Split,
+    /// 6.x: one `linux-image-<rel>-unsigned` with `boot/vmlinuz-<rel>` and
+    /// `lib/modules/<rel>/kernel/` (the signed `linux-image-<rel>` has the
+    /// same files, signed).
+    Classic,
+}
+
+/// The modules x86 /dev/kvm needs under TCG's emulated AMD CPU, without
+/// the `.ko` / `.ko.xz` suffix (6.1 ships plain .ko, later ones .ko.xz).
+/// Their `depends=` close over this set in all three kernels (irqbypass ←
+/// kvm; kvm, ccp ← kvm-amd); `hw_random` is built in, so ccp needs no
+/// rng-core. The fetch checks the closure again.
+pub const AMD64_KVM_MODULES: [&str; 4] = [
+    "kernel/virt/lib/irqbypass",
+    "kernel/arch/x86/kvm/kvm",
+    "kernel/drivers/crypto/ccp/ccp",
+    "kernel/arch/x86/kvm/kvm-amd",
+];
+
+/// One arch of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchBuild {
+    pub arch: Arch,
+    /// What the first fetch downloads, in MB (the .debs, for the message).
+    pub download_mb: u32,
+    /// Modules to load, in the kernel's tree (arm64 builds KVM in).
+    pub modules: &'static [&'static str],
+}
+
+/// A Debian kernel the L1 can boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownL1 {
+    pub name: L1Name,
+    /// Debian's kernel ABI name; the release is `<abi>-<debian arch>`.
+    pub abi: &'static str,
+    pub suite: Suite,
+    pub layout: Layout,
+    pub arches: &'static [ArchBuild],
+    /// `--l1-swprot` has a kvm.ko rebuild recipe for this kernel.
+    pub swprot: bool,
+}
+
+/// Every kernel `--l1` names, the default first. Package versions when
+/// pinned: 7.3.4-1~bpo13+1, 6.12.117-1~deb12u1, 6.1.192-3.
+pub const KNOWN_L1: [KnownL1; 3] = [
+    KnownL1 {
+        name: L1Name::Debian73,
+        abi: "7.3.4+deb13",
+        suite: TRIXIE_BACKPORTS,
+        layout: Layout::Split,
+        arches: &[
+            // linux-binary 14.1 MB + linux-modules 106.9 MB.
+            ArchBuild {
+                arch: Arch::X86_64,
+                download_mb: 121,
+                modules: &AMD64_KVM_MODULES,
+            },
+            // linux-binary only (12.2 MB).
+            ArchBuild {
+                arch: Arch::Aarch64,
+                download_mb: 12,
+                modules: &[],
+            },
+        ],
+        swprot: true,
+    },
+    KnownL1 {
+        name: L1Name::Debian612,
+        abi: "6.12.117+deb12",
+        suite: BOOKWORM_SECURITY,
+        layout: Layout::Classic,
+        arches: &[
+            ArchBuild {
+                arch: Arch::X86_64,
+                download_mb: 107,
+                modules: &AMD64_KVM_MODULES,
+            },
+            ArchBuild {
+                arch: Arch::Aarch64,
+                download_mb: 93,
+                modules: &[],
+            },
+        ],
+        swprot: false,
+    },
+    KnownL1 {
+        name: L1Name::Debian61,
+        abi: "6.1.0-57",
+        suite: BOOKWORM_SECURITY,
+        layout: Layout::Classic,
+        arches: &[
+            ArchBuild {
+                arch: Arch::X86_64,
+                download_mb: 71,
+                modules: &AMD64_KVM_MODULES,
+            },
+            ArchBuild {
+                arch: Arch::Aarch64,
+                download_mb: 60,
+                modules: &[],
+            },
+        ],
+        swprot: false,
+    },
+];
+
+/// The table entry of `name` (every name has one: a test pins it).
+pub fn known(name: L1Name) -> &'static KnownL1 {
+    KNOWN_L1
+        .iter()
+        .find(|k| k.name == name)
+        .unwrap_or(&KNOWN_L1[0])
+}
+
+pub fn deb_arch(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "amd64",
+        Arch::Aarch64 => "arm64",
+    }
+}
+
+/// One .deb to fetch and the files to take out of it (tar patterns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebPart {
+    /// `name:arch`, as `apt-get download` takes it.
+    pub package: String,
+    pub members: Vec<String>,
+}
+
+impl KnownL1 {
+    /// This kernel on `arch`, if Debian builds it there.
+    pub fn build(&self, arch: Arch) -> Option<&'static ArchBuild> {
+        self.arches.iter().find(|b| b.arch == arch)
+    }
+
+    pub fn supports(&self, arch: Arch) -> bool {
+        self.build(arch).is_some()
+    }
+
+    /// `6.12.117+deb12-amd64`: what `uname -r` prints in the L1, the
+    /// package name suffix and the cache directory's name.
+    pub fn release(&self, arch: Arch) -> String {
+        format!("{}-{}", self.abi, deb_arch(arch))
+    }
+
+    /// Where the kernel is inside the unpacked packages.
+    pub fn kernel_path(&self, arch: Arch) -> String {
+        let rel = self.release(arch);
+        match self.layout {
+            Layout::Split => format!("usr/lib/modules/{rel}/vmlinuz"),
+            Layout::Classic => format!("boot/vmlinuz-{rel}"),
+        }
+    }
+
+    /// The module tree inside the unpacked packages.
+    pub fn modules_root(&self, arch: Arch) -> String {
+        let rel = self.release(arch);
+        match self.layout {
+            Layout::Split => format!("usr/lib/modules/{rel}"),
+            Layout::Classic => format!("lib/modules/{rel}"),
+        }
+    }
+
+    /// The .debs of `arch` and what to extract from each.
+    pub fn debs(&self, arch: Arch) -> Vec<DebPart> {
+        let rel = self.release(arch);
+        let darch = deb_arch(arch);
+        // Debian's data.tar names every member `./…`.
+        let kernel = vec![format!("./{}", self.kernel_path(arch))];
+        let root = self.modules_root(arch);
+        let modules: Vec<String> = self
+            .build(arch)
+            .map(|b| b.modules)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| format!("./{root}/{m}.ko*"))
+            .collect();
+        match self.layout {
+            Layout::Split => {
+                let mut parts = vec![DebPart {
+                    package: format!("linux-binary-{rel}:{darch}"),
+                    members: kernel,
+                }];
+                if !modules.is_empty() {
+                    parts.push(DebPart {
+                        package: format!("linux-modules-{rel}:{darch}"),
+                        members: modules,
+                    });
+                }
+                parts
+            }
+            Layout::Classic => vec![DebPart {
+                package: format!("linux-image-{rel}-unsigned:{darch}"),
+                members: kernel.into_iter().chain(modules).collect(),
+            }],
+        }
+    }
+}
+
+/// The suites the private sources list reads: every one the table names.
+pub fn suites() -> Vec<Suite> {
+    let mut out: Vec<Suite> = Vec::new();
+    for k in &KNOWN_L1 {
+        if !out.contains(&k.suite) {
+            out.push(k.suite);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_name_has_one_entry_named_like_the_cli() {
+        assert_eq!(KNOWN_L1.len(), L1Name::ALL.len());
+        for name in L1Name::ALL {
+            assert_eq!(KNOWN_L1.iter().filter(|k| k.name == name).count(), 1);
+            assert_eq!(known(name).name, name);
+            let clap_name = name.to_possible_value().expect("visible");
+            assert_eq!(clap_name.get_name(), name.as_str());
+        }
+        assert_eq!(known(L1Name::default()).name, L1Name::Debian73);
+        assert_eq!(KNOWN_L1[0].name, L1Name::default(), "default first");
+    }
+
+    #[test]
+    fn releases_are_what_uname_prints() {
+        let rel = |n, a| known(n).release(a);
+        assert_eq!(rel(L1Name::Debian73, Arch::X86_64), "7.3.4+deb13-amd64");
+        assert_eq!(rel(L1Name::Debian73, Arch::Aarch64), "7.3.4+deb13-arm64");
+        assert_eq!(rel(L1Name::Debian612, Arch::X86_64), "6.12.117+deb12-amd64");
+        assert_eq!(rel(L1Name::Debian61, Arch::Aarch64), "6.1.0-57-arm64");
+    }
+
+    #[test]
+    fn every_kernel_runs_on_both_arches_and_only_7_3_has_swprot() {
+        for k in &KNOWN_L1 {
+            assert!(k.supports(Arch::X86_64) && k.supports(Arch::Aarch64));
+            let x86 = k.build(Arch::X86_64).expect("x86");
+            assert_eq!(x86.modules, AMD64_KVM_MODULES, "{:?}", k.name);
+            assert!(k.build(Arch::Aarch64).expect("arm").modules.is_empty());
+            assert_eq!(k.swprot, k.name == L1Name::Debian73);
+        }
+    }
+
+    #[test]
+    fn split_layout_takes_two_debs() {
+        let parts = known(L1Name::Debian73).debs(Arch::X86_64);
+        assert_eq!(
+            parts[0],
+            DebPart {
+                package: "linux-binary-7.3.4+deb13-amd64:amd64".into(),
+                members: vec!["./usr/lib/modules/7.3.4+deb13-amd64/vmlinuz".into()],
+            }
+        );
+        assert_eq!(parts[1].package, "linux-modules-7.3.4+deb13-amd64:amd64");
+        assert_eq!(
+            parts[1].members[1],
+            "./usr/lib/modules/7.3.4+deb13-amd64/kernel/arch/x86/kvm/kvm.ko*"
+        );
+        assert_eq!(parts.len(), 2);
+        // arm64: KVM is built in, the binary deb is all.
+        let arm = known(L1Name::Debian73).debs(Arch::Aarch64);
+        assert_eq!(arm.len(), 1);
+        assert_eq!(arm[0].package, "linux-binary-7.3.4+deb13-arm64:arm64");
+    }
+
+    #[test]
+    fn classic_layout_takes_one_deb() {
+        let k = known(L1Name::Debian612);
+        let parts = k.debs(Arch::X86_64);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(
+            parts[0].package,
+            "linux-image-6.12.117+deb12-amd64-unsigned:amd64"
+        );
+        assert_eq!(
+            parts[0].members,
+            [
+                "./boot/vmlinuz-6.12.117+deb12-amd64",
+                "./lib/modules/6.12.117+deb12-amd64/kernel/virt/lib/irqbypass.ko*",
+                "./lib/modules/6.12.117+deb12-amd64/kernel/arch/x86/kvm/kvm.ko*",
+                "./lib/modules/6.12.117+deb12-amd64/kernel/drivers/crypto/ccp/ccp.ko*",
+                "./lib/modules/6.12.117+deb12-amd64/kernel/arch/x86/kvm/kvm-amd.ko*",
+            ]
+        );
+        let arm = known(L1Name::Debian61).debs(Arch::Aarch64);
+        assert_eq!(
+            arm,
+            [DebPart {
+                package: "linux-image-6.1.0-57-arm64-unsigned:arm64".into(),
+                members: vec!["./boot/vmlinuz-6.1.0-57-arm64".into()],
+            }]
+        );
+        assert_eq!(
+            k.modules_root(Arch::X86_64),
+            "lib/modules/6.12.117+deb12-amd64"
+        );
+    }
+
+    #[test]
+    fn suites_are_the_tables_once_each() {
+        assert_eq!(suites(), [TRIXIE_BACKPORTS, BOOKWORM_SECURITY]);
+    }
+}
