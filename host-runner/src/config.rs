@@ -197,7 +197,8 @@ pub fn choose_backend(
     }
     let native_kvm = accel::choose(crate::cli::AccelArg::Auto, arch, host)
         .is_ok_and(|c| c.accel == accel::Accel::Kvm);
-    if native_kvm && args.l1.l1_kernel.is_none() && !args.l1.l1_swprot {
+    let l1_asked = args.l1.l1_kernel.is_some() || args.l1.l1_swprot || args.l1.l1_name.is_some();
+    if native_kvm && !l1_asked {
         return keep(
             BackendKind::Vmm,
             "auto: this host's /dev/kvm is hardware KVM, so convtest's own VMM runs the guest on it",
@@ -221,8 +222,18 @@ pub fn choose_backend(
             &format!("{base}; arm64: pKVM protected VM (the strongest arm64 mode)"),
         );
     }
+    let recipe = crate::backend::nested::known(args.l1.debian()).swprot;
     if args.l1.l1_swprot || args.l1.l1_kernel.is_some() {
         return keep(BackendKind::Nested, &base);
+    }
+    if !recipe {
+        return keep(
+            BackendKind::Nested,
+            &format!(
+                "{base}; memory: the strongest mode this L1 kernel's KVM offers (there is no \
+                 KVM_SW_PROTECTED_VM rebuild for it)"
+            ),
+        );
     }
     match swprot() {
         crate::backend::nested::Swprot::Cached => Chosen {
@@ -289,9 +300,11 @@ fn check_backend(
         ));
     }
     let l1 = &args.l1;
-    if backend != BackendKind::Nested && (l1.l1_kernel.is_some() || l1.l1_swprot) {
+    if backend != BackendKind::Nested
+        && (l1.l1_kernel.is_some() || l1.l1_swprot || l1.l1_name.is_some())
+    {
         return Err(Error::Usage(
-            "--l1-kernel, --l1-modules and --l1-swprot describe the nested L1: add --backend nested".into(),
+            "--l1, --l1-kernel, --l1-modules and --l1-swprot describe the nested L1: add --backend nested".into(),
         ));
     }
     if l1.l1_swprot && arch != Arch::X86_64 {
@@ -399,6 +412,22 @@ mod tests {
         }
         let c = chosen("convtest run --backend qemu", &hw, Swprot::Cached);
         assert_eq!(c.kind, BackendKind::Qemu);
+        // --l1 asks for the L1 even on hardware KVM; an older kernel has no
+        // swprot recipe, so auto does not ask for one.
+        let c = chosen("convtest run --l1 debian-6.12", &hw, Swprot::Cached);
+        assert_eq!(
+            (c.kind, c.swprot),
+            (BackendKind::Nested, false),
+            "{}",
+            c.why
+        );
+        let c = chosen("convtest run --l1 debian-6.1", &soft, Swprot::Cached);
+        assert_eq!(
+            (c.kind, c.swprot),
+            (BackendKind::Nested, false),
+            "{}",
+            c.why
+        );
     }
 
     #[test]
@@ -429,6 +458,7 @@ mod tests {
             "convtest run --tests nosuch.*",
             "convtest run --arch aarch64 --accel kvm",
             "convtest run --backend qemu --vmm-fault ignore",
+            "convtest run --backend qemu --l1 debian-6.1",
             "convtest run --backend nested --vmm-fault ignore,deny",
             "convtest run --backend nested --arch aarch64 --vmm-fault leak",
         ] {

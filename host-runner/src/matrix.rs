@@ -10,7 +10,7 @@ use crate::config;
 use crate::ktap::Outcome;
 use crate::report::{LaneEvidence, RunRecord};
 use crate::verdict::Verdict;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::Instant;
@@ -93,10 +93,10 @@ struct Report<'a> {
 pub fn main(args: &MatrixArgs) -> i32 {
     let arch = args.arch.unwrap_or(crate::cli::Arch::X86_64);
     let names: Vec<String> = if args.kernels.is_empty() {
-        // TODO(h5): the nested backend's table of known L1 kernels.
-        ["debian-7.3", "debian-6.12", "debian-6.1"]
-            .into_iter()
-            .map(str::to_string)
+        crate::backend::nested::KNOWN_L1
+            .iter()
+            .filter(|k| k.supports(arch))
+            .filter_map(|k| k.name.to_possible_value().map(|v| v.get_name().to_string()))
             .collect()
     } else {
         args.kernels.clone()
@@ -160,7 +160,11 @@ pub fn main(args: &MatrixArgs) -> i32 {
     print!("{}", render(&rows));
     if let Some(path) = &args.json {
         let report = Report {
-            verdict: if all_pass { Verdict::Pass } else { Verdict::Fail },
+            verdict: if all_pass {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
             arch: arch.as_str(),
             kernels: &rows,
         };
@@ -270,9 +274,18 @@ mod tests {
             row("6.1.0-41-amd64", "emulated-private", 8, Verdict::Fail),
         ]);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("kernel") && lines[0].ends_with("verdict"), "{t}");
-        assert!(lines[1].contains("8/0/0") && lines[1].contains("280 µs"), "{t}");
-        assert!(lines[2].contains("0/0/8") && lines[2].ends_with("FAIL"), "{t}");
+        assert!(
+            lines[0].starts_with("kernel") && lines[0].ends_with("verdict"),
+            "{t}"
+        );
+        assert!(
+            lines[1].contains("8/0/0") && lines[1].contains("280 µs"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("0/0/8") && lines[2].ends_with("FAIL"),
+            "{t}"
+        );
         assert_eq!(lines[3], "6.1.0-41-amd64: boom");
     }
 }

@@ -100,6 +100,10 @@ pub fn execute(config: &RunConfig) -> RunRecord {
 fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Error> {
     let backend = backend::for_kind(config.backend);
     backend.preflight(config.arch, config.boot)?;
+    if config.backend == crate::cli::BackendKind::Nested {
+        // Before the guest build: a bad --l1-kernel answers in a second.
+        backend::nested::check_l1_options(config.arch, &config.l1)?;
+    }
 
     let scratch = crate::cleanup::Scratch::new("convtest-run-")?;
     let build_start = Instant::now();
