@@ -660,6 +660,27 @@ mod tests {
         );
     }
 
+    /// The run that passed on Debian 6.12 while testing nothing: the old VMM
+    /// left CPUID.1:ECX[31] clear, so the guest never looked for KVM.
+    #[test]
+    fn recorded_612_run_without_the_hypervisor_bit_fails() {
+        let raw = include_bytes!("../tests/fixtures/x86_nested_612_no_hypervisor_bit.console");
+        let log = parse_all(raw);
+        let j = judge(&Facts {
+            log: &log,
+            ending: &OK,
+            plan: "tests=* seed=0x5eed iters=1000 mem=16777216 boot=0 reboots=0 host=on bench=on",
+            vmm_stderr: "",
+        });
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(
+            j.reason,
+            "the VMM served KVM_HC_MAP_GPA_RANGE exits (vmm.map_gpa_range=on) but the guest found \
+             no converter (no hypervisor (CPUID.1:ECX bit 31 clear) offers a conversion ABI): no \
+             conversion was tested"
+        );
+    }
+
     #[test]
     fn recorded_aarch64_crash_console() {
         // Raw serial output of the EL2 lane with inject=fault, recorded from QEMU.
