@@ -1,23 +1,57 @@
 //! `# convtest-vmm: key=value …` lines: what the VMM chose and what the host
 //! offered, for the runner's JSON `vmm` object and for a human reading the
 //! console. Values never contain spaces (they would split the pair).
+//!
+//! ## Capability facts
+//!
+//! Every KVM capability a VMM asks about is one fact of its own:
+//!
+//! ```text
+//! cap.<NAME>=<number>:<value>@<fd>
+//! cap.KVM_CAP_EXIT_HYPERCALL=201:0x1000@vm
+//! cap.KVM_CAP_USER_MEMORY2=231:0x0@kvm
+//! ```
+//!
+//! - `<NAME>` is the uapi macro (`include/uapi/linux/kvm.h`), `<number>` its
+//!   value in decimal.
+//! - `<value>` is what KVM_CHECK_EXTENSION returned, in hex with a sign:
+//!   `0x0` for a capability the kernel does not know, `-0x19` (a negative
+//!   errno) when the ioctl itself failed.
+//! - `<fd>` is where it was asked: `kvm` (/dev/kvm) or `vm` (the VM fd of
+//!   the VM that runs — KVM answers some capabilities per VM type, e.g.
+//!   KVM_CAP_MEMORY_ATTRIBUTES is 0x8 on /dev/kvm and 0 on a default x86 VM).
+//!
+//! [`CapFact::parse`] turns one such pair back into `{number, name, value,
+//! fd}`. The older `caps=201:0x1000,233:0x0,…` fact stays as it was.
 
-use std::fmt::Display;
+use std::borrow::Cow;
+use std::fmt::{self, Display};
 use std::io::Write;
 
 /// The runner's KTAP reader owns the line format.
 pub use crate::ktap::VMM_PREFIX as PREFIX;
 
+/// Key prefix of the per-capability facts.
+pub const CAP_PREFIX: &str = "cap.";
+
 #[derive(Default)]
 pub struct Facts {
-    pairs: Vec<(&'static str, String)>,
+    pairs: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Facts {
-    pub fn add(&mut self, key: &'static str, value: impl Display) -> &mut Self {
+    pub fn add(&mut self, key: impl Into<Cow<'static, str>>, value: impl Display) -> &mut Self {
         let v = value.to_string().replace(char::is_whitespace, "_");
         self.pairs
-            .push((key, if v.is_empty() { "-".into() } else { v }));
+            .push((key.into(), if v.is_empty() { "-".into() } else { v }));
+        self
+    }
+
+    /// One `cap.<NAME>=…` fact per probed capability, in the order given.
+    pub fn caps(&mut self, probed: &[Probed]) -> &mut Self {
+        for p in probed {
+            self.add(format!("{CAP_PREFIX}{}", p.cap.name), p.fact_value());
+        }
         self
     }
 
@@ -58,6 +92,143 @@ pub fn caps(values: &[(u32, i32)]) -> String {
         .join(",")
 }
 
+/// A KVM capability: its uapi name and number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cap {
+    pub number: u32,
+    pub name: &'static str,
+}
+
+/// Which fd a capability was asked on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AskedOn {
+    /// /dev/kvm: what the kernel supports for some VM.
+    Kvm,
+    /// The VM fd: what this VM (of its type) gets.
+    Vm,
+}
+
+impl AskedOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AskedOn::Kvm => "kvm",
+            AskedOn::Vm => "vm",
+        }
+    }
+}
+
+/// A capability and what KVM_CHECK_EXTENSION said about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probed {
+    pub cap: Cap,
+    /// The kernel's return value; a failed ioctl as -errno.
+    pub value: i32,
+    pub on: AskedOn,
+}
+
+impl Probed {
+    /// Has the capability, with every bit of `bits` set (0: just > 0).
+    pub fn has(&self, bits: i32) -> bool {
+        self.value > 0 && self.value & bits == bits
+    }
+
+    /// `<number>:<value>@<fd>`.
+    pub fn fact_value(&self) -> String {
+        format!(
+            "{}:{}@{}",
+            self.cap.number,
+            SignedHex(self.value),
+            self.on.as_str()
+        )
+    }
+}
+
+/// `0x1f`, `-0x19`: hex that keeps the sign of a negative errno.
+pub struct SignedHex(pub i32);
+
+impl Display for SignedHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = i64::from(self.0);
+        if v < 0 {
+            write!(f, "-{:#x}", -v)
+        } else {
+            write!(f, "{v:#x}")
+        }
+    }
+}
+
+/// What can answer KVM_CHECK_EXTENSION: /dev/kvm or a VM fd.
+pub trait CapSource {
+    const ON: AskedOn;
+    /// The raw ioctl result (-1 with errno set when it failed).
+    fn check_raw(&self, number: u32) -> i32;
+}
+
+impl CapSource for kvm_ioctls::Kvm {
+    const ON: AskedOn = AskedOn::Kvm;
+    fn check_raw(&self, number: u32) -> i32 {
+        self.check_extension_raw(number.into())
+    }
+}
+
+impl CapSource for kvm_ioctls::VmFd {
+    const ON: AskedOn = AskedOn::Vm;
+    fn check_raw(&self, number: u32) -> i32 {
+        self.check_extension_raw(number.into())
+    }
+}
+
+/// Asks `fd` about `cap`, keeping a failure's errno as the kernel's -errno.
+pub fn probe<S: CapSource>(fd: &S, cap: Cap) -> Probed {
+    let raw = fd.check_raw(cap.number);
+    let value = if raw < 0 {
+        -std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    } else {
+        raw
+    };
+    Probed {
+        cap,
+        value,
+        on: S::ON,
+    }
+}
+
+/// One `cap.<NAME>=<number>:<value>@<fd>` fact read back, for the runner's
+/// `{number, name, value}` objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapFact<'a> {
+    pub number: u32,
+    pub name: &'a str,
+    pub value: i64,
+    pub on: AskedOn,
+}
+
+impl<'a> CapFact<'a> {
+    /// None when `key` is not a capability fact or `value` is malformed.
+    pub fn parse(key: &'a str, value: &str) -> Option<Self> {
+        let name = key.strip_prefix(CAP_PREFIX).filter(|n| !n.is_empty())?;
+        let (number, rest) = value.split_once(':')?;
+        let (v, fd) = rest.split_once('@')?;
+        let (negative, hex) = match v.strip_prefix('-') {
+            Some(h) => (true, h),
+            None => (false, v),
+        };
+        let magnitude = i64::from_str_radix(hex.strip_prefix("0x")?, 16).ok()?;
+        Some(CapFact {
+            number: number.parse().ok()?,
+            name,
+            value: if negative { -magnitude } else { magnitude },
+            on: match fd {
+                "kvm" => AskedOn::Kvm,
+                "vm" => AskedOn::Vm,
+                _ => return None,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +244,77 @@ mod tests {
             f.line(),
             "# convtest-vmm: memory=sw-protected kernel=7.3_x caps=201:0x1000,235:0x3 empty=-\n"
         );
+    }
+
+    const HC: Cap = Cap {
+        number: 201,
+        name: "KVM_CAP_EXIT_HYPERCALL",
+    };
+    const M2: Cap = Cap {
+        number: 231,
+        name: "KVM_CAP_USER_MEMORY2",
+    };
+
+    #[test]
+    fn capability_facts_keep_number_value_sign_and_fd() {
+        let probed = [
+            Probed {
+                cap: HC,
+                value: 0x1000,
+                on: AskedOn::Vm,
+            },
+            Probed {
+                cap: M2,
+                value: 0,
+                on: AskedOn::Kvm,
+            },
+            Probed {
+                cap: M2,
+                value: -libc::ENOTTY,
+                on: AskedOn::Vm,
+            },
+        ];
+        let mut f = Facts::default();
+        f.caps(&probed);
+        assert_eq!(
+            f.line(),
+            "# convtest-vmm: cap.KVM_CAP_EXIT_HYPERCALL=201:0x1000@vm \
+             cap.KVM_CAP_USER_MEMORY2=231:0x0@kvm cap.KVM_CAP_USER_MEMORY2=231:-0x19@vm\n"
+        );
+        for p in probed {
+            let key = format!("{CAP_PREFIX}{}", p.cap.name);
+            let back = CapFact::parse(&key, &p.fact_value()).unwrap();
+            assert_eq!(
+                (back.number, back.name, back.value, back.on),
+                (p.cap.number, p.cap.name, i64::from(p.value), p.on)
+            );
+        }
+        assert_eq!(SignedHex(i32::MIN).to_string(), "-0x80000000");
+    }
+
+    #[test]
+    fn other_facts_and_malformed_values_are_not_capabilities() {
+        for (k, v) in [
+            ("caps", "201:0x1000"),
+            ("cap.", "201:0x1@vm"),
+            ("cap.X", "201:0x1"),
+            ("cap.X", "201:1@vm"),
+            ("cap.X", "x:0x1@vm"),
+            ("cap.X", "201:0x1@l1"),
+            ("cap.X", "201:-@vm"),
+        ] {
+            assert_eq!(CapFact::parse(k, v), None, "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn has_wants_a_positive_value_with_every_bit() {
+        let p = |value| Probed {
+            cap: HC,
+            value,
+            on: AskedOn::Vm,
+        };
+        assert!(p(1).has(0) && p(0x3).has(0x3) && p(0x1000).has(0x1000));
+        assert!(!p(0).has(0) && !p(0x1).has(0x3) && !p(-22).has(0));
     }
 }

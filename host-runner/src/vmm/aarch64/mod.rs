@@ -16,7 +16,7 @@ pub mod uart;
 pub mod vcpu;
 
 use super::console::ConsoleTap;
-use super::facts::{self, Facts};
+use super::facts::{self, Cap, Facts};
 use super::uart16550::Uart16550;
 use super::watchdog::Watchdog;
 use super::{GuestEnd, VmmError};
@@ -28,9 +28,20 @@ use std::time::{Duration, Instant};
 
 /// KVM_VM_TYPE_ARM_PROTECTED (uapi kvm.h): a pKVM protected VM.
 const VM_TYPE_ARM_PROTECTED: u64 = 1 << 31;
-const CAP_ARM_VM_IPA_SIZE: u32 = 165;
-const CAP_GUEST_MEMFD: u32 = 234;
-const CAP_GUEST_MEMFD_FLAGS: u32 = 244;
+/// Capabilities reported as facts (uapi kvm.h numbers): the IPA limit is
+/// the host's (/dev/kvm), guest_memfd the VM's.
+const CAP_ARM_VM_IPA_SIZE: Cap = Cap {
+    number: 165,
+    name: "KVM_CAP_ARM_VM_IPA_SIZE",
+};
+const CAP_GUEST_MEMFD: Cap = Cap {
+    number: 234,
+    name: "KVM_CAP_GUEST_MEMFD",
+};
+const CAP_GUEST_MEMFD_FLAGS: Cap = Cap {
+    number: 244,
+    name: "KVM_CAP_GUEST_MEMFD_FLAGS",
+};
 /// KVM_SYSTEM_EVENT_* (uapi kvm.h).
 const SYSTEM_EVENT_SHUTDOWN: u32 = 1;
 const SYSTEM_EVENT_RESET: u32 = 2;
@@ -117,6 +128,11 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
     ram.load(dtb_at, &blob)?;
     let vcpu = vcpu::boot_vcpu(&vm, loaded.entry, dtb_at)?;
 
+    let probed = [
+        facts::probe(&kvm, CAP_ARM_VM_IPA_SIZE),
+        facts::probe(&vm, CAP_GUEST_MEMFD),
+        facts::probe(&vm, CAP_GUEST_MEMFD_FLAGS),
+    ];
     let mut out = std::io::stdout().lock();
     let mut f = Facts::default();
     f.add("arch", "aarch64")
@@ -128,18 +144,9 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
         .add("kernel", facts::kernel_release())
         .add(
             "caps",
-            facts::caps(&[
-                (CAP_ARM_VM_IPA_SIZE, kvm.get_host_ipa_limit()),
-                (
-                    CAP_GUEST_MEMFD,
-                    vm.check_extension_raw(CAP_GUEST_MEMFD.into()),
-                ),
-                (
-                    CAP_GUEST_MEMFD_FLAGS,
-                    vm.check_extension_raw(CAP_GUEST_MEMFD_FLAGS.into()),
-                ),
-            ]),
+            facts::caps(&probed.map(|p| (p.cap.number, p.value))),
         )
+        .caps(&probed)
         .add("ram", format!("{:#x}-{:#x}", ram.base, ram.range().end))
         .add("ram_mib", args.memory)
         .add("image", format!("{:#x}-{:#x}", loaded.entry, loaded.end))

@@ -4,7 +4,10 @@
 //! list of contract violations (a range that crosses a slot, an attribute
 //! change outside the guest_memfd slot) the property test insists stay
 //! empty. Deliberately simple — one page at a time — so it is an
-//! independent check of the word-at-a-time model.
+//! independent check of the word-at-a-time model. How the real platform
+//! registers its slots (KVM_SET_USER_MEMORY_REGION on kernels without
+//! REGION2, or REGION2) is not modelled: it changes none of these
+//! operations, only the ioctl that makes the same anonymous slot.
 
 use super::memory::{Mode, PAGE};
 use super::platform::{

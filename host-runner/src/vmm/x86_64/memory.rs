@@ -17,6 +17,8 @@
 //!   (MMAP|INIT_SHARED) when the kernel offers it, else anonymous memory; the
 //!   VMM tracks page states and refuses its own accesses to private pages.
 //!   `--content` decides whether a conversion clears the page or keeps it.
+//!   Anonymous memory is registered with KVM_SET_USER_MEMORY_REGION when the
+//!   kernel has no REGION2 (choose.rs): the same slot, the same model.
 //!
 //! Everything starts private, as in a confidential VM: the guest shares what
 //! it wants the VMM to see. Page states change only for pages that flip, and
@@ -25,7 +27,7 @@
 
 use super::super::VmmError;
 use super::pagemap::PageMap;
-use super::platform::{self, KvmPlatform, Platform, PlatformError};
+use super::platform::{self, KvmPlatform, Platform, PlatformError, SlotApi};
 use crate::cli::ContentArg;
 use convtest_proto::range::{MemRange, RangeList, align_up};
 use convtest_proto::tracker::Target;
@@ -124,7 +126,13 @@ pub struct GuestRam<P> {
 impl GuestRam<KvmPlatform> {
     /// Maps RAM, registers the memory slots (the VM moves into the
     /// platform) and marks everything private.
-    pub fn new(vm: VmFd, size: u64, mode: Mode, content: ContentArg) -> Result<Self, VmmError> {
+    pub fn new(
+        vm: VmFd,
+        size: u64,
+        mode: Mode,
+        content: ContentArg,
+        slots: SlotApi,
+    ) -> Result<Self, VmmError> {
         check_size(size)?;
         let memory = |e: vm_memory::mmap::FromRangesError| VmmError::Memory(e.to_string());
         let (mem, gmem, gmem_range) = match mode {
@@ -164,7 +172,7 @@ impl GuestRam<KvmPlatform> {
                 (mem, Some(gmem), MemRange::new(boot_end, size))
             }
         };
-        let p = KvmPlatform::new(vm, mem, gmem, gmem_range)?;
+        let p = KvmPlatform::new(vm, mem, gmem, gmem_range, slots)?;
         GuestRam::init(p, size, mode, content)
     }
 

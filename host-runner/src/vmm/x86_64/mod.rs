@@ -1,10 +1,13 @@
 //! The x86_64 VMM: a PVH guest on one vCPU, COM1, isa-debug-exit, the 0xcf9
 //! reset, and KVM_HC_MAP_GPA_RANGE exits served against guest RAM in one of
-//! two memory modes (memory.rs). serve.rs answers each exit (with the run's
-//! `--vmm-fault`s, faults.rs) over a [`platform::Platform`]: the real VM
-//! here, a fake in the property test. vcpu_loop.rs turns every other exit
+//! two memory modes (memory.rs), the strongest the host's capabilities
+//! allow (caps.rs asks, choose.rs decides). serve.rs answers each exit
+//! (with the run's `--vmm-fault`s, faults.rs) over a
+//! [`platform::Platform`]: the real VM here, a fake in the property test. vcpu_loop.rs turns every other exit
 //! into device I/O or the run's end; hostview.rs answers the host checks.
 
+pub mod caps;
+pub mod choose;
 pub mod cpuid;
 pub mod elf_extent;
 #[cfg(test)]
@@ -25,57 +28,20 @@ mod vcpu_loop;
 
 use super::facts::{self, Facts};
 use super::{GuestEnd, VmmError};
-use crate::cli::{ContentArg, VmmArgs, VmmMemoryArg};
+use crate::cli::{ContentArg, VmmArgs};
+use caps::{KvmCaps, VmCaps};
+use choose::{Memory, VmKind};
 use convtest_proto::map_gpa::KVM_HC_MAP_GPA_RANGE;
 use faults::Faults;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_enable_cap};
-use kvm_ioctls::{Kvm, VcpuFd};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use memory::{GuestRam, Mode};
 use platform::KvmPlatform;
 use std::time::Duration;
 
-const CAP_EXIT_HYPERCALL: u32 = 201;
-const CAP_MEMORY_ATTRIBUTES: u32 = 233;
-const CAP_GUEST_MEMFD: u32 = 234;
-const CAP_VM_TYPES: u32 = 235;
-const CAP_GUEST_MEMFD_FLAGS: u32 = 244;
-const VM_TYPE_SW_PROTECTED: u64 = kvm_bindings::KVM_X86_SW_PROTECTED_VM as u64;
 /// Where KVM may put its real-mode TSS on Intel without unrestricted guest;
 /// QEMU's choice, outside guest RAM (which ends below 3 GiB).
 const TSS_ADDR: usize = 0xfffb_d000;
-
-fn cap(kvm: &Kvm, c: u32) -> i32 {
-    kvm.check_extension_raw(c.into())
-}
-
-/// The memory mode the host allows for what the user asked.
-fn choose_mode(kvm: &Kvm, asked: VmmMemoryArg) -> Result<bool, VmmError> {
-    let types = cap(kvm, CAP_VM_TYPES);
-    let sw = types > 0 && types & (1 << VM_TYPE_SW_PROTECTED) != 0;
-    match asked {
-        VmmMemoryArg::Auto => Ok(sw),
-        VmmMemoryArg::EmulatedPrivate => Ok(false),
-        VmmMemoryArg::SwProtected if sw => Ok(true),
-        VmmMemoryArg::SwProtected => Err(VmmError::Config(format!(
-            "--vmm-memory sw-protected: this kernel's KVM_CAP_VM_TYPES is {types:#x}, without \
-             KVM_X86_SW_PROTECTED_VM (bit 1): it needs kvm.ko built with CONFIG_KVM_SW_PROTECTED_VM \
-             (convtest run --backend nested --l1-swprot does that)"
-        ))),
-    }
-}
-
-fn choose_content(sw: bool, asked: Option<ContentArg>) -> Result<ContentArg, VmmError> {
-    match (sw, asked) {
-        (true, Some(ContentArg::Preserve)) => Err(VmmError::Config(
-            "--content preserve: in sw-protected memory private and shared are different pages \
-             and private ones have no host mapping, so the VMM cannot carry bytes across a \
-             conversion; use --content zero or --vmm-memory emulated-private"
-                .into(),
-        )),
-        (true, _) => Ok(ContentArg::Zero),
-        (false, c) => Ok(c.unwrap_or(ContentArg::Preserve)),
-    }
-}
 
 /// Declared in this order so the vCPU fd closes first; the VM fd then
 /// closes before the memory it maps is unmapped (see KvmPlatform).
@@ -85,11 +51,43 @@ struct Vm {
     faults: Faults,
 }
 
+/// Creates a VM of `kind`, sets it up as every kind needs, and asks it
+/// the capabilities KVM answers per VM.
+fn create_vm(kvm: &Kvm, kind: VmKind) -> Result<(VmFd, VmCaps), VmmError> {
+    let vm = match kind {
+        VmKind::SwProtected => kvm.create_vm_with_type(choose::VM_TYPE_SW_PROTECTED),
+        VmKind::Default => kvm.create_vm(),
+    }
+    .map_err(VmmError::kvm("KVM_CREATE_VM"))?;
+    vm.set_tss_address(TSS_ADDR)
+        .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
+    let caps = VmCaps::probe(&vm);
+    Ok((vm, caps))
+}
+
+/// Turns MAP_GPA_RANGE exits on when the VM offers them; Err says why the
+/// guest will not be offered the call (a refused KVM_ENABLE_CAP included:
+/// the guest then skips conv.* instead of the VMM dying).
+fn enable_map_gpa_range(vm: &VmFd, caps: &VmCaps) -> Result<(), String> {
+    choose::map_gpa_range(caps).map_err(|m| m.to_string())?;
+    vm.enable_cap(&kvm_enable_cap {
+        cap: caps::EXIT_HYPERCALL.number,
+        args: [1 << KVM_HC_MAP_GPA_RANGE, 0, 0, 0],
+        ..Default::default()
+    })
+    .map_err(|e| {
+        format!(
+            "KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL, bit 12) failed: {} (errno {})",
+            std::io::Error::from_raw_os_error(e.errno()),
+            e.errno()
+        )
+    })
+}
+
 pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
     let faults = Faults::new(&args.vmm.vmm_fault)?;
     let kvm = Kvm::new().map_err(VmmError::kvm("open /dev/kvm"))?;
-    let sw = choose_mode(&kvm, args.vmm.vmm_memory)?;
-    let content = choose_content(sw, args.vmm.content)?;
+    let kvm_caps = KvmCaps::probe(&kvm);
     let image = std::fs::read(&args.kernel).map_err(|source| VmmError::Read {
         path: args.kernel.clone(),
         source,
@@ -99,39 +97,19 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
         detail,
     })?;
 
-    let vm = if sw {
-        kvm.create_vm_with_type(VM_TYPE_SW_PROTECTED)
-    } else {
-        kvm.create_vm()
-    }
-    .map_err(VmmError::kvm("KVM_CREATE_VM"))?;
-    vm.set_tss_address(TSS_ADDR)
-        .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
-    let exit_hc = cap(&kvm, CAP_EXIT_HYPERCALL);
-    let map_gpa_range = exit_hc > 0 && exit_hc & (1 << KVM_HC_MAP_GPA_RANGE) != 0;
-    if map_gpa_range {
-        vm.enable_cap(&kvm_enable_cap {
-            cap: CAP_EXIT_HYPERCALL,
-            args: [1 << KVM_HC_MAP_GPA_RANGE, 0, 0, 0],
-            ..Default::default()
-        })
-        .map_err(VmmError::kvm("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)"))?;
-    }
-    let gmem_flags = vm.check_extension_raw(CAP_GUEST_MEMFD_FLAGS.into());
-    let flags_wanted = (memory::GMEM_FLAG_MMAP | memory::GMEM_FLAG_INIT_SHARED) as i32;
-    let mode = if sw {
-        Mode::SwProtected {
+    let (vm, vm_caps, choice) =
+        choose::decide(&kvm_caps, args.vmm.vmm_memory, |kind| create_vm(&kvm, kind))?;
+    let content = choose::content(choice.memory, args.vmm.content)?;
+    let map_gpa_range = enable_map_gpa_range(&vm, &vm_caps);
+    let mode = match choice.memory {
+        Memory::SwProtected => Mode::SwProtected {
             boot_end: memory::boot_slot_end(extent.end),
-        }
-    } else {
-        Mode::EmulatedPrivate {
-            gmem_mmap: gmem_flags > 0 && gmem_flags & flags_wanted == flags_wanted,
-        }
+        },
+        Memory::GmemMmap => Mode::EmulatedPrivate { gmem_mmap: true },
+        Memory::Anonymous => Mode::EmulatedPrivate { gmem_mmap: false },
     };
     let size = u64::from(args.memory) << 20;
-    let mem_attrs = vm.check_extension_raw(CAP_MEMORY_ATTRIBUTES.into());
-    let gmem_cap = vm.check_extension_raw(CAP_GUEST_MEMFD.into());
-    let ram = GuestRam::new(vm, size, mode, content)?;
+    let ram = GuestRam::new(vm, size, mode, content, choice.slots)?;
     let entry = load_pvh(&args.kernel, &image, &ram)?;
     let cmdline = guest_cmdline(&args.cmdline, content);
     let cmdline_bytes = pvh_boot::cmdline(&cmdline).ok_or_else(|| {
@@ -157,7 +135,7 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
     let mut entries = cpuid.as_slice().to_vec();
-    cpuid::patch(&mut entries, map_gpa_range, tsc_khz);
+    cpuid::patch(&mut entries, map_gpa_range.is_ok(), tsc_khz);
     cpuid = kvm_bindings::CpuId::from_entries(&entries)
         .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
     vcpu.set_cpuid2(&cpuid)
@@ -173,20 +151,24 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
     f.add("arch", "x86_64")
         .add("memory", mode.as_str())
         .add("backing", mode.backing())
+        .add("memory_why", choice.why.join(";"))
+        .add("slots", choice.slots.call())
         .add("content", content.as_str())
-        .add("vm_type", if sw { "sw-protected" } else { "default" })
-        .add("map_gpa_range", if map_gpa_range { "on" } else { "off" })
-        .add("kernel", facts::kernel_release())
         .add(
-            "caps",
-            facts::caps(&[
-                (CAP_EXIT_HYPERCALL, exit_hc),
-                (CAP_MEMORY_ATTRIBUTES, mem_attrs),
-                (CAP_GUEST_MEMFD, gmem_cap),
-                (CAP_VM_TYPES, cap(&kvm, CAP_VM_TYPES)),
-                (CAP_GUEST_MEMFD_FLAGS, gmem_flags),
-            ]),
+            "vm_type",
+            match choice.kind {
+                VmKind::SwProtected => "sw-protected",
+                VmKind::Default => "default",
+            },
         )
+        .add(
+            "map_gpa_range",
+            if map_gpa_range.is_ok() { "on" } else { "off" },
+        )
+        .add("map_gpa_range_why", map_gpa_range.err().unwrap_or_default())
+        .add("kernel", facts::kernel_release())
+        .add("caps", caps::legacy(&kvm_caps, &vm_caps))
+        .caps(&caps::all(&kvm_caps, &vm_caps))
         .add("tsc_khz", tsc_khz)
         .add("ram_mib", args.memory)
         .add("faults", faults.describe());

@@ -11,7 +11,7 @@ use convtest_proto::range::MemRange;
 use convtest_proto::tracker::Target;
 use kvm_bindings::{
     KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, kvm_create_guest_memfd,
-    kvm_memory_attributes, kvm_userspace_memory_region2,
+    kvm_memory_attributes, kvm_userspace_memory_region, kvm_userspace_memory_region2,
 };
 use kvm_ioctls::VmFd;
 use std::fs::File;
@@ -106,44 +106,126 @@ pub fn create_gmem(vm: &VmFd, size: u64, flags: u64) -> Result<File, VmmError> {
 /// The flags an emulated-private backing guest_memfd is created with.
 pub const EMULATED_GMEM_FLAGS: u64 = GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED;
 
+/// How memory slots are registered. KVM_SET_USER_MEMORY_REGION2
+/// (KVM_CAP_USER_MEMORY2, 6.8+) is the only way to bind a guest_memfd;
+/// before it, KVM_SET_USER_MEMORY_REGION registers the same ordinary slots
+/// (what 6.1 has: MAP_GPA_RANGE exits predate guest_memfd by years).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotApi {
+    Region,
+    Region2,
+}
+
+impl SlotApi {
+    /// The ioctl, for errors and the `slots=` fact.
+    pub fn call(self) -> &'static str {
+        match self {
+            SlotApi::Region => "KVM_SET_USER_MEMORY_REGION",
+            SlotApi::Region2 => "KVM_SET_USER_MEMORY_REGION2",
+        }
+    }
+}
+
+/// One slot as the VMM means to register it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub slot: u32,
+    pub gpa: u64,
+    pub size: u64,
+    pub host: u64,
+    /// The guest_memfd fd and offset backing its private side.
+    pub gmem: Option<(u32, u64)>,
+}
+
+/// The slots for `mem`: one per region, the one starting inside
+/// `gmem_range` bound to `gmem` when there is one.
+pub fn slots(mem: &GuestMemoryMmap<()>, gmem: Option<&File>, gmem_range: MemRange) -> Vec<Slot> {
+    mem.iter()
+        .enumerate()
+        .map(|(slot, region)| {
+            let start = region.start_addr().0;
+            Slot {
+                slot: slot as u32,
+                gpa: start,
+                size: region.len(),
+                host: region.as_ptr() as u64,
+                gmem: gmem
+                    .filter(|_| gmem_range.contains(start))
+                    .map(|f| (f.as_raw_fd() as u32, start - gmem_range.start)),
+            }
+        })
+        .collect()
+}
+
+/// Why `api` cannot register `s`: only KVM_SET_USER_MEMORY_REGION2 binds a
+/// guest_memfd (the mode choice never asks the old ioctl to).
+pub fn unregistrable(api: SlotApi, s: &Slot) -> Option<VmmError> {
+    (api == SlotApi::Region && s.gmem.is_some()).then(|| {
+        VmmError::Config(format!(
+            "slot {} at {:#x} is bound to a guest_memfd, which only \
+             KVM_SET_USER_MEMORY_REGION2 can register (KVM_CAP_USER_MEMORY2 is 0)",
+            s.slot, s.gpa
+        ))
+    })
+}
+
+/// Registers `s` with `api`.
+///
+/// # Safety
+/// `s.host..s.host + s.size` must be a mapping that outlives the VM.
+unsafe fn register(vm: &VmFd, api: SlotApi, s: Slot) -> Result<(), VmmError> {
+    if let Some(e) = unregistrable(api, &s) {
+        return Err(e);
+    }
+    match api {
+        SlotApi::Region => {
+            let r = kvm_userspace_memory_region {
+                slot: s.slot,
+                flags: 0,
+                guest_phys_addr: s.gpa,
+                memory_size: s.size,
+                userspace_addr: s.host,
+            };
+            // SAFETY: the caller's promise: the mapping outlives the VM.
+            unsafe { vm.set_user_memory_region(r) }.map_err(VmmError::kvm(api.call()))
+        }
+        SlotApi::Region2 => {
+            let (flags, fd, offset) = s
+                .gmem
+                .map_or((0, 0, 0), |(fd, off)| (KVM_MEM_GUEST_MEMFD, fd, off));
+            let r = kvm_userspace_memory_region2 {
+                slot: s.slot,
+                flags,
+                guest_phys_addr: s.gpa,
+                memory_size: s.size,
+                userspace_addr: s.host,
+                guest_memfd_offset: offset,
+                guest_memfd: fd,
+                ..Default::default()
+            };
+            // SAFETY: the caller's promise: the mapping outlives the VM; the
+            // guest_memfd fd is one this VMM holds open for the VM's life.
+            unsafe { vm.set_user_memory_region2(r) }.map_err(VmmError::kvm(api.call()))
+        }
+    }
+}
+
 impl KvmPlatform {
-    /// Registers every region of `mem` as a slot (the one starting at
-    /// `gmem_range.start` bound to `gmem` when there is one) and takes
-    /// ownership of the VM.
+    /// Registers every region of `mem` as a slot with `api` (the one
+    /// starting at `gmem_range.start` bound to `gmem` when there is one)
+    /// and takes ownership of the VM.
     pub fn new(
         vm: VmFd,
         mem: GuestMemoryMmap<()>,
         gmem: Option<File>,
         gmem_range: MemRange,
+        api: SlotApi,
     ) -> Result<Self, VmmError> {
-        for (slot, region) in mem.iter().enumerate() {
-            let start = region.start_addr().0;
-            let bound = gmem
-                .as_ref()
-                .filter(|_| gmem_range.contains(start))
-                .map(|f| {
-                    (
-                        KVM_MEM_GUEST_MEMFD,
-                        f.as_raw_fd() as u32,
-                        start - gmem_range.start,
-                    )
-                });
-            let (flags, fd, offset) = bound.unwrap_or((0, 0, 0));
-            let r = kvm_userspace_memory_region2 {
-                slot: slot as u32,
-                flags,
-                guest_phys_addr: start,
-                memory_size: region.len(),
-                userspace_addr: region.as_ptr() as u64,
-                guest_memfd_offset: offset,
-                guest_memfd: fd,
-                ..Default::default()
-            };
-            // SAFETY: userspace_addr/memory_size describe a mapping owned by
-            // `mem`, which this KvmPlatform keeps until after the VM fd is
-            // closed (field order).
-            unsafe { vm.set_user_memory_region2(r) }
-                .map_err(VmmError::kvm("KVM_SET_USER_MEMORY_REGION2"))?;
+        for s in slots(&mem, gmem.as_ref(), gmem_range) {
+            // SAFETY: the slot describes a mapping owned by `mem`, which this
+            // KvmPlatform keeps until after the VM fd is closed (field
+            // order); `gmem` is kept as long.
+            unsafe { register(&vm, api, s) }?;
         }
         Ok(KvmPlatform {
             vm,
@@ -251,5 +333,51 @@ impl Platform for KvmPlatform {
                 call: CALL_READ,
                 range,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// sw-protected's layout: an ordinary boot slot, then the guest_memfd one.
+    #[test]
+    fn only_the_guest_memfd_slot_is_bound_and_only_region2_registers_it() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[
+            (GuestAddress(0), 2 * MIB as usize),
+            (GuestAddress(2 * MIB), 6 * MIB as usize),
+        ])
+        .unwrap();
+        let f = File::open("/dev/null").unwrap();
+        let got = slots(&mem, Some(&f), MemRange::new(2 * MIB, 8 * MIB));
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].slot, got[0].gpa, got[0].size, got[0].gmem),
+            (0, 0, 2 * MIB, None)
+        );
+        assert_eq!(
+            (got[1].slot, got[1].gpa, got[1].gmem),
+            (1, 2 * MIB, Some((f.as_raw_fd() as u32, 0)))
+        );
+        assert!(unregistrable(SlotApi::Region2, &got[1]).is_none());
+        assert!(unregistrable(SlotApi::Region, &got[0]).is_none());
+        let e = unregistrable(SlotApi::Region, &got[1]).unwrap().to_string();
+        assert!(e.contains("KVM_SET_USER_MEMORY_REGION2"), "{e}");
+    }
+
+    /// What 6.1 gets: one anonymous slot, nothing bound, the old ioctl.
+    #[test]
+    fn anonymous_memory_registers_through_either_ioctl() {
+        let mem =
+            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 8 * MIB as usize)]).unwrap();
+        let got = slots(&mem, None, MemRange::default());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].host, mem.iter().next().unwrap().as_ptr() as u64);
+        for api in [SlotApi::Region, SlotApi::Region2] {
+            assert!(unregistrable(api, &got[0]).is_none());
+        }
+        assert_eq!(SlotApi::Region.call(), "KVM_SET_USER_MEMORY_REGION");
     }
 }
