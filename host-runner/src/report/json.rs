@@ -53,26 +53,34 @@ struct Cap {
     number: u32,
     name: String,
     value: i64,
+    /// Where KVM was asked: `kvm` (/dev/kvm) or `vm` (the VM's fd).
+    fd: &'static str,
 }
 
-/// `cap.KVM_CAP_EXIT_HYPERCALL=201:0x1000` facts as objects; malformed ones are skipped.
+/// The VMM's `cap.<NAME>=<number>:<value>@<fd>` facts (vmm/facts.rs) as
+/// objects; malformed ones are skipped.
+#[cfg(target_os = "linux")]
 fn caps(facts: &[(String, String)]) -> Vec<Cap> {
+    use crate::vmm::facts::{AskedOn, CapFact};
     facts
         .iter()
-        .filter_map(|(k, v)| {
-            let name = k.strip_prefix("cap.")?;
-            let (number, value) = v.split_once(':')?;
-            let value = match value.strip_prefix("0x") {
-                Some(hex) => i64::from_str_radix(hex, 16).ok()?,
-                None => value.parse().ok()?,
-            };
-            Some(Cap {
-                number: number.parse().ok()?,
-                name: name.to_string(),
-                value,
-            })
+        .filter_map(|(k, v)| CapFact::parse(k, v))
+        .map(|c| Cap {
+            number: c.number,
+            name: c.name.to_string(),
+            value: c.value,
+            fd: match c.on {
+                AskedOn::Kvm => "kvm",
+                AskedOn::Vm => "vm",
+            },
         })
         .collect()
+}
+
+/// Only Linux runs the own VMM that prints them.
+#[cfg(not(target_os = "linux"))]
+fn caps(_: &[(String, String)]) -> Vec<Cap> {
+    Vec::new()
 }
 
 /// From the guest's header line; `null` when the guest never printed it.
@@ -155,7 +163,7 @@ mod tests {
     fn field_names_are_the_contract() {
         let text = include_str!("../../tests/fixtures/x86_pvh_pass.ktap").to_string()
             + "# bench: op=share pages=512 iters=200 ns_p50=1 ns_p99=2 cycles_p50=3\n"
-            + "# convtest-vmm: memory=sw-protected content=zero cap.KVM_CAP_EXIT_HYPERCALL=201:0x1000 cap.KVM_CAP_VM_TYPES=235:-1\n# convtest-l1: kernel=7.3.4+deb13-amd64\n";
+            + "# convtest-vmm: memory=sw-protected content=zero cap.KVM_CAP_EXIT_HYPERCALL=201:0x1000@vm cap.KVM_CAP_VM_TYPES=235:-0x19@kvm\n# convtest-l1: kernel=7.3.4+deb13-amd64\n";
         let v: Value =
             serde_json::from_str(&render(&record(&text, Verdict::Pass, ""))).expect("valid JSON");
         assert_eq!(
@@ -224,8 +232,8 @@ mod tests {
         assert_eq!(
             v["caps"],
             serde_json::json!([
-                {"number": 201, "name": "KVM_CAP_EXIT_HYPERCALL", "value": 4096},
-                {"number": 235, "name": "KVM_CAP_VM_TYPES", "value": -1}
+                {"number": 201, "name": "KVM_CAP_EXIT_HYPERCALL", "value": 4096, "fd": "vm"},
+                {"number": 235, "name": "KVM_CAP_VM_TYPES", "value": -25, "fd": "kvm"}
             ])
         );
         assert!(v["tests"][0]["evidence"].is_null());
