@@ -119,3 +119,32 @@ fn missing_qemu_exits_2_naming_the_install_command() {
             .is_some_and(|r| r.contains("not found"))
     );
 }
+
+#[test]
+fn an_l1_kernel_that_is_not_a_kernel_is_refused_up_front() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("vmlinuz");
+    std::fs::write(&empty, b"").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args([
+            "run",
+            "--backend",
+            "nested",
+            "--arch",
+            "x86_64",
+            "--l1-kernel",
+        ])
+        .arg(&empty)
+        .output()
+        .expect("convtest runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("empty file") && stderr.contains("bzImage"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("building"),
+        "checked before any build or boot: {stderr}"
+    );
+}

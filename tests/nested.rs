@@ -267,6 +267,13 @@ fn arm64_pkvm_normal_vm_skips_conversions() {
             "skip without pKVM's answer: {t}\n{ctx}"
         );
     }
+    // A pass that exercised no conversion says so on the verdict line.
+    assert!(
+        run.stdout
+            .contains("no conversion was exercised: KVM vendor hypervisor without"),
+        "{ctx}"
+    );
+    assert_eq!(j["conversions"]["exercised"], false, "{ctx}");
     println!(
         "nested arm64 pKVM normal VM: run {} ms; skip reason: {}",
         j["timing"]["total_ms"],
@@ -345,4 +352,42 @@ fn mutants_kill_every_test_on_every_lane() {
         stdout.contains("PASS  convtest mutants: 3 lane(s)"),
         "{ctx}"
     );
+}
+
+/// `convtest matrix` on Debian's older kernels as L1: 6.12 (KVM's supported
+/// CPUID leaves the hypervisor bit clear; no guest_memfd on a default VM)
+/// and 6.1 (no KVM_SET_USER_MEMORY_REGION2 at all). The VMM must degrade by
+/// capability and every conversion test must still run and pass.
+#[test]
+fn matrix_of_older_debian_kernels() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("matrix.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args(["matrix", "--kernels", "debian-6.12,debian-6.1", "--json"])
+        .arg(&json_path)
+        .output()
+        .expect("convtest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    let j = common::read_json(&json_path, &stdout, &stderr);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let rows = j["kernels"].as_array().expect("kernels");
+    let kernels: Vec<&str> = rows.iter().filter_map(|r| r["kernel"].as_str()).collect();
+    assert_eq!(kernels, ["6.12.117+deb12-amd64", "6.1.0-57-amd64"], "{ctx}");
+    for r in rows {
+        assert_eq!(r["verdict"], "pass", "{r}\n{ctx}");
+        assert_eq!(r["memory"], "emulated-private", "{r}");
+        assert_eq!(r["map_gpa_range"], "on", "{r}");
+        assert_eq!(
+            (&r["conv_fail"], &r["conv_skip"]),
+            (&Value::from(0), &Value::from(0)),
+            "{r}"
+        );
+        assert!(r["conv_pass"].as_u64().is_some_and(|n| n >= 8), "{r}");
+        // 231 = KVM_CAP_USER_MEMORY2: 6.1 has none, so the VMM used v1 slots.
+        let has_region2 = r["caps"].as_str().is_some_and(|c| c.contains("231:0x1"));
+        assert_eq!(has_region2, r["kernel"] != "6.1.0-57-amd64", "{r}");
+    }
+    println!("{stdout}");
 }

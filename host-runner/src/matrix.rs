@@ -24,7 +24,8 @@ pub struct Row {
     pub kernel: String,
     pub verdict: Verdict,
     pub reason: String,
-    /// The VMM's `caps=` fact: `number:value` pairs as it probed them.
+    /// Every capability the VMM probed, `number:value` (from its `cap.*`
+    /// facts; its older `caps=` fact when there are none).
     pub caps: String,
     pub memory: String,
     pub backing: String,
@@ -68,7 +69,7 @@ impl Row {
             kernel: fact(&log.l1, "kernel"),
             verdict: r.judgement.verdict,
             reason: r.judgement.reason.clone(),
-            caps: fact(&log.vmm, "caps"),
+            caps: caps(&log.vmm).unwrap_or_else(|| fact(&log.vmm, "caps")),
             memory: fact(&log.vmm, "memory"),
             backing: fact(&log.vmm, "backing"),
             map_gpa_range: fact(&log.vmm, "map_gpa_range"),
@@ -81,6 +82,32 @@ impl Row {
             total_ms: r.timing.total.as_millis() as u64,
         }
     }
+}
+
+/// `201:0x1000,231:0x1,…` from the `cap.<NAME>=<n>:<value>@<fd>` facts.
+#[cfg(target_os = "linux")]
+fn caps(facts: &[(String, String)]) -> Option<String> {
+    let mut probed: Vec<(u32, i64)> = facts
+        .iter()
+        .filter_map(|(k, v)| crate::vmm::facts::CapFact::parse(k, v))
+        .map(|c| (c.number, c.value))
+        .collect();
+    probed.sort_unstable();
+    (!probed.is_empty()).then(|| {
+        probed
+            .iter()
+            .map(|&(n, v)| {
+                let sign = if v < 0 { "-" } else { "" };
+                format!("{n}:{sign}{:#x}", v.unsigned_abs())
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn caps(_: &[(String, String)]) -> Option<String> {
+    None
 }
 
 #[derive(Serialize)]
