@@ -11,16 +11,22 @@ convtest builds the no_std convtest guest for x86_64 or aarch64, boots it under 
 serial console, parses the KTAP the guest prints and turns it into a verdict, a summary table and \
 optional JSON / JUnit / KTAP files.
 
-A run passes only when the guest printed its plan-complete marker, no test failed and the counts \
-in the marker match the results printed. A crash, a hang (see --timeout) or a missing marker is a \
-failure, never a pass.
+A run passes only when the guest printed its plan-complete marker, no test failed, the counts in \
+the marker match the results printed and every selected test was reported exactly once. A crash, \
+a hang (see --timeout) or a missing marker is a failure, never a pass; so is a conversion test \
+skipped by a guest that found a converter (unless the plan turned its feature off), and a VMM that \
+offered conversions to a guest that found none. Every host check names its evidence: enforced by \
+the kernel or hypervisor, or VMM bookkeeping only (shown apart, never as a plain PASS).
 
 Exit status: 0 the plan completed and no test failed; 1 a test failed, the guest crashed or hung; \
 2 convtest could not run (bad arguments, missing QEMU or OVMF: the message names the install command).";
 
 const EXAMPLES: &str = "\
 Examples:
-  convtest run                                  this machine's arch, fastest lane
+  convtest run                                  the strongest lane this machine has (--backend auto)
+  convtest run --backend qemu                   boot-only lane under QEMU (fastest; conv.* SKIP)
+  convtest mutants                              break each nested lane on purpose: which tests notice
+  convtest matrix                               the default suite on each Debian L1 kernel
   convtest run --tests 'mem.*,boot.ram_map'     only some tests (names: convtest list)
   convtest run --boot uefi --json out.json      x86 UEFI disk image under OVMF, JSON report
   convtest run --arch aarch64 --machine virt-el2 --junit junit.xml
@@ -40,6 +46,7 @@ Lanes (what each one proves):
   --backend nested                      the same VMM inside a Debian L1 under QEMU TCG with real
                                         KVM (x86) or pKVM (arm64); first run downloads the kernel
   --backend nested --l1-swprot          x86 with KVM_SW_PROTECTED_VM: guest_memfd private memory
+  --backend nested --l1 debian-6.1      another Debian kernel as L1 (debian-7.3|debian-6.12|debian-6.1)
   --backend nested --l1 debian-6.12     the same VMM on another Debian kernel (debian-7.3 default,
                                         debian-6.12, debian-6.1): what KVM offers there
   --arch aarch64 --backend nested --vm-type normal   conv.* SKIP with pKVM's answer
@@ -50,7 +57,9 @@ Examples:
   convtest run --kernel target/guest/x86_64-unknown-none/release/convtest-guest   skip the build
   convtest run --inject fault                      a deliberate crash: exit 1, reason = crash line
   convtest run --backend nested --tests 'conv.*' --json r.json   conversions under real KVM, costs in bench[]
-  convtest run --backend nested --content zero     the VMM clears converted pages; the guest must see it";
+  convtest run --backend nested --content zero     the VMM clears converted pages; the guest must see it
+  convtest run --backend nested --l1-swprot --vmm-fault leak   a broken VMM: the run fails naming the tests
+  convtest run --arch aarch64 --backend nested --guest-fault skip-unshare   buggy firmware on pKVM";
 
 const MUTANTS_AFTER: &str = "\
 Lanes:
