@@ -54,7 +54,7 @@ fn assert_nested_run(run: &Run, arch: &str, kernel: &str) {
         "the run's exit code is the inner VMM's\n{ctx}"
     );
     assert!(
-        run.stderr.contains("(no download)") || run.stderr.contains("(downloaded "),
+        run.stderr.contains("(no download)") || run.stderr.contains("; downloaded "),
         "the log says whether the L1 kernel came from the cache\n{ctx}"
     );
     assert!(
