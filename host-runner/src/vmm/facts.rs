@@ -99,6 +99,23 @@ pub struct Cap {
     pub name: &'static str,
 }
 
+/// The capabilities the VMMs probe (uapi `include/uapi/linux/kvm.h`, 7.3).
+pub mod cap {
+    use super::Cap;
+
+    const fn c(number: u32, name: &'static str) -> Cap {
+        Cap { number, name }
+    }
+
+    pub const ARM_VM_IPA_SIZE: Cap = c(165, "KVM_CAP_ARM_VM_IPA_SIZE");
+    pub const EXIT_HYPERCALL: Cap = c(201, "KVM_CAP_EXIT_HYPERCALL");
+    pub const USER_MEMORY2: Cap = c(231, "KVM_CAP_USER_MEMORY2");
+    pub const MEMORY_ATTRIBUTES: Cap = c(233, "KVM_CAP_MEMORY_ATTRIBUTES");
+    pub const GUEST_MEMFD: Cap = c(234, "KVM_CAP_GUEST_MEMFD");
+    pub const VM_TYPES: Cap = c(235, "KVM_CAP_VM_TYPES");
+    pub const GUEST_MEMFD_FLAGS: Cap = c(244, "KVM_CAP_GUEST_MEMFD_FLAGS");
+}
+
 /// Which fd a capability was asked on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AskedOn {
@@ -246,14 +263,8 @@ mod tests {
         );
     }
 
-    const HC: Cap = Cap {
-        number: 201,
-        name: "KVM_CAP_EXIT_HYPERCALL",
-    };
-    const M2: Cap = Cap {
-        number: 231,
-        name: "KVM_CAP_USER_MEMORY2",
-    };
+    const HC: Cap = cap::EXIT_HYPERCALL;
+    const M2: Cap = cap::USER_MEMORY2;
 
     #[test]
     fn capability_facts_keep_number_value_sign_and_fd() {

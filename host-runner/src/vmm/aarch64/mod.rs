@@ -16,7 +16,7 @@ pub mod uart;
 pub mod vcpu;
 
 use super::console::ConsoleTap;
-use super::facts::{self, Cap, Facts};
+use super::facts::{self, Facts};
 use super::uart16550::Uart16550;
 use super::watchdog::Watchdog;
 use super::{GuestEnd, VmmError};
@@ -28,20 +28,6 @@ use std::time::{Duration, Instant};
 
 /// KVM_VM_TYPE_ARM_PROTECTED (uapi kvm.h): a pKVM protected VM.
 const VM_TYPE_ARM_PROTECTED: u64 = 1 << 31;
-/// Capabilities reported as facts (uapi kvm.h numbers): the IPA limit is
-/// the host's (/dev/kvm), guest_memfd the VM's.
-const CAP_ARM_VM_IPA_SIZE: Cap = Cap {
-    number: 165,
-    name: "KVM_CAP_ARM_VM_IPA_SIZE",
-};
-const CAP_GUEST_MEMFD: Cap = Cap {
-    number: 234,
-    name: "KVM_CAP_GUEST_MEMFD",
-};
-const CAP_GUEST_MEMFD_FLAGS: Cap = Cap {
-    number: 244,
-    name: "KVM_CAP_GUEST_MEMFD_FLAGS",
-};
 /// KVM_SYSTEM_EVENT_* (uapi kvm.h).
 const SYSTEM_EVENT_SHUTDOWN: u32 = 1;
 const SYSTEM_EVENT_RESET: u32 = 2;
@@ -129,9 +115,9 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
     let vcpu = vcpu::boot_vcpu(&vm, loaded.entry, dtb_at)?;
 
     let probed = [
-        facts::probe(&kvm, CAP_ARM_VM_IPA_SIZE),
-        facts::probe(&vm, CAP_GUEST_MEMFD),
-        facts::probe(&vm, CAP_GUEST_MEMFD_FLAGS),
+        facts::probe(&kvm, facts::cap::ARM_VM_IPA_SIZE),
+        facts::probe(&vm, facts::cap::GUEST_MEMFD),
+        facts::probe(&vm, facts::cap::GUEST_MEMFD_FLAGS),
     ];
     let mut out = std::io::stdout().lock();
     let mut f = Facts::default();

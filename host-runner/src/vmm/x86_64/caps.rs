@@ -8,32 +8,11 @@
 //! Degrading is decided by these answers alone, never by a kernel version
 //! (choose.rs).
 
-use super::super::facts::{self, Cap, Probed};
+use super::super::facts::{self, Probed};
 use kvm_ioctls::{Kvm, VmFd};
 
-pub const EXIT_HYPERCALL: Cap = Cap {
-    number: 201,
-    name: "KVM_CAP_EXIT_HYPERCALL",
-};
-pub const USER_MEMORY2: Cap = Cap {
-    number: 231,
-    name: "KVM_CAP_USER_MEMORY2",
-};
-pub const MEMORY_ATTRIBUTES: Cap = Cap {
-    number: 233,
-    name: "KVM_CAP_MEMORY_ATTRIBUTES",
-};
-pub const GUEST_MEMFD: Cap = Cap {
-    number: 234,
-    name: "KVM_CAP_GUEST_MEMFD",
-};
-pub const VM_TYPES: Cap = Cap {
-    number: 235,
-    name: "KVM_CAP_VM_TYPES",
-};
-pub const GUEST_MEMFD_FLAGS: Cap = Cap {
-    number: 244,
-    name: "KVM_CAP_GUEST_MEMFD_FLAGS",
+pub use super::super::facts::cap::{
+    EXIT_HYPERCALL, GUEST_MEMFD, GUEST_MEMFD_FLAGS, MEMORY_ATTRIBUTES, USER_MEMORY2, VM_TYPES,
 };
 
 /// Asked on /dev/kvm, before the VM is created.
@@ -106,7 +85,7 @@ pub fn legacy(k: &KvmCaps, v: &VmCaps) -> String {
 
 #[cfg(test)]
 pub mod tests {
-    use super::super::super::facts::AskedOn;
+    use super::super::super::facts::{AskedOn, Cap};
     use super::*;
 
     pub fn on_kvm(cap: Cap, value: i32) -> Probed {
