@@ -81,14 +81,21 @@ pub struct Done {
 }
 
 /// A `# bench:` measurement; fields absent or unparseable stay `None`.
+/// `ns_*` are absent when the guest did not know its counter frequency.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Bench {
     pub op: String,
+    pub size_bytes: Option<u64>,
     pub pages: Option<u64>,
     pub iters: Option<u64>,
     pub ns_p50: Option<u64>,
     pub ns_p99: Option<u64>,
+    pub ns_min: Option<u64>,
     pub cycles_p50: Option<u64>,
+    pub cycles_p99: Option<u64>,
+    pub cycles_min: Option<u64>,
+    /// The lane that measured it (set by the runner, `None` until then).
+    pub lane: Option<String>,
 }
 
 /// Something the runner may want to show as it arrives.
@@ -489,11 +496,15 @@ fn parse_bench(s: &str) -> Bench {
         let n = v.parse().ok();
         match k {
             "op" => b.op = v.to_string(),
+            "size_bytes" => b.size_bytes = n,
             "pages" => b.pages = n,
             "iters" => b.iters = n,
             "ns_p50" => b.ns_p50 = n,
             "ns_p99" => b.ns_p99 = n,
+            "ns_min" => b.ns_min = n,
             "cycles_p50" => b.cycles_p50 = n,
+            "cycles_p99" => b.cycles_p99 = n,
+            "cycles_min" => b.cycles_min = n,
             _ => {}
         }
     }

@@ -84,6 +84,7 @@ pub fn execute(config: &RunConfig) -> RunRecord {
             reason: String::new(),
         },
         log: Log::default(),
+        lane: String::new(),
         timing: Timing::default(),
         command: None,
         exit_code: None,
@@ -147,6 +148,10 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
     show(&events, quiet, &mut first_line, start);
     record.timing.first_line = first_line;
     record.log = log;
+    record.lane = lane_name(config, &record.log);
+    for b in &mut record.log.bench {
+        b.lane = Some(record.lane.clone());
+    }
     let end = end?;
     record.command = Some(end.command.clone());
     record.exit_code = end.exit_code;
@@ -164,6 +169,46 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         record.judgement.reason = format!("VMM watchdog: {hang}; {}", record.judgement.reason);
     }
     Ok(())
+}
+
+/// The lane's name, as `convtest mutants` and `convtest bench` spell them:
+/// `qemu-tcg-x86`, `vmm-x86`, `nested-x86-swprot`, `nested-arm64-pkvm`,
+/// `nested-x86-debian-6.1`, …
+pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
+    use crate::cli::{Arch, BackendKind};
+    let arch = match config.arch {
+        Arch::X86_64 => "x86",
+        Arch::Aarch64 => "arm64",
+    };
+    let fact = |k: &str| log.vmm.iter().any(|(key, v)| key == "vm_type" && v == k);
+    match config.backend {
+        BackendKind::Qemu => format!("qemu-{}-{arch}", config.accel.accel.as_str()),
+        BackendKind::Vmm => format!("vmm-{arch}"),
+        BackendKind::Nested => {
+            let mut name = format!("nested-{arch}");
+            if config.l1.l1_swprot {
+                name.push_str("-swprot");
+            }
+            if fact("protected") {
+                name.push_str("-pkvm");
+            }
+            if let Some(k) = config
+                .l1
+                .l1_name
+                .filter(|k| *k != crate::cli::L1Name::default())
+            {
+                use clap::ValueEnum;
+                if let Some(v) = k.to_possible_value() {
+                    name.push('-');
+                    name.push_str(v.get_name());
+                }
+            }
+            if config.l1.l1_kernel.is_some() {
+                name.push_str("-own-l1");
+            }
+            name
+        }
+    }
 }
 
 /// Prints what the guest just reported, one line per test.

@@ -13,6 +13,9 @@ pub struct TestDef {
     pub needs_host: bool,
     /// A benchmark: SKIPs when the plan has bench=off.
     pub needs_bench: bool,
+    /// Not part of `*`: runs only when a glob other than a bare `*` names
+    /// it (the `bench.*` suite, which takes a minute and prints a lot).
+    pub explicit: bool,
 }
 
 const fn t(name: &'static str, about: &'static str) -> TestDef {
@@ -22,6 +25,16 @@ const fn t(name: &'static str, about: &'static str) -> TestDef {
         on_request: false,
         needs_host: false,
         needs_bench: false,
+        explicit: false,
+    }
+}
+
+/// A `bench.*` test: asked for by name, skipped with bench=off.
+const fn bench(name: &'static str, about: &'static str) -> TestDef {
+    TestDef {
+        needs_bench: true,
+        explicit: true,
+        ..t(name, about)
     }
 }
 
@@ -113,6 +126,34 @@ pub const TESTS: &[TestDef] = &[
             "bench lines: 1-granule share+unshare round trip vs a no-op hypervisor call, same run (bench=)",
         )
     },
+    bench(
+        "bench.convert",
+        "share and unshare of 1, 2, 4 … 512 granules timed apart, raw calls with no bookkeeping (op share, unshare)",
+    ),
+    bench(
+        "bench.io_path",
+        "per size: share + the guest's first touch of every page + unshare, the in-place I/O path (op io_round_trip)",
+    ),
+    bench(
+        "bench.bounce",
+        "per size: memcpy from a private buffer into a pre-shared one and back, warm and cold cache (op bounce_warm, bounce_cold)",
+    ),
+    bench(
+        "bench.null_exit",
+        "the platform's cheapest round trip to the conversion handler (op null_exit)",
+    ),
+    bench(
+        "bench.bookkeeping",
+        "per size: the guest's own page-tracker (and pKVM ledger) updates a conversion needs, timed on their own (op bookkeeping)",
+    ),
+    bench(
+        "bench.hint_2m",
+        "a 2 MiB-aligned 2 MiB range with the ABI's 2M hint where it has one: share, unshare (op share_2m, unshare_2m)",
+    ),
+    bench(
+        "bench.hint_1g",
+        "a 1 GiB-aligned 1 GiB range with the 1G hint where RAM allows: share, unshare (op share_1g, unshare_1g)",
+    ),
     TestDef {
         on_request: true,
         ..t(
@@ -135,7 +176,13 @@ impl TestDef {
     /// Whether a plan with these globs runs this test; `on_request` tests
     /// need `requested` too.
     pub fn is_selected(&self, globs: &str, requested: bool) -> bool {
-        crate::glob::matches_any(globs, self.name) && (!self.on_request || requested)
+        let named = |list: &str| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|g| !self.explicit || *g != "*")
+                .any(|g| !g.is_empty() && crate::glob::matches(g, self.name))
+        };
+        named(globs) && (!self.on_request || requested)
     }
 }
 
@@ -184,5 +231,16 @@ mod tests {
         assert!(selected("*", true).any(|t| t.name == "inject.requested"));
         assert_eq!(suite_of("conv.flipflop"), "conv");
         assert!(find("heap.stress").is_some() && find("heap").is_none());
+        assert!(
+            selected("*", false).all(|t| !t.name.starts_with("bench.")),
+            "the bench suite is not part of *"
+        );
+        assert_eq!(selected("bench.*", false).count(), 7);
+        assert_eq!(
+            selected("*,bench.null_exit", false)
+                .filter(|t| t.name.starts_with("bench."))
+                .count(),
+            1
+        );
     }
 }

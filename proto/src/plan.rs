@@ -118,6 +118,8 @@ pub struct Plan<'a> {
     pub content: Option<Content>,
     /// A deliberate firmware bug to inject (`gfault=`).
     pub guest_fault: Option<GuestFault>,
+    /// Wall budget per op and size in the bench suite, ms (`bench_ms=`).
+    pub bench_ms: u32,
     /// The VMM, as it names itself (`vmm=`); unknown when absent.
     pub vmm: Option<VmmKind>,
 }
@@ -125,6 +127,7 @@ pub struct Plan<'a> {
 pub const DEFAULT_SEED: u64 = 0x5eed;
 pub const DEFAULT_ITERS: u32 = 1000;
 pub const DEFAULT_MEM_BYTES: u64 = 16 << 20;
+pub const DEFAULT_BENCH_MS: u32 = 100;
 
 impl Default for Plan<'_> {
     fn default() -> Self {
@@ -141,6 +144,7 @@ impl Default for Plan<'_> {
             content: None,
             guest_fault: None,
             vmm: None,
+            bench_ms: DEFAULT_BENCH_MS,
         }
     }
 }
@@ -213,6 +217,10 @@ impl<'a> Plan<'a> {
                 "content" => parse_content(value)
                     .map(|v| plan.content = Some(v))
                     .ok_or("zero or preserve"),
+                "bench_ms" => parse_u32(value)
+                    .filter(|&v| v > 0)
+                    .map(|v| plan.bench_ms = v)
+                    .ok_or("a positive number of milliseconds"),
                 "gfault" => GuestFault::parse(value)
                     .map(|v| plan.guest_fault = Some(v))
                     .ok_or("skip-share, skip-unshare, skip-reset or forget-tracker"),
@@ -268,6 +276,9 @@ impl fmt::Display for Plan<'_> {
         }
         if let Some(g) = self.guest_fault {
             write!(f, " gfault={}", g.as_str())?;
+        }
+        if self.bench_ms != DEFAULT_BENCH_MS {
+            write!(f, " bench_ms={}", self.bench_ms)?;
         }
         if let Some(v) = self.vmm {
             write!(f, " vmm={}", v.as_str())?;
@@ -379,6 +390,7 @@ mod tests {
             content: Some(Content::Zero),
             guest_fault: Some(GuestFault::SkipReset),
             vmm: Some(VmmKind::Convtest),
+            bench_ms: 250,
             ..Plan::default()
         };
         let line = plan.to_string();

@@ -15,6 +15,8 @@ struct Report<'a> {
     accel: &'a str,
     boot: &'a str,
     machine: &'a str,
+    /// The lane's name, as `convtest mutants` / `convtest bench` spell it.
+    lane: &'a str,
     plan: &'a str,
     guest: Guest<'a>,
     tests: &'a [TestResult],
@@ -114,6 +116,7 @@ pub fn render(r: &RunRecord) -> String {
         accel: &r.accel,
         boot: &r.boot,
         machine: &r.machine,
+        lane: &r.lane,
         plan: &r.plan,
         guest: Guest {
             hypervisor: log.header_value("hypervisor"),
@@ -180,6 +183,7 @@ mod tests {
                 "exit_code",
                 "guest",
                 "l1",
+                "lane",
                 "machine",
                 "plan",
                 "qemu",
@@ -204,7 +208,19 @@ mod tests {
         );
         assert_eq!(
             keys(&v["bench"][0]),
-            ["cycles_p50", "iters", "ns_p50", "ns_p99", "op", "pages"]
+            [
+                "cycles_min",
+                "cycles_p50",
+                "cycles_p99",
+                "iters",
+                "lane",
+                "ns_min",
+                "ns_p50",
+                "ns_p99",
+                "op",
+                "pages",
+                "size_bytes"
+            ]
         );
         assert_eq!(v["verdict"], "pass");
         assert_eq!(v["guest"]["hypervisor"], "TCGTCGTCGTCG");

@@ -24,6 +24,8 @@ pub struct RunRecord {
     pub plan: String,
     pub judgement: Judgement,
     pub log: Log,
+    /// The lane's name (`nested-x86-swprot`, …); see `run::lane_name`.
+    pub lane: String,
     pub timing: Timing,
     /// The VMM command line, once one was built.
     pub command: Option<String>,
@@ -126,6 +128,7 @@ pub(crate) fn sample(text: &str, verdict: crate::verdict::Verdict, reason: &str)
             reason: reason.into(),
         },
         log: crate::ktap::parse_all(text.as_bytes()),
+        lane: "qemu-tcg-x86".into(),
         timing: Timing {
             build: Duration::from_millis(5),
             first_line: Some(Duration::from_millis(412)),
