@@ -78,6 +78,39 @@ Examples:
   convtest mutants                                         all lanes (~2-4 min each on 2 cores)
   convtest mutants --lanes nested-x86-swprot --json m.json";
 
+const BENCH_AFTER: &str = "\
+What it answers: is converting a buffer private->shared in place (what a confidential guest's \
+driver would do instead of bouncing through swiotlb) faster than copying it through a pre-shared \
+buffer? Per lane it runs `convtest run --backend nested --tests 'bench.*,conv.cost'` once and \
+reads the guest's bench lines (p50 over an adaptive number of iterations, --bench-ms per op and size):
+  share, unshare          raw conversion of 1, 2, 4 ... 512 granules (4 KiB ... 2 MiB)
+  round trip with touch   share + the guest's first touch of every page + unshare: the in-place path
+  bounce (warm / cold)    memcpy of the same bytes private -> pre-shared and back: the swiotlb path
+  null exit               the cheapest round trip to the conversion handler: the floor
+  VMM part (x86)          the own VMM's share of serving each exit (vmm_share, vmm_unshare)
+Below each table: the break-even (the smallest size from which the round trip beats the bounce at \
+every larger size; or 'never up to 2 MiB'), throughput of both paths in GB/s, and the one-page \
+share+unshare next to the no-op exit (conv.cost, same harness). The nested lanes run under TCG: \
+absolute times are not hardware times, the ratios within a lane are the point.
+
+Lanes:
+  nested-x86-swprot   x86, KVM_SW_PROTECTED_VM (guest_memfd + memory attributes); needs the kvm.ko
+                      build tools (first run builds it, ~5 min on 2 cores)
+  nested-x86          x86, stock KVM, emulated-private memory
+  nested-arm64-pkvm   arm64 pKVM protected VM (MEM_SHARE/MEM_UNSHARE at EL2, one call per granule)
+
+Exit status: 0 when every lane ran, its run passed and it has at least 10 sizes with share, \
+unshare, io_round_trip, bounce_warm and bounce_cold, and a null exit (and --svg had something to \
+draw); 1 otherwise, naming what is missing (a lane that cannot run here says so); 2 bad arguments \
+or a file that cannot be read or written.
+
+Examples:
+  convtest bench                                            every lane (~2-5 min each on 2 cores)
+  convtest bench --lanes nested-x86 --svg cost.svg --md cost.md --json cost.json
+  convtest bench --bench-ms 20                              a quicker, noisier pass
+  convtest bench --from cost.json --svg cost.svg            draw a saved report again, no boot
+  convtest run --backend nested --tests 'bench.*' --json r.json && convtest bench --from r.json";
+
 #[derive(Debug, Parser)]
 #[command(name = "convtest", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
 pub struct Cli {
@@ -97,6 +130,11 @@ pub enum Command {
     /// fault, and prints the kill table next to the expected one.
     #[command(after_long_help = MUTANTS_AFTER)]
     Mutants(MutantsArgs),
+    /// Measure conversion against bounce buffering on each nested lane:
+    /// latency per range size next to memcpy of the same bytes and the null
+    /// exit, the break-even size, throughput; tables, SVG plot, Markdown, JSON.
+    #[command(after_long_help = BENCH_AFTER)]
+    Bench(BenchArgs),
     /// Run the default suite on each L1 kernel of the nested lane and print
     /// one table: kernel × capabilities, memory mode, conv results,
     /// evidence, conversion cost.
@@ -326,6 +364,44 @@ pub struct MatrixArgs {
     pub quiet: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Lanes to measure (comma-separated) [default: every lane:
+    /// nested-x86-swprot, nested-x86, nested-arm64-pkvm].
+    #[arg(long, value_name = "LANE,...", value_delimiter = ',')]
+    pub lanes: Vec<String>,
+
+    /// Write every lane's bench lines, break-even, throughput and verdict here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Draw latency against range size (log-log, every lane and op) here.
+    #[arg(long, value_name = "PATH")]
+    pub svg: Option<PathBuf>,
+
+    /// Write the tables and break-even lines as Markdown here.
+    #[arg(long, value_name = "PATH")]
+    pub md: Option<PathBuf>,
+
+    /// Wall budget in ms for each op and size (the plan's bench_ms=)
+    /// [default: the guest's, 100].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub bench_ms: Option<u32>,
+
+    /// Seconds each lane's run may take.
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// Show a report saved before (this command's --json, or a `convtest
+    /// run --json` report) instead of running anything.
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+
+    /// Print only the tables and the verdict line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 /// The L1 (nested) host: kernel, modules and KVM flavour.
 #[derive(Clone, Debug, Default, Args)]
 pub struct L1Options {
@@ -437,6 +513,12 @@ pub struct RunArgs {
     /// Repetitions for stress-style tests [default: the guest's, 1000].
     #[arg(long)]
     pub iters: Option<u32>,
+
+    /// Wall budget in ms for each op and size of the bench.* suite (carried
+    /// in the plan as bench_ms=); each op still gets its minimum iterations
+    /// [default: the guest's, 100].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub bench_ms: Option<u32>,
 
     /// Make the guest crash or hang on purpose, to check the verdict path.
     #[arg(long, value_enum)]
@@ -843,5 +925,17 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(run.contains("virt-el2") && run.contains("OVMF") && run.contains("--inject"));
+        let bench = cmd
+            .find_subcommand_mut("bench")
+            .expect("bench")
+            .render_long_help()
+            .to_string();
+        assert!(
+            bench.contains("break-even")
+                && bench.contains("nested-arm64-pkvm")
+                && bench.contains("Exit status")
+                && bench.contains("--bench-ms"),
+            "{bench}"
+        );
     }
 }

@@ -6,7 +6,7 @@ use crate::accel::{self, Host};
 use crate::cli::{Arch, BackendKind, Boot, InjectArg, L1Options, Machine, RunArgs, VmmOptions};
 use crate::error::Error;
 use convtest_proto::catalog;
-use convtest_proto::plan::{DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};
+use convtest_proto::plan::{DEFAULT_BENCH_MS, DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -128,6 +128,7 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             InjectArg::Hang => Inject::Hang,
         }),
         guest_fault: args.guest_fault.map(|g| g.fault()),
+        bench_ms: args.bench_ms.unwrap_or(DEFAULT_BENCH_MS),
         ..Plan::default()
     };
     let mut l1 = args.l1.clone();
@@ -440,6 +441,13 @@ mod tests {
         assert_eq!(
             c.plan,
             "tests=* seed=0x5eed iters=1000 mem=16777216 boot=0 reboots=0 host=off bench=on"
+        );
+        let c =
+            resolve_line("convtest run --backend qemu --tests bench.* --bench-ms 250").expect("ok");
+        assert!(
+            c.plan.starts_with("tests=bench.* ") && c.plan.ends_with(" bench_ms=250"),
+            "{}",
+            c.plan
         );
         let c = resolve_line("convtest run --boot uefi").expect("ok");
         assert_eq!(c.machine, Machine::Pc);

@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod backend;
+pub mod bench;
 pub mod cleanup;
 pub mod cli;
 pub mod config;

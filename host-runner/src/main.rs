@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Vmm(args) => convtest::vmm::main(&args),
         Command::Mutants(args) => convtest::mutants::main(&args),
         Command::Matrix(args) => convtest::matrix::main(&args),
+        Command::Bench(args) => convtest::bench::main(&args),
         Command::List => {
             print!("{}", convtest::list::render());
             0
