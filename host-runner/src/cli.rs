@@ -438,6 +438,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub iters: Option<u32>,
 
+    /// Wall budget per op and size in the bench suite (`--tests 'bench.*'`),
+    /// in ms; an op stops earlier once its p50 is stable [default: the
+    /// guest's, 100].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub bench_ms: Option<u32>,
+
     /// Make the guest crash or hang on purpose, to check the verdict path.
     #[arg(long, value_enum)]
     pub inject: Option<InjectArg>,

@@ -128,6 +128,9 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             InjectArg::Hang => Inject::Hang,
         }),
         guest_fault: args.guest_fault.map(|g| g.fault()),
+        bench_ms: args
+            .bench_ms
+            .unwrap_or(convtest_proto::plan::DEFAULT_BENCH_MS),
         ..Plan::default()
     };
     let mut l1 = args.l1.clone();
