@@ -261,3 +261,50 @@ fn own_vmm_on_this_hosts_kvm() {
         assert_eq!(run.json["exit_code"], 3, "{context}");
     }
 }
+
+/// The bench suite's shape on the TCG lanes: no converter there, so only
+/// the bounce path is measured — ten sizes, warm and cold, each line with
+/// its size and iteration count, and ns exactly when the guest knows its
+/// counter frequency (x86 TCG states none; arm64 has CNTFRQ).
+#[test]
+fn bench_suite_shape_under_tcg() {
+    for (arch, ns_known) in [("x86_64", false), ("aarch64", true)] {
+        let run = convtest(&[
+            "--backend",
+            "qemu",
+            "--arch",
+            arch,
+            "--tests",
+            "bench.*",
+            "--bench-ms",
+            "5",
+        ]);
+        let (j, ctx) = (&run.json, &run.context);
+        assert_eq!(run.code, Some(0), "{ctx}");
+        let bench = j["bench"].as_array().expect("bench[]");
+        for op in ["bounce_warm", "bounce_cold"] {
+            let rows: Vec<&Value> = bench.iter().filter(|b| b["op"] == op).collect();
+            assert_eq!(rows.len(), 10, "{arch} {op}: {rows:?}\n{ctx}");
+            for b in &rows {
+                assert!(b["size_bytes"].as_u64().is_some_and(|s| s >= 4096), "{b}");
+                assert!(b["iters"].as_u64().is_some_and(|n| n >= 5), "{b}");
+                assert!(b["cycles_min"].as_u64().is_some(), "{b}");
+                assert_eq!(b["ns_p50"].is_u64(), ns_known, "{arch}: {b}");
+                assert_eq!(
+                    b["lane"],
+                    format!(
+                        "qemu-tcg-{}",
+                        if arch == "x86_64" { "x86" } else { "arm64" }
+                    )
+                );
+            }
+        }
+        for t in tests_with(j, "skip") {
+            assert!(t.starts_with("bench."), "{t}\n{ctx}");
+        }
+        assert!(
+            tests_with(j, "pass").contains(&"bench.bounce".to_string()),
+            "{ctx}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 use crate::boot::BootInfo;
 use crate::suite::{self, Ctx, Verdict};
 use crate::{arch, conv, heap, kprintln, report};
+use alloc::string::String;
 use alloc::vec::Vec;
 use convtest_proto::catalog::{self, TestDef};
 use convtest_proto::ktap::{self, Outcome, Word};
@@ -132,23 +133,15 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
 fn reset_to_private(c: &mut dyn conv::Converter) {
     match c.reset_to_private() {
         Ok(r) => {
-            let hz = arch::cycle_freq().ok();
+            // ns only when the counter frequency is known: never a 0.
+            let ns = arch::cycle_freq().ok().map_or(String::new(), |hz| {
+                alloc::format!(" ns={}", convtest_proto::bench::cycles_to_ns(r.cycles, hz))
+            });
             report::diag(
                 0,
                 format_args!(
-                    "reset-to-private: ranges={} pages={} cycles={} ns={} calls={} unknown={} method={}{}",
-                    r.ranges,
-                    r.pages,
-                    r.cycles,
-                    hz.map_or(0, |hz| convtest_proto::bench::cycles_to_ns(r.cycles, hz)),
-                    r.calls,
-                    r.unknown,
-                    r.method,
-                    if hz.is_none() {
-                        " (counter frequency unknown: ns=0)"
-                    } else {
-                        ""
-                    }
+                    "reset-to-private: ranges={} pages={} cycles={}{ns} calls={} unknown={} method={}",
+                    r.ranges, r.pages, r.cycles, r.calls, r.unknown, r.method,
                 ),
             );
         }

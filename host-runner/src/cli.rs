@@ -108,6 +108,7 @@ Examples:
   convtest bench                                            every lane (~2-5 min each on 2 cores)
   convtest bench --lanes nested-x86 --svg cost.svg --md cost.md --json cost.json
   convtest bench --bench-ms 20                              a quicker, noisier pass
+  convtest bench --lanes nested-x86 --memory 2560           the 1 GiB hint too (x86; pKVM has no hints)
   convtest bench --from cost.json --svg cost.svg            draw a saved report again, no boot
   convtest run --backend nested --tests 'bench.*' --json r.json && convtest bench --from r.json";
 
@@ -392,6 +393,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 
+    /// Guest RAM in MiB for each run. 2560 or more gives x86 a 1 GiB-aligned
+    /// free GiB, so the 1 GiB hint (share_1g) is measured too; the L1 grows
+    /// to the guest's RAM + 1.5 GiB.
+    #[arg(long, value_name = "MiB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=65536))]
+    pub memory: u32,
+
     /// Show a report saved before (this command's --json, or a `convtest
     /// run --json` report) instead of running anything.
     #[arg(long, value_name = "PATH")]
@@ -514,9 +521,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub iters: Option<u32>,
 
-    /// Wall budget in ms for each op and size of the bench.* suite (carried
-    /// in the plan as bench_ms=); each op still gets its minimum iterations
-    /// [default: the guest's, 100].
+    /// Wall budget per op and size in the bench suite (`--tests 'bench.*'`),
+    /// in ms; an op stops earlier once its p50 is stable [default: the
+    /// guest's, 100].
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
     pub bench_ms: Option<u32>,
 

@@ -6,7 +6,7 @@ use crate::accel::{self, Host};
 use crate::cli::{Arch, BackendKind, Boot, InjectArg, L1Options, Machine, RunArgs, VmmOptions};
 use crate::error::Error;
 use convtest_proto::catalog;
-use convtest_proto::plan::{DEFAULT_BENCH_MS, DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};
+use convtest_proto::plan::{DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -128,7 +128,9 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             InjectArg::Hang => Inject::Hang,
         }),
         guest_fault: args.guest_fault.map(|g| g.fault()),
-        bench_ms: args.bench_ms.unwrap_or(DEFAULT_BENCH_MS),
+        bench_ms: args
+            .bench_ms
+            .unwrap_or(convtest_proto::plan::DEFAULT_BENCH_MS),
         ..Plan::default()
     };
     let mut l1 = args.l1.clone();

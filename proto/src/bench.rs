@@ -163,7 +163,7 @@ impl Sampling {
         if n >= h.max_iters || self.spent >= h.budget_cycles {
             return true;
         }
-        if n % CHECK_EVERY != 0 {
+        if !n.is_multiple_of(CHECK_EVERY) {
             return false;
         }
         let mut sorted = self.samples.clone();

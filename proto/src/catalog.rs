@@ -167,6 +167,12 @@ pub fn find(name: &str) -> Option<&'static TestDef> {
     TESTS.iter().find(|t| t.name == name)
 }
 
+/// Whether running `name` converts memory (every `conv.*` and `bench.*`
+/// test but the bounce memcpy, which needs no converter).
+pub fn converts(name: &str) -> bool {
+    (name.starts_with("conv.") || name.starts_with("bench.")) && name != "bench.bounce"
+}
+
 /// The suite part of a dotted name.
 pub fn suite_of(name: &str) -> &str {
     name.split_once('.').map_or(name, |(s, _)| s)

@@ -7,6 +7,8 @@
 //! - `NAME: &str` (`"x86_64"` / `"aarch64"`);
 //! - `console_write(&[u8])`: polled, lock-free, callable from exception context;
 //! - `console_read_byte() -> Option<u8>`: non-blocking;
+//! - `flush_dcache(va, len)`: write back and evict the data cache lines of a
+//!   range (arm64 also `clean_dcache`, for the pKVM ledger);
 //! - `cycles() -> u64` and `cycle_freq() -> Result<u64, &'static str>` (the
 //!   error names what the platform lacks);
 //! - `power_off(success: bool) -> !` and `reboot() -> !`;

@@ -75,27 +75,6 @@ impl LedgerStore {
         let w = self.ledger.encode();
         // SAFETY: as in `load`.
         unsafe { self.words().write_volatile(w) };
-        clean_to_poc(self.at.start.wrapping_add(self.phys_offset), ledger::BYTES);
+        crate::arch::clean_dcache(self.at.start.wrapping_add(self.phys_offset), ledger::BYTES);
     }
-}
-
-/// `dc cvac` over `[va, va+len)`, then `dsb sy`: the bytes reach memory
-/// even if the next boot reads them with caches off.
-fn clean_to_poc(va: u64, len: u64) {
-    let ctr: u64;
-    // SAFETY: reads CTR_EL0, which EL1 may always read.
-    unsafe { core::arch::asm!("mrs {c}, ctr_el0", c = out(reg) ctr, options(nomem, nostack)) };
-    // DminLine (bits 19:16): log2 of the smallest data cache line in words.
-    let line = 4u64 << ((ctr >> 16) & 0xf);
-    let mut a = va & !(line - 1);
-    while a < va + len {
-        // SAFETY: cache maintenance by VA on memory this store owns; it does
-        // not change the program's view of memory.
-        unsafe {
-            core::arch::asm!("dc cvac, {a}", a = in(reg) a, options(nostack, preserves_flags))
-        };
-        a += line;
-    }
-    // SAFETY: a barrier only.
-    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
 }

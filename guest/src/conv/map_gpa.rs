@@ -105,6 +105,16 @@ impl Backend for MapGpa {
         }
     }
 
+    fn convert_bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
+        // MAP_GPA_RANGE keeps no record in the guest: bare is the same call.
+        self.call(range, to)
+    }
+
+    fn make_private(&mut self, range: MemRange) -> Result<(), ConvError> {
+        // Idempotent: the VMM answers 0 for pages already private.
+        self.call(range, Target::Private)
+    }
+
     /// Converting an already-private page to private: KVM still exits to the
     /// VMM, which finds nothing to change.
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError> {

@@ -229,6 +229,31 @@ impl Backend for Pkvm {
         Some(self.ledger.range())
     }
 
+    fn convert_bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
+        self.each_granule(fid_for(to), range)
+    }
+
+    fn note_bare(&mut self, range: MemRange) {
+        self.ledger.note_pending(range);
+    }
+
+    fn make_private(&mut self, range: MemRange) -> Result<(), ConvError> {
+        let mut ipa = range.start;
+        while ipa < range.end {
+            // 0: it was shared; -3: it was not. Either way private now.
+            self.unshare_for_reset(ipa, range)?;
+            ipa += self.granule;
+        }
+        self.ledger.note_private(range);
+        Ok(())
+    }
+
+    fn bookkeep(&mut self, range: MemRange) {
+        self.ledger.note_pending(range);
+        self.ledger.note_shared(range);
+        self.ledger.note_private(range);
+    }
+
     /// Keeps the ledger truthful whatever the suite asks: a MEM_SHARE is
     /// noted before it is made (its granule, even for an unaligned IPA), and
     /// confirmed or dropped by the answer.

@@ -174,6 +174,18 @@ pub trait Backend {
     fn raw(&mut self, call: RawCall) -> Result<i64, WrongAbi>;
     /// The calls `convert(range, to)` would issue.
     fn calls_for(&self, range: MemRange, to: Target) -> Issued;
+    /// The calls of `convert` and nothing else (no record kept): what a
+    /// benchmark times. Bracketed by `note_bare` and `make_private`.
+    fn convert_bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError>;
+    /// Before bare conversions of `range`: keep whatever record a crash
+    /// would need to find it shared at the next boot.
+    fn note_bare(&mut self, _range: MemRange) {}
+    /// Makes `range` private whatever state it is in (granules already
+    /// private are fine) and updates the backend's own record.
+    fn make_private(&mut self, range: MemRange) -> Result<(), ConvError>;
+    /// The backend's own record-keeping of one share + unshare of `range`,
+    /// without any call (pKVM: the ledger's writes, cleaned to memory).
+    fn bookkeep(&mut self, _range: MemRange) {}
     /// A call that reaches the hypervisor but changes nothing (`page` is a
     /// private granule the backend may name in it).
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError>;

@@ -44,6 +44,17 @@ pub trait Converter {
     fn calls_for(&self, range: MemRange, to: Target) -> Issued;
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError>;
     fn noop_op(&self) -> &'static str;
+    /// Starts bare conversions of `range` (private, whole tracked
+    /// granules): the tracker marks it unknown and the backend keeps what a
+    /// crash needs.
+    fn begin_bare(&mut self, range: MemRange);
+    /// One conversion's calls and nothing else: what benchmarks time.
+    fn bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError>;
+    /// Ends bare conversions: `range` private again, the records agree.
+    fn end_bare(&mut self, range: MemRange) -> Result<(), ConvError>;
+    /// The guest's own bookkeeping of one share + unshare of the private
+    /// `range` (tracker, and the backend's record), without any call.
+    fn bookkeep(&mut self, range: MemRange);
 }
 
 pub struct Tracked<B> {
@@ -211,5 +222,27 @@ impl<B: Backend> Converter for Tracked<B> {
 
     fn noop_op(&self) -> &'static str {
         self.backend.noop_op()
+    }
+
+    fn begin_bare(&mut self, range: MemRange) {
+        self.backend.note_bare(range);
+        // Whole granules inside tracked RAM: the caller's contract.
+        let _ = self.pages.set(range, PageState::Unknown);
+    }
+
+    fn bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
+        self.backend.convert_bare(range, to)
+    }
+
+    fn end_bare(&mut self, range: MemRange) -> Result<(), ConvError> {
+        self.backend.make_private(range)?;
+        let _ = self.pages.set(range, PageState::Private);
+        Ok(())
+    }
+
+    fn bookkeep(&mut self, range: MemRange) {
+        let _ = self.pages.set(range, PageState::Shared);
+        let _ = self.pages.set(range, PageState::Private);
+        self.backend.bookkeep(range);
     }
 }

@@ -2,6 +2,7 @@
 //! checked and what was seen; they reach the hardware only through `arch`'s
 //! contract functions, `BootInfo` and the `Converter` seam.
 
+mod bench;
 mod boot;
 mod clock;
 mod conv;
@@ -58,6 +59,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
         "clock.frequency" => clock::frequency(ctx),
         "inject.requested" => inject::requested(ctx),
         n if n.starts_with("conv.") => conv::run(n, ctx),
+        n if n.starts_with("bench.") => bench::run(n, ctx),
         other => fail!("catalog names {other} but the guest has no such test"),
     }
 }

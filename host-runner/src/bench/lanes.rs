@@ -44,6 +44,8 @@ pub fn run_line(lane: &Lane, args: &BenchArgs) -> Vec<String> {
     .map(String::from)
     .to_vec();
     line.push(args.timeout.to_string());
+    line.push("--memory".into());
+    line.push(args.memory.to_string());
     match lane.platform {
         Platform::X86SwProtected => {
             line.extend(["--l1-swprot", "--vmm-memory", "sw-protected"].map(String::from));
@@ -113,7 +115,15 @@ mod tests {
 
     #[test]
     fn each_lane_is_a_run_line_that_resolves_to_that_lane() {
-        let args = bench_args(&["--bench-ms", "40", "--timeout", "500", "--quiet"]);
+        let args = bench_args(&[
+            "--bench-ms",
+            "40",
+            "--timeout",
+            "500",
+            "--memory",
+            "2560",
+            "--quiet",
+        ]);
         for lane in LANES {
             let line = run_line(&lane, &args);
             let Command::Run(run) = Cli::try_parse_from(&line).expect("clap accepts it").command

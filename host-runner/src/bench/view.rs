@@ -206,8 +206,8 @@ fn hint_sentences(a: &LaneAnalysis) -> Vec<String> {
     }
     if !a.hinted_missing.is_empty() && !a.rows.is_empty() {
         v.push(format!(
-            "not measured: {} (the guest SKIPs a hint it cannot align, e.g. 1 GiB when RAM is \
-             too small)",
+            "not measured: {} (the guest SKIPs a hint it cannot use: pKVM has none, and 1 GiB \
+             needs a 1 GiB-aligned free GiB: --memory 2560)",
             a.hinted_missing.join(", ")
         ));
     }

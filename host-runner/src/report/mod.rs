@@ -88,7 +88,8 @@ impl LaneEvidence {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Conversions {
     pub exercised: bool,
-    /// Why none ran: the first `conv.*` SKIP reason, or that none was selected.
+    /// Why none ran: the first SKIP reason of a test that converts, or that
+    /// none was selected.
     pub why: Option<String>,
 }
 
@@ -97,12 +98,12 @@ impl Conversions {
         let conv: Vec<_> = log
             .tests
             .iter()
-            .filter(|t| t.name.starts_with("conv."))
+            .filter(|t| convtest_proto::catalog::converts(&t.name))
             .collect();
         let exercised = conv.iter().any(|t| t.result != Outcome::Skip);
         let why = (!exercised).then(|| match conv.first() {
             Some(t) => t.reason.clone(),
-            None => "the plan selected no conv.* test".to_string(),
+            None => "the plan selected no test that converts memory".to_string(),
         });
         Conversions { exercised, why }
     }

@@ -4,6 +4,7 @@
 //! Boot order: entry.rs (EL drop, FP/SIMD, bss, stack) → reloc.rs →
 //! `boot_main`: vectors, DTB, identity map + caches, console, `kmain`.
 
+mod cache;
 mod dtb;
 mod dtb_nops;
 mod entry;
@@ -21,6 +22,7 @@ use crate::boot::BootInfo;
 use crate::report;
 use convtest_proto::range::MemRange;
 
+pub use cache::{clean_dcache, flush_dcache};
 pub use probe::probe;
 pub use smccc::call as smccc_call;
 pub use timer::{cycle_freq, cycles};

@@ -6,6 +6,7 @@
 //! reaches the crash path.
 
 mod armed;
+mod cache;
 mod cpu;
 mod gdt;
 mod hypercall;
@@ -26,6 +27,7 @@ mod pvh_info;
 #[cfg(not(feature = "bootloader"))]
 mod pvh_paging;
 
+pub use cache::flush_dcache;
 pub use cpu::{cpuid, cycle_freq, cycles};
 pub use hypercall::{vmcall, vmmcall};
 #[allow(

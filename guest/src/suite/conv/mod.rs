@@ -36,7 +36,7 @@ use convtest_proto::range::{MemRange, RangeList, align_up};
 use convtest_proto::tracker::PageState;
 
 const TWO_MIB: u64 = 2 << 20;
-const WINDOW: u64 = 8 << 20;
+pub(in crate::suite) const WINDOW: u64 = 8 << 20;
 /// Slots (granules in the window's first 2 MiB), one per test.
 const SLOT_RESET: u64 = 0;
 const SLOT_SHARE: u64 = 1;
@@ -60,14 +60,20 @@ struct T<'a> {
     evidence: Option<Evidence>,
 }
 
+/// The 8 MiB of free RAM the conversion tests (and, after them, the bench
+/// suite) work in.
 #[derive(Clone, Copy)]
-struct Window {
-    base: u64,
-    granule: u64,
+pub(in crate::suite) struct Window {
+    pub base: u64,
+    pub granule: u64,
 }
 
 impl Window {
-    fn find(test_ram: &RangeList, kernel_end: u64, granule: u64) -> Result<Window, String> {
+    pub(in crate::suite) fn find(
+        test_ram: &RangeList,
+        kernel_end: u64,
+        granule: u64,
+    ) -> Result<Window, String> {
         if granule * SLOTS > TWO_MIB {
             return Err(format!(
                 "granule {granule} too large: {SLOTS} test slots must fit in 2 MiB"
@@ -91,11 +97,11 @@ impl Window {
         }
     }
 
-    fn slot(&self, i: u64) -> MemRange {
+    pub(in crate::suite) fn slot(&self, i: u64) -> MemRange {
         MemRange::from_len(self.base + i * self.granule, self.granule)
     }
 
-    fn aligned_2m(&self) -> MemRange {
+    pub(in crate::suite) fn aligned_2m(&self) -> MemRange {
         MemRange::from_len(self.base + TWO_MIB, TWO_MIB)
     }
 

@@ -58,7 +58,7 @@ pub fn boot(
         );
     }
     let binary = qemu::binary(spec.arch);
-    let args = l1_qemu::args(spec.arch, &l1.kernel.kernel, &initrd);
+    let args = l1_qemu::args(spec.arch, &l1.kernel.kernel, &initrd, spec.memory_mib);
     let command = shell_line(binary.into(), args.clone());
     let mut cmd = Command::new(binary);
     cmd.args(&args);

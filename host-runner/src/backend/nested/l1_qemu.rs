@@ -6,8 +6,12 @@ use crate::cli::Arch;
 use std::ffi::OsString;
 use std::path::Path;
 
-/// L1 RAM: the L1 kernel, the inner VMM and the guest's RAM inside it.
-pub const L1_MEMORY: &str = "2G";
+/// L1 RAM: the L1 kernel, the inner VMM and the guest's RAM inside it —
+/// at least 2 GiB, and the guest's RAM plus 1.5 GiB for larger guests
+/// (`convtest bench`'s 1 GiB conversion needs a guest of 2.5 GiB).
+pub fn l1_memory_mib(guest_mib: u32) -> u32 {
+    2048.max(guest_mib.saturating_add(1536))
+}
 pub const L1_CPUS: &str = "2";
 
 /// The L1 kernel command line: quiet so the console carries little but the
@@ -20,7 +24,8 @@ pub fn kernel_cmdline(arch: Arch) -> &'static str {
     }
 }
 
-pub fn args(arch: Arch, kernel: &Path, initrd: &Path) -> Vec<OsString> {
+pub fn args(arch: Arch, kernel: &Path, initrd: &Path, guest_mib: u32) -> Vec<OsString> {
+    let memory = format!("{}M", l1_memory_mib(guest_mib));
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     if arch == Arch::Aarch64 {
@@ -34,7 +39,7 @@ pub fn args(arch: Arch, kernel: &Path, initrd: &Path) -> Vec<OsString> {
         "-smp",
         L1_CPUS,
         "-m",
-        L1_MEMORY,
+        &memory,
         "-no-reboot",
     ]);
     push(&crate::backend::qemu::HEADLESS_SERIAL_STDIO);
@@ -53,16 +58,27 @@ mod tests {
     use crate::error::shell_line;
 
     #[test]
+    fn larger_guests_get_a_larger_l1() {
+        assert_eq!(l1_memory_mib(256), 2048);
+        assert_eq!(l1_memory_mib(2560), 4096);
+    }
+
+    #[test]
     fn command_lines() {
         let line = |arch| {
             shell_line(
                 OsString::from("qemu"),
-                args(arch, Path::new("/c/vmlinuz"), Path::new("/t/initramfs")),
+                args(
+                    arch,
+                    Path::new("/c/vmlinuz"),
+                    Path::new("/t/initramfs"),
+                    256,
+                ),
             )
         };
         assert_eq!(
             line(Arch::X86_64),
-            "qemu -accel tcg -cpu max -smp 2 -m 2G -no-reboot -nodefaults -no-user-config \
+            "qemu -accel tcg -cpu max -smp 2 -m 2048M -no-reboot -nodefaults -no-user-config \
              -display none -serial stdio -kernel /c/vmlinuz -initrd /t/initramfs \
              -append 'console=ttyS0 quiet loglevel=1 panic=-1'"
         );
