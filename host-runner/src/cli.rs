@@ -105,7 +105,7 @@ draw); 1 otherwise, naming what is missing (a lane that cannot run here says so)
 or a file that cannot be read or written.
 
 Examples:
-  convtest bench                                            every lane (~2-5 min each on 2 cores)
+  convtest bench                                            every lane (1-3 min each on 2 cores, warm cache)
   convtest bench --lanes nested-x86 --svg cost.svg --md cost.md --json cost.json
   convtest bench --bench-ms 20                              a quicker, noisier pass
   convtest bench --lanes nested-x86 --memory 2560           the 1 GiB hint too (x86; pKVM has no hints)

@@ -46,68 +46,101 @@ fn line(op: &str, size: u64, ns: u64, shape: Shape) -> Bench {
     }
 }
 
+/// A platform's cost model, µs: a fixed part per call plus a part per
+/// granule (page).
+struct Model {
+    null_exit: f64,
+    share: (f64, f64),
+    unshare: (f64, f64),
+    touch_per_page: f64,
+    memcpy_warm_per_page: f64,
+    memcpy_cold_per_page: f64,
+    /// The own VMM's part of a share (x86 only).
+    vmm: Option<(f64, f64)>,
+    noop_op: &'static str,
+}
+
+fn model(shape: Shape) -> Model {
+    match shape {
+        Shape::X86Stock => Model {
+            null_exit: 120.0,
+            share: (130.0, 0.4),
+            unshare: (125.0, 0.35),
+            touch_per_page: 5.0,
+            memcpy_warm_per_page: 8.0,
+            memcpy_cold_per_page: 12.0,
+            vmm: Some((15.0, 0.1)),
+            noop_op: "noop_map_gpa_private",
+        },
+        Shape::X86SwProt => Model {
+            null_exit: 115.0,
+            share: (210.0, 1.1),
+            unshare: (200.0, 1.0),
+            touch_per_page: 6.0,
+            memcpy_warm_per_page: 8.5,
+            memcpy_cold_per_page: 13.0,
+            vmm: Some((60.0, 0.8)),
+            noop_op: "noop_map_gpa_private",
+        },
+        // One HVC per granule: no fixed part worth the name.
+        Shape::Arm64 | Shape::Arm64CyclesOnly => Model {
+            null_exit: 2.9,
+            share: (0.0, 40.0),
+            unshare: (0.0, 38.0),
+            touch_per_page: 1.5,
+            memcpy_warm_per_page: 6.0,
+            memcpy_cold_per_page: 9.0,
+            vmm: None,
+            noop_op: "noop_kvm_features",
+        },
+    }
+}
+
 /// Every line one lane's `bench.*,conv.cost` run prints, `lane` set.
 pub fn lane(name: &str, shape: Shape) -> Vec<Bench> {
-    let us = |x: f64| (x * 1000.0) as u64;
-    // (null exit, share fixed, per page; unshare fixed, per page; first
-    // touch per page; memcpy warm, cold per page; vmm fixed, per page)
-    let m = match shape {
-        Shape::X86Stock => [120.0, 130.0, 0.4, 125.0, 0.35, 5.0, 8.0, 12.0, 15.0, 0.1],
-        Shape::X86SwProt => [115.0, 210.0, 1.1, 200.0, 1.0, 6.0, 8.5, 13.0, 60.0, 0.8],
-        Shape::Arm64 | Shape::Arm64CyclesOnly => {
-            [2.9, 0.0, 40.0, 0.0, 38.0, 1.5, 6.0, 9.0, 0.0, 0.0]
-        }
-    };
-    let x86 = matches!(shape, Shape::X86Stock | Shape::X86SwProt);
+    let ns = |us: f64| (us * 1000.0) as u64;
+    let m = model(shape);
+    let cost = |(fixed, per_page): (f64, f64), pages: f64| fixed + per_page * pages;
     let mut v = Vec::new();
     for n in PAGES {
-        let size = n * PAGE;
-        let nf = n as f64;
-        let share = m[1] + m[2] * nf;
-        let unshare = m[3] + m[4] * nf;
-        v.push(line("share", size, us(share), shape));
-        v.push(line("unshare", size, us(unshare), shape));
-        v.push(line(
-            "io_round_trip",
-            size,
-            us(share + unshare + m[5] * nf),
-            shape,
-        ));
-        v.push(line("bounce_warm", size, us(m[6] * nf), shape));
-        v.push(line("bounce_cold", size, us(m[7] * nf), shape));
-        v.push(line("bookkeeping", size, us(0.05 + 0.02 * nf), shape));
-        if x86 {
-            v.push(line("vmm_share", size, us(m[8] + m[9] * nf), shape));
-            v.push(line("vmm_unshare", size, us(m[8] * 0.9 + m[9] * nf), shape));
-            v.push(line("vmm_model", size, us(1.0 + 0.01 * nf), shape));
+        let (size, pages) = (n * PAGE, n as f64);
+        let share = cost(m.share, pages);
+        let unshare = cost(m.unshare, pages);
+        let mut push = |op: &str, us: f64| v.push(line(op, size, ns(us), shape));
+        push("share", share);
+        push("unshare", unshare);
+        push("io_round_trip", share + unshare + m.touch_per_page * pages);
+        push("bounce_warm", m.memcpy_warm_per_page * pages);
+        push("bounce_cold", m.memcpy_cold_per_page * pages);
+        push("bookkeeping", 0.05 + 0.02 * pages);
+        if let Some(vmm) = m.vmm {
+            push("vmm_share", cost(vmm, pages));
+            push("vmm_unshare", cost(vmm, pages) - 0.1 * vmm.0);
+            push("vmm_model", 1.0 + 0.01 * pages);
         }
     }
-    v.push(line("null_exit", 0, us(m[0]), shape));
     let two_m = 512 * PAGE;
+    v.push(line("null_exit", 0, ns(m.null_exit), shape));
+    // The 2M hint saves a fifth (fewer page-table updates).
     v.push(line(
         "share_2m",
         two_m,
-        us((m[1] + m[2] * 512.0) * 0.8),
+        ns(cost(m.share, 512.0) * 0.8),
         shape,
     ));
     v.push(line(
         "unshare_2m",
         two_m,
-        us((m[3] + m[4] * 512.0) * 0.8),
+        ns(cost(m.unshare, 512.0) * 0.8),
         shape,
     ));
     v.push(line(
         "share_unshare",
         PAGE,
-        us(m[1] + m[2] + m[3] + m[4]),
+        ns(cost(m.share, 1.0) + cost(m.unshare, 1.0)),
         shape,
     ));
-    let noop = if x86 {
-        "noop_map_gpa_private"
-    } else {
-        "noop_kvm_features"
-    };
-    v.push(line(noop, PAGE, us(m[0]), shape));
+    v.push(line(m.noop_op, PAGE, ns(m.null_exit), shape));
     for b in &mut v {
         b.lane = Some(name.to_string());
     }

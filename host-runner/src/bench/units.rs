@@ -86,14 +86,18 @@ pub fn size_text(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
-/// A ratio as a factor: `425×`, `4.2×`, `0.42×`.
+/// A ratio as a factor: `425×`, `4.2×`, `0.42×`, `0.012×` (two
+/// significant digits below 1, so a large win does not read as `0.01×`).
 pub fn factor_text(r: f64) -> String {
     if r >= 10.0 {
         format!("{r:.0}×")
     } else if r >= 1.0 {
         format!("{r:.1}×")
+    } else if r > 0.0 {
+        let decimals = ((1.0 - r.log10().floor()) as usize).clamp(2, 6);
+        format!("{r:.decimals$}×")
     } else {
-        format!("{r:.2}×")
+        "0×".into()
     }
 }
 
@@ -162,6 +166,9 @@ mod tests {
         assert_eq!(factor_text(425.2), "425×");
         assert_eq!(factor_text(4.25), "4.2×");
         assert_eq!(factor_text(0.4249), "0.42×");
+        assert_eq!(factor_text(0.0118), "0.012×");
+        assert_eq!(factor_text(0.094), "0.094×");
+        assert_eq!(factor_text(0.0), "0×");
         assert_eq!(gb_per_s(4096, 1000), Some(4.096));
         assert_eq!(gb_per_s(4096, 0), None);
         assert_eq!(gbps_text(4.096), "4.10 GB/s");

@@ -51,16 +51,20 @@ impl LaneView {
                 one.noop.show()
             ));
         }
-        notes.extend(hint_sentences(a));
+        // Lane names say the arch (`run::lane_name`): nested-arm64-…
+        let pkvm = j.result.lane.contains("arm64");
+        notes.extend(hint_sentences(a, pkvm));
         if let Some(s) = bookkeeping_sentence(&a.rows) {
             notes.push(s);
         }
         if !a.rows.is_empty() && !a.has_vmm_part() {
-            notes.push(
-                "VMM part: no vmm_share/vmm_unshare lines (only the own VMM on x86 times \
-                 itself; pKVM converts at EL2 without a VMM exit)"
-                    .into(),
-            );
+            notes.push(if pkvm {
+                "VMM part: none (pKVM converts at EL2 without a VMM exit)".into()
+            } else {
+                "VMM part: the VMM printed no vmm_share/vmm_unshare lines (a VMM that does \
+                 not time its own part of each exit)"
+                    .into()
+            });
         }
         if !a.vmm_breakdown.is_empty() {
             let parts: Vec<String> = a
@@ -182,7 +186,7 @@ fn break_even_sentence(a: &LaneAnalysis) -> String {
     )
 }
 
-fn hint_sentences(a: &LaneAnalysis) -> Vec<String> {
+fn hint_sentences(a: &LaneAnalysis, pkvm: bool) -> Vec<String> {
     let mut v = Vec::new();
     let parts: Vec<String> = a
         .hinted
@@ -206,9 +210,14 @@ fn hint_sentences(a: &LaneAnalysis) -> Vec<String> {
     }
     if !a.hinted_missing.is_empty() && !a.rows.is_empty() {
         v.push(format!(
-            "not measured: {} (the guest SKIPs a hint it cannot use: pKVM has none, and 1 GiB \
-             needs a 1 GiB-aligned free GiB: --memory 2560)",
-            a.hinted_missing.join(", ")
+            "not measured: {} ({})",
+            a.hinted_missing.join(", "),
+            if pkvm {
+                "pKVM has no page-size hints: the guest SKIPs them"
+            } else {
+                "the guest SKIPs a hint it cannot align: 1 GiB needs a 1 GiB-aligned free GiB, \
+                 --memory 2560"
+            }
         ));
     }
     v
@@ -277,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn an_x86_vmm_that_does_not_time_itself_is_named() {
+        let mut j = judged("nested-x86", sample::Shape::X86Stock);
+        j.result.bench.retain(|b| !b.op.starts_with("vmm_"));
+        let v = LaneView::of(&Judged::of(j.result));
+        assert_eq!(v.costs.expect("table").header.len(), 8);
+        assert!(
+            v.notes
+                .iter()
+                .any(|n| n.starts_with("VMM part: the VMM printed no vmm_share")),
+            "{:?}",
+            v.notes
+        );
+        assert!(v.notes.iter().any(|n| n.contains("--memory 2560")));
+    }
+
+    #[test]
     fn pkvm_never_breaks_even_and_has_no_vmm_columns() {
         let v = LaneView::of(&judged("nested-arm64-pkvm", sample::Shape::Arm64));
         let g = v.costs.expect("table");
@@ -289,9 +314,13 @@ mod tests {
         assert!(
             v.notes
                 .iter()
-                .any(|n| n.starts_with("VMM part: no vmm_share"))
+                .any(|n| n.starts_with("VMM part: none (pKVM"))
         );
-        assert!(v.notes.iter().any(|n| n.contains("share_1g, unshare_1g")));
+        assert!(
+            v.notes
+                .iter()
+                .any(|n| n.starts_with("not measured: share_1g, unshare_1g (pKVM has no"))
+        );
         let c = LaneView::of(&judged("nested-arm64-pkvm", sample::Shape::Arm64CyclesOnly));
         assert!(c.costs.expect("table").rows[0][1].ends_with("cycles"));
         assert!(c.throughput.is_none());
