@@ -9,6 +9,7 @@ use super::faults::{Faults, Portion};
 use super::hypercall::{self, RET_EIO, RET_OK, Rejected, Request};
 use super::memory::{GuestRam, PAGE};
 use super::platform::{Platform, PlatformError};
+use super::timing::HostTime;
 use crate::cli::ContentArg;
 use convtest_proto::range::MemRange;
 
@@ -35,6 +36,8 @@ pub struct Served {
     pub outcome: Outcome,
     /// A `--vmm-fault` changed how this request was handled.
     pub faulted: bool,
+    /// Time spent in host calls (timing.rs files it).
+    pub host: HostTime,
 }
 
 /// The first `n` pages of `runs`.
@@ -64,6 +67,7 @@ pub fn serve<P: Platform>(
                 ret,
                 outcome: Outcome::Rejected(why),
                 faulted: false,
+                host: HostTime::default(),
             };
         }
     };
@@ -73,6 +77,7 @@ pub fn serve<P: Platform>(
             ret: RET_OK,
             outcome: Outcome::Unchanged(req),
             faulted: false,
+            host: HostTime::default(),
         };
     }
     let plan = faults.plan(req.state);
@@ -85,7 +90,8 @@ pub fn serve<P: Platform>(
         }
     };
     let clear = (ram.content == ContentArg::Zero) != plan.invert_content;
-    let (ret, outcome) = match ram.convert(&runs, req.state, clear) {
+    let mut host = HostTime::default();
+    let (ret, outcome) = match ram.convert(&runs, req.state, clear, &mut host) {
         Ok(pages) => (plan.answer, Outcome::Converted { req, pages }),
         Err(stop) => (
             RET_EIO,
@@ -100,6 +106,7 @@ pub fn serve<P: Platform>(
         ret,
         outcome,
         faulted: plan.faulted,
+        host,
     }
 }
 
