@@ -121,6 +121,10 @@ pub struct GuestRam<P> {
     pub content: ContentArg,
     /// The VMM's record; for the guest_memfd slot, exactly KVM's attributes.
     pub pages: PageMap,
+    /// serve.rs's buffer for the runs a request flips, kept between exits
+    /// so that serving one allocates nothing (an allocation cost more than
+    /// the rest of the model in the nested lane, see timing.rs).
+    pub scratch: Vec<MemRange>,
     platform: P,
 }
 
@@ -197,6 +201,7 @@ impl<P: Platform> GuestRam<P> {
             mode,
             content,
             pages: PageMap::new(&ram_ranges(size), size),
+            scratch: Vec::new(),
             platform,
         };
         if let Some(g) = ram.gmem_slot() {
