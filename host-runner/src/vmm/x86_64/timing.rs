@@ -5,8 +5,10 @@
 //! arrival to the guest's rax being set; memory.rs times the host calls
 //! inside ([`HostTime`]: KVM_SET_MEMORY_ATTRIBUTES, and the content clear —
 //! fallocate punch plus madvise discard); what is left is the model (the
-//! checks, the page-state walk, the fault plan, the record). At the VMM's
-//! end [`ExitTimes::bench_lines`] prints one `# bench:` line per
+//! checks, the page-state walk, the fault plan, the record). Not in the
+//! window: the way back (the console pump, the watchdog, KVM_RUN's entry),
+//! which is the exit's cost. At the VMM's end [`ExitTimes::write_bench`]
+//! prints one `# bench:` line per
 //! (direction, page-size hint, npages) bucket and part, ns only:
 //!
 //! ```text
@@ -21,7 +23,11 @@
 //! attribute change in emulated-private memory, no clear with
 //! `--content preserve`) has no line rather than a line of zeros.
 //! Requests that were rejected, failed or had a `--vmm-fault` applied are
-//! not timed: they are not the cost of a conversion.
+//! not timed: they are not the cost of a conversion. The lines are printed
+//! only when the guest ended the run itself; the closing facts always carry
+//! `vmm_time_{share,unshare,noop}_ms` (every timed exit, caps or not),
+//! `vmm_time_dropped` and `vmm_clock_ns` (what one clock read costs: a
+//! timed exit makes two, plus two per host call).
 //!
 //! Bounded: at most [`MAX_BUCKETS`] buckets, [`MAX_SAMPLES`] samples per
 //! bucket and [`MAX_KEPT`] in all (12 bytes each, so at most 12 MB); beyond
@@ -29,12 +35,14 @@
 
 use super::memory::PAGE;
 use super::serve::{Outcome, Served};
+use crate::vmm::GuestEnd;
 use crate::vmm::facts::Facts;
 use convtest_proto::bench::Spread;
 use convtest_proto::ktap::BENCH_PREFIX;
 use convtest_proto::map_gpa::{ATTR_PAGE_SZ_1G, ATTR_PAGE_SZ_2M};
 use convtest_proto::tracker::Target;
 use std::fmt::Write as _;
+use std::io::Write;
 use std::time::Instant;
 
 pub const MAX_BUCKETS: usize = 64;
@@ -229,6 +237,27 @@ impl ExitTimes {
             }
         }
         out
+    }
+
+    /// Writes [`ExitTimes::bench_lines`] to the console stream, but only
+    /// when the guest ended the run itself: after a hang or an unserved
+    /// exit the runner quotes the last console line that is not a VMM fact,
+    /// which must stay the guest's.
+    pub fn write_bench(&self, out: &mut dyn Write, end: GuestEnd) {
+        let lines = match end {
+            GuestEnd::DebugExit(_) | GuestEnd::PowerOff | GuestEnd::Reset => self.bench_lines(),
+            GuestEnd::Hang | GuestEnd::Unserved(_) => return,
+        };
+        let mut text = String::new();
+        for line in lines {
+            text.push('\n');
+            text.push_str(&line);
+        }
+        if !text.is_empty() {
+            // Starts on a fresh line: the guest may have left one unfinished.
+            text.push('\n');
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        }
     }
 }
 
@@ -438,6 +467,23 @@ mod tests {
                 one("vmm_share_model", 2000),
                 one("vmm_noop", 400),
             ]
+        );
+    }
+
+    #[test]
+    fn lines_are_written_only_when_the_guest_ended_the_run() {
+        let mut t = ExitTimes::default();
+        let mut out = Vec::new();
+        t.write_bench(&mut out, GuestEnd::DebugExit(0));
+        assert!(out.is_empty(), "nothing timed, nothing written");
+        t.record(key(Kind::Noop, 0, 1), 400, HostTime::default());
+        t.write_bench(&mut out, GuestEnd::Hang);
+        t.write_bench(&mut out, GuestEnd::Unserved(crate::vmm::Unserved::Halt));
+        assert!(out.is_empty());
+        t.write_bench(&mut out, GuestEnd::DebugExit(0));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\n# bench: op=vmm_noop size_bytes=4096 pages=1 iters=1 ns_p50=400 ns_p99=400 ns_min=400\n"
         );
     }
 

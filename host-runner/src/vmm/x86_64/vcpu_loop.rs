@@ -191,16 +191,8 @@ pub(super) fn run_loop(
             break e;
         }
     };
-    // The VMM's own share of each conversion, before the closing facts
-    // (which stay the run's last line).
-    let lines = times.bench_lines();
-    if !lines.is_empty() {
-        // The guest may have left its line unfinished.
-        let _ = out.write_all(b"\n");
-    }
-    for line in lines {
-        let _ = writeln!(out, "{line}");
-    }
+    // Before the closing facts, which stay the run's last line.
+    times.write_bench(out, end);
     let mut f = Facts::default();
     f.add("exits", stats.exits)
         .add("conversions", stats.conversions)
