@@ -28,6 +28,7 @@
 use super::super::VmmError;
 use super::pagemap::PageMap;
 use super::platform::{self, KvmPlatform, Platform, PlatformError, SlotApi};
+use super::timing::HostTime;
 use crate::cli::ContentArg;
 use convtest_proto::range::{MemRange, RangeList, align_up};
 use convtest_proto::tracker::Target;
@@ -120,6 +121,10 @@ pub struct GuestRam<P> {
     pub content: ContentArg,
     /// The VMM's record; for the guest_memfd slot, exactly KVM's attributes.
     pub pages: PageMap,
+    /// serve.rs's buffer for the runs a request flips, kept between exits
+    /// so that serving one allocates nothing (an allocation cost more than
+    /// the rest of the model in the nested lane, see timing.rs).
+    pub scratch: Vec<MemRange>,
     platform: P,
 }
 
@@ -196,6 +201,7 @@ impl<P: Platform> GuestRam<P> {
             mode,
             content,
             pages: PageMap::new(&ram_ranges(size), size),
+            scratch: Vec::new(),
             platform,
         };
         if let Some(g) = ram.gmem_slot() {
@@ -240,18 +246,19 @@ impl<P: Platform> GuestRam<P> {
     /// Converts the pages of `runs` (RAM, whole pages, all in the other
     /// state: the caller found them) to `to`. `clear`: make them read
     /// zero. Stops at the first failed host operation; the record then
-    /// holds what succeeded.
+    /// holds what succeeded. `host` gets the time spent in host calls.
     pub fn convert(
         &mut self,
         runs: &[MemRange],
         to: Target,
         clear: bool,
+        host: &mut HostTime,
     ) -> Result<u64, Interrupted> {
         let mut converted = 0;
         for run in runs {
             for (piece, part) in self.pieces(*run) {
                 let pages = piece.len() / PAGE;
-                match self.convert_piece(piece, part, to, clear) {
+                match self.convert_piece(piece, part, to, clear, host) {
                     Ok(()) => converted += pages,
                     Err((changed, error)) => {
                         return Err(Interrupted {
@@ -272,29 +279,32 @@ impl<P: Platform> GuestRam<P> {
         part: Part,
         to: Target,
         clear: bool,
+        host: &mut HostTime,
     ) -> Result<(), (bool, PlatformError)> {
+        let p = &mut self.platform;
         match (part, self.mode) {
             (Part::Gmem, _) => {
                 // KVM first: when it refuses, nothing changed anywhere.
-                self.platform
-                    .set_attributes(piece, to)
+                HostTime::time(&mut host.attributes, || p.set_attributes(piece, to))
                     .map_err(|e| (false, e))?;
                 self.pages.set(piece, to);
                 if clear {
                     // Both sides: the one entered reads zero, the one left
                     // keeps nothing stale.
-                    self.platform.punch(piece).map_err(|e| (true, e))?;
-                    self.platform.discard(piece).map_err(|e| (true, e))?;
+                    HostTime::time(&mut host.clear, || {
+                        p.punch(piece).and_then(|()| p.discard(piece))
+                    })
+                    .map_err(|e| (true, e))?;
                 }
             }
             (Part::Tracked, mode) => {
                 // Content first: the state is only the record, so a failed
                 // clear leaves the page as it was.
                 if clear {
-                    match mode {
-                        Mode::EmulatedPrivate { gmem_mmap: true } => self.platform.punch(piece),
-                        _ => self.platform.discard(piece),
-                    }
+                    HostTime::time(&mut host.clear, || match mode {
+                        Mode::EmulatedPrivate { gmem_mmap: true } => p.punch(piece),
+                        _ => p.discard(piece),
+                    })
                     .map_err(|e| (false, e))?;
                 }
                 self.pages.set(piece, to);
@@ -367,7 +377,10 @@ mod tests {
         let mut ram = sw_ram();
         ram.platform_mut().take_ops();
         let run = MemRange::new(0x1ff000, 0x201000);
-        assert_eq!(ram.convert(&[run], Target::Shared, true), Ok(2));
+        assert_eq!(
+            ram.convert(&[run], Target::Shared, true, &mut HostTime::default()),
+            Ok(2)
+        );
         let low = MemRange::new(0x1ff000, 0x200000);
         let high = MemRange::new(0x200000, 0x201000);
         assert_eq!(
@@ -394,7 +407,9 @@ mod tests {
         let mut ram = sw_ram();
         ram.platform_mut().fail_one_in(1, 3);
         let run = MemRange::new(0x1ff000, 0x201000);
-        let e = ram.convert(&[run], Target::Shared, false).unwrap_err();
+        let e = ram
+            .convert(&[run], Target::Shared, false, &mut HostTime::default())
+            .unwrap_err();
         // The tracked page below failed nothing (no clear): only the gmem
         // page was refused.
         assert_eq!(e.converted, 1);

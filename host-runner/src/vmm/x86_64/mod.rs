@@ -24,6 +24,7 @@ mod proptest;
 pub mod pvh_boot;
 pub mod serial;
 pub mod serve;
+pub mod timing;
 mod vcpu_loop;
 
 use super::facts::{self, Facts};

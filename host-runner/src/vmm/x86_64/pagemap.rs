@@ -115,13 +115,21 @@ impl PageMap {
     /// never records it). `r` should be RAM; pages outside RAM count as
     /// private (their bits are never set).
     pub fn runs(&self, r: MemRange, state: PageState) -> Vec<MemRange> {
+        let mut out = Vec::new();
+        self.runs_into(r, state, &mut out);
+        out
+    }
+
+    /// [`PageMap::runs`] into `out` (cleared first), so a caller that keeps
+    /// one buffer allocates nothing per request.
+    pub fn runs_into(&self, r: MemRange, state: PageState, out: &mut Vec<MemRange>) {
+        out.clear();
         let value = match state {
             PageState::Shared => true,
             PageState::Private => false,
-            PageState::Unknown => return Vec::new(),
+            PageState::Unknown => return,
         };
         let (mut a, b) = self.bits(r);
-        let mut out = Vec::new();
         loop {
             let s = self.next(a, b, value);
             if s >= b {
@@ -131,16 +139,22 @@ impl PageMap {
             out.push(MemRange::new(s * PAGE, e * PAGE));
             a = e;
         }
-        out
     }
 
     /// The pages of `r` a conversion to `to` flips: those not yet in `to`.
     pub fn flips(&self, r: MemRange, to: Target) -> Vec<MemRange> {
+        let mut out = Vec::new();
+        self.flips_into(r, to, &mut out);
+        out
+    }
+
+    /// [`PageMap::flips`] into `out` (cleared first).
+    pub fn flips_into(&self, r: MemRange, to: Target, out: &mut Vec<MemRange>) {
         let other = match to {
             Target::Private => PageState::Shared,
             Target::Shared => PageState::Private,
         };
-        self.runs(r, other)
+        self.runs_into(r, other, out)
     }
 
     /// Shared pages in `r`.

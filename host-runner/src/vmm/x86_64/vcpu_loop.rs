@@ -11,6 +11,7 @@ use super::super::uart16550::Uart16550;
 use super::super::watchdog::Watchdog;
 use super::super::{GuestEnd, Unserved, VmmError};
 use super::serve::{Outcome, Served, serve};
+use super::timing::{self, ExitTimes, Key};
 use super::{Vm, ports, serial};
 use kvm_bindings as kb;
 use kvm_ioctls::VcpuExit;
@@ -117,6 +118,7 @@ pub(super) fn run_loop(
     let mut com1 = Uart16550::default();
     let mut tap = ConsoleTap::default();
     let mut stats = Stats::default();
+    let mut times = ExitTimes::default();
     let started = Instant::now();
     let end = loop {
         if !watchdog.enter() {
@@ -146,9 +148,16 @@ pub(super) fn run_loop(
                 None
             }
             Ok(VcpuExit::Hypercall(hc)) => {
+                // The exit's arrival: only the watchdog's atomic store and
+                // the match on the exit came since KVM_RUN returned.
+                let arrived = Instant::now();
                 let args = [hc.args[0], hc.args[1], hc.args[2]];
                 let served = serve(&mut m.ram, &m.faults, hc.nr, args);
                 *hc.ret = served.ret;
+                let spent = timing::ns_since(arrived);
+                if let Some(key) = Key::of(&served, args[2]) {
+                    times.record(key, spent, served.host);
+                }
                 stats.record(&served);
                 fact = serve_error_fact(&served);
                 None
@@ -182,6 +191,8 @@ pub(super) fn run_loop(
             break e;
         }
     };
+    // Before the closing facts, which stay the run's last line.
+    times.write_bench(out, end);
     let mut f = Facts::default();
     f.add("exits", stats.exits)
         .add("conversions", stats.conversions)
@@ -190,7 +201,9 @@ pub(super) fn run_loop(
         .add("faulted", stats.faulted)
         .add("serve_errors", stats.serve_errors)
         .add("host_checks", tap.answered)
-        .add("run_ms", started.elapsed().as_millis())
+        .add("run_ms", started.elapsed().as_millis());
+    times.add_facts(&mut f);
+    f.add("vmm_clock_ns", timing::clock_cost_ns())
         .add("end", end);
     let _ = out.write_all(b"\n");
     f.emit(out);
@@ -221,6 +234,7 @@ mod tests {
                 },
             },
             faulted: false,
+            host: Default::default(),
         };
         assert_eq!(
             serve_error_fact(&s).unwrap().line(),
