@@ -13,6 +13,9 @@ use convtest_proto::plan::Plan;
 const BUDGET_FALLBACK_HZ: u64 = 1_000_000_000;
 const MIN_ITERS: usize = 5;
 const MAX_ITERS: usize = 10_000;
+/// Iterations run before sampling starts: the first ones pay for code and
+/// TLB warm-up (and, nested, the L1's first faults), not for the op.
+const WARMUP: usize = 2;
 
 pub struct Meter {
     harness: Harness,
@@ -45,6 +48,9 @@ impl Meter {
         mut once: impl FnMut() -> Result<u64, Verdict>,
     ) -> Result<Sampling, Verdict> {
         let mut s = Sampling::new();
+        for _ in 0..WARMUP {
+            once()?;
+        }
         loop {
             let t0 = arch::cycles();
             let c = once()?;
@@ -62,6 +68,9 @@ impl Meter {
         mut once: impl FnMut() -> Result<(u64, u64), Verdict>,
     ) -> Result<(Sampling, Sampling), Verdict> {
         let (mut a, mut b) = (Sampling::new(), Sampling::new());
+        for _ in 0..WARMUP {
+            once()?;
+        }
         loop {
             let t0 = arch::cycles();
             let (ca, cb) = once()?;
