@@ -148,3 +148,36 @@ fn an_l1_kernel_that_is_not_a_kernel_is_refused_up_front() {
         "checked before any build or boot: {stderr}"
     );
 }
+
+/// `convtest bench --from` redraws a saved report without booting: the
+/// recorded pKVM lane of a real run comes back as its table, break-even
+/// line and plot, and an unknown lane is a usage error.
+#[test]
+fn bench_redraws_a_saved_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let svg = dir.path().join("cost.svg");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/bench_nested_arm64_pkvm.json"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args(["bench", "--from", fixture, "--svg"])
+        .arg(&svg)
+        .output()
+        .expect("convtest runs");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for needle in [
+        "nested-arm64-pkvm",
+        "round trip with touch",
+        "break-even:",
+        "2 MiB",
+        "the ratios are the point",
+    ] {
+        assert!(stdout.contains(needle), "{needle}:\n{stdout}");
+    }
+    let plot = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(plot.contains("range size (bytes)") && plot.contains("nested-arm64-pkvm"));
+    let bad = convtest(&["bench", "--lanes", "nested-riscv"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+}
