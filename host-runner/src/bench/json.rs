@@ -87,28 +87,13 @@ pub fn render(lanes: &[Judged]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::judged::LaneResult;
     use super::super::sample;
     use super::*;
     use serde_json::Value;
 
     #[test]
     fn the_shape_is_the_documented_one() {
-        let lanes: Vec<Judged> = sample::three_lanes()
-            .into_iter()
-            .map(|(lane, bench)| {
-                Judged::of(LaneResult {
-                    lane: lane.into(),
-                    outcome: RunOutcome::Ran {
-                        verdict: Verdict::Pass,
-                        reason: String::new(),
-                        ran_as: lane.into(),
-                        total_ms: 5,
-                    },
-                    bench,
-                })
-            })
-            .collect();
+        let lanes: Vec<Judged> = sample::three_passed(5);
         let v: Value = serde_json::from_str(&render(&lanes)).expect("JSON");
         assert_eq!(v["verdict"], "pass");
         let l = &v["lanes"][1];

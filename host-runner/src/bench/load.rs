@@ -157,21 +157,7 @@ mod tests {
 
     #[test]
     fn reads_back_its_own_report() {
-        let mut lanes: Vec<Judged> = sample::three_lanes()
-            .into_iter()
-            .map(|(lane, bench)| {
-                Judged::of(LaneResult {
-                    lane: lane.into(),
-                    outcome: RunOutcome::Ran {
-                        verdict: Verdict::Pass,
-                        reason: String::new(),
-                        ran_as: lane.into(),
-                        total_ms: 7,
-                    },
-                    bench,
-                })
-            })
-            .collect();
+        let mut lanes: Vec<Judged> = sample::three_passed(7);
         lanes[0] = Judged::of(LaneResult {
             lane: "nested-x86-swprot".into(),
             outcome: RunOutcome::CannotRun("no pahole".into()),

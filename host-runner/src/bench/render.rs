@@ -73,24 +73,9 @@ mod tests {
     use super::super::judged::{LaneResult, RunOutcome};
     use super::super::sample;
     use super::*;
-    use crate::verdict::Verdict;
 
     fn lanes() -> Vec<Judged> {
-        let mut v: Vec<Judged> = sample::three_lanes()
-            .into_iter()
-            .map(|(lane, bench)| {
-                Judged::of(LaneResult {
-                    lane: lane.into(),
-                    outcome: RunOutcome::Ran {
-                        verdict: Verdict::Pass,
-                        reason: String::new(),
-                        ran_as: lane.into(),
-                        total_ms: 90_000,
-                    },
-                    bench,
-                })
-            })
-            .collect();
+        let mut v: Vec<Judged> = sample::three_passed(90_000);
         v[0] = Judged::of(LaneResult {
             lane: "nested-x86-swprot".into(),
             outcome: RunOutcome::CannotRun("pahole missing".into()),

@@ -158,3 +158,26 @@ pub fn three_lanes() -> Vec<(&'static str, Vec<Bench>)> {
         ("nested-arm64-pkvm", lane("nested-arm64-pkvm", Shape::Arm64)),
     ]
 }
+
+/// A lane that ran and passed with `bench`, judged (for the writers' tests).
+pub fn passed(lane: &str, bench: Vec<Bench>, total_ms: u64) -> super::judged::Judged {
+    use super::judged::{Judged, LaneResult, RunOutcome};
+    Judged::of(LaneResult {
+        lane: lane.into(),
+        outcome: RunOutcome::Ran {
+            verdict: crate::verdict::Verdict::Pass,
+            reason: String::new(),
+            ran_as: lane.into(),
+            total_ms,
+        },
+        bench,
+    })
+}
+
+/// The three lanes, all passed.
+pub fn three_passed(total_ms: u64) -> Vec<super::judged::Judged> {
+    three_lanes()
+        .into_iter()
+        .map(|(lane, bench)| passed(lane, bench, total_ms))
+        .collect()
+}

@@ -240,22 +240,11 @@ fn bookkeeping_sentence(rows: &[SizeRow]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::judged::LaneResult;
     use super::super::sample;
     use super::*;
-    use crate::verdict::Verdict;
 
     fn judged(lane: &str, shape: sample::Shape) -> Judged {
-        Judged::of(LaneResult {
-            lane: lane.into(),
-            outcome: RunOutcome::Ran {
-                verdict: Verdict::Pass,
-                reason: String::new(),
-                ran_as: lane.into(),
-                total_ms: 61_000,
-            },
-            bench: sample::lane(lane, shape),
-        })
+        sample::passed(lane, sample::lane(lane, shape), 61_000)
     }
 
     #[test]
