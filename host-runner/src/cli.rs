@@ -184,6 +184,41 @@ pub struct VmmOptions {
     /// (use --guest-fault). `convtest mutants` runs them all.
     #[arg(long, value_enum, value_name = "KIND,...", value_delimiter = ',')]
     pub vmm_fault: Vec<VmmFault>,
+
+    /// What the own VMM does to guest memory when the guest resets (a
+    /// planned reboot, `--reboots`): keep = memory, attributes and
+    /// guest_memfd survive, only the guest's firmware can make memory
+    /// private again; private = the VMM sets all memory private (attributes,
+    /// punched holes) as the upstream reset proposal does; recreate = a new
+    /// VM fd and new guest memory, as QEMU resets a confidential guest.
+    /// pKVM gives the host no call to make a protected VM's memory private:
+    /// there only keep and recreate exist. The guest learns the policy
+    /// (`reset=` in its plan) and checks what survived against it.
+    #[arg(long, value_enum, default_value_t = ResetPolicyArg::Keep)]
+    pub reset_policy: ResetPolicyArg,
+}
+
+/// `--reset-policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ResetPolicyArg {
+    Keep,
+    Private,
+    Recreate,
+}
+
+impl ResetPolicyArg {
+    pub fn policy(self) -> convtest_proto::plan::ResetPolicy {
+        use convtest_proto::plan::ResetPolicy;
+        match self {
+            ResetPolicyArg::Keep => ResetPolicy::Keep,
+            ResetPolicyArg::Private => ResetPolicy::Private,
+            ResetPolicyArg::Recreate => ResetPolicy::Recreate,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.policy().as_str()
+    }
 }
 
 /// A deliberate VMM bug (`--vmm-fault`).
@@ -201,16 +236,20 @@ pub enum VmmFault {
     WrongContent,
     /// Answer a value that is no errno (0x1_0000_0000) and change nothing.
     Garbage,
+    /// On a guest reset, claim the --reset-policy (the guest is told it) but
+    /// do nothing: memory stays as the last boot left it.
+    NoReset,
 }
 
 impl VmmFault {
-    pub const ALL: [VmmFault; 6] = [
+    pub const ALL: [VmmFault; 7] = [
         VmmFault::Ignore,
         VmmFault::Deny,
         VmmFault::Partial,
         VmmFault::Leak,
         VmmFault::WrongContent,
         VmmFault::Garbage,
+        VmmFault::NoReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -221,12 +260,18 @@ impl VmmFault {
             VmmFault::Leak => "leak",
             VmmFault::WrongContent => "wrong-content",
             VmmFault::Garbage => "garbage",
+            VmmFault::NoReset => "no-reset",
         }
     }
 
     /// Faults that decide the answer to a request (at most one at a time).
     pub fn decides_answer(self) -> bool {
-        !matches!(self, VmmFault::WrongContent)
+        !matches!(self, VmmFault::WrongContent | VmmFault::NoReset)
+    }
+
+    /// Faults that act on conversion requests (the rest act on resets).
+    pub fn on_requests(self) -> bool {
+        !matches!(self, VmmFault::NoReset)
     }
 }
 
@@ -281,6 +326,7 @@ impl Default for VmmOptions {
             vm_type: VmTypeArg::Auto,
             vcpu_watchdog: 60,
             vmm_fault: Vec::new(),
+            reset_policy: ResetPolicyArg::Keep,
         }
     }
 }
@@ -536,9 +582,19 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "KIND")]
     pub guest_fault: Option<GuestFaultArg>,
 
-    /// Seconds before a silent or looping guest is killed and the run fails.
+    /// Seconds before a silent or looping guest is killed and the run fails;
+    /// with --reboots, per boot (the run may take timeout × (reboots + 1)).
     #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+
+    /// Guest resets to run: N + 1 boots in one run. Each boot but the last
+    /// leaves dirty state (seeded shared ranges, canaries in shared and
+    /// private pages) and resets without cleaning up; each later boot runs
+    /// reset-to-private first and the reset.* tests prove through the
+    /// platform that the previous boot's shared memory is private again.
+    /// See --reset-policy for what the VMM does at each reset.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub reboots: u32,
 
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MiB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=65536))]

@@ -131,6 +131,7 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         bench_ms: args
             .bench_ms
             .unwrap_or(convtest_proto::plan::DEFAULT_BENCH_MS),
+        reboots: args.reboots,
         ..Plan::default()
     };
     let mut l1 = args.l1.clone();
@@ -144,7 +145,8 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         machine,
         plan: plan.to_string(),
         planned_reboots: plan.reboots,
-        timeout: Duration::from_secs(args.timeout),
+        // --timeout is per boot.
+        timeout: Duration::from_secs(args.timeout.saturating_mul(u64::from(args.reboots) + 1)),
         memory_mib: args.memory,
         json: args.json.clone(),
         junit: args.junit.clone(),
@@ -287,14 +289,23 @@ fn check_backend(
         && (args.vmm.content.is_some()
             || args.vmm.vmm_memory != crate::cli::VmmMemoryArg::Auto
             || args.vmm.vm_type != crate::cli::VmTypeArg::Auto
-            || !args.vmm.vmm_fault.is_empty())
+            || !args.vmm.vmm_fault.is_empty()
+            || args.vmm.reset_policy != crate::cli::ResetPolicyArg::Keep)
     {
         return Err(Error::Usage(
-            "--content, --vmm-memory, --vm-type and --vmm-fault configure convtest's own VMM: add --backend vmm or --backend nested".into(),
+            "--content, --vmm-memory, --vm-type, --vmm-fault and --reset-policy configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
+        ));
+    }
+    if args.vmm.reset_policy == crate::cli::ResetPolicyArg::Private && arch == Arch::Aarch64 {
+        return Err(Error::Usage(
+            "--reset-policy private: pKVM gives the host no call to make a protected VM's \
+             memory private again (only the guest's MEM_UNSHARE does); use keep (the guest's \
+             ledger resets it) or recreate (a new VM: pKVM reclaims and zeroes the old pages)"
+                .into(),
         ));
     }
     crate::cli::check_vmm_faults(&args.vmm.vmm_fault).map_err(Error::Usage)?;
-    if !args.vmm.vmm_fault.is_empty() && arch == Arch::Aarch64 {
+    if args.vmm.vmm_fault.iter().any(|f| f.on_requests()) && arch == Arch::Aarch64 {
         return Err(Error::Usage(
             "--vmm-fault breaks the VMM's conversion service, but on arm64 pKVM answers \
              MEM_SHARE/MEM_UNSHARE at EL2 without a VMM exit: no VMM fault can apply; use \

@@ -82,6 +82,42 @@ impl GuestFault {
     }
 }
 
+/// What the VMM does to guest memory when the guest resets (`reset=`, as
+/// the VMM that applies it tells the guest). The guest's expectations for
+/// what survives a reboot are keyed by it; absent (QEMU): memory is kept,
+/// as QEMU's system reset keeps RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetPolicy {
+    /// Memory, attributes and guest_memfd survive the reset: only the
+    /// guest's firmware can make memory private again.
+    Keep,
+    /// The VMM makes all memory private on reset (attributes, punch).
+    Private,
+    /// The VMM builds a new VM (new VM fd, new guest_memfd).
+    Recreate,
+}
+
+impl ResetPolicy {
+    pub const ALL: [ResetPolicy; 3] = [ResetPolicy::Keep, ResetPolicy::Private, ResetPolicy::Recreate];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResetPolicy::Keep => "keep",
+            ResetPolicy::Private => "private",
+            ResetPolicy::Recreate => "recreate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ResetPolicy> {
+        ResetPolicy::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Does guest memory keep its bytes across the reset?
+    pub const fn keeps_memory(self) -> bool {
+        matches!(self, ResetPolicy::Keep)
+    }
+}
+
 /// Who serves the guest's conversion exits, as that VMM says of itself
 /// (`vmm=`): the suite's expected answers for what the ABI leaves to the
 /// VMM are keyed by it.
@@ -122,6 +158,8 @@ pub struct Plan<'a> {
     pub bench_ms: u32,
     /// The VMM, as it names itself (`vmm=`); unknown when absent.
     pub vmm: Option<VmmKind>,
+    /// What the VMM does to memory on a reset (`reset=`); unknown when absent.
+    pub reset: Option<ResetPolicy>,
 }
 
 pub const DEFAULT_SEED: u64 = 0x5eed;
@@ -144,6 +182,7 @@ impl Default for Plan<'_> {
             content: None,
             guest_fault: None,
             vmm: None,
+            reset: None,
             bench_ms: DEFAULT_BENCH_MS,
         }
     }
@@ -224,6 +263,9 @@ impl<'a> Plan<'a> {
                 "gfault" => GuestFault::parse(value)
                     .map(|v| plan.guest_fault = Some(v))
                     .ok_or("skip-share, skip-unshare, skip-reset or forget-tracker"),
+                "reset" => ResetPolicy::parse(value)
+                    .map(|v| plan.reset = Some(v))
+                    .ok_or("keep, private or recreate"),
                 "vmm" => match value {
                     "convtest" => {
                         plan.vmm = Some(VmmKind::Convtest);
@@ -282,6 +324,9 @@ impl fmt::Display for Plan<'_> {
         }
         if let Some(v) = self.vmm {
             write!(f, " vmm={}", v.as_str())?;
+        }
+        if let Some(r) = self.reset {
+            write!(f, " reset={}", r.as_str())?;
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ pub fn vmm_args(
         "--vcpu-watchdog".into(),
         opts.vcpu_watchdog.to_string().into(),
     ]);
+    a.extend(["--reset-policy".into(), opts.reset_policy.as_str().into()]);
     if !opts.vmm_fault.is_empty() {
         let kinds: Vec<&str> = opts.vmm_fault.iter().map(|f| f.as_str()).collect();
         a.extend(["--vmm-fault".into(), kinds.join(",").into()]);

@@ -72,7 +72,12 @@ impl Mutant {
     /// Every mutant, clean first.
     pub fn all() -> Vec<Mutant> {
         let mut v = vec![Mutant::Clean];
-        v.extend(VmmFault::ALL.into_iter().map(Mutant::Vmm));
+        v.extend(
+            VmmFault::ALL
+                .into_iter()
+                .filter(|f| f.on_requests())
+                .map(Mutant::Vmm),
+        );
         v.extend(GuestFault::ALL.into_iter().map(Mutant::Guest));
         v
     }

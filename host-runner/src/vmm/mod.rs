@@ -8,6 +8,7 @@
 pub mod console;
 pub mod facts;
 pub mod hostcheck;
+pub mod reboot;
 pub mod uart16550;
 pub mod watchdog;
 

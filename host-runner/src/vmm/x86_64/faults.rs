@@ -16,6 +16,8 @@ pub struct Faults {
     /// The one fault that decides the answer, if any.
     answer: Option<VmmFault>,
     wrong_content: bool,
+    /// On a guest reset, claim the reset policy and apply none of it.
+    no_reset: bool,
 }
 
 /// How much of the flipping pages a request converts.
@@ -47,7 +49,13 @@ impl Faults {
         Ok(Faults {
             answer: list.iter().copied().find(|f| f.decides_answer()),
             wrong_content: list.contains(&VmmFault::WrongContent),
+            no_reset: list.contains(&VmmFault::NoReset),
         })
+    }
+
+    /// `--vmm-fault no-reset`: a reset leaves memory as the last boot did.
+    pub fn no_reset(&self) -> bool {
+        self.no_reset
     }
 
     /// `ignore,wrong-content`, or `-` for none (the facts line's form).
@@ -55,6 +63,9 @@ impl Faults {
         let mut names: Vec<&str> = self.answer.iter().map(|f| f.as_str()).collect();
         if self.wrong_content {
             names.push(VmmFault::WrongContent.as_str());
+        }
+        if self.no_reset {
+            names.push(VmmFault::NoReset.as_str());
         }
         if names.is_empty() {
             "-".into()
@@ -73,7 +84,7 @@ impl Faults {
             (Some(VmmFault::Partial), _) => (Portion::FirstHalf, RET_EAGAIN, true),
             (Some(VmmFault::Garbage), _) => (Portion::Nothing, RET_GARBAGE, true),
             // Not an answer fault (Faults::new never stores it here).
-            (Some(VmmFault::WrongContent), _) => (Portion::All, RET_OK, false),
+            (Some(VmmFault::WrongContent | VmmFault::NoReset), _) => (Portion::All, RET_OK, false),
         };
         let invert_content = self.wrong_content && portion != Portion::Nothing;
         Plan {
