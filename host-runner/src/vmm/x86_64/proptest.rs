@@ -230,7 +230,9 @@ fn drive(mode: Mode, content: ContentArg, requests: u64, seed: u64, t: &mut Tota
             (Some(VmmFault::Deny), _) => (0, RET_EPERM, true, true),
             (Some(VmmFault::Garbage), _) => (0, RET_GARBAGE, true, true),
             (Some(VmmFault::Partial), _) => (n / 2, RET_EAGAIN, true, false),
-            (Some(VmmFault::WrongContent), _) => unreachable!("not an answer fault"),
+            (Some(VmmFault::WrongContent | VmmFault::NoReset), _) => {
+                unreachable!("not an answer fault")
+            }
         };
         let invert = c.wrong_content && !nothing;
         assert_eq!(s.faulted, applied || invert, "{}", ctx());
