@@ -670,7 +670,10 @@ mod tests {
     fn a_failure_in_a_series_names_its_boot() {
         let text = boot_text(0, 1, true, &[])
             + &boot_text(1, 1, true, &["reset"])
-                .replace("ok 1 reset.content", "not ok 1 reset.content # private page wiped")
+                .replace(
+                    "ok 1 reset.content",
+                    "not ok 1 reset.content # private page wiped",
+                )
                 .replace("pass=2 fail=0", "pass=1 fail=1");
         let log = parse_all(text.as_bytes());
         let j = judge(&Facts {
