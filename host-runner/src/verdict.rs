@@ -327,7 +327,10 @@ fn unexcused_conv_skip(log: &Log, plan: &Plan<'_>) -> Option<String> {
     let unexcused: Vec<String> = log
         .tests
         .iter()
-        .filter(|t| t.name.starts_with("conv.") && t.result == Outcome::Skip)
+        .filter(|t| {
+            (t.name.starts_with("conv.") || t.name.starts_with("reset."))
+                && t.result == Outcome::Skip
+        })
         .filter(|t| {
             catalog::find(&t.name).is_none_or(|def| {
                 !((def.needs_host && !plan.host) || (def.needs_bench && !plan.bench))
