@@ -95,7 +95,7 @@ pub const TESTS: &[TestDef] = &[
     },
     reboot(
         "reset.calls",
-        "this boot's reset-to-private made no more hypervisor calls than the previous boot's dirty state needs (pKVM ledger: exactly its shared granules)",
+        "this boot's reset-to-private made exactly the calls the previous boot's dirty state needs under the reset policy (x86 sweep: one per RAM range; pKVM ledger: its shared granules; none after a wipe), and left nothing unknown",
         Boots::Later,
     ),
     t(

@@ -295,15 +295,24 @@ impl T<'_> {
         };
         let ram = self.conv.ram();
         let needed = expect::reset_calls(self.conv.name(), &ram, dirty, self.conv.granule());
-        if let Some(n) = needed
-            && rep.calls > n
-        {
-            return fail!(
-                "the boot reset made {} calls ({}); {n} make private all the previous boot left shared (reset={})",
-                rep.calls,
-                rep.method,
-                policy.as_str()
-            );
+        if let Some(n) = needed {
+            if rep.calls > n {
+                return fail!(
+                    "the boot reset made {} calls ({}); {n} make private all the previous boot left shared (reset={})",
+                    rep.calls,
+                    rep.method,
+                    policy.as_str()
+                );
+            }
+            // Where memory survived, fewer calls cannot have reached it all.
+            if policy.keeps_memory() && rep.calls < n {
+                return fail!(
+                    "the boot reset made {} calls ({}); the previous boot's dirty state needs {n} (reset={}): part of it was never made private",
+                    rep.calls,
+                    rep.method,
+                    policy.as_str()
+                );
+            }
         }
         if rep.unknown != 0 || self.conv.count(PageState::Unknown) != 0 {
             return fail!(
