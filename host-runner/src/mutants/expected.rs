@@ -242,7 +242,9 @@ const REBOOT_PKVM: &[(Mutant, Red)] = &[
 /// The tests `mutant` must turn red on `platform` in `section`, `None`
 /// when the table has no row (a mutant that does not apply there).
 pub fn red(platform: Platform, section: Section, mutant: Mutant) -> Option<Red> {
-    if mutant == Mutant::Clean {
+    // A skipped firmware reset under a VMM that wipes memory (private on
+    // x86, recreate on pKVM) leaves nothing to find: all green.
+    if matches!(mutant, Mutant::Clean | Mutant::Covered(_)) {
         return Some(&[]);
     }
     let table = match (section, platform) {
@@ -299,7 +301,7 @@ mod tests {
                 let rows: Vec<(Mutant, Red)> = section
                     .mutants(lane.platform)
                     .into_iter()
-                    .filter(|&m| m != Mutant::Clean)
+                    .filter(|&m| !matches!(m, Mutant::Clean | Mutant::Covered(_)))
                     .filter_map(|m| red(lane.platform, section, m).map(|r| (m, r)))
                     .collect();
                 for (m, r) in &rows {

@@ -97,6 +97,7 @@ impl Section {
                 Mutant::Guest(GuestFault::SkipReset),
                 Mutant::Vmm(VmmFault::NoReset),
                 Mutant::Guest(GuestFault::SkipShare),
+                Mutant::Covered(GuestFault::SkipReset),
             ],
         };
         all.into_iter()
@@ -117,8 +118,10 @@ impl Section {
     /// private policy, so there it claims recreate.
     pub fn policy(self, platform: Platform, mutant: Mutant) -> ResetPolicy {
         match (mutant, platform) {
-            (Mutant::Vmm(VmmFault::NoReset), Platform::Arm64Pkvm) => ResetPolicy::Recreate,
-            (Mutant::Vmm(VmmFault::NoReset), _) => ResetPolicy::Private,
+            (Mutant::Vmm(VmmFault::NoReset) | Mutant::Covered(_), Platform::Arm64Pkvm) => {
+                ResetPolicy::Recreate
+            }
+            (Mutant::Vmm(VmmFault::NoReset) | Mutant::Covered(_), _) => ResetPolicy::Private,
             _ => ResetPolicy::Keep,
         }
     }
@@ -134,6 +137,11 @@ pub enum Mutant {
     Clean,
     Vmm(VmmFault),
     Guest(GuestFault),
+    /// A control, not a mutant: a guest fault the VMM's reset policy makes
+    /// harmless (the firmware skips its reset; a VMM that wipes memory at
+    /// reset did the work). Every test must stay green: the tests judge the
+    /// platform, not who made the memory private.
+    Covered(GuestFault),
 }
 
 impl Mutant {
@@ -155,6 +163,7 @@ impl Mutant {
             Mutant::Clean => "clean",
             Mutant::Vmm(_) => "vmm",
             Mutant::Guest(_) => "guest",
+            Mutant::Covered(_) => "control",
         }
     }
 
@@ -177,6 +186,7 @@ impl fmt::Display for Mutant {
             Mutant::Clean => f.write_str("clean"),
             Mutant::Vmm(v) => write!(f, "vmm:{}", v.as_str()),
             Mutant::Guest(g) => write!(f, "guest:{}", g.as_str()),
+            Mutant::Covered(g) => write!(f, "covered:{}", g.as_str()),
         }
     }
 }

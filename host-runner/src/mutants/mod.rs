@@ -87,8 +87,9 @@ pub fn main(args: &MutantsArgs) -> i32 {
         }
     }
     println!(
-        "{}  convtest mutants: {} lane(s), {:.0} s",
+        "{}  convtest mutants: {} lane(s), {} kill table(s), {:.0} s",
         if ok { "PASS" } else { "FAIL" },
+        lanes.len(),
         tables.len(),
         started.elapsed().as_secs_f64()
     );
@@ -140,7 +141,7 @@ fn plan_for(section: Section, mutant: Mutant, args: &MutantsArgs) -> String {
         host: true,
         reboots: section.reboots(),
         guest_fault: match mutant {
-            Mutant::Guest(g) => Some(g),
+            Mutant::Guest(g) | Mutant::Covered(g) => Some(g),
             _ => None,
         },
         ..Plan::default()

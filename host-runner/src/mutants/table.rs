@@ -164,7 +164,11 @@ impl LaneTable {
                 })
             })
             .collect();
-        let mutants = || rows.iter().filter(|r| r.kind != "clean");
+        // Controls (and the clean run) must stay green: they kill nothing.
+        let mutants = || {
+            rows.iter()
+                .filter(|r| r.kind != "clean" && r.kind != "control")
+        };
         let unkilled_tests = tests
             .iter()
             .filter(|t| !mutants().any(|r| r.observed_red.iter().any(|o| o == *t)))
@@ -194,7 +198,11 @@ impl LaneTable {
         }
         let clean_passed = rows
             .iter()
-            .any(|r| r.kind == "clean" && r.verdict == Verdict::Pass);
+            .any(|r| r.kind == "clean" && r.verdict == Verdict::Pass)
+            && rows
+                .iter()
+                .filter(|r| r.kind == "control")
+                .all(|r| r.verdict == Verdict::Pass);
         let mut t = LaneTable {
             lane: lane.name,
             section: section.as_str(),
