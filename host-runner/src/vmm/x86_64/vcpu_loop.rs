@@ -207,14 +207,14 @@ pub(super) fn run_loop(
         }
         if let Some(at) = reset_at {
             match resetter.reset(m, at)? {
-                Next::Boot(next, done) => {
+                Next::Boot(next, done, parts) => {
                     m = next;
                     resets += 1;
                     com1 = Uart16550::default();
                     let answered = tap.answered;
                     tap = ConsoleTap::default();
                     tap.answered = answered;
-                    done.emit(out);
+                    parts.emit(&done, out);
                     continue;
                 }
                 Next::End(same) => m = same,
