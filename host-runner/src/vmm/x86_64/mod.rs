@@ -5,6 +5,8 @@
 //! (with the run's `--vmm-fault`s, faults.rs) over a
 //! [`platform::Platform`]: the real VM here, a fake in the property test. vcpu_loop.rs turns every other exit
 //! into device I/O or the run's end; hostview.rs answers the host checks.
+//! A reset the plan expects starts the next boot in the same process
+//! (reset.rs, under `--reset-policy`); any other reset ends the run.
 
 pub mod caps;
 pub mod choose;
