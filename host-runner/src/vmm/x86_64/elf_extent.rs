@@ -55,6 +55,31 @@ pub fn pvh_extent(elf: &[u8]) -> Result<Extent, String> {
     extent.ok_or_else(|| "no PT_LOAD segment".into())
 }
 
+/// The bytes of each PT_LOAD segment past its file bytes (`.bss`), as
+/// `(paddr, len)`: linux-loader writes only `p_filesz`, so a reload into
+/// memory a previous boot used must zero these itself (a fresh VM's RAM
+/// is zero already). Headers `pvh_extent` accepted; anything odd is skipped.
+pub fn bss(elf: &[u8]) -> Vec<(u64, u64)> {
+    let (Some(phoff), Some(phentsize), Some(phnum)) =
+        (u64_at(elf, 0x20), u16_at(elf, 0x36), u16_at(elf, 0x38))
+    else {
+        return Vec::new();
+    };
+    (0..usize::from(phnum))
+        .filter_map(|i| {
+            let o = (phoff as usize).checked_add(i.checked_mul(usize::from(phentsize))?)?;
+            if u32_at(elf, o)? != PT_LOAD {
+                return None;
+            }
+            let paddr = u64_at(elf, o + 0x18)?;
+            let filesz = u64_at(elf, o + 0x20)?;
+            let memsz = u64_at(elf, o + 0x28)?;
+            let start = paddr.checked_add(filesz)?;
+            (memsz > filesz).then_some((start, memsz - filesz))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +113,16 @@ mod tests {
                 end: 0xa0_6000
             })
         );
+    }
+
+    #[test]
+    fn bss_is_what_the_file_does_not_hold() {
+        let mut e = elf(&[(1, 0x10_0000, 0x5000), (1, 0x10_6000, 0x2000), (4, 0, 9)]);
+        // First segment: 0x1000 file bytes; second: all file bytes.
+        e[64 + 0x20..64 + 0x28].copy_from_slice(&0x1000u64.to_le_bytes());
+        e[120 + 0x20..120 + 0x28].copy_from_slice(&0x2000u64.to_le_bytes());
+        assert_eq!(bss(&e), [(0x10_1000, 0x4000)]);
+        assert!(bss(b"MZ").is_empty());
     }
 
     #[test]

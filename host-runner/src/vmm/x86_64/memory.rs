@@ -313,6 +313,23 @@ impl<P: Platform> GuestRam<P> {
         Ok(())
     }
 
+    /// `--reset-policy private`: all of RAM private and empty, as a fresh
+    /// confidential VM. The same per-piece conversion as a request, over
+    /// each slot whole instead of only the pages that flip: in the
+    /// guest_memfd slot KVM_SET_MEMORY_ATTRIBUTES(PRIVATE), the hole punched
+    /// (private content reads zero) and the shared backing discarded;
+    /// ordinary memory cleared and recorded private. Returns the pages that
+    /// changed state (were shared); every page is cleared either way.
+    pub fn reset_private(&mut self, host: &mut HostTime) -> Result<u64, PlatformError> {
+        use convtest_proto::tracker::PageState;
+        let shared = self.pages.count(PageState::Shared);
+        for (piece, part) in self.pieces(MemRange::new(0, self.size)) {
+            self.convert_piece(piece, part, Target::Private, true, host)
+                .map_err(|(_, e)| e)?;
+        }
+        Ok(shared)
+    }
+
     /// Copies the host mapping (any span; cut per slot).
     pub fn read_host(&self, gpa: u64, buf: &mut [u8]) -> Result<(), PlatformError> {
         let mut at = 0usize;

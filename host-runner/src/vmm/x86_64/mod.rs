@@ -5,6 +5,8 @@
 //! (with the run's `--vmm-fault`s, faults.rs) over a
 //! [`platform::Platform`]: the real VM here, a fake in the property test. vcpu_loop.rs turns every other exit
 //! into device I/O or the run's end; hostview.rs answers the host checks.
+//! A reset the plan expects starts the next boot in the same process
+//! (reset.rs, under `--reset-policy`); any other reset ends the run.
 
 pub mod caps;
 pub mod choose;
@@ -22,17 +24,20 @@ pub mod ports;
 #[cfg(test)]
 mod proptest;
 pub mod pvh_boot;
+mod reset;
 pub mod serial;
 pub mod serve;
 pub mod timing;
 mod vcpu_loop;
 
 use super::facts::{self, Facts};
+use super::reboot::{self, Reboots};
 use super::{GuestEnd, VmmError};
 use crate::cli::{ContentArg, VmmArgs};
 use caps::{KvmCaps, VmCaps};
 use choose::{Memory, VmKind};
 use convtest_proto::map_gpa::KVM_HC_MAP_GPA_RANGE;
+use convtest_proto::plan::ResetPolicy;
 use faults::Faults;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_enable_cap};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -50,6 +55,8 @@ struct Vm {
     vcpu: VcpuFd,
     ram: GuestRam<KvmPlatform>,
     faults: Faults,
+    /// The state every boot's vCPU starts in.
+    cpu: reset::BootCpu,
 }
 
 /// Creates a VM of `kind`, sets it up as every kind needs, and asks it
@@ -85,113 +92,176 @@ fn enable_map_gpa_range(vm: &VmFd, caps: &VmCaps) -> Result<(), String> {
     })
 }
 
-pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
-    let faults = Faults::new(&args.vmm.vmm_fault)?;
-    let kvm = Kvm::new().map_err(VmmError::kvm("open /dev/kvm"))?;
-    let kvm_caps = KvmCaps::probe(&kvm);
-    let image = std::fs::read(&args.kernel).map_err(|source| VmmError::Read {
-        path: args.kernel.clone(),
-        source,
-    })?;
-    let extent = elf_extent::pvh_extent(&image).map_err(|detail| VmmError::Load {
-        path: args.kernel.clone(),
-        detail,
-    })?;
+/// What every boot of the run is built from, read and probed once.
+struct Setup<'a> {
+    args: &'a VmmArgs,
+    kvm: Kvm,
+    kvm_caps: KvmCaps,
+    image: Vec<u8>,
+    extent: elf_extent::Extent,
+    /// The kernel's .bss, zeroed at every reload (see elf_extent::bss).
+    bss: Vec<(u64, u64)>,
+    faults: Faults,
+    policy: ResetPolicy,
+}
 
-    let (vm, vm_caps, choice) =
-        choose::decide(&kvm_caps, args.vmm.vmm_memory, |kind| create_vm(&kvm, kind))?;
-    let content = choose::content(choice.memory, args.vmm.content)?;
-    let map_gpa_range = enable_map_gpa_range(&vm, &vm_caps);
-    let mode = match choice.memory {
-        Memory::SwProtected => Mode::SwProtected {
-            boot_end: memory::boot_slot_end(extent.end),
-        },
-        Memory::GmemMmap => Mode::EmulatedPrivate { gmem_mmap: true },
-        Memory::Anonymous => Mode::EmulatedPrivate { gmem_mmap: false },
-    };
-    let size = u64::from(args.memory) << 20;
-    let ram = GuestRam::new(vm, size, mode, content, choice.slots)?;
-    let entry = load_pvh(&args.kernel, &image, &ram)?;
-    let cmdline = guest_cmdline(&args.cmdline, content);
-    let cmdline_bytes = pvh_boot::cmdline(&cmdline).ok_or_else(|| {
-        VmmError::Config(format!(
-            "the guest command line is {} bytes; PVH gives it {}",
-            cmdline.len(),
-            pvh_boot::CMDLINE_MAX
-        ))
-    })?;
-    ram.load(pvh_boot::CMDLINE_GPA, &cmdline_bytes)?;
-    ram.load(
-        pvh_boot::START_INFO_GPA,
-        &pvh_boot::start_info(&memory::ram_ranges(size)),
-    )?;
-
-    let vcpu = ram
-        .platform()
-        .vm()
-        .create_vcpu(0)
-        .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
-    let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0);
-    let mut cpuid = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
-    let mut entries = cpuid.as_slice().to_vec();
-    cpuid::patch(&mut entries, map_gpa_range.is_ok(), tsc_khz);
-    cpuid = kvm_bindings::CpuId::from_entries(&entries)
-        .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
-    vcpu.set_cpuid2(&cpuid)
-        .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
-    let sregs = vcpu.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
-    vcpu.set_sregs(&pvh_boot::entry_sregs(sregs))
-        .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
-    vcpu.set_regs(&pvh_boot::entry_regs(entry))
-        .map_err(VmmError::kvm("KVM_SET_REGS"))?;
-
-    let mut out = std::io::stdout().lock();
-    let mut f = Facts::default();
-    f.add("arch", "x86_64")
-        .add("memory", mode.as_str())
-        .add("backing", mode.backing())
-        .add("memory_why", choice.why.join(";"))
-        .add("slots", choice.slots.call())
-        .add("content", content.as_str())
-        .add(
-            "vm_type",
-            match choice.kind {
-                VmKind::SwProtected => "sw-protected",
-                VmKind::Default => "default",
-            },
-        )
-        .add(
-            "map_gpa_range",
-            if map_gpa_range.is_ok() { "on" } else { "off" },
-        )
-        .add("map_gpa_range_why", map_gpa_range.err().unwrap_or_default())
-        .add("kernel", facts::kernel_release())
-        .add("caps", caps::legacy(&kvm_caps, &vm_caps))
-        .caps(&caps::all(&kvm_caps, &vm_caps))
-        .add("tsc_khz", tsc_khz)
-        .add("ram_mib", args.memory)
-        .add("faults", faults.describe());
-    if let Mode::SwProtected { boot_end } = mode {
-        f.add("boot_slot", format!("0x0-{boot_end:#x}"));
+impl<'a> Setup<'a> {
+    fn new(args: &'a VmmArgs) -> Result<Self, VmmError> {
+        let faults = Faults::new(&args.vmm.vmm_fault)?;
+        let kvm = Kvm::new().map_err(VmmError::kvm("open /dev/kvm"))?;
+        let kvm_caps = KvmCaps::probe(&kvm);
+        let image = std::fs::read(&args.kernel).map_err(|source| VmmError::Read {
+            path: args.kernel.clone(),
+            source,
+        })?;
+        let extent = elf_extent::pvh_extent(&image).map_err(|detail| VmmError::Load {
+            path: args.kernel.clone(),
+            detail,
+        })?;
+        let bss = elf_extent::bss(&image);
+        Ok(Setup {
+            args,
+            kvm,
+            kvm_caps,
+            image,
+            extent,
+            bss,
+            faults,
+            policy: args.vmm.reset_policy.policy(),
+        })
     }
-    f.emit(&mut out);
 
-    let mut machine = Vm { vcpu, ram, faults };
+    /// A VM as at the first boot: memory mode chosen, RAM registered (all
+    /// private), the vCPU made, the kernel and boot data of boot `boot`
+    /// loaded and the vCPU at the PVH entry; plus the facts line describing
+    /// it (the caller prints it once).
+    fn build(&self, boot: u32) -> Result<(Vm, Facts), VmmError> {
+        let args = self.args;
+        let (vm, vm_caps, choice) = choose::decide(&self.kvm_caps, args.vmm.vmm_memory, |kind| {
+            create_vm(&self.kvm, kind)
+        })?;
+        let content = choose::content(choice.memory, args.vmm.content)?;
+        let map_gpa_range = enable_map_gpa_range(&vm, &vm_caps);
+        let mode = match choice.memory {
+            Memory::SwProtected => Mode::SwProtected {
+                boot_end: memory::boot_slot_end(self.extent.end),
+            },
+            Memory::GmemMmap => Mode::EmulatedPrivate { gmem_mmap: true },
+            Memory::Anonymous => Mode::EmulatedPrivate { gmem_mmap: false },
+        };
+        let size = u64::from(args.memory) << 20;
+        let ram = GuestRam::new(vm, size, mode, content, choice.slots)?;
+        let entry = self.load(&ram, boot, false)?;
+
+        let vcpu = ram
+            .platform()
+            .vm()
+            .create_vcpu(0)
+            .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
+        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0);
+        let mut cpuid = self
+            .kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut entries = cpuid.as_slice().to_vec();
+        cpuid::patch(&mut entries, map_gpa_range.is_ok(), tsc_khz);
+        cpuid = kvm_bindings::CpuId::from_entries(&entries)
+            .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
+        vcpu.set_cpuid2(&cpuid)
+            .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
+        let cpu = reset::BootCpu::capture(&vcpu, entry)?;
+        cpu.apply(&vcpu)?;
+
+        let mut f = Facts::default();
+        f.add("arch", "x86_64")
+            .add("memory", mode.as_str())
+            .add("backing", mode.backing())
+            .add("memory_why", choice.why.join(";"))
+            .add("slots", choice.slots.call())
+            .add("content", content.as_str())
+            .add(
+                "vm_type",
+                match choice.kind {
+                    VmKind::SwProtected => "sw-protected",
+                    VmKind::Default => "default",
+                },
+            )
+            .add(
+                "map_gpa_range",
+                if map_gpa_range.is_ok() { "on" } else { "off" },
+            )
+            .add("map_gpa_range_why", map_gpa_range.err().unwrap_or_default())
+            .add("kernel", facts::kernel_release())
+            .add("caps", caps::legacy(&self.kvm_caps, &vm_caps))
+            .caps(&caps::all(&self.kvm_caps, &vm_caps))
+            .add("tsc_khz", tsc_khz)
+            .add("ram_mib", args.memory)
+            .add("faults", self.faults.describe());
+        if let Mode::SwProtected { boot_end } = mode {
+            f.add("boot_slot", format!("0x0-{boot_end:#x}"));
+        }
+        let machine = Vm {
+            vcpu,
+            ram,
+            faults: self.faults.clone(),
+            cpu,
+        };
+        Ok((machine, f))
+    }
+
+    /// Writes the kernel (its .bss zeroed when `reload`: memory a boot
+    /// used) and the boot data of boot `boot` into `ram`; returns the
+    /// entry point. The kernel lies in ordinary memory (sw-protected's
+    /// boot slot), so this works whatever the reset did to the rest.
+    fn load(&self, ram: &GuestRam<KvmPlatform>, boot: u32, reload: bool) -> Result<u64, VmmError> {
+        let entry = load_pvh(&self.args.kernel, &self.image, ram)?;
+        if reload {
+            for &(gpa, len) in &self.bss {
+                ram.load(gpa, &vec![0; len as usize])?;
+            }
+        }
+        let cmdline = guest_cmdline(&self.args.cmdline, ram.content, self.policy, boot);
+        let cmdline_bytes = pvh_boot::cmdline(&cmdline).ok_or_else(|| {
+            VmmError::Config(format!(
+                "the guest command line is {} bytes; PVH gives it {}",
+                cmdline.len(),
+                pvh_boot::CMDLINE_MAX
+            ))
+        })?;
+        ram.load(pvh_boot::CMDLINE_GPA, &cmdline_bytes)?;
+        ram.load(
+            pvh_boot::START_INFO_GPA,
+            &pvh_boot::start_info(&memory::ram_ranges(ram.size)),
+        )?;
+        Ok(entry)
+    }
+}
+
+pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
+    let setup = Setup::new(args)?;
+    let (machine, facts) = setup.build(0)?;
+    let mut out = std::io::stdout().lock();
+    facts.emit(&mut out);
+    let mut resetter = reset::Resetter {
+        setup: &setup,
+        reboots: Reboots::new(&args.cmdline, setup.policy, setup.faults.no_reset()),
+    };
     let limit = Duration::from_secs(args.vmm.vcpu_watchdog);
-    let end = vcpu_loop::run_loop(&mut machine, limit, &mut out)?;
-    Ok(end)
+    vcpu_loop::run_loop(machine, limit, &mut out, &mut resetter)
 }
 
 /// The runner's plan plus what only the VMM knows: the content promise it
 /// keeps, and its own name — the guest's expected answers for what the ABI
 /// leaves to the VMM (e.g. -22 for a range outside RAM) are keyed on who
-/// serves it.
-fn guest_cmdline(plan: &str, content: ContentArg) -> String {
-    format!("{} content={} vmm=convtest", plan.trim(), content.as_str())
-        .trim_start()
-        .to_string()
+/// serves it — and the reset policy, with the boot's index after a reset
+/// (reboot::guest_plan).
+fn guest_cmdline(plan: &str, content: ContentArg, policy: ResetPolicy, boot: u32) -> String {
+    reboot::guest_plan(
+        plan,
+        &format!("content={} vmm=convtest", content.as_str()),
+        policy,
+        boot,
+    )
 }
 
 /// Loads the ELF with linux-loader and returns its PVH entry point.
@@ -223,12 +293,35 @@ mod tests {
 
     #[test]
     fn the_guest_learns_the_content_promise_and_who_serves_it() {
-        let line = guest_cmdline(" tests=conv.* host=on ", ContentArg::Zero);
-        assert_eq!(line, "tests=conv.* host=on content=zero vmm=convtest");
+        let line = guest_cmdline(
+            " tests=conv.* host=on ",
+            ContentArg::Zero,
+            ResetPolicy::Keep,
+            0,
+        );
+        assert_eq!(
+            line,
+            "tests=conv.* host=on content=zero vmm=convtest reset=keep"
+        );
         assert_eq!(Plan::parse(&line).plan.vmm, Some(VmmKind::Convtest));
         assert_eq!(
-            guest_cmdline("", ContentArg::Preserve),
-            "content=preserve vmm=convtest"
+            guest_cmdline("", ContentArg::Preserve, ResetPolicy::Keep, 0),
+            "content=preserve vmm=convtest reset=keep"
         );
+    }
+
+    #[test]
+    fn boot_n_is_told_its_index_and_the_policy() {
+        for policy in ResetPolicy::ALL {
+            for boot in 1..4 {
+                let line = guest_cmdline("tests=* reboots=3", ContentArg::Zero, policy, boot);
+                let plan = Plan::parse(&line).plan;
+                assert_eq!(plan.boot, boot, "{line}");
+                assert_eq!(plan.reset, Some(policy), "{line}");
+                assert_eq!(plan.reboots, 3, "{line}");
+                assert_eq!(plan.vmm, Some(VmmKind::Convtest), "{line}");
+                assert!(line.ends_with(&format!(" reset={} boot={boot}", policy.as_str())));
+            }
+        }
     }
 }

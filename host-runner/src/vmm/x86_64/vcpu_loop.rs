@@ -10,6 +10,7 @@ use super::super::facts::Facts;
 use super::super::uart16550::Uart16550;
 use super::super::watchdog::Watchdog;
 use super::super::{GuestEnd, Unserved, VmmError};
+use super::reset::{Next, Resetter};
 use super::serve::{Outcome, Served, serve};
 use super::timing::{self, ExitTimes, Key};
 use super::{Vm, ports, serial};
@@ -109,10 +110,16 @@ fn unserved(exit: &VcpuExit<'_>) -> Unserved {
     Unserved::Exit { reason, detail }
 }
 
+/// Runs the guest until its end. A reset the plan expects (`resetter`)
+/// starts the next boot in place: its output so far written, the UART and
+/// the console tap's partial line fresh (a real reset resets the UART; the
+/// next boot's first line starts clean), the fact line, and KVM_RUN again
+/// under the same watchdog. Counters and exit times cover every boot.
 pub(super) fn run_loop(
-    m: &mut Vm,
+    mut m: Vm,
     limit: Duration,
     out: &mut dyn Write,
+    resetter: &mut Resetter<'_>,
 ) -> Result<GuestEnd, VmmError> {
     let watchdog = Watchdog::start_reporting(limit)?;
     let mut com1 = Uart16550::default();
@@ -120,6 +127,7 @@ pub(super) fn run_loop(
     let mut stats = Stats::default();
     let mut times = ExitTimes::default();
     let started = Instant::now();
+    let mut resets = 0u32;
     let end = loop {
         if !watchdog.enter() {
             Watchdog::report_hang(out, limit);
@@ -129,15 +137,21 @@ pub(super) fn run_loop(
         watchdog.leave();
         stats.exits += 1;
         let mut fact = None;
+        // When a reset exit arrived (reset_ns starts there).
+        let mut reset_at = None;
         let end = match exit {
             Ok(VcpuExit::IoOut(port, data)) if serial::owns(port) => {
                 serial::out(&mut com1, port, data);
                 None
             }
-            Ok(VcpuExit::IoOut(port, data)) => ports::out(port, data).map(|e| match e {
-                ports::PortEnd::DebugExit(code) => GuestEnd::DebugExit(code),
-                ports::PortEnd::Reset => GuestEnd::Reset,
-            }),
+            Ok(VcpuExit::IoOut(port, data)) => match ports::out(port, data) {
+                Some(ports::PortEnd::DebugExit(code)) => Some(GuestEnd::DebugExit(code)),
+                Some(ports::PortEnd::Reset) => {
+                    reset_at = Some(Instant::now());
+                    Some(GuestEnd::Reset)
+                }
+                None => None,
+            },
             Ok(VcpuExit::IoIn(port, data)) if serial::owns(port) => {
                 serial::input(&mut com1, port, data);
                 None
@@ -170,7 +184,11 @@ pub(super) fn run_loop(
                 );
                 Some(GuestEnd::Unserved(Unserved::Halt))
             }
-            Ok(VcpuExit::Shutdown) => Some(GuestEnd::Reset),
+            // A triple fault: what a PC turns into a reset.
+            Ok(VcpuExit::Shutdown) => {
+                reset_at = Some(Instant::now());
+                Some(GuestEnd::Reset)
+            }
             Ok(other) => Some(GuestEnd::Unserved(unserved(&other))),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 let fired = watchdog.fired();
@@ -187,6 +205,21 @@ pub(super) fn run_loop(
             let _ = out.write_all(b"\n");
             f.emit(out);
         }
+        if let Some(at) = reset_at {
+            match resetter.reset(m, at)? {
+                Next::Boot(next, done, parts) => {
+                    m = next;
+                    resets += 1;
+                    com1 = Uart16550::default();
+                    let answered = tap.answered;
+                    tap = ConsoleTap::default();
+                    tap.answered = answered;
+                    parts.emit(&done, out);
+                    continue;
+                }
+                Next::End(same) => m = same,
+            }
+        }
         if let Some(e) = end {
             break e;
         }
@@ -201,6 +234,7 @@ pub(super) fn run_loop(
         .add("faulted", stats.faulted)
         .add("serve_errors", stats.serve_errors)
         .add("host_checks", tap.answered)
+        .add("resets", resets)
         .add("run_ms", started.elapsed().as_millis());
     times.add_facts(&mut f);
     f.add("vmm_clock_ns", timing::clock_cost_ns())
