@@ -212,9 +212,11 @@ pub fn find(name: &str) -> Option<&'static TestDef> {
 }
 
 /// Whether running `name` converts memory (every `conv.*` and `bench.*`
-/// test but the bounce memcpy, which needs no converter).
+/// test but the bounce memcpy, which needs no converter; and the reboot
+/// series' dirty state, which is left shared).
 pub fn converts(name: &str) -> bool {
-    (name.starts_with("conv.") || name.starts_with("bench.")) && name != "bench.bounce"
+    ((name.starts_with("conv.") || name.starts_with("bench.")) && name != "bench.bounce")
+        || name == "reboot.leave_dirty"
 }
 
 /// The suite part of a dotted name.
