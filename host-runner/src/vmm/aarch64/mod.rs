@@ -126,13 +126,12 @@ impl Guest<'_> {
                 // pKVM reclaims (and zeroes) every page the guest owned when
                 // the VM goes: the cost of a confidential reset.
                 let t = Instant::now();
-                let pages = m.ram.size / memory::PAGE;
                 drop(m);
                 done.teardown_ns = Some(t.elapsed().as_nanos());
                 let new = self.setup(boot)?;
-                // A new VM's RAM: for a protected VM all of it is private
-                // to the guest until the guest shares some.
-                done.pages = pages.max(new.ram.size / memory::PAGE);
+                // reset_pages: all of the new VM's RAM (for a protected VM
+                // all of it is the guest's, private, until it shares some).
+                done.pages = new.ram.size / memory::PAGE;
                 reload = "new_vm";
                 new
             }
