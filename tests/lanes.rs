@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Run, assert_fails, conv_tests, convtest, tests_with};
+use common::{Run, assert_fails, assert_series, conv_tests, convtest, tests_with};
 use serde_json::Value;
 
 /// What every lane must show: a clean pass with the core tests passing and
@@ -152,6 +152,44 @@ fn aarch64_virt_el2() {
             .as_str()
             .is_some_and(|c| c.contains("virtualization=on"))
     );
+}
+
+/// A reboot series under QEMU: its system reset keeps RAM and reloads the
+/// kernel, so each boot finds its own record and the previous boot's
+/// private canaries (reset.content checks them; the converter tests skip:
+/// QEMU has no conversion ABI). pc goes through SeaBIOS at every reset.
+#[test]
+fn qemu_reboot_series_x86_microvm_pc_and_arm64() {
+    for (arch, machine) in [("x86_64", "microvm"), ("x86_64", "pc"), ("aarch64", "virt")] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let junit = dir.path().join("r.xml");
+        let run = convtest(&[
+            "--backend",
+            "qemu",
+            "--arch",
+            arch,
+            "--machine",
+            machine,
+            "--reboots",
+            "5",
+            "--junit",
+            junit.to_str().expect("utf-8 path"),
+        ]);
+        assert_eq!(run.code, Some(0), "{}", run.context);
+        assert_series(&run.json, 6, "record", &run.context);
+        let xml = std::fs::read_to_string(&junit).expect("junit written");
+        assert!(
+            xml.contains("name=\"boot5.reset.content\"")
+                && xml.contains("name=\"boot0.boot.plan\""),
+            "JUnit names carry the boot\n{xml}"
+        );
+        assert!(
+            run.stdout
+                .contains("boots: 6; later boots knew their index from: record ×5"),
+            "{}",
+            run.context
+        );
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{Run, assert_fails, conv_tests};
+use common::{Run, assert_fails, assert_series, conv_tests};
 use serde_json::Value;
 use std::process::Command;
 
@@ -187,9 +187,21 @@ fn x86_stock_kvm_content_zero() {
     );
 }
 
+/// KVM-enforced private memory, over a reboot series: the VMM keeps
+/// memory at each reset (the policy that trusts nothing but the guest's
+/// firmware), so every later boot must find its own record and prove the
+/// previous boot's shared ranges private through KVM.
 #[test]
 fn x86_swprot_kvm() {
-    let run = convtest(&["--arch", "x86_64", "--l1-swprot"]);
+    let run = convtest(&[
+        "--arch",
+        "x86_64",
+        "--l1-swprot",
+        "--reboots",
+        "3",
+        "--reset-policy",
+        "keep",
+    ]);
     assert_nested_run(&run, "x86_64", "7.3.4+deb13-amd64");
     assert_conversions_pass(&run, "kvm-map-gpa-range");
     let (j, ctx) = (&run.json, &run.context);
@@ -197,6 +209,25 @@ fn x86_swprot_kvm() {
     assert_eq!(str_of(&j["vmm"], "memory"), "sw-protected", "{ctx}");
     assert_eq!(j["exit_code"], 33, "isa-debug-exit success\n{ctx}");
     assert_evidence(&run, "enforced");
+    assert_series(j, 4, "record", ctx);
+    for b in &j["boots"].as_array().expect("boots")[1..] {
+        assert_eq!(b["vmm_reset"]["reset_policy"], "keep", "{b}\n{ctx}");
+        assert_eq!(b["vmm_reset"]["reset_applied"], "yes", "{b}\n{ctx}");
+        assert_eq!(
+            b["reset"]["calls"], 2,
+            "one MAP_GPA_RANGE per RAM range\n{b}\n{ctx}"
+        );
+    }
+    let again: Vec<&Value> = j["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .filter(|t| t["name"] == "reset.private_again")
+        .collect();
+    assert_eq!(again.len(), 3, "{ctx}");
+    for t in again {
+        assert_eq!(t["evidence"], "enforced", "{t}\n{ctx}");
+    }
     print_costs("nested x86 swprot", &run);
 }
 
@@ -224,9 +255,12 @@ fn x86_swprot_leaking_vmm_fails_naming_the_tests() {
     assert_eq!(unshare["result"], "fail", "{unshare}\n{ctx}");
 }
 
+/// pKVM with a reboot series: the VMM can only keep a protected VM's
+/// memory (or build a new VM), so each later boot's firmware reset runs the
+/// ledger: exactly the granules the previous boot left shared.
 #[test]
 fn arm64_pkvm_protected_vm() {
-    let run = convtest(&["--arch", "aarch64"]);
+    let run = convtest(&["--arch", "aarch64", "--reboots", "2"]);
     assert_nested_run(&run, "aarch64", "7.3.4+deb13-arm64");
     assert_conversions_pass(&run, "pkvm");
     let (j, ctx) = (&run.json, &run.context);
@@ -242,6 +276,14 @@ fn arm64_pkvm_protected_vm() {
     });
     assert!(refused, "no private-read probe was refused\n{ctx}");
     assert_evidence(&run, "enforced");
+    assert_series(j, 3, "record", ctx);
+    for b in &j["boots"].as_array().expect("boots")[1..] {
+        assert_eq!(b["reset"]["method"], "ledger", "{b}\n{ctx}");
+        assert!(
+            b["reset"]["calls"].as_u64().is_some_and(|c| c > 512),
+            "the ledger unshares every granule the previous boot left shared\n{b}\n{ctx}"
+        );
+    }
     print_costs("nested arm64 pKVM protected", &run);
 }
 
@@ -310,32 +352,43 @@ fn mutants_kill_every_test_on_every_lane() {
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     assert_eq!(j["verdict"], "pass", "{ctx}");
     let lanes = j["lanes"].as_array().expect("lanes");
-    assert_eq!(lanes.len(), 3, "{ctx}");
+    assert_eq!(lanes.len(), 6, "three lanes, two sections each\n{ctx}");
     for lane in lanes {
         let name = lane["lane"].as_str().unwrap_or("?");
-        assert_eq!(lane["ok"], true, "{name}\n{ctx}");
+        let section = lane["section"].as_str().unwrap_or("?");
+        assert_eq!(lane["ok"], true, "{name} {section}\n{ctx}");
         let tests = lane["tests"].as_array().expect("tests");
-        assert!(tests.len() >= 8, "{name}: {tests:?}");
         let rows = lane["rows"].as_array().expect("rows");
-        let expected_rows = if name == "nested-arm64-pkvm" { 5 } else { 11 };
-        assert_eq!(rows.len(), expected_rows, "{name}\n{ctx}");
+        let expected_rows = match (section, name) {
+            ("conv", "nested-arm64-pkvm") => 5,
+            ("conv", _) => 11,
+            _ => 5,
+        };
+        assert!(tests.len() >= 4, "{name}: {tests:?}");
+        assert_eq!(rows.len(), expected_rows, "{name} {section}\n{ctx}");
         assert_eq!(rows[0]["mutant"], "clean");
         assert_eq!(rows[0]["verdict"], "pass", "{name}\n{ctx}");
+        let mutants: Vec<&Value> = rows[1..]
+            .iter()
+            .filter(|r| r["kind"] != "control")
+            .collect();
         for t in tests {
-            let killed = rows[1..]
+            let killed = mutants
                 .iter()
                 .any(|r| r["cells"][t.as_str().unwrap_or("")] == "red");
             assert!(killed, "{name}: nothing killed {t}\n{ctx}");
         }
         for r in &rows[1..] {
             assert_eq!(r["matches"], true, "{name} {}\n{ctx}", r["mutant"]);
-            assert!(
-                !r["observed_red"].as_array().is_none_or(Vec::is_empty),
-                "{name}: {} noticed by nothing",
+            let noticed = !r["observed_red"].as_array().is_none_or(Vec::is_empty);
+            assert_eq!(
+                noticed,
+                r["kind"] != "control",
+                "{name}: {}\n{ctx}",
                 r["mutant"]
             );
         }
-        if name == "nested-arm64-pkvm" {
+        if name == "nested-arm64-pkvm" && section == "conv" {
             assert_eq!(
                 lane["not_applicable"].as_array().map(Vec::len),
                 Some(6),
@@ -349,7 +402,7 @@ fn mutants_kill_every_test_on_every_lane() {
         );
     }
     assert!(
-        stdout.contains("PASS  convtest mutants: 3 lane(s)"),
+        stdout.contains("PASS  convtest mutants: 3 lane(s), 6 kill table(s)"),
         "{ctx}"
     );
 }

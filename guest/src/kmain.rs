@@ -3,7 +3,7 @@
 
 use crate::boot::BootInfo;
 use crate::suite::{self, Ctx, Verdict};
-use crate::{arch, conv, heap, kprintln, report};
+use crate::{arch, conv, heap, kprintln, report, series};
 use alloc::string::String;
 use alloc::vec::Vec;
 use convtest_proto::catalog::{self, TestDef};
@@ -25,7 +25,13 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         report::crash(format_args!("free RAM map too fragmented: {e}"), None);
     }
 
-    let parsed = Plan::parse(boot.cmdline);
+    let mut parsed = Plan::parse(boot.cmdline);
+    let series = match series::Series::begin(&mut test_ram, boot.phys_offset, &parsed.plan) {
+        Ok(s) => s,
+        Err(e) => report::crash(format_args!("{e}"), None),
+    };
+    // From here on the plan's boot= is the series' word, not the host's.
+    parsed.plan.boot = series.index.index;
     let probe = arch::probe();
     let mut converter = conv::detect(&probe, boot, &test_ram, parsed.plan.guest_fault);
     if let Some(r) = converter.as_ref().ok().and_then(|c| c.reserved())
@@ -35,7 +41,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
     }
     let granule = converter.as_ref().map_or(arch::PAGE_SIZE, |c| c.granule());
     kprintln!(
-        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={}",
+        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={} boot={} boot_from={}",
         ktap::HEADER_PREFIX,
         arch::NAME,
         boot.entry,
@@ -46,9 +52,12 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         boot.ram.total(),
         boot.console,
         arch::cycle_freq().unwrap_or(0),
+        series.index.index,
+        series.index.source.as_str(),
     );
     report::diag(0, format_args!("probe: {}", probe.finding()));
     report::diag(0, format_args!("plan: {}", parsed.plan));
+    describe_boot(&series.index);
     if let Some(g) = parsed.plan.guest_fault {
         report::diag(
             0,
@@ -73,7 +82,14 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
     let selected: Vec<(usize, &TestDef)> = catalog::TESTS
         .iter()
         .enumerate()
-        .filter(|(_, t)| t.is_selected(ctx.plan.tests, ctx.plan.inject.is_some()))
+        .filter(|(_, t)| {
+            t.runs_in_boot(
+                ctx.plan.tests,
+                ctx.plan.inject.is_some(),
+                ctx.plan.boot,
+                ctx.plan.reboots,
+            )
+        })
         .collect();
     let suites = group_by_suite(&selected);
     kprintln!("1..{}", suites.len());
@@ -124,7 +140,43 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         fail,
         skip
     );
-    arch::power_off(fail == 0)
+    if series.is_last() {
+        arch::power_off(fail == 0)
+    }
+    // Dirty state and all: what a crashed or kexec'ing OS leaves.
+    series.reset()
+}
+
+/// Where this boot's index came from, when that is worth a line.
+fn describe_boot(b: &convtest_proto::reboot::BootIndex) {
+    use convtest_proto::reboot::{Source, Stage};
+    match b.source {
+        Source::Host => report::diag(
+            0,
+            format_args!(
+                "boot {}: no boot record survived the reset (the VMM wiped memory): the index is the host's boot=",
+                b.index
+            ),
+        ),
+        Source::Record(Stage::Running) => report::diag(
+            0,
+            format_args!(
+                "boot {}: boot {} ended without its planned reset (a crash or an unplanned reset)",
+                b.index,
+                b.index.saturating_sub(1)
+            ),
+        ),
+        Source::Record(Stage::Dirty) | Source::First => {}
+    }
+    if let Some(h) = b.host_disagrees {
+        report::diag(
+            0,
+            format_args!(
+                "boot {}: the host's boot={h} disagrees with the guest's own record; the record wins",
+                b.index
+            ),
+        );
+    }
 }
 
 /// Firmware duty at every boot, before any test: all RAM private again.

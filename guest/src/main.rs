@@ -15,7 +15,9 @@ mod conv;
 mod heap;
 mod hostcheck;
 mod kmain;
+mod persist;
 mod report;
+mod series;
 mod suite;
 
 #[panic_handler]

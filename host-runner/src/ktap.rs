@@ -52,6 +52,8 @@ pub struct TestResult {
     /// `# convtest-host:` lines, not from what the guest says.
     #[serde(serialize_with = "evidence_name")]
     pub evidence: Option<Evidence>,
+    /// Which boot of the run printed it (0 = the first).
+    pub boot: usize,
     #[serde(skip)]
     pub number: u64,
     #[serde(skip)]
@@ -71,6 +73,17 @@ pub struct Counts {
     pub pass: usize,
     pub fail: usize,
     pub skip: usize,
+}
+
+impl Counts {
+    pub fn of(tests: &[TestResult]) -> Counts {
+        let n = |o: Outcome| tests.iter().filter(|t| t.result == o).count();
+        Counts {
+            pass: n(Outcome::Pass),
+            fail: n(Outcome::Fail),
+            skip: n(Outcome::Skip),
+        }
+    }
 }
 
 /// The done marker: counts when well-formed, the raw text always.
@@ -117,12 +130,44 @@ pub const L1_PREFIX: &str = "# convtest-l1: ";
 /// The VMM's copy of each host-check answer it typed into the guest
 /// (`# convtest-host: convtest-ack <id> ok|fail <evidence> …`).
 pub const HOST_PREFIX: &str = "# convtest-host: ";
+/// The guest's timing of its boot's reset-to-private (a top-level diagnostic).
+pub const RESET_PREFIX: &str = "reset-to-private:";
+
+/// One boot's part of the console (a reboot series has several).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootLog {
+    pub header: Vec<(String, String)>,
+    /// `Log::tests[first_test..]` up to the next boot's `first_test`.
+    pub first_test: usize,
+    pub done: Option<Done>,
+    pub crash: Option<String>,
+    /// The guest's `# reset-to-private: …` diagnostic, after the prefix.
+    pub reset: Option<String>,
+}
+
+impl BootLog {
+    pub fn header_value(&self, key: &str) -> Option<&str> {
+        self.header
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The index the guest gave itself (header `boot=`).
+    pub fn index(&self) -> Option<u32> {
+        self.header_value("boot").and_then(|v| v.parse().ok())
+    }
+}
 
 /// Everything read so far; complete once [`Parser::finish`] ran.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Log {
     /// Top-level `KTAP version 1` lines seen (more than one: a reboot).
     pub boots: usize,
+    /// Per boot, in order.
+    pub boot_logs: Vec<BootLog>,
+    /// The own VMM's `reset_boot=…` fact lines, one per reset it served.
+    pub vmm_resets: Vec<Vec<(String, String)>>,
     pub header: Vec<(String, String)>,
     /// Leaf results in arrival order: the numbers verdicts and reports use.
     pub tests: Vec<TestResult>,
@@ -158,11 +203,30 @@ impl Log {
     }
 
     pub fn counts(&self) -> Counts {
-        Counts {
-            pass: self.count(Outcome::Pass),
-            fail: self.count(Outcome::Fail),
-            skip: self.count(Outcome::Skip),
-        }
+        Counts::of(&self.tests)
+    }
+
+    /// The tests boot `i` printed.
+    pub fn boot_tests(&self, i: usize) -> &[TestResult] {
+        let Some(b) = self.boot_logs.get(i) else {
+            return &[];
+        };
+        let end = self
+            .boot_logs
+            .get(i + 1)
+            .map_or(self.tests.len(), |n| n.first_test);
+        &self.tests[b.first_test.min(end)..end]
+    }
+
+    /// The VMM's reset facts for the reset that started boot `index`.
+    pub fn vmm_reset(&self, index: u32) -> Option<&[(String, String)]> {
+        self.vmm_resets
+            .iter()
+            .find(|f| {
+                f.iter()
+                    .any(|(k, v)| k == crate::vmm::reboot::BOOT_KEY && v.parse() == Ok(index))
+            })
+            .map(Vec::as_slice)
     }
 }
 
@@ -286,6 +350,15 @@ impl Parser {
             (L1_PREFIX, &mut self.log.l1),
         ] {
             if let Some(rest) = body.trim_start().strip_prefix(prefix) {
+                if prefix == VMM_PREFIX
+                    && key_values(rest).any(|(k, _)| k == crate::vmm::reboot::BOOT_KEY)
+                {
+                    self.log.vmm_resets.push(
+                        key_values(rest)
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    );
+                }
                 for (k, v) in key_values(rest) {
                     match facts.iter_mut().find(|(key, _)| key == k) {
                         Some(slot) => slot.1 = v.to_string(),
@@ -336,6 +409,10 @@ impl Parser {
     fn start_boot(&mut self, events: &mut Vec<Event>) {
         self.started = true;
         self.log.boots += 1;
+        self.log.boot_logs.push(BootLog {
+            first_test: self.log.tests.len(),
+            ..BootLog::default()
+        });
         self.subtest.clear();
         self.diags.clear();
         self.host_answers.clear();
@@ -348,6 +425,9 @@ impl Parser {
             self.log.header = key_values(rest)
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
+            if let Some(b) = self.log.boot_logs.last_mut() {
+                b.header = self.log.header.clone();
+            }
             events.push(Event::Header(self.log.header.clone()));
         } else if let Some(rest) = body.strip_prefix(DONE_PREFIX) {
             let done = Done {
@@ -355,6 +435,9 @@ impl Parser {
                 raw: body.to_string(),
             };
             self.log.done = Some(done.clone());
+            if let Some(b) = self.log.boot_logs.last_mut() {
+                b.done = Some(done.clone());
+            }
             events.push(Event::Done(done));
         } else if let Some(rest) = body.strip_prefix(CRASH_PREFIX) {
             self.record_crash(rest.trim(), events);
@@ -368,6 +451,12 @@ impl Parser {
             }
             self.subtest[depth] = Some(name.trim().to_string());
         } else if depth == 0 {
+            if let (Some(reset), Some(b)) = (
+                text.strip_prefix(RESET_PREFIX),
+                self.log.boot_logs.last_mut(),
+            ) {
+                b.reset = Some(reset.trim().to_string());
+            }
             self.log.diagnostics.push(text.to_string());
         } else {
             self.diags.push((depth, text.to_string()));
@@ -379,11 +468,15 @@ impl Parser {
         if self.log.crash.is_none() {
             self.log.crash = Some(crash.clone());
         }
+        if let Some(b) = self.log.boot_logs.last_mut() {
+            b.crash.get_or_insert(crash.clone());
+        }
         events.push(Event::Crash(crash));
     }
 
     fn result(&mut self, mut result: TestResult, events: &mut Vec<Event>) {
         let depth = result.depth;
+        result.boot = self.log.boots.saturating_sub(1);
         // Diagnostics at this depth or deeper that came before this line are its own.
         let (mine, rest): (Vec<_>, Vec<_>) = self.diags.drain(..).partition(|(d, _)| *d >= depth);
         self.diags = rest;
@@ -455,6 +548,7 @@ fn parse_result(body: &str, depth: usize) -> Option<TestResult> {
         reason: reason.to_string(),
         diagnostics: Vec::new(),
         evidence: None,
+        boot: 0,
         number,
         depth,
     })

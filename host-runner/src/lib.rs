@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod backend;
 pub mod bench;
+pub mod boot_progress;
 pub mod cleanup;
 pub mod cli;
 pub mod config;

@@ -4,6 +4,7 @@
 
 use crate::accel::Host;
 use crate::backend::{self, BootSpec};
+use crate::boot_progress::BootProgress;
 use crate::cli::RunArgs;
 use crate::config::{self, RunConfig};
 use crate::error::Error;
@@ -138,14 +139,16 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
     let mut first_line: Option<Duration> = None;
     let quiet = config.quiet;
     let start = Instant::now();
+    let mut boots = BootProgress::new(config.planned_reboots, quiet);
     let end = backend.run(&spec, &mut |bytes: &[u8]| {
         let events = parser.feed(bytes);
-        show(&events, quiet, &mut first_line, start);
+        show(&events, quiet, &mut first_line, start, &mut boots);
         Vec::new()
     });
     record.timing.total = start.elapsed();
     let (log, events) = parser.finish();
-    show(&events, quiet, &mut first_line, start);
+    show(&events, quiet, &mut first_line, start, &mut boots);
+    boots.finish();
     record.timing.first_line = first_line;
     record.log = log;
     record.lane = lane_name(config, &record.log);
@@ -212,14 +215,23 @@ pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
 }
 
 /// Prints what the guest just reported, one line per test.
-fn show(events: &[Event], quiet: bool, first_line: &mut Option<Duration>, start: Instant) {
+fn show(
+    events: &[Event],
+    quiet: bool,
+    first_line: &mut Option<Duration>,
+    start: Instant,
+    boots: &mut BootProgress,
+) {
     let mut out = std::io::stdout().lock();
     for ev in events {
         match ev {
             Event::Version => {
                 first_line.get_or_insert_with(|| start.elapsed());
+                boots.boot_started(&mut out);
             }
+            Event::Case(t) if !boots.shows_case(t.result == crate::ktap::Outcome::Fail) => {}
             _ if quiet => {}
+            Event::Header(_) if boots.soak() => {}
             Event::Header(kv) => {
                 let words: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let _ = writeln!(out, "guest: {}", words.join(" "));

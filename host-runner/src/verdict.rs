@@ -3,7 +3,7 @@
 //! with counts that match the parsed results); everything else fails, with a
 //! reason a developer can act on.
 
-use crate::ktap::{Log, Outcome};
+use crate::ktap::{Log, Outcome, TestResult};
 use convtest_proto::catalog;
 use convtest_proto::plan::Plan;
 use serde::Serialize;
@@ -145,40 +145,19 @@ pub fn judge(f: &Facts<'_>) -> Judgement {
         let first = log.tests.iter().find(|t| t.result == Outcome::Fail);
         let why = first
             .filter(|t| !t.reason.is_empty())
-            .map_or(String::new(), |t| format!(" ({}: {})", t.name, t.reason));
+            .map_or(String::new(), |t| {
+                format!(" ({}: {})", qualified_name(log, t), t.reason)
+            });
         return Judgement::fail(format!(
             "{failed} test(s) failed: {}{why}",
             failed_names(log)
         ));
     }
-    let Some(done) = &log.done else {
-        return Judgement::fail(format!(
-            "the guest stopped ({}) without the plan-complete marker; last console line: {last}",
-            status(code)
-        ));
-    };
-    let Some(counts) = done.counts else {
-        return Judgement::fail(format!("malformed plan-complete marker: {}", done.raw));
-    };
-    if counts != log.counts() {
-        let p = log.counts();
-        return Judgement::fail(format!(
-            "the guest counted pass={} fail={} skip={} but printed pass={} fail={} skip={}",
-            counts.pass, counts.fail, counts.skip, p.pass, p.fail, p.skip
-        ));
-    }
     let plan = Plan::parse(f.plan).plan;
-    let expected_boots = plan.reboots as usize + 1;
-    if log.boots != expected_boots {
-        return Judgement::fail(format!(
-            "the guest booted {} time(s); the plan expects {expected_boots}",
-            log.boots
-        ));
-    }
-    if let Some(why) = offered_but_unused(log) {
+    if let Some(why) = series_problem(log, &plan, code, &last) {
         return Judgement::fail(why);
     }
-    if let Some(why) = selection_mismatch(log, &plan, expected_boots) {
+    if let Some(why) = offered_but_unused(log) {
         return Judgement::fail(why);
     }
     if let Some(why) = unexcused_conv_skip(log, &plan) {
@@ -229,25 +208,93 @@ fn offered_but_unused(log: &Log) -> Option<String> {
     ))
 }
 
-/// Every test the plan selects must be reported exactly once per boot;
-/// anything missing, extra or repeated is named.
-fn selection_mismatch(log: &Log, plan: &Plan<'_>, boots: usize) -> Option<String> {
-    let selected: Vec<&str> = catalog::selected(plan.tests, plan.inject.is_some())
-        .map(|t| t.name)
-        .collect();
-    let times = |name: &str| log.tests.iter().filter(|t| t.name == name).count();
-    let missing: Vec<&str> = selected
-        .iter()
-        .copied()
-        .filter(|n| times(n) < boots)
-        .collect();
-    let repeated: Vec<&str> = selected
-        .iter()
-        .copied()
-        .filter(|n| times(n) > boots)
-        .collect();
-    let mut extra: Vec<&str> = log
-        .tests
+/// Every boot the plan expects, each with its index, its plan-complete
+/// marker and counts that match what it printed, and the tests the plan
+/// selects for that boot; the first problem names the boot.
+fn series_problem(log: &Log, plan: &Plan<'_>, code: Option<i32>, last: &str) -> Option<String> {
+    let expected = plan.reboots as usize + 1;
+    let series = expected > 1;
+    let name = |i: usize| {
+        if series {
+            format!("boot {i} (of {expected})")
+        } else {
+            "the guest".to_string()
+        }
+    };
+    for (i, b) in log.boot_logs.iter().enumerate() {
+        if i >= expected {
+            return Some(format!(
+                "unplanned reset: boot {i} started but the plan has {} reboot(s); boot {} reset instead of powering off",
+                plan.reboots,
+                i - 1
+            ));
+        }
+        if series && b.index() != Some(i as u32) {
+            return Some(format!(
+                "{} called itself boot {} (boot_from={}): neither its own boot record nor the host's boot= told it which boot it is",
+                name(i),
+                b.index().map_or("?".to_string(), |n| n.to_string()),
+                b.header_value("boot_from").unwrap_or("?")
+            ));
+        }
+        let Some(done) = &b.done else {
+            return Some(if i + 1 < log.boot_logs.len() {
+                format!(
+                    "{} ended without its plan-complete marker: the next boot started (a crash or an unplanned reset)",
+                    name(i)
+                )
+            } else {
+                format!(
+                    "{} stopped ({}) without the plan-complete marker; last console line: {last}",
+                    name(i),
+                    status(code)
+                )
+            });
+        };
+        let Some(counts) = done.counts else {
+            return Some(format!("malformed plan-complete marker: {}", done.raw));
+        };
+        let printed = crate::ktap::Counts::of(log.boot_tests(i));
+        if counts != printed {
+            return Some(format!(
+                "{} counted pass={} fail={} skip={} but printed pass={} fail={} skip={}",
+                name(i),
+                counts.pass,
+                counts.fail,
+                counts.skip,
+                printed.pass,
+                printed.fail,
+                printed.skip
+            ));
+        }
+        if let Some(why) = selection_mismatch(log.boot_tests(i), plan, i as u32) {
+            return Some(if series {
+                format!("{}: {why}", name(i))
+            } else {
+                why
+            });
+        }
+    }
+    (log.boot_logs.len() < expected).then(|| {
+        format!(
+            "the guest booted {} time(s); the plan expects {expected}: boot {} never started",
+            log.boot_logs.len(),
+            log.boot_logs.len()
+        )
+    })
+}
+
+/// Every test the plan selects for boot `boot` must be reported exactly
+/// once; anything missing, extra or repeated is named.
+fn selection_mismatch(tests: &[TestResult], plan: &Plan<'_>, boot: u32) -> Option<String> {
+    let selected: Vec<&str> =
+        catalog::selected_in_boot(plan.tests, plan.inject.is_some(), boot, plan.reboots)
+            .map(|t| t.name)
+            .collect();
+    let times = |name: &str| tests.iter().filter(|t| t.name == name).count();
+    let missing: Vec<&str> = selected.iter().copied().filter(|n| times(n) < 1).collect();
+    let repeated: Vec<&str> = selected.iter().copied().filter(|n| times(n) > 1).collect();
+    let mut extra: Vec<&str> = tests
         .iter()
         .map(|t| t.name.as_str())
         .filter(|n| !selected.contains(n))
@@ -280,7 +327,10 @@ fn unexcused_conv_skip(log: &Log, plan: &Plan<'_>) -> Option<String> {
     let unexcused: Vec<String> = log
         .tests
         .iter()
-        .filter(|t| t.name.starts_with("conv.") && t.result == Outcome::Skip)
+        .filter(|t| {
+            (t.name.starts_with("conv.") || t.name.starts_with("reset."))
+                && t.result == Outcome::Skip
+        })
         .filter(|t| {
             catalog::find(&t.name).is_none_or(|def| {
                 !((def.needs_host && !plan.host) || (def.needs_bench && !plan.bench))
@@ -298,13 +348,22 @@ fn unexcused_conv_skip(log: &Log, plan: &Plan<'_>) -> Option<String> {
 }
 
 fn failed_names(log: &Log) -> String {
-    let names: Vec<&str> = log
+    let names: Vec<String> = log
         .tests
         .iter()
         .filter(|t| t.result == Outcome::Fail)
-        .map(|t| t.name.as_str())
+        .map(|t| qualified_name(log, t))
         .collect();
     names.join(", ")
+}
+
+/// `boot<N>.<suite>.<case>` in a run of several boots, the plain name otherwise.
+pub fn qualified_name(log: &Log, t: &TestResult) -> String {
+    if log.boot_logs.len() > 1 {
+        format!("boot{}.{}", t.boot, t.name)
+    } else {
+        t.name.clone()
+    }
 }
 
 fn last_line(log: &Log) -> String {
@@ -533,25 +592,104 @@ mod tests {
         assert!(j.reason.contains("exit status 1"));
     }
 
+    /// One boot of a `tests=boot.plan` series on a lane with no converter.
+    fn boot_text(index: u32, reboots: u32, done: bool, with: &[&str]) -> String {
+        let mut t = format!(
+            "KTAP version 1\n# convtest: arch=x86_64 converter=none boot={index} boot_from=record\n1..3\n\
+             \x20   # Subtest: boot\n    1..1\n    ok 1 boot.plan\nok 1 boot\n"
+        );
+        let (mut pass, mut skip) = (1, 0);
+        if with.contains(&"reset") {
+            t += "    # Subtest: reset\n    1..3\n    ok 1 reset.content\n\
+                  \x20   ok 2 reset.private_again # SKIP no converter\n\
+                  \x20   ok 3 reset.calls # SKIP no converter\nok 2 reset\n";
+            pass += 1;
+            skip += 2;
+        }
+        if index < reboots {
+            t += "    # Subtest: reboot\n    1..1\n    ok 1 reboot.leave_dirty\nok 3 reboot\n";
+            pass += 1;
+        }
+        if done {
+            t += &format!("# convtest-done: pass={pass} fail=0 skip={skip}\n");
+        }
+        t
+    }
+
+    fn series(reboots: u32, boots: &[(u32, bool, &[&str])]) -> Judgement {
+        let text: String = boots
+            .iter()
+            .map(|&(i, done, with)| boot_text(i, reboots, done, with))
+            .collect();
+        let log = parse_all(text.as_bytes());
+        judge(&Facts {
+            log: &log,
+            ending: &OK,
+            plan: &format!("tests=boot.plan reboots={reboots}"),
+            vmm_stderr: "",
+        })
+    }
+
     #[test]
-    fn unplanned_reboot_fails_planned_one_passes() {
-        let twice = GOOD.replace("# convtest-done: pass=11 fail=0 skip=6\n", "") + GOOD;
-        let twice = twice.replace("pass=11 fail=0 skip=6", "pass=22 fail=0 skip=12");
-        let log = parse_all(twice.as_bytes());
-        let j = judge(&Facts {
-            log: &log,
-            ending: &OK,
-            plan: PLAN,
-            vmm_stderr: "",
-        });
-        assert!(j.reason.contains("booted 2 time(s)"), "{}", j.reason);
-        let j = judge(&Facts {
-            log: &log,
-            ending: &OK,
-            plan: &format!("{PLAN} reboots=1"),
-            vmm_stderr: "",
-        });
+    fn every_boot_of_a_series_is_judged_and_named() {
+        const R: &[&str] = &["reset"];
+        let j = series(2, &[(0, true, &[]), (1, true, R), (2, true, R)]);
         assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
+        let j = series(1, &[(0, true, &[]), (1, true, R)]);
+        assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
+        let bad = [
+            (
+                series(2, &[(0, true, &[]), (1, true, R)]),
+                "booted 2 time(s); the plan expects 3: boot 2 never started",
+            ),
+            (
+                series(0, &[(0, true, &[]), (0, true, &[])]),
+                "unplanned reset: boot 1 started but the plan has 0 reboot(s)",
+            ),
+            (
+                series(2, &[(0, true, &[]), (0, true, R), (1, true, R)]),
+                "boot 1 (of 3) called itself boot 0",
+            ),
+            (
+                series(2, &[(0, true, &[]), (1, false, R), (2, true, R)]),
+                "boot 1 (of 3) ended without its plan-complete marker: the next boot started",
+            ),
+            (
+                series(2, &[(0, true, &[]), (1, true, &[]), (2, true, R)]),
+                "boot 1 (of 3): the plan selected 5 test(s)",
+            ),
+            (
+                series(1, &[(0, true, &[]), (1, false, R)]),
+                "boot 1 (of 2) stopped (exit status 33) without the plan-complete marker",
+            ),
+        ];
+        for (j, want) in bad {
+            assert_eq!(j.verdict, Verdict::Fail);
+            assert!(j.reason.contains(want), "want {want:?} in {:?}", j.reason);
+        }
+    }
+
+    #[test]
+    fn a_failure_in_a_series_names_its_boot() {
+        let text = boot_text(0, 1, true, &[])
+            + &boot_text(1, 1, true, &["reset"])
+                .replace(
+                    "ok 1 reset.content",
+                    "not ok 1 reset.content # private page wiped",
+                )
+                .replace("pass=2 fail=0", "pass=1 fail=1");
+        let log = parse_all(text.as_bytes());
+        let j = judge(&Facts {
+            log: &log,
+            ending: &OK,
+            plan: "tests=boot.plan reboots=1",
+            vmm_stderr: "",
+        });
+        assert!(
+            j.reason.contains("boot1.reset.content: private page wiped"),
+            "{}",
+            j.reason
+        );
     }
 
     fn conv_run(results: &str, converter: &str) -> String {

@@ -16,6 +16,18 @@ pub struct TestDef {
     /// Not part of `*`: runs only when a glob other than a bare `*` names
     /// it (the `bench.*` suite, which takes a minute and prints a lot).
     pub explicit: bool,
+    /// Part of a reboot series (`reboots=N` > 0) rather than of the globs:
+    /// which boots run it.
+    pub reboot: Option<Boots>,
+}
+
+/// The boots of a series a reboot test runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boots {
+    /// Every boot after the first: it checks what the boot before left.
+    Later,
+    /// Every boot but the last: it leaves the next boot's dirty state.
+    NotLast,
 }
 
 const fn t(name: &'static str, about: &'static str) -> TestDef {
@@ -26,6 +38,15 @@ const fn t(name: &'static str, about: &'static str) -> TestDef {
         needs_host: false,
         needs_bench: false,
         explicit: false,
+        reboot: None,
+    }
+}
+
+/// A test of the reboot series, run in `boots`.
+const fn reboot(name: &'static str, about: &'static str, boots: Boots) -> TestDef {
+    TestDef {
+        reboot: Some(boots),
+        ..t(name, about)
     }
 }
 
@@ -58,6 +79,24 @@ pub const TESTS: &[TestDef] = &[
     t(
         "boot.kernel_in_ram",
         "the loaded kernel image lies inside one RAM range",
+    ),
+    reboot(
+        "reset.content",
+        "what the previous boot's private and shared pages hold now, against the reset policy (keep: private content survives; private, recreate: zero) and the content promise",
+        Boots::Later,
+    ),
+    TestDef {
+        needs_host: true,
+        ..reboot(
+            "reset.private_again",
+            "the previous boot's shared ranges are private after this boot's reset, proven by the platform: the host finds none of that boot's canaries, is refused the ranges, and the converter's own probe (pKVM: MEM_UNSHARE answers not-shared) agrees",
+            Boots::Later,
+        )
+    },
+    reboot(
+        "reset.calls",
+        "this boot's reset-to-private made exactly the calls the previous boot's dirty state needs under the reset policy (x86 sweep: one per RAM range; pKVM ledger: its shared granules; none after a wipe), and left nothing unknown",
+        Boots::Later,
     ),
     t(
         "heap.stress",
@@ -154,6 +193,11 @@ pub const TESTS: &[TestDef] = &[
         "bench.hint_1g",
         "a 1 GiB-aligned 1 GiB range with the 1G hint where RAM allows: share, unshare (op share_1g, unshare_1g)",
     ),
+    reboot(
+        "reboot.leave_dirty",
+        "before a planned reset: share the seeded dirty ranges (granules, 2 MiB-aligned, straddling), write canaries in them and in private pages, check the host sees the shared ones, record the boot and reset without cleaning up",
+        Boots::NotLast,
+    ),
     TestDef {
         on_request: true,
         ..t(
@@ -188,15 +232,38 @@ impl TestDef {
                 .filter(|g| !self.explicit || *g != "*")
                 .any(|g| !g.is_empty() && crate::glob::matches(g, self.name))
         };
-        named(globs) && (!self.on_request || requested)
+        self.reboot.is_none() && named(globs) && (!self.on_request || requested)
+    }
+
+    /// Whether boot `boot` of a series of `reboots` resets runs this test:
+    /// the globs decide for ordinary tests, the series for reboot tests.
+    pub fn runs_in_boot(&self, globs: &str, requested: bool, boot: u32, reboots: u32) -> bool {
+        match self.reboot {
+            None => self.is_selected(globs, requested),
+            Some(Boots::Later) => reboots > 0 && (1..=reboots).contains(&boot),
+            Some(Boots::NotLast) => boot < reboots,
+        }
     }
 }
 
-/// Tests the plan selects, in catalog order.
+/// Tests the plan's globs select, in catalog order (no reboot tests: a
+/// series brings its own, see [`selected_in_boot`]).
 pub fn selected(globs: &str, requested: bool) -> impl Iterator<Item = &'static TestDef> + '_ {
     TESTS
         .iter()
         .filter(move |t| t.is_selected(globs, requested))
+}
+
+/// Tests boot `boot` of a series of `reboots` resets runs, in catalog order.
+pub fn selected_in_boot(
+    globs: &str,
+    requested: bool,
+    boot: u32,
+    reboots: u32,
+) -> impl Iterator<Item = &'static TestDef> + '_ {
+    TESTS
+        .iter()
+        .filter(move |t| t.runs_in_boot(globs, requested, boot, reboots))
 }
 
 #[cfg(test)]
@@ -224,6 +291,37 @@ mod tests {
                 suites.push(suite);
             }
         }
+    }
+
+    #[test]
+    fn a_series_brings_its_reboot_tests_to_the_right_boots() {
+        let names = |boot, reboots| -> Vec<&str> {
+            selected_in_boot("boot.plan", false, boot, reboots)
+                .map(|t| t.name)
+                .collect()
+        };
+        assert_eq!(names(0, 0), ["boot.plan"]);
+        assert_eq!(names(0, 2), ["boot.plan", "reboot.leave_dirty"]);
+        assert_eq!(
+            names(1, 2),
+            [
+                "boot.plan",
+                "reset.content",
+                "reset.private_again",
+                "reset.calls",
+                "reboot.leave_dirty"
+            ]
+        );
+        assert_eq!(
+            names(2, 2),
+            [
+                "boot.plan",
+                "reset.content",
+                "reset.private_again",
+                "reset.calls"
+            ]
+        );
+        assert!(selected("*", false).all(|t| t.reboot.is_none()));
     }
 
     #[test]

@@ -22,4 +22,5 @@ pub mod map_gpa;
 pub mod plan;
 pub mod prng;
 pub mod range;
+pub mod reboot;
 pub mod tracker;

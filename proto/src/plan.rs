@@ -98,7 +98,11 @@ pub enum ResetPolicy {
 }
 
 impl ResetPolicy {
-    pub const ALL: [ResetPolicy; 3] = [ResetPolicy::Keep, ResetPolicy::Private, ResetPolicy::Recreate];
+    pub const ALL: [ResetPolicy; 3] = [
+        ResetPolicy::Keep,
+        ResetPolicy::Private,
+        ResetPolicy::Recreate,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {

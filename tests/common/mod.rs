@@ -81,3 +81,37 @@ pub fn assert_fails(run: &Run, reason_has: &[&str]) {
         assert!(reason.contains(part), "reason {reason:?} lacks {part:?}");
     }
 }
+
+/// What every planned reboot series must show in its report: `boots` boots
+/// in order, each later one knowing its index from `from` (`record`: its
+/// own boot record; `host`: the VMM's boot= after a wipe), the reboot tests
+/// in the boots they belong to, and no failure.
+pub fn assert_series(json: &Value, boots: usize, from: &str, context: &str) {
+    let b = json["boots"].as_array().expect("boots[]");
+    assert_eq!(b.len(), boots, "{context}");
+    for (i, boot) in b.iter().enumerate() {
+        assert_eq!(boot["index"], i as u64, "{context}");
+        assert_eq!(boot["done"], true, "{context}");
+        assert_eq!(boot["fail"], 0, "{context}");
+        if i > 0 {
+            assert_eq!(boot["from"], from, "boot {i}\n{context}");
+        }
+    }
+    let ran = |name: &str, boot: usize| {
+        json["tests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["name"] == name && t["boot"] == boot as u64 && t["result"] != "fail")
+    };
+    for i in 0..boots {
+        assert_eq!(
+            ran("reboot.leave_dirty", i),
+            i + 1 < boots,
+            "boot {i}\n{context}"
+        );
+        for t in ["reset.content", "reset.private_again", "reset.calls"] {
+            assert_eq!(ran(t, i), i > 0, "{t} in boot {i}\n{context}");
+        }
+    }
+}

@@ -6,12 +6,22 @@
 //! that would flip a page (see `--vmm-fault`), so the boot's reset of a
 //! fresh VM (nothing to flip) survives them.
 
-use super::lane::{Mutant, Platform};
+use super::lane::{Mutant, Platform, Section};
 use crate::cli::VmmFault as V;
 use convtest_proto::plan::GuestFault as G;
 
-/// Tests (without the `conv.` prefix) a mutant must turn red.
+/// Tests a mutant must turn red: `conv.*` ones without the prefix, others
+/// by their whole name.
 type Red = &'static [&'static str];
+
+/// The catalog name of an entry of a `Red` list.
+pub fn full_name(t: &str) -> String {
+    if t.contains('.') {
+        t.to_string()
+    } else {
+        format!("conv.{t}")
+    }
+}
 
 const ALL_BUT_REJECTS: Red = &[
     "reset_private",
@@ -167,16 +177,83 @@ const PKVM: &[(Mutant, Red)] = &[
     ),
 ];
 
-/// The tests `mutant` must turn red on `platform`, `None` when the table
-/// has no row (a mutant that does not apply there, or the clean run).
-pub fn red(platform: Platform, mutant: Mutant) -> Option<Red> {
-    if mutant == Mutant::Clean {
+// ---- the reboot section: two boots per run (boot 0 leaves its dirty
+// state, boot 1 checks it), policy keep except where the run says. What
+// the tests check: reset.content the previous boot's private canaries
+// (keep: preserved; private, recreate: zero) and its shared ranges (the
+// content promise; zero after a wipe); reset.private_again the host's scan
+// and reads (and pKVM's MEM_UNSHARE probe); reset.calls exactly the calls
+// the dirty state needs (x86 keep: one per RAM range; pKVM keep: each
+// shared granule; after a wipe: none on pKVM, at most one per range on
+// x86) with nothing left unknown; reboot.leave_dirty that the host saw the
+// shared ranges.
+
+const REBOOT_SW_PROTECTED: &[(Mutant, Red)] = &[
+    // The ranges stay shared: the host finds the canaries, the guest reads
+    // its canary where zero was promised, and the sweep made no call.
+    (
+        Mutant::Guest(G::SkipReset),
+        &["reset.content", "reset.private_again", "reset.calls"],
+    ),
+    // `private` claimed, nothing punched: the private canaries survive
+    // where zero is due. The guest's own reset still makes the shared
+    // ranges private, with its usual two calls.
+    (Mutant::Vmm(V::NoReset), &["reset.content"]),
+    // Nothing was shared: the host never saw the canary; the pages stayed
+    // private with it, so no conversion zeroed them.
+    (
+        Mutant::Guest(G::SkipShare),
+        &["reboot.leave_dirty", "reset.content"],
+    ),
+];
+
+const REBOOT_EMULATED_PRIVATE: &[(Mutant, Red)] = &[
+    // Preserve was promised: the canaries reading back is right; the host
+    // still sees them and the sweep made no call.
+    (
+        Mutant::Guest(G::SkipReset),
+        &["reset.private_again", "reset.calls"],
+    ),
+    // `private` claimed, nothing cleared: both kinds of canary survive.
+    (Mutant::Vmm(V::NoReset), &["reset.content"]),
+    // Never shared, still preserved: only the host's missing view shows.
+    (Mutant::Guest(G::SkipShare), &["reboot.leave_dirty"]),
+];
+
+const REBOOT_PKVM: &[(Mutant, Red)] = &[
+    // The ledger's granules stay shared: the VMM reads the canaries, and
+    // no MEM_UNSHARE was made for the granules the ledger lists.
+    (
+        Mutant::Guest(G::SkipReset),
+        &["reset.private_again", "reset.calls"],
+    ),
+    // `recreate` claimed, the old VM kept: the canaries survive where a new
+    // VM reads zero, and the ledger (which a new VM would not have) makes
+    // calls where none are due.
+    (Mutant::Vmm(V::NoReset), &["reset.content", "reset.calls"]),
+    // The ledger lists shares pKVM never made: its MEM_UNSHAREs answer
+    // not-shared for confirmed shares, which the reset leaves unknown.
+    (
+        Mutant::Guest(G::SkipShare),
+        &["reboot.leave_dirty", "reset.calls"],
+    ),
+];
+
+/// The tests `mutant` must turn red on `platform` in `section`, `None`
+/// when the table has no row (a mutant that does not apply there).
+pub fn red(platform: Platform, section: Section, mutant: Mutant) -> Option<Red> {
+    // A skipped firmware reset under a VMM that wipes memory (private on
+    // x86, recreate on pKVM) leaves nothing to find: all green.
+    if matches!(mutant, Mutant::Clean | Mutant::Covered(_)) {
         return Some(&[]);
     }
-    let table = match platform {
-        Platform::X86SwProtected => SW_PROTECTED,
-        Platform::X86EmulatedPrivate => EMULATED_PRIVATE,
-        Platform::Arm64Pkvm => PKVM,
+    let table = match (section, platform) {
+        (Section::Conv, Platform::X86SwProtected) => SW_PROTECTED,
+        (Section::Conv, Platform::X86EmulatedPrivate) => EMULATED_PRIVATE,
+        (Section::Conv, Platform::Arm64Pkvm) => PKVM,
+        (Section::Reboot, Platform::X86SwProtected) => REBOOT_SW_PROTECTED,
+        (Section::Reboot, Platform::X86EmulatedPrivate) => REBOOT_EMULATED_PRIVATE,
+        (Section::Reboot, Platform::Arm64Pkvm) => REBOOT_PKVM,
     };
     table.iter().find(|(m, _)| *m == mutant).map(|(_, r)| *r)
 }
@@ -190,44 +267,54 @@ mod tests {
     #[test]
     fn every_applicable_mutant_has_a_row_naming_real_tests() {
         for lane in LANES {
+            for section in Section::ALL {
+                for m in section.mutants(lane.platform) {
+                    let row = red(lane.platform, section, m);
+                    assert!(row.is_some(), "{} {m}", lane.name);
+                    for t in row.unwrap_or_default() {
+                        let name = full_name(t);
+                        assert!(
+                            section.tests().contains(&name.as_str()),
+                            "{} {m}: {name} is not a column of {}",
+                            lane.name,
+                            section.as_str()
+                        );
+                    }
+                }
+            }
             for m in Mutant::all() {
-                let row = red(lane.platform, m);
                 assert_eq!(
-                    row.is_some(),
+                    red(lane.platform, Section::Conv, m).is_some(),
                     m.not_applicable(lane.platform).is_none(),
                     "{} {m}",
                     lane.name
                 );
-                for t in row.unwrap_or_default() {
-                    assert!(
-                        catalog::find(&format!("conv.{t}")).is_some(),
-                        "{} {m}: no test conv.{t}",
-                        lane.name
-                    );
-                }
             }
         }
+        assert!(catalog::find("reset.content").is_some());
     }
 
     #[test]
     fn on_paper_every_test_and_every_mutant_has_a_kill() {
         for lane in LANES {
-            let rows: Vec<(Mutant, Red)> = Mutant::all()
-                .into_iter()
-                .filter(|&m| m != Mutant::Clean)
-                .filter_map(|m| red(lane.platform, m).map(|r| (m, r)))
-                .collect();
-            for (m, r) in &rows {
-                assert!(!r.is_empty(), "{}: {m} kills nothing", lane.name);
-            }
-            for t in catalog::selected("conv.*", false) {
-                let short = t.name.trim_start_matches("conv.");
-                assert!(
-                    rows.iter().any(|(_, r)| r.contains(&short)),
-                    "{}: nothing kills {}",
-                    lane.name,
-                    t.name
-                );
+            for section in Section::ALL {
+                let rows: Vec<(Mutant, Red)> = section
+                    .mutants(lane.platform)
+                    .into_iter()
+                    .filter(|&m| !matches!(m, Mutant::Clean | Mutant::Covered(_)))
+                    .filter_map(|m| red(lane.platform, section, m).map(|r| (m, r)))
+                    .collect();
+                for (m, r) in &rows {
+                    assert!(!r.is_empty(), "{}: {m} kills nothing", lane.name);
+                }
+                for t in section.tests() {
+                    assert!(
+                        rows.iter()
+                            .any(|(_, r)| r.iter().any(|x| full_name(x) == t)),
+                        "{}: nothing kills {t}",
+                        lane.name
+                    );
+                }
             }
         }
     }

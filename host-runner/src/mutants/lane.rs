@@ -2,7 +2,7 @@
 //! VMM fault or a deliberate guest firmware fault, one per run.
 
 use crate::cli::{Arch, VmmFault};
-use convtest_proto::plan::GuestFault;
+use convtest_proto::plan::{GuestFault, ResetPolicy};
 use std::fmt;
 
 /// What actually enforces private memory on a lane: decides which mutants
@@ -56,6 +56,77 @@ pub const LANES: [Lane; 3] = [
     },
 ];
 
+/// A part of a lane's kill table: the conversion tests in single boots, or
+/// the reboot series' tests in runs of two boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Conv,
+    Reboot,
+}
+
+impl Section {
+    pub const ALL: [Section; 2] = [Section::Conv, Section::Reboot];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Section::Conv => "conv",
+            Section::Reboot => "reboot",
+        }
+    }
+
+    /// The columns: every test the section's runs must judge.
+    pub fn tests(self) -> Vec<&'static str> {
+        match self {
+            Section::Conv => convtest_proto::catalog::selected("conv.*", false)
+                .map(|t| t.name)
+                .collect(),
+            // Boot 1 of a two-boot series runs the reset tests, boot 0 leaves the state.
+            Section::Reboot => convtest_proto::catalog::selected_in_boot("-", false, 1, 1)
+                .chain(convtest_proto::catalog::selected_in_boot("-", false, 0, 1))
+                .map(|t| t.name)
+                .collect(),
+        }
+    }
+
+    /// The runs: the clean one first.
+    pub fn mutants(self, platform: Platform) -> Vec<Mutant> {
+        let all = match self {
+            Section::Conv => Mutant::all(),
+            Section::Reboot => vec![
+                Mutant::Clean,
+                Mutant::Guest(GuestFault::SkipReset),
+                Mutant::Vmm(VmmFault::NoReset),
+                Mutant::Guest(GuestFault::SkipShare),
+                Mutant::Covered(GuestFault::SkipReset),
+            ],
+        };
+        all.into_iter()
+            .filter(|m| m.not_applicable(platform).is_none())
+            .collect()
+    }
+
+    /// Reboots in each run of the section.
+    pub fn reboots(self) -> u32 {
+        match self {
+            Section::Conv => 0,
+            Section::Reboot => 1,
+        }
+    }
+
+    /// The reset policy a run claims: `no-reset` must claim one that does
+    /// something (keep leaves memory alone by definition); pKVM has no
+    /// private policy, so there it claims recreate.
+    pub fn policy(self, platform: Platform, mutant: Mutant) -> ResetPolicy {
+        match (mutant, platform) {
+            (Mutant::Vmm(VmmFault::NoReset) | Mutant::Covered(_), Platform::Arm64Pkvm) => {
+                ResetPolicy::Recreate
+            }
+            (Mutant::Vmm(VmmFault::NoReset) | Mutant::Covered(_), _) => ResetPolicy::Private,
+            _ => ResetPolicy::Keep,
+        }
+    }
+}
+
 pub fn lane(name: &str) -> Option<Lane> {
     LANES.iter().copied().find(|l| l.name == name)
 }
@@ -66,6 +137,11 @@ pub enum Mutant {
     Clean,
     Vmm(VmmFault),
     Guest(GuestFault),
+    /// A control, not a mutant: a guest fault the VMM's reset policy makes
+    /// harmless (the firmware skips its reset; a VMM that wipes memory at
+    /// reset did the work). Every test must stay green: the tests judge the
+    /// platform, not who made the memory private.
+    Covered(GuestFault),
 }
 
 impl Mutant {
@@ -87,12 +163,15 @@ impl Mutant {
             Mutant::Clean => "clean",
             Mutant::Vmm(_) => "vmm",
             Mutant::Guest(_) => "guest",
+            Mutant::Covered(_) => "control",
         }
     }
 
     /// Why this mutant cannot apply on `platform` (`None`: it applies).
     pub fn not_applicable(self, platform: Platform) -> Option<&'static str> {
         match (self, platform) {
+            // The reset is the VMM's own on pKVM too.
+            (Mutant::Vmm(VmmFault::NoReset), Platform::Arm64Pkvm) => None,
             (Mutant::Vmm(_), Platform::Arm64Pkvm) => Some(
                 "pKVM answers MEM_SHARE/MEM_UNSHARE at EL2 without a VMM exit: the VMM takes no part in a conversion it could break",
             ),
@@ -107,6 +186,7 @@ impl fmt::Display for Mutant {
             Mutant::Clean => f.write_str("clean"),
             Mutant::Vmm(v) => write!(f, "vmm:{}", v.as_str()),
             Mutant::Guest(g) => write!(f, "guest:{}", g.as_str()),
+            Mutant::Covered(g) => write!(f, "covered:{}", g.as_str()),
         }
     }
 }

@@ -3,7 +3,11 @@
 //! applicable mutant (a deliberate VMM fault, `--vmm-fault`, or guest
 //! firmware fault, `gfault=`); each run's KTAP is judged like `convtest run`
 //! judges one, and the `conv.*` results form the kill table, held against
-//! the table written down in `expected.rs`. Exit 0 only when, on every
+//! the table written down in `expected.rs`. A second table per lane, the
+//! reboot section, comes from runs of two boots each (`reboots=1`): the
+//! reset tests against the firmware's skipped reset, a VMM that claims a
+//! reset policy and does not apply it (`--vmm-fault no-reset`) and shares
+//! never made. Exit 0 only when, on every
 //! lane, the clean run passed, every test was killed by some mutant, every
 //! mutant was noticed by some test, and the table is the expected one.
 
@@ -13,13 +17,12 @@ pub mod table;
 
 use crate::backend::nested::{self, InnerRun, Part};
 use crate::backend::{BootSpec, vmm};
-use crate::cli::{Boot, L1Options, Machine, MutantsArgs, VmmOptions};
+use crate::cli::{Boot, L1Options, Machine, MutantsArgs, ResetPolicyArg, VmmOptions};
 use crate::error::Error;
 use crate::ktap;
 use crate::verdict::{self, Facts};
-use convtest_proto::catalog;
-use convtest_proto::plan::{DEFAULT_SEED, Plan};
-use lane::{Lane, Mutant};
+use convtest_proto::plan::{DEFAULT_SEED, Plan, ResetPolicy};
+use lane::{Lane, Mutant, Section};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -43,7 +46,6 @@ pub fn main(args: &MutantsArgs) -> i32 {
         .workspace
         .clone()
         .unwrap_or_else(crate::config::default_workspace);
-    let tests: Vec<&str> = catalog::selected("conv.*", false).map(|t| t.name).collect();
     let started = Instant::now();
     let mut tables = Vec::new();
     for lane in &lanes {
@@ -54,16 +56,21 @@ pub fn main(args: &MutantsArgs) -> i32 {
                 runs_of(lane).len()
             );
         }
-        let t = match run_lane(lane, &tests, args, &workspace) {
+        let lane_tables = match run_lane(lane, args, &workspace) {
             Ok(t) => t,
             Err(Error::Usage(u)) => {
                 eprintln!("convtest mutants: {}: {u}", lane.name);
                 return 2;
             }
-            Err(e) => LaneTable::failed(lane, &tests, e.to_string()),
+            Err(e) => Section::ALL
+                .iter()
+                .map(|&s| LaneTable::failed(lane, s, &s.tests(), e.to_string()))
+                .collect(),
         };
-        print!("{}", t.render());
-        tables.push(t);
+        for t in lane_tables {
+            print!("{}", t.render());
+            tables.push(t);
+        }
     }
     let ok = tables.iter().all(|t| t.ok);
     let report = Report {
@@ -80,8 +87,9 @@ pub fn main(args: &MutantsArgs) -> i32 {
         }
     }
     println!(
-        "{}  convtest mutants: {} lane(s), {:.0} s",
+        "{}  convtest mutants: {} lane(s), {} kill table(s), {:.0} s",
         if ok { "PASS" } else { "FAIL" },
+        lanes.len(),
         tables.len(),
         started.elapsed().as_secs_f64()
     );
@@ -112,23 +120,28 @@ fn resolve_lanes(names: &[String]) -> Result<Vec<Lane>, String> {
         .collect()
 }
 
-/// The runs of a lane: the clean one first, then every applicable mutant.
-fn runs_of(lane: &Lane) -> Vec<Mutant> {
-    Mutant::all()
-        .into_iter()
-        .filter(|m| m.not_applicable(lane.platform).is_none())
+/// The runs of a lane, section by section, each section's clean run first.
+fn runs_of(lane: &Lane) -> Vec<(Section, Mutant)> {
+    Section::ALL
+        .iter()
+        .flat_map(|&s| s.mutants(lane.platform).into_iter().map(move |m| (s, m)))
         .collect()
 }
 
-/// The plan a mutant's guest gets.
-fn plan_for(mutant: Mutant, args: &MutantsArgs) -> String {
+/// The plan a mutant's guest gets. The reboot section runs only the
+/// cheapest selected test besides the series' own.
+fn plan_for(section: Section, mutant: Mutant, args: &MutantsArgs) -> String {
     Plan {
-        tests: "conv.*",
+        tests: match section {
+            Section::Conv => "conv.*",
+            Section::Reboot => "boot.plan",
+        },
         seed: args.seed.unwrap_or(DEFAULT_SEED),
         iters: args.iters,
         host: true,
+        reboots: section.reboots(),
         guest_fault: match mutant {
-            Mutant::Guest(g) => Some(g),
+            Mutant::Guest(g) | Mutant::Covered(g) => Some(g),
             _ => None,
         },
         ..Plan::default()
@@ -136,12 +149,7 @@ fn plan_for(mutant: Mutant, args: &MutantsArgs) -> String {
     .to_string()
 }
 
-fn run_lane(
-    lane: &Lane,
-    tests: &[&str],
-    args: &MutantsArgs,
-    workspace: &Path,
-) -> Result<LaneTable, Error> {
+fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<LaneTable>, Error> {
     use crate::backend::Backend;
     let started = Instant::now();
     let boot = match lane.arch {
@@ -151,7 +159,7 @@ fn run_lane(
     nested::Nested.preflight(lane.arch, boot)?;
     let scratch = crate::cleanup::Scratch::new("convtest-mutants-")?;
     let mutants = runs_of(lane);
-    let plans: Vec<String> = mutants.iter().map(|&m| plan_for(m, args)).collect();
+    let plans: Vec<String> = mutants.iter().map(|&(s, m)| plan_for(s, m, args)).collect();
     let payload = crate::guest_build::prepare(&crate::guest_build::Request {
         workspace,
         arch: lane.arch,
@@ -164,17 +172,22 @@ fn run_lane(
     let inner: Vec<InnerRun> = mutants
         .iter()
         .zip(&plans)
-        .map(|(&m, plan)| {
+        .map(|(&(section, m), plan)| {
             let opts = VmmOptions {
                 vmm_fault: match m {
                     Mutant::Vmm(v) => vec![v],
                     _ => Vec::new(),
                 },
+                reset_policy: match section.policy(lane.platform, m) {
+                    ResetPolicy::Keep => ResetPolicyArg::Keep,
+                    ResetPolicy::Private => ResetPolicyArg::Private,
+                    ResetPolicy::Recreate => ResetPolicyArg::Recreate,
+                },
                 ..VmmOptions::default()
             };
             InnerRun {
                 // Run labels are file names in the L1: no colon.
-                label: m.to_string().replace(':', "-"),
+                label: format!("{}-{}", section.as_str(), m.to_string().replace(':', "-")),
                 vmm_args: vmm::vmm_args(
                     lane.arch,
                     Path::new(crate::l1init::PAYLOAD),
@@ -219,44 +232,51 @@ fn run_lane(
             *first = true;
             if !quiet {
                 eprintln!(
-                    "convtest mutants: {}: [{}/{}] {}",
+                    "convtest mutants: {}: [{}/{}] {} {}",
                     lane.name,
                     i + 1,
                     mutants.len(),
-                    mutants[i]
+                    mutants[i].0.as_str(),
+                    mutants[i].1
                 );
             }
         }
     })?;
-    let mut rows = Vec::new();
-    let mut facts = Vec::new();
-    for (i, (&m, plan)) in mutants.iter().zip(&plans).enumerate() {
-        let Some(run) = out.runs.get(i) else {
-            continue;
-        };
-        // Each run's console starts with the L1's facts.
-        let log = ktap::parse_all(&run.console);
-        let judgement = verdict::judge(&Facts {
-            log: &log,
-            ending: &run.end.ending,
-            plan,
-            vmm_stderr: &run.end.stderr,
-        });
-        if m == Mutant::Clean {
-            facts.extend(log.vmm.iter().map(|(k, v)| (format!("vmm.{k}"), v.clone())));
-            facts.extend(log.l1.iter().map(|(k, v)| (format!("l1.{k}"), v.clone())));
+    let mut tables = Vec::new();
+    for section in Section::ALL {
+        let tests = section.tests();
+        let mut rows = Vec::new();
+        let mut facts = Vec::new();
+        for (i, (&(s, m), plan)) in mutants.iter().zip(&plans).enumerate() {
+            let Some(run) = out.runs.get(i).filter(|_| s == section) else {
+                continue;
+            };
+            // Each run's console starts with the L1's facts.
+            let log = ktap::parse_all(&run.console);
+            let judgement = verdict::judge(&Facts {
+                log: &log,
+                ending: &run.end.ending,
+                plan,
+                vmm_stderr: &run.end.stderr,
+            });
+            if m == Mutant::Clean {
+                facts.extend(log.vmm.iter().map(|(k, v)| (format!("vmm.{k}"), v.clone())));
+                facts.extend(log.l1.iter().map(|(k, v)| (format!("l1.{k}"), v.clone())));
+            }
+            rows.push(Row::new(
+                lane,
+                section,
+                m,
+                &tests,
+                &log,
+                &judgement,
+                run.run_ms.unwrap_or(0),
+            ));
         }
-        rows.push(Row::new(
-            lane,
-            m,
-            tests,
-            &log,
-            &judgement,
-            run.run_ms.unwrap_or(0),
-        ));
+        let mut t = LaneTable::new(lane, section, &tests, rows);
+        t.facts = facts;
+        t.wall_ms = started.elapsed().as_millis() as u64;
+        tables.push(t);
     }
-    let mut t = LaneTable::new(lane, tests, rows);
-    t.facts = facts;
-    t.wall_ms = started.elapsed().as_millis() as u64;
-    Ok(t)
+    Ok(tables)
 }

@@ -3,7 +3,7 @@
 //! (tests nothing killed, mutants nothing noticed, cells that differ).
 
 use super::expected;
-use super::lane::{Lane, Mutant};
+use super::lane::{Lane, Mutant, Section};
 use crate::ktap::{Log, Outcome};
 use crate::verdict::{Judgement, Verdict};
 use serde::Serialize;
@@ -23,12 +23,22 @@ pub enum Cell {
 }
 
 impl Cell {
+    /// Over every boot that reported the test: red if any failed.
     fn of(log: &Log, test: &str) -> Cell {
-        match log.tests.iter().find(|t| t.name == test).map(|t| t.result) {
-            Some(Outcome::Pass) => Cell::Green,
-            Some(Outcome::Fail) => Cell::Red,
-            Some(Outcome::Skip) => Cell::Skip,
-            None => Cell::Missing,
+        let results: Vec<Outcome> = log
+            .tests
+            .iter()
+            .filter(|t| t.name == test)
+            .map(|t| t.result)
+            .collect();
+        if results.is_empty() {
+            Cell::Missing
+        } else if results.contains(&Outcome::Fail) {
+            Cell::Red
+        } else if results.contains(&Outcome::Skip) {
+            Cell::Skip
+        } else {
+            Cell::Green
         }
     }
 
@@ -62,6 +72,7 @@ pub struct Row {
 impl Row {
     pub fn new(
         lane: &Lane,
+        section: Section,
         mutant: Mutant,
         tests: &[&str],
         log: &Log,
@@ -72,10 +83,10 @@ impl Row {
             .iter()
             .map(|t| (t.to_string(), Cell::of(log, t)))
             .collect();
-        let expected_red: Vec<String> = expected::red(lane.platform, mutant)
+        let expected_red: Vec<String> = expected::red(lane.platform, section, mutant)
             .unwrap_or_default()
             .iter()
-            .map(|t| format!("conv.{t}"))
+            .map(|t| expected::full_name(t))
             .collect();
         let observed_red: Vec<String> = cells
             .iter()
@@ -115,6 +126,8 @@ pub struct NotApplicable {
 #[derive(Clone, Debug, Serialize)]
 pub struct LaneTable {
     pub lane: &'static str,
+    /// `conv` (single boots) or `reboot` (two-boot runs).
+    pub section: &'static str,
     pub platform: &'static str,
     pub tests: Vec<String>,
     pub rows: Vec<Row>,
@@ -137,8 +150,12 @@ pub struct LaneTable {
 }
 
 impl LaneTable {
-    pub fn new(lane: &Lane, tests: &[&str], rows: Vec<Row>) -> LaneTable {
-        let not_applicable = Mutant::all()
+    pub fn new(lane: &Lane, section: Section, tests: &[&str], rows: Vec<Row>) -> LaneTable {
+        let all = match section {
+            Section::Conv => Mutant::all(),
+            Section::Reboot => Vec::new(),
+        };
+        let not_applicable = all
             .into_iter()
             .filter_map(|m| {
                 m.not_applicable(lane.platform).map(|why| NotApplicable {
@@ -147,7 +164,11 @@ impl LaneTable {
                 })
             })
             .collect();
-        let mutants = || rows.iter().filter(|r| r.kind != "clean");
+        // Controls (and the clean run) must stay green: they kill nothing.
+        let mutants = || {
+            rows.iter()
+                .filter(|r| r.kind != "clean" && r.kind != "control")
+        };
         let unkilled_tests = tests
             .iter()
             .filter(|t| !mutants().any(|r| r.observed_red.iter().any(|o| o == *t)))
@@ -177,9 +198,14 @@ impl LaneTable {
         }
         let clean_passed = rows
             .iter()
-            .any(|r| r.kind == "clean" && r.verdict == Verdict::Pass);
+            .any(|r| r.kind == "clean" && r.verdict == Verdict::Pass)
+            && rows
+                .iter()
+                .filter(|r| r.kind == "control")
+                .all(|r| r.verdict == Verdict::Pass);
         let mut t = LaneTable {
             lane: lane.name,
+            section: section.as_str(),
             platform: lane.platform.as_str(),
             tests: tests.iter().map(|t| t.to_string()).collect(),
             rows,
@@ -200,8 +226,8 @@ impl LaneTable {
     }
 
     /// A lane that could not be run: never ok.
-    pub fn failed(lane: &Lane, tests: &[&str], why: String) -> LaneTable {
-        let mut t = LaneTable::new(lane, tests, Vec::new());
+    pub fn failed(lane: &Lane, section: Section, tests: &[&str], why: String) -> LaneTable {
+        let mut t = LaneTable::new(lane, section, tests, Vec::new());
         t.error = Some(why);
         t.ok = false;
         t
@@ -212,8 +238,9 @@ impl LaneTable {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{}: {}, {} run(s) in {:.1} s",
+            "{} [{}]: {}, {} run(s) in {:.1} s",
             self.lane,
+            self.section,
             self.platform,
             self.rows.len(),
             self.wall_ms as f64 / 1000.0
@@ -351,6 +378,7 @@ mod tests {
         let tests = ["conv.share_verify", "conv.rejects"];
         let clean = Row::new(
             &lane,
+            Section::Conv,
             Mutant::Clean,
             &tests,
             &log(&[("conv.share_verify", true), ("conv.rejects", true)]),
@@ -360,6 +388,7 @@ mod tests {
         assert!(clean.matches);
         let skip_unshare = Row::new(
             &lane,
+            Section::Conv,
             Mutant::Guest(convtest_proto::plan::GuestFault::SkipUnshare),
             &tests,
             &log(&[("conv.share_verify", true), ("conv.rejects", false)]),
@@ -369,17 +398,24 @@ mod tests {
         assert!(skip_unshare.matches, "{skip_unshare:?}");
         let ignore = Row::new(
             &lane,
+            Section::Conv,
             Mutant::Vmm(VmmFault::Ignore),
             &tests,
             &log(&[("conv.share_verify", false), ("conv.rejects", true)]),
             &judged(Verdict::Fail),
             1,
         );
-        let t = LaneTable::new(&lane, &tests, vec![clean.clone(), skip_unshare, ignore]);
+        let t = LaneTable::new(
+            &lane,
+            Section::Conv,
+            &tests,
+            vec![clean.clone(), skip_unshare, ignore],
+        );
         assert!(t.ok, "{}", t.render());
         // A mutant nobody noticed, where the table expected a kill.
         let silent = Row::new(
             &lane,
+            Section::Conv,
             Mutant::Vmm(VmmFault::Deny),
             &tests,
             &log(&[("conv.share_verify", true), ("conv.rejects", true)]),
@@ -387,7 +423,7 @@ mod tests {
             1,
         );
         assert!(!silent.matches);
-        let t = LaneTable::new(&lane, &tests, vec![clean, silent]);
+        let t = LaneTable::new(&lane, Section::Conv, &tests, vec![clean, silent]);
         assert!(!t.ok);
         assert_eq!(t.unkilled_mutants, ["vmm:deny"]);
         assert_eq!(t.unkilled_tests, tests);
@@ -406,6 +442,7 @@ mod tests {
         let tests = ["conv.share_verify"];
         let r = Row::new(
             &lane,
+            Section::Conv,
             Mutant::Clean,
             &tests,
             &log(&[]),
@@ -413,7 +450,7 @@ mod tests {
             1,
         );
         assert!(!r.matches);
-        let t = LaneTable::new(&lane, &tests, vec![r]);
+        let t = LaneTable::new(&lane, Section::Conv, &tests, vec![r]);
         assert!(
             t.mismatches
                 .iter()

@@ -20,6 +20,8 @@ struct Report<'a> {
     plan: &'a str,
     guest: Guest<'a>,
     tests: &'a [TestResult],
+    /// One entry per boot (a run without `--reboots` has one).
+    boots: Vec<BootEntry<'a>>,
     /// What the host-checked claims rest on, for the whole run.
     evidence: LaneEvidence,
     /// Whether any conversion test ran, and if not why.
@@ -85,6 +87,87 @@ fn caps(_: &[(String, String)]) -> Vec<Cap> {
     Vec::new()
 }
 
+/// One boot of the run.
+#[derive(Serialize)]
+struct BootEntry<'a> {
+    /// The index the guest gave itself (header `boot=`), `null` if none.
+    index: Option<u32>,
+    /// Where that index came from: `first`, `record` (the guest's own boot
+    /// record survived the reset), `host` (it did not: the VMM's `boot=`).
+    from: Option<&'a str>,
+    pass: usize,
+    fail: usize,
+    skip: usize,
+    /// The guest printed its plan-complete marker.
+    done: bool,
+    /// This boot's reset-to-private as the guest timed it.
+    reset: Option<GuestReset>,
+    /// The own VMM's reset that started this boot (`reset_*` facts), `{}`
+    /// for the first boot and for QEMU.
+    vmm_reset: Facts<'a>,
+}
+
+/// The guest's `# reset-to-private: ranges=… pages=… cycles=… ns=… calls=…
+/// unknown=… method=…` line.
+#[derive(Serialize)]
+struct GuestReset {
+    method: Option<String>,
+    calls: Option<u64>,
+    pages: Option<u64>,
+    ranges: Option<u64>,
+    unknown: Option<u64>,
+    cycles: Option<u64>,
+    ns: Option<u64>,
+    /// The line as printed (a failed reset says why here).
+    raw: String,
+}
+
+impl GuestReset {
+    fn parse(text: &str) -> GuestReset {
+        let kv: Vec<(&str, &str)> = text
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .collect();
+        let get = |k: &str| kv.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let num = |k: &str| get(k).and_then(|v| v.parse().ok());
+        GuestReset {
+            method: get("method").map(str::to_string),
+            calls: num("calls"),
+            pages: num("pages"),
+            ranges: num("ranges"),
+            unknown: num("unknown"),
+            cycles: num("cycles"),
+            ns: num("ns"),
+            raw: text.to_string(),
+        }
+    }
+}
+
+fn boots(log: &crate::ktap::Log) -> Vec<BootEntry<'_>> {
+    log.boot_logs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let c = crate::ktap::Counts::of(log.boot_tests(i));
+            BootEntry {
+                index: b.index(),
+                from: b.header_value("boot_from"),
+                pass: c.pass,
+                fail: c.fail,
+                skip: c.skip,
+                done: b.done.is_some(),
+                reset: b.reset.as_deref().map(GuestReset::parse),
+                vmm_reset: Facts(
+                    b.index()
+                        .filter(|&n| n > 0)
+                        .and_then(|n| log.vmm_reset(n))
+                        .unwrap_or(&[]),
+                ),
+            }
+        })
+        .collect()
+}
+
 /// From the guest's header line; `null` when the guest never printed it.
 #[derive(Serialize)]
 struct Guest<'a> {
@@ -125,6 +208,7 @@ pub fn render(r: &RunRecord) -> String {
             entry: log.header_value("entry"),
         },
         tests: &log.tests,
+        boots: boots(log),
         evidence: LaneEvidence::of(log),
         conversions: Conversions::of(log),
         bench: &log.bench,
@@ -177,6 +261,7 @@ mod tests {
                 "backend",
                 "bench",
                 "boot",
+                "boots",
                 "caps",
                 "conversions",
                 "evidence",
@@ -204,7 +289,14 @@ mod tests {
         );
         assert_eq!(
             keys(&v["tests"][0]),
-            ["diagnostics", "evidence", "name", "reason", "result"]
+            [
+                "boot",
+                "diagnostics",
+                "evidence",
+                "name",
+                "reason",
+                "result"
+            ]
         );
         assert_eq!(
             keys(&v["bench"][0]),
@@ -253,6 +345,48 @@ mod tests {
             ])
         );
         assert!(v["tests"][0]["evidence"].is_null());
+        assert_eq!(v["boots"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            keys(&v["boots"][0]),
+            [
+                "done",
+                "fail",
+                "from",
+                "index",
+                "pass",
+                "reset",
+                "skip",
+                "vmm_reset"
+            ]
+        );
+    }
+
+    #[test]
+    fn boots_carry_the_guest_reset_and_the_vmm_reset_that_started_them() {
+        let boot = |i: u32| {
+            format!(
+                "KTAP version 1\n# convtest: arch=x86_64 converter=kvm-map-gpa-range boot={i} boot_from=record\n\
+                 # reset-to-private: ranges=2 pages=65000 cycles=10 ns=4000 calls=2 unknown=0 method=map-gpa-range\n\
+                 1..0\n# convtest-done: pass=0 fail=0 skip=0\n"
+            )
+        };
+        let text = boot(0)
+            + "# convtest-vmm: reset_boot=1 reset_policy=private reset_applied=yes reset_ns=900 reset_pages=12\n"
+            + &boot(1);
+        let v: Value =
+            serde_json::from_str(&render(&record(&text, Verdict::Pass, ""))).expect("valid JSON");
+        let b = &v["boots"];
+        assert_eq!(b.as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            (&b[1]["index"], &b[1]["from"]),
+            (&Value::from(1), &Value::from("record"))
+        );
+        assert_eq!(b[1]["reset"]["calls"], 2);
+        assert_eq!(b[1]["reset"]["ns"], 4000);
+        assert_eq!(b[1]["reset"]["method"], "map-gpa-range");
+        assert_eq!(b[1]["vmm_reset"]["reset_policy"], "private");
+        assert_eq!(b[1]["vmm_reset"]["reset_ns"], "900");
+        assert_eq!(b[0]["vmm_reset"], serde_json::json!({}));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! JUnit XML for CI dashboards: one `<testsuite>` per guest suite, test
-//! cases named `<suite>.<case>` like everywhere else, and one extra case,
+//! cases named `<suite>.<case>` like everywhere else (`boot<N>.<suite>.<case>`
+//! in a run of several boots, so each boot's result is its own case), and one extra case,
 //! `convtest.verdict`, carrying the run's verdict: a crash or hang after
 //! every printed test passed must still show red.
 
@@ -24,7 +25,7 @@ pub fn render(r: &RunRecord) -> Result<String, quick_junit::SerializeError> {
                 suites.len() - 1
             }
         };
-        suites[pos].add_test_case(case(t, suite));
+        suites[pos].add_test_case(case(t, suite, &crate::verdict::qualified_name(&r.log, t)));
     }
     let mut run = TestSuite::new("convtest");
     let mut status = match r.judgement.verdict {
@@ -46,7 +47,8 @@ pub fn render(r: &RunRecord) -> Result<String, quick_junit::SerializeError> {
     report.to_string()
 }
 
-fn case(t: &TestResult, suite: &str) -> TestCase {
+/// `name`: `boot<N>.<suite>.<case>` in a run of several boots.
+fn case(t: &TestResult, suite: &str, name: &str) -> TestCase {
     let mut status = match t.result {
         Outcome::Pass => TestCaseStatus::success(),
         Outcome::Fail => TestCaseStatus::non_success(NonSuccessKind::Failure),
@@ -55,7 +57,7 @@ fn case(t: &TestResult, suite: &str) -> TestCase {
     if !t.reason.is_empty() {
         status.set_message(t.reason.as_str());
     }
-    let mut case = TestCase::new(t.name.as_str(), status);
+    let mut case = TestCase::new(name, status);
     case.set_classname(suite);
     if let Some(e) = t.evidence {
         // Dashboards can tell a pass the platform enforced from one the

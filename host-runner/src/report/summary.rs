@@ -109,6 +109,47 @@ pub fn evidence_line(log: &crate::ktap::Log) -> Option<String> {
     }
 }
 
+/// For a run of several boots: how many, where their indexes came from and
+/// what the VMM's resets cost.
+fn series_line(log: &crate::ktap::Log) -> Option<String> {
+    if log.boot_logs.len() < 2 {
+        return None;
+    }
+    let mut from: Vec<(String, usize)> = Vec::new();
+    for b in &log.boot_logs[1..] {
+        let f = b.header_value("boot_from").unwrap_or("?").to_string();
+        match from.iter_mut().find(|(k, _)| *k == f) {
+            Some(slot) => slot.1 += 1,
+            None => from.push((f, 1)),
+        }
+    }
+    let from: Vec<String> = from.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    let ns: Vec<u64> = log
+        .vmm_resets
+        .iter()
+        .filter_map(|f| f.iter().find(|(k, _)| k == "reset_ns"))
+        .filter_map(|(_, v)| v.parse().ok())
+        .collect();
+    let vmm = if ns.is_empty() {
+        String::new()
+    } else {
+        let policy = log.vmm_resets[0]
+            .iter()
+            .find(|(k, _)| k == "reset_policy")
+            .map_or("?", |(_, v)| v.as_str());
+        format!(
+            "; VMM resets ({policy}): {} of mean {:.2} ms",
+            ns.len(),
+            ns.iter().sum::<u64>() as f64 / ns.len() as f64 / 1e6
+        )
+    };
+    Some(format!(
+        "boots: {}; later boots knew their index from: {}{vmm}",
+        log.boot_logs.len(),
+        from.join(", ")
+    ))
+}
+
 pub fn verdict_line(r: &RunRecord) -> String {
     let first = r.timing.first_line.map_or(String::new(), |d| {
         format!(", first KTAP line after {:.2} s", d.as_secs_f64())
@@ -127,6 +168,9 @@ pub fn verdict_line(r: &RunRecord) -> String {
     }
     if let Some(e) = evidence_line(&r.log) {
         let _ = write!(s, "\n  {e}");
+    }
+    if let Some(b) = series_line(&r.log) {
+        let _ = write!(s, "\n  {b}");
     }
     // A pass that tested no conversion must say so on the one line CI shows.
     if r.log.boots > 0

@@ -27,7 +27,7 @@ mod pvh_info;
 #[cfg(not(feature = "bootloader"))]
 mod pvh_paging;
 
-pub use cache::flush_dcache;
+pub use cache::{clean_dcache, flush_dcache};
 pub use cpu::{cpuid, cycle_freq, cycles};
 pub use hypercall::{vmcall, vmmcall};
 #[allow(

@@ -214,3 +214,22 @@ pub fn reset_calls(abi: &str, ram: &[MemRange], shared: &[MemRange], granule: u6
         _ => None,
     }
 }
+
+/// A call whose answer tells a private granule from a shared one, and what
+/// a private granule at `ipa` must answer: pKVM refuses MEM_UNSHARE of a
+/// granule that is not shared with INVALID_PARAMETER (and unshares a shared
+/// one, so the probe also leaves it private). `None`: the ABI only asks and
+/// never tells (MAP_GPA_RANGE converts whatever state the page was in).
+pub fn private_probe(abi: &str, ipa: u64) -> Option<(RawCall, i64, &'static str)> {
+    match abi {
+        PKVM => Some((
+            RawCall::Smccc {
+                fid: PKVM_MEM_UNSHARE,
+                x1: ipa,
+            },
+            INVALID_PARAMETER,
+            "pKVM",
+        )),
+        _ => None,
+    }
+}

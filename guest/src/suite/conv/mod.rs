@@ -17,8 +17,11 @@ mod abi;
 mod content;
 mod cost;
 mod expect;
+mod reboot;
 mod reset;
 mod visibility;
+
+pub(super) use reboot::run as run_reboot;
 
 use super::{Ctx, Verdict};
 use crate::boot::BootInfo;
