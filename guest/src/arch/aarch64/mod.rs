@@ -59,7 +59,6 @@ pub fn power_off(_success: bool) -> ! {
 /// every run). A static with a non-zero initial value (in .data) that code
 /// changes would start the next boot with the old boot's value: keep
 /// mutable statics zero-initialised.
-#[allow(dead_code, reason = "contract function; the reboot suite will call it")]
 pub fn reboot() -> ! {
     let image = MemRange::new(
         &raw const __image_start as u64,
