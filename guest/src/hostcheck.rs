@@ -20,7 +20,10 @@ pub const TIMEOUT_SECS: u64 = 30;
 /// real TSC or generic timer, so the wait is at least `TIMEOUT_SECS`).
 const FALLBACK_HZ: u64 = 10_000_000_000;
 
-static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+/// Ids handed out so far. Zero-initialised (.bss) so a reset that re-enters
+/// the same Image (pKVM keep: the VMM cannot reload it) restarts at 1 like a
+/// fresh boot, instead of carrying boot N's count in .data.
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostError {
@@ -79,7 +82,7 @@ pub fn ask(host_on: bool, req: &Request) -> Result<Reply, HostError> {
     if !host_on {
         return Err(HostError::Off);
     }
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) + 1;
     // Indented like the running test's other diagnostics; the host matches
     // the prefix after any indentation.
     kprintln!("    {REQ_PREFIX}{id} {req}");

@@ -4,7 +4,7 @@
 //! cold-cache runs start from memory). Both end with `dsb sy`.
 
 /// The smallest data cache line, from CTR_EL0.DminLine (log2 of words).
-fn line() -> u64 {
+pub fn line() -> u64 {
     let ctr: u64;
     // SAFETY: reads CTR_EL0, which EL1 may always read.
     unsafe { core::arch::asm!("mrs {c}, ctr_el0", c = out(reg) ctr, options(nomem, nostack)) };

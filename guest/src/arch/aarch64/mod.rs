@@ -21,6 +21,7 @@ mod uart;
 use crate::boot::BootInfo;
 use crate::report;
 use convtest_proto::range::MemRange;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 pub use cache::{clean_dcache, flush_dcache};
 pub use probe::probe;
@@ -44,9 +45,27 @@ pub fn power_off(_success: bool) -> ! {
     psci::halt()
 }
 
-#[allow(dead_code, reason = "contract function; the reboot suite will call it")]
+/// PSCI SYSTEM_RESET. The next boot re-enters this Image with the MMU and
+/// caches off: under pKVM `keep` the VMM cannot reload it (the pages are the
+/// protected guest's), so boot N+1 runs the very bytes boot N leaves, and
+/// reads them — and the DTB — from memory. `psci::system_reset` cleans both
+/// to the point of coherency on the way out. What the next boot must still
+/// find elsewhere in RAM (a boot record, canaries) its owner cleans first
+/// with [`clean_dcache`].
+///
+/// Re-entry is safe because the entry code zeroes .bss (the page-table pool,
+/// the stack and every static that starts zero: `Once`, atomics, the MMU's
+/// "enabled" flag), relocation writes `base + addend` (the same value on
+/// every run). A static with a non-zero initial value (in .data) that code
+/// changes would start the next boot with the old boot's value: keep
+/// mutable statics zero-initialised.
 pub fn reboot() -> ! {
-    psci::system_reset();
+    let image = MemRange::new(
+        &raw const __image_start as u64,
+        &raw const __image_end as u64,
+    );
+    let dtb = MemRange::from_len(DTB.load(Ordering::SeqCst), DTB_LEN.load(Ordering::SeqCst));
+    psci::system_reset([image, dtb]);
     psci::halt()
 }
 
@@ -56,6 +75,10 @@ unsafe extern "C" {
 }
 
 static BOOT: spin::Once<BootInfo> = spin::Once::new();
+/// The DTB the loader passed (address, bytes), for `reboot` to clean. Zero
+/// (in .bss) until boot_main records it.
+static DTB: AtomicU64 = AtomicU64::new(0);
+static DTB_LEN: AtomicU64 = AtomicU64::new(0);
 
 /// Called once by entry.rs, at EL1 with FP/SIMD on, bss zeroed, relocated,
 /// MMU off. `from_el2` is 1 when the loader entered us at EL2;
@@ -80,6 +103,8 @@ unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relocs: u64) ->
     // Without a RAM map there is nothing to map Normal: stay MMU-off (Device
     // accesses still reach the UART) just long enough to say why.
     let blob = MemRange::from_len(dtb_addr, fdt.total_size() as u64);
+    DTB.store(blob.start, Ordering::SeqCst);
+    DTB_LEN.store(blob.len(), Ordering::SeqCst);
     let mmu = match &platform {
         Ok(p) => mmu::enable(&p.ram, &[image, blob]),
         Err(_) => Ok(()),

@@ -26,9 +26,14 @@ unsafe extern "C" {
 /// Code reaches symbols PC-relatively (`adrp`), so running here is fine, but
 /// nothing may read a stored pointer until this returns.
 ///
+/// Idempotent: each slot gets `base + addend` from the table, never its own
+/// old content plus something, so the entry code of a later boot (a guest
+/// reset re-enters the same Image bytes under pKVM, the VMM cannot reload
+/// them) writes the same values again.
+///
 /// # Safety
-/// `base` must be the runtime address of `__image_start`, and this must run
-/// exactly once.
+/// `base` must be the runtime address of `__image_start`; nothing may use a
+/// stored pointer while it runs.
 pub unsafe extern "C" fn relocate(base: u64) -> u64 {
     let start = &raw const __rela_start;
     let end = &raw const __rela_end;

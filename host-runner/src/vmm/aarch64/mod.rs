@@ -17,11 +17,13 @@ pub mod vcpu;
 
 use super::console::ConsoleTap;
 use super::facts::{self, Facts};
+use super::reboot::{self, Reboots, ResetDone};
 use super::uart16550::Uart16550;
 use super::watchdog::Watchdog;
 use super::{GuestEnd, VmmError};
-use crate::cli::{ContentArg, VmTypeArg, VmmArgs};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use crate::cli::{ContentArg, VmTypeArg, VmmArgs, VmmFault};
+use convtest_proto::plan::ResetPolicy;
+use kvm_ioctls::{Kvm, VcpuExit, VmFd};
 use memory::GuestRam;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -35,10 +37,164 @@ const SYSTEM_EVENT_RESET: u32 = 2;
 /// Declared in this order so the vCPU and VM fds close before the memory
 /// they map is unmapped.
 struct Vm {
-    vcpu: VcpuFd,
+    vcpu: vcpu::Vcpu,
     #[allow(dead_code, reason = "held so the VM fd closes before RAM is unmapped")]
     vm: VmFd,
     ram: GuestRam,
+    protected: bool,
+    regs: vcpu::BootRegs,
+    loaded: image::Loaded,
+    dtb_len: usize,
+    create_ms: u128,
+}
+
+/// What every boot of one run is made from.
+struct Guest<'a> {
+    kvm: &'a Kvm,
+    args: &'a VmmArgs,
+    image: Vec<u8>,
+    content: ContentArg,
+    policy: ResetPolicy,
+}
+
+impl Guest<'_> {
+    /// The plan boot `boot` reads from /chosen/bootargs.
+    fn plan(&self, boot: u32) -> String {
+        boot_plan(&self.args.cmdline, self.content, self.policy, boot)
+    }
+
+    /// Writes the Image and a DTB carrying boot `boot`'s plan into RAM the
+    /// host still owns (a new VM, or a normal VM after a reset).
+    fn load(&self, ram: &GuestRam, boot: u32) -> Result<(image::Loaded, u64, usize), VmmError> {
+        // The DTB in the last 2 MiB of RAM, the Image at the start.
+        let dtb_at = ram.range().end - fdt::FDT_MAX;
+        let loaded = image::load(&self.args.kernel, &self.image, ram, ram.base, dtb_at)?;
+        let bootargs = self.plan(boot);
+        let blob = fdt::build(&fdt::Layout {
+            ram: ram.range(),
+            uart: uart::MMIO,
+            bootargs: &bootargs,
+        })?;
+        ram.load(dtb_at, &blob)?;
+        Ok((loaded, dtb_at, blob.len()))
+    }
+
+    /// A new VM exactly as the first boot had it, ready to run boot `boot`.
+    fn setup(&self, boot: u32) -> Result<Vm, VmmError> {
+        let t_create = Instant::now();
+        let (vm, protected) = create_vm(self.kvm, self.args.vmm.vm_type)?;
+        let create_ms = t_create.elapsed().as_millis();
+        let size = u64::from(self.args.memory) << 20;
+        let ram = GuestRam::new(&vm, size)?;
+        let (loaded, dtb_at, dtb_len) = self.load(&ram, boot)?;
+        let regs = vcpu::BootRegs {
+            entry: loaded.entry,
+            dtb: dtb_at,
+        };
+        let vcpu = vcpu::boot_vcpu(&vm, regs)?;
+        Ok(Vm {
+            vcpu,
+            vm,
+            ram,
+            protected,
+            regs,
+            loaded,
+            dtb_len,
+            create_ms,
+        })
+    }
+
+    /// Starts boot `boot` after the guest's reset request (`exit_at`): the
+    /// policy applied to `m` (or, under `--vmm-fault no-reset`, only the
+    /// vCPU reset). Returns the machine to run and the reset's fact line.
+    fn reset(
+        &self,
+        m: Vm,
+        boot: u32,
+        applies: bool,
+        exit_at: Instant,
+    ) -> Result<(Vm, Facts), VmmError> {
+        let mut done = ResetDone {
+            boot,
+            policy: Some(self.policy),
+            applied: applies,
+            ..ResetDone::default()
+        };
+        let mut reload = "none";
+        let m = match self.policy {
+            ResetPolicy::Recreate if applies => {
+                // pKVM reclaims (and zeroes) every page the guest owned when
+                // the VM goes: the cost of a confidential reset.
+                let t = Instant::now();
+                drop(m);
+                done.teardown_ns = Some(t.elapsed().as_nanos());
+                let new = self.setup(boot)?;
+                // reset_pages: all of the new VM's RAM (for a protected VM
+                // all of it is the guest's, private, until it shares some).
+                done.pages = new.ram.size / memory::PAGE;
+                reload = "new_vm";
+                new
+            }
+            ResetPolicy::Keep | ResetPolicy::Recreate => {
+                if m.protected {
+                    // The Image and DTB pages belong to the protected guest
+                    // since its first run: the host cannot write them, so
+                    // the next boot re-enters the Image it left, with the
+                    // first boot's DTB (its plan has no boot=N).
+                    if applies {
+                        done.why = Some(
+                            "pkvm_guest_owns_image_and_dtb:not_reloaded:guest_reads_boot_0_dtb"
+                                .into(),
+                        );
+                    }
+                } else if applies {
+                    // Same Image, same RAM: the same places as at boot 0.
+                    self.load(&m.ram, boot)?;
+                    reload = "image,dtb";
+                }
+                m.vcpu.reset(m.regs)?;
+                m
+            }
+            ResetPolicy::Private => return Err(private_refused()),
+        };
+        done.ns = exit_at.elapsed().as_nanos();
+        let mut f = done.facts();
+        f.add("reset_reload", reload);
+        if reload == "new_vm" {
+            f.add("create_vm_ms", m.create_ms);
+        }
+        Ok((m, f))
+    }
+}
+
+/// The runner's plan plus what this VMM adds: the content it keeps, the
+/// reset policy and (after a reset) the boot index.
+fn boot_plan(cmdline: &str, content: ContentArg, policy: ResetPolicy, boot: u32) -> String {
+    reboot::guest_plan(
+        cmdline,
+        &format!("content={}", content.as_str()),
+        policy,
+        boot,
+    )
+}
+
+/// After a boot ended with `end`: the index of the boot to start, or `None`
+/// when the run ends (power-off, a hang, or a reset the plan has no boot for).
+fn next_boot(end: GuestEnd, reboots: &mut Reboots) -> Option<u32> {
+    if end == GuestEnd::Reset {
+        reboots.next()
+    } else {
+        None
+    }
+}
+
+fn private_refused() -> VmmError {
+    VmmError::Config(
+        "--reset-policy private: pKVM gives the host no call to make a protected VM's memory \
+         private again (only the guest's MEM_UNSHARE does), and a normal VM has no private \
+         memory; use keep or recreate"
+            .into(),
+    )
 }
 
 /// Creates the VM; true when it is a protected one. `auto` falls back to a
@@ -90,41 +246,39 @@ fn choose_content(asked: Option<ContentArg>) -> Result<ContentArg, VmmError> {
 }
 
 pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
+    let policy = args.vmm.reset_policy.policy();
+    if policy == ResetPolicy::Private {
+        return Err(private_refused());
+    }
     let kvm = Kvm::new().map_err(VmmError::kvm("open /dev/kvm"))?;
     let content = choose_content(args.vmm.content)?;
     let image = std::fs::read(&args.kernel).map_err(|source| VmmError::Read {
         path: args.kernel.clone(),
         source,
     })?;
-    let t_create = Instant::now();
-    let (vm, protected) = create_vm(&kvm, args.vmm.vm_type)?;
-    let create_ms = t_create.elapsed().as_millis();
-
-    let size = u64::from(args.memory) << 20;
-    let ram = GuestRam::new(&vm, size)?;
-    // The DTB in the last 2 MiB of RAM, the Image at the start.
-    let dtb_at = ram.range().end - fdt::FDT_MAX;
-    let loaded = image::load(&args.kernel, &image, &ram, ram.base, dtb_at)?;
-    let bootargs = format!("{} content={}", args.cmdline.trim(), content.as_str());
-    let blob = fdt::build(&fdt::Layout {
-        ram: ram.range(),
-        uart: uart::MMIO,
-        bootargs: bootargs.trim_start(),
-    })?;
-    ram.load(dtb_at, &blob)?;
-    let vcpu = vcpu::boot_vcpu(&vm, loaded.entry, dtb_at)?;
+    let no_reset = args.vmm.vmm_fault.contains(&VmmFault::NoReset);
+    let mut reboots = Reboots::new(&args.cmdline, policy, no_reset);
+    let guest = Guest {
+        kvm: &kvm,
+        args,
+        image,
+        content,
+        policy,
+    };
+    let mut machine = guest.setup(0)?;
 
     let probed = [
         facts::probe(&kvm, facts::cap::ARM_VM_IPA_SIZE),
-        facts::probe(&vm, facts::cap::GUEST_MEMFD),
-        facts::probe(&vm, facts::cap::GUEST_MEMFD_FLAGS),
+        facts::probe(&machine.vm, facts::cap::GUEST_MEMFD),
+        facts::probe(&machine.vm, facts::cap::GUEST_MEMFD_FLAGS),
     ];
     let mut out = std::io::stdout().lock();
     let mut f = Facts::default();
+    let m = &machine;
     f.add("arch", "aarch64")
-        .add("vm_type", if protected { "protected" } else { "normal" })
+        .add("vm_type", if m.protected { "protected" } else { "normal" })
         .add("vm_type_asked", args.vmm.vm_type.as_str())
-        .add("memory", if protected { "pkvm" } else { "plain" })
+        .add("memory", if m.protected { "pkvm" } else { "plain" })
         .add("backing", "memfd-shared")
         .add("content", content.as_str())
         .add("kernel", facts::kernel_release())
@@ -133,18 +287,30 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
             facts::caps(&probed.map(|p| (p.cap.number, p.value))),
         )
         .caps(&probed)
-        .add("ram", format!("{:#x}-{:#x}", ram.base, ram.range().end))
+        .add("ram", format!("{:#x}-{:#x}", m.ram.base, m.ram.range().end))
         .add("ram_mib", args.memory)
-        .add("image", format!("{:#x}-{:#x}", loaded.entry, loaded.end))
-        .add("dtb", format!("{dtb_at:#x}+{:#x}", blob.len()))
+        .add(
+            "image",
+            format!("{:#x}-{:#x}", m.loaded.entry, m.loaded.end),
+        )
+        .add("dtb", format!("{:#x}+{:#x}", m.regs.dtb, m.dtb_len))
         .add("uart", format!("ns16550a@{:#x}", uart::MMIO.start))
         .add("gic", "none")
-        .add("create_vm_ms", create_ms);
+        .add("create_vm_ms", m.create_ms);
     f.emit(&mut out);
 
-    let mut machine = Vm { vcpu, vm, ram };
     let limit = Duration::from_secs(args.vmm.vcpu_watchdog);
-    let end = run_loop(&mut machine, limit, &mut out)?;
+    let end = loop {
+        let (end, exit_at) = run_loop(&mut machine, limit, &mut out)?;
+        // A reset the plan does not expect ends the run, as before.
+        let Some(boot) = next_boot(end, &mut reboots) else {
+            break end;
+        };
+        let (next, facts) = guest.reset(machine, boot, reboots.applies(), exit_at)?;
+        machine = next;
+        let _ = out.write_all(b"\n");
+        facts.emit(&mut out);
+    };
     // pKVM tears a VM down page by page at EL2 (seconds in the nested lane):
     // worth its own number.
     let t_drop = Instant::now();
@@ -167,7 +333,13 @@ struct Stats {
     tap: Duration,
 }
 
-fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd, VmmError> {
+/// Runs one boot to its end; also returns when the vCPU's last exit came
+/// back (a reset's cost is counted from there).
+fn run_loop(
+    m: &mut Vm,
+    limit: Duration,
+    out: &mut dyn Write,
+) -> Result<(GuestEnd, Instant), VmmError> {
     let watchdog = Watchdog::start_reporting(limit)?;
     let mut uart = Uart16550::default();
     let mut tap = ConsoleTap::default();
@@ -177,9 +349,10 @@ fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd
     let end = loop {
         if !watchdog.enter() {
             Watchdog::report_hang(out, limit);
-            break GuestEnd::Hang;
+            break (GuestEnd::Hang, Instant::now());
         }
-        let exit = m.vcpu.run();
+        let exit = m.vcpu.fd.run();
+        let exit_at = Instant::now();
         watchdog.leave();
         stats.exits += 1;
         let end = match exit {
@@ -213,7 +386,7 @@ fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd
             }
             Ok(other) => {
                 let what = format!("{other:?}");
-                let pc = vcpu::get(&m.vcpu, vcpu::PC);
+                let pc = vcpu::get(&m.vcpu.fd, vcpu::PC);
                 return Err(VmmError::UnhandledExit(format!(
                     "{what} at pc {}",
                     pc.map_or("?".into(), |p| format!("{p:#x}"))
@@ -239,9 +412,10 @@ fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd
             stats.tap += t.elapsed();
         }
         if let Some(e) = end {
-            break e;
+            break (e, exit_at);
         }
     };
+    let (end, exit_at) = end;
     let run_ms = started.elapsed().as_millis();
     let mut f = Facts::default();
     f.add("exits", stats.exits)
@@ -267,5 +441,60 @@ fn run_loop(m: &mut Vm, limit: Duration, out: &mut dyn Write) -> Result<GuestEnd
         .add("end", format!("{end:?}"));
     let _ = out.write_all(b"\n");
     f.emit(out);
-    Ok(end)
+    Ok((end, exit_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_boots_find_their_index_and_the_policy_in_the_dtb() {
+        let plan = boot_plan(
+            "tests=conv.*",
+            ContentArg::Preserve,
+            ResetPolicy::Recreate,
+            2,
+        );
+        assert_eq!(plan, "tests=conv.* content=preserve reset=recreate boot=2");
+        let blob = fdt::build(&fdt::Layout {
+            ram: convtest_proto::range::MemRange::new(0x8000_0000, 0x9000_0000),
+            uart: uart::MMIO,
+            bootargs: &plan,
+        })
+        .unwrap();
+        assert!(String::from_utf8_lossy(&blob).contains("reset=recreate boot=2"));
+        let first = boot_plan("", ContentArg::Preserve, ResetPolicy::Keep, 0);
+        assert_eq!(first, "content=preserve reset=keep");
+    }
+
+    #[test]
+    fn only_planned_resets_start_another_boot() {
+        let mut r = Reboots::new("reboots=1", ResetPolicy::Keep, false);
+        assert_eq!(next_boot(GuestEnd::PowerOff, &mut r), None);
+        assert_eq!(next_boot(GuestEnd::Hang, &mut r), None);
+        assert_eq!(next_boot(GuestEnd::Reset, &mut r), Some(1));
+        assert_eq!(next_boot(GuestEnd::Reset, &mut r), None, "unplanned");
+    }
+
+    #[test]
+    fn private_is_refused_before_any_vm_exists() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            vmm: VmmArgs,
+        }
+        let w = Wrap::parse_from([
+            "vmm",
+            "--kernel",
+            "/nonexistent",
+            "--reset-policy",
+            "private",
+        ]);
+        match run(&w.vmm) {
+            Err(VmmError::Config(m)) => assert!(m.contains("pKVM gives the host no call"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
