@@ -53,7 +53,7 @@ impl Reboots {
 
     /// On a guest reset: the index of the boot to start, or `None` when the
     /// plan has no more boots (the reset then ends the run).
-    pub fn next(&mut self) -> Option<u32> {
+    pub fn next_boot(&mut self) -> Option<u32> {
         (self.done < self.planned).then(|| {
             self.done += 1;
             self.done
@@ -121,11 +121,11 @@ mod tests {
     #[test]
     fn only_the_planned_resets_start_a_boot() {
         let mut r = Reboots::new("tests=* reboots=2", ResetPolicy::Keep, false);
-        assert_eq!(r.next(), Some(1));
-        assert_eq!(r.next(), Some(2));
-        assert_eq!(r.next(), None);
+        assert_eq!(r.next_boot(), Some(1));
+        assert_eq!(r.next_boot(), Some(2));
+        assert_eq!(r.next_boot(), None);
         assert_eq!(
-            Reboots::new("tests=*", ResetPolicy::Keep, false).next(),
+            Reboots::new("tests=*", ResetPolicy::Keep, false).next_boot(),
             None
         );
     }

@@ -182,7 +182,7 @@ fn boot_plan(cmdline: &str, content: ContentArg, policy: ResetPolicy, boot: u32)
 /// when the run ends (power-off, a hang, or a reset the plan has no boot for).
 fn next_boot(end: GuestEnd, reboots: &mut Reboots) -> Option<u32> {
     if end == GuestEnd::Reset {
-        reboots.next()
+        reboots.next_boot()
     } else {
         None
     }

@@ -165,7 +165,7 @@ pub struct Resetter<'a> {
 impl Resetter<'_> {
     /// `exited`: when KVM_RUN returned with the reset.
     pub fn reset(&mut self, m: Vm, exited: Instant) -> Result<Next, VmmError> {
-        let Some(boot) = self.reboots.next() else {
+        let Some(boot) = self.reboots.next_boot() else {
             return Ok(Next::End(m));
         };
         let (policy, applies) = (self.reboots.policy, self.reboots.applies());
