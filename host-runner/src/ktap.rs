@@ -145,12 +145,17 @@ pub struct BootLog {
     pub reset: Option<String>,
 }
 
+/// The value of `key` among header pairs.
+fn value_of<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 impl BootLog {
     pub fn header_value(&self, key: &str) -> Option<&str> {
-        self.header
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        value_of(&self.header, key)
     }
 
     /// The index the guest gave itself (header `boot=`).
@@ -192,10 +197,7 @@ pub struct Log {
 
 impl Log {
     pub fn header_value(&self, key: &str) -> Option<&str> {
-        self.header
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        value_of(&self.header, key)
     }
 
     pub fn count(&self, outcome: Outcome) -> usize {
