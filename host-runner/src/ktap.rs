@@ -167,9 +167,8 @@ impl BootLog {
 /// Everything read so far; complete once [`Parser::finish`] ran.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Log {
-    /// Top-level `KTAP version 1` lines seen (more than one: a reboot).
-    pub boots: usize,
-    /// Per boot, in order.
+    /// Per boot, in order (one per top-level `KTAP version 1`; more than
+    /// one: a reboot).
     pub boot_logs: Vec<BootLog>,
     /// The own VMM's `reset_boot=…` fact lines, one per reset it served.
     pub vmm_resets: Vec<Vec<(String, String)>>,
@@ -410,7 +409,6 @@ impl Parser {
 
     fn start_boot(&mut self, events: &mut Vec<Event>) {
         self.started = true;
-        self.log.boots += 1;
         self.log.boot_logs.push(BootLog {
             first_test: self.log.tests.len(),
             ..BootLog::default()
@@ -478,7 +476,7 @@ impl Parser {
 
     fn result(&mut self, mut result: TestResult, events: &mut Vec<Event>) {
         let depth = result.depth;
-        result.boot = self.log.boots.saturating_sub(1);
+        result.boot = self.log.boot_logs.len().saturating_sub(1);
         // Diagnostics at this depth or deeper that came before this line are its own.
         let (mine, rest): (Vec<_>, Vec<_>) = self.diags.drain(..).partition(|(d, _)| *d >= depth);
         self.diags = rest;
@@ -631,7 +629,7 @@ mod tests {
     #[test]
     fn clean_run() {
         let log = parse_all(GOOD.as_bytes());
-        assert_eq!(log.boots, 1);
+        assert_eq!(log.boot_logs.len(), 1);
         assert_eq!(log.header_value("arch"), Some("x86_64"));
         assert_eq!(log.header_value("converter"), Some("none"));
         assert_eq!(log.header_value("granule"), Some("4096"));
@@ -751,7 +749,7 @@ mod tests {
     fn recorded_ovmf_console() {
         // Raw serial output of the UEFI lane (tests=boot.*), recorded from QEMU + OVMF.
         let log = parse_all(include_bytes!("../tests/fixtures/x86_uefi_boot.raw"));
-        assert_eq!(log.boots, 1);
+        assert_eq!(log.boot_logs.len(), 1);
         assert_eq!(log.header_value("entry"), Some("bootloader-uefi"));
         assert_eq!(
             log.counts(),
@@ -776,7 +774,7 @@ mod tests {
     #[test]
     fn version_line_after_firmware_text_on_the_same_line() {
         let log = parse_all(b"[ INFO]: Jumping to kernel KTAP version 1\n1..0\n# convtest-done: pass=0 fail=0 skip=0\n");
-        assert_eq!(log.boots, 1);
+        assert_eq!(log.boot_logs.len(), 1);
         assert!(log.done.is_some());
     }
 
@@ -921,7 +919,7 @@ mod tests {
     fn second_version_line_is_a_reboot() {
         let raw = format!("{GOOD}\x1b[2JSeaBIOS\r\n{GOOD}");
         let log = parse_all(raw.as_bytes());
-        assert_eq!(log.boots, 2);
+        assert_eq!(log.boot_logs.len(), 2);
         assert_eq!(log.tests.len(), 34);
     }
 

@@ -94,7 +94,7 @@ pub struct Facts<'a> {
 pub fn judge(f: &Facts<'_>) -> Judgement {
     let log = f.log;
     let last = last_line(log);
-    if log.boots == 0 {
+    if log.boot_logs.is_empty() {
         return match f.ending {
             Ending::TimedOut { after } => Judgement::fail(format!(
                 "timed out after {} s before the guest printed KTAP; last console line: {last}",

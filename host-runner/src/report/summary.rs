@@ -173,7 +173,7 @@ pub fn verdict_line(r: &RunRecord) -> String {
         let _ = write!(s, "\n  {b}");
     }
     // A pass that tested no conversion must say so on the one line CI shows.
-    if r.log.boots > 0
+    if !r.log.boot_logs.is_empty()
         && let Conversions {
             exercised: false,
             why: Some(why),

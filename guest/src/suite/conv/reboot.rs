@@ -30,8 +30,7 @@ use convtest_proto::reboot::{AREA, DirtySet};
 use convtest_proto::tracker::PageState;
 
 /// The dirty area: 8 MiB right above the conversion window.
-fn area(test_ram: &RangeList, kernel_end: u64, granule: u64) -> Result<MemRange, String> {
-    let win = Window::find(test_ram, kernel_end, granule)?;
+fn area(test_ram: &RangeList, win: &Window) -> Result<MemRange, String> {
     let a = MemRange::from_len(win.base + WINDOW, AREA);
     if test_ram.covers(&a) {
         Ok(a)
@@ -92,8 +91,10 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
         .converter
         .as_ref()
         .map_or(crate::arch::PAGE_SIZE, |c| c.granule());
-    let area = match area(&ctx.test_ram, ctx.boot.kernel.end, granule) {
-        Ok(a) => a,
+    let found = Window::find(&ctx.test_ram, ctx.boot.kernel.end, granule)
+        .and_then(|win| area(&ctx.test_ram, &win).map(|a| (win, a)));
+    let (win, area) = match found {
+        Ok(w) => w,
         Err(why) => return fail!("{why}"),
     };
     let plan = ctx.plan;
@@ -123,10 +124,6 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
                 Some(Err(e)) => return fail!("reset-to-private failed at boot: {e}"),
                 None => return fail!("reset-to-private did not run before the tests"),
             }
-            let win = match Window::find(&ctx.test_ram, boot.kernel.end, granule) {
-                Ok(w) => w,
-                Err(why) => return fail!("{why}"),
-            };
             let mut t = T {
                 conv,
                 boot,
