@@ -20,6 +20,48 @@ pub struct BootInfo {
     pub phys_offset: u64,
     /// Console device, e.g. `com1@0x3f8`, `pl011@0x9000000`.
     pub console: &'static str,
+    /// The CPUs the platform describes (arm64: the DTB's /cpus MPIDRs, boot
+    /// CPU first); empty where the boot path does not describe them (x86:
+    /// no ACPI parsing here, APIC IDs 0.. are assumed).
+    pub cpus: CpuList,
+}
+
+/// Hardware CPU ids (arm64 MPIDR affinity, x86 APIC ID), at most `MAX_CPUS`.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuList {
+    ids: [u64; MAX_CPUS],
+    len: usize,
+    /// Described beyond `MAX_CPUS` (counted, not kept).
+    dropped: usize,
+}
+
+pub const MAX_CPUS: usize = convtest_proto::plan::MAX_CPUS as usize;
+
+impl CpuList {
+    pub const EMPTY: CpuList = CpuList {
+        ids: [0; MAX_CPUS],
+        len: 0,
+        dropped: 0,
+    };
+
+    pub fn push(&mut self, id: u64) {
+        match self.ids.get_mut(self.len) {
+            Some(slot) => {
+                *slot = id;
+                self.len += 1;
+            }
+            None => self.dropped += 1,
+        }
+    }
+
+    pub fn ids(&self) -> &[u64] {
+        &self.ids[..self.len]
+    }
+
+    /// How many CPUs the platform described, kept or not.
+    pub fn described(&self) -> usize {
+        self.len + self.dropped
+    }
 }
 
 impl BootInfo {

@@ -1,8 +1,11 @@
-//! `print!`-style output to the first console. Writes go straight to the arch
-//! layer's polled UART: there is one CPU and no interrupts, and the crash path
-//! must be able to print from inside an exception without taking a lock.
+//! `print!`-style output to the first console. Writes go to the arch layer's
+//! polled UART; `kprint!`/`kprintln!` and the KTAP line writers hold a spin
+//! lock for a whole line so CPUs never interleave inside one. The crash path
+//! skips the lock: it must be able to print from inside an exception, even
+//! one taken while this CPU (or a dead one) held it.
 
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Console;
 
@@ -13,10 +16,42 @@ impl fmt::Write for Console {
     }
 }
 
+static LOCKED: AtomicBool = AtomicBool::new(false);
+
+/// Holds the console for one line; dropped, it lets the next CPU print.
+pub struct LineGuard {
+    held: bool,
+}
+
+/// Takes the console lock (or not, once the run is crashing).
+pub fn lock() -> LineGuard {
+    loop {
+        if crate::report::crashing() {
+            return LineGuard { held: false };
+        }
+        if LOCKED
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return LineGuard { held: true };
+        }
+        core::hint::spin_loop();
+    }
+}
+
+impl Drop for LineGuard {
+    fn drop(&mut self) {
+        if self.held {
+            LOCKED.store(false, Ordering::Release);
+        }
+    }
+}
+
 #[macro_export]
 macro_rules! kprint {
     ($($arg:tt)*) => {{
         use core::fmt::Write as _;
+        let _line = $crate::console::lock();
         let _ = write!($crate::console::Console, $($arg)*);
     }};
 }
@@ -25,6 +60,7 @@ macro_rules! kprint {
 macro_rules! kprintln {
     ($($arg:tt)*) => {{
         use core::fmt::Write as _;
+        let _line = $crate::console::lock();
         let _ = writeln!($crate::console::Console, $($arg)*);
     }};
 }

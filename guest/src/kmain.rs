@@ -3,7 +3,7 @@
 
 use crate::boot::BootInfo;
 use crate::suite::{self, Ctx, Verdict};
-use crate::{arch, conv, heap, kprintln, report, series};
+use crate::{arch, conv, heap, kprintln, report, series, smp};
 use alloc::string::String;
 use alloc::vec::Vec;
 use convtest_proto::catalog::{self, TestDef};
@@ -32,6 +32,12 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
     };
     // From here on the plan's boot= is the series' word, not the host's.
     parsed.plan.boot = series.index.index;
+    // Before the header, which names the CPUs that came up.
+    let smp = if parsed.plan.cpus > 1 {
+        smp::bring_up(boot, parsed.plan.cpus as usize)
+    } else {
+        smp::Report::default()
+    };
     let probe = arch::probe();
     let mut converter = conv::detect(&probe, boot, &test_ram, parsed.plan.guest_fault);
     if let Some(r) = converter.as_ref().ok().and_then(|c| c.reserved())
@@ -41,7 +47,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
     }
     let granule = converter.as_ref().map_or(arch::PAGE_SIZE, |c| c.granule());
     kprintln!(
-        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={} boot={} boot_from={}",
+        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={} cpus={} boot={} boot_from={}",
         ktap::HEADER_PREFIX,
         arch::NAME,
         boot.entry,
@@ -52,11 +58,15 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         boot.ram.total(),
         boot.console,
         arch::cycle_freq().unwrap_or(0),
+        smp::cpus(),
         series.index.index,
         series.index.source.as_str(),
     );
     report::diag(0, format_args!("probe: {}", probe.finding()));
     report::diag(0, format_args!("plan: {}", parsed.plan));
+    if parsed.plan.cpus > 1 {
+        report::diag(0, format_args!("{}", smp::describe(&smp)));
+    }
     describe_boot(&series.index);
     if let Some(g) = parsed.plan.guest_fault {
         report::diag(
@@ -78,6 +88,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         test_ram,
         heap,
         converter,
+        smp,
     };
     let selected: Vec<(usize, &TestDef)> = catalog::TESTS
         .iter()

@@ -18,6 +18,7 @@ mod kmain;
 mod persist;
 mod report;
 mod series;
+mod smp;
 mod suite;
 
 #[panic_handler]

@@ -14,6 +14,7 @@ static CURRENT_NUMBER: AtomicUsize = AtomicUsize::new(0);
 static CRASHING: AtomicBool = AtomicBool::new(false);
 
 pub fn line(depth: usize, outcome: Outcome, number: usize, name: &str, reason: &str) {
+    let _line = crate::console::lock();
     let _ = ktap::result_line(
         &mut crate::console::Console,
         depth,
@@ -25,6 +26,7 @@ pub fn line(depth: usize, outcome: Outcome, number: usize, name: &str, reason: &
 }
 
 pub fn diag(depth: usize, args: fmt::Arguments<'_>) {
+    let _line = crate::console::lock();
     let _ = ktap::diag_line(&mut crate::console::Console, depth, args);
 }
 
@@ -32,6 +34,11 @@ pub fn diag(depth: usize, args: fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! tdiag {
     ($($arg:tt)*) => { $crate::report::diag(1, format_args!($($arg)*)) };
+}
+
+/// Whether the run is ending through `crash` (the console lock is off).
+pub fn crashing() -> bool {
+    CRASHING.load(Ordering::Acquire)
 }
 
 pub fn begin_test(catalog_index: usize, number: usize) {

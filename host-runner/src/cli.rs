@@ -573,6 +573,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
     pub bench_ms: Option<u32>,
 
+    /// Re-run a seeded storm (`stress.storm`) only up to operation I: the
+    /// index a failing storm printed, with the same --seed (and --iters), to
+    /// replay the exact operation sequence that led to the failure.
+    #[arg(long, value_name = "I", value_parser = parse_u64)]
+    pub replay: Option<u64>,
+
+    /// CPUs the guest gets (QEMU `-smp N`); the guest brings up every one and
+    /// `smp.online` fails if one does not check in. The own VMMs (--backend
+    /// vmm, nested) run one vCPU so far and refuse N > 1.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub vcpus: u32,
+
     /// Make the guest crash or hang on purpose, to check the verdict path.
     #[arg(long, value_enum)]
     pub inject: Option<InjectArg>,

@@ -24,6 +24,8 @@ pub struct RunConfig {
     /// The plan as the guest's command line carries it.
     pub plan: String,
     pub planned_reboots: u32,
+    /// CPUs the guest is started with (`--vcpus`).
+    pub vcpus: u32,
     pub timeout: Duration,
     pub memory_mib: u32,
     pub json: Option<PathBuf>,
@@ -116,7 +118,11 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             why: "L1 under QEMU TCG, guest under the L1's KVM".into(),
         },
     };
-    let tests = test_globs(&args.tests, args.inject.is_some())?;
+    let mut tests = test_globs(&args.tests, args.inject.is_some())?;
+    // An SMP run always proves its CPUs came up.
+    if args.vcpus > 1 && !catalog::selected(&tests, false).any(|t| t.name == "smp.online") {
+        tests.push_str(",smp.online");
+    }
     let plan = Plan {
         tests: &tests,
         seed: args.seed.unwrap_or(DEFAULT_SEED),
@@ -132,6 +138,8 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             .bench_ms
             .unwrap_or(convtest_proto::plan::DEFAULT_BENCH_MS),
         reboots: args.reboots,
+        cpus: args.vcpus,
+        replay: args.replay,
         ..Plan::default()
     };
     let mut l1 = args.l1.clone();
@@ -145,6 +153,7 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         machine,
         plan: plan.to_string(),
         planned_reboots: plan.reboots,
+        vcpus: args.vcpus,
         // --timeout is per boot.
         timeout: Duration::from_secs(args.timeout.saturating_mul(u64::from(args.reboots) + 1)),
         memory_mib: args.memory,
@@ -295,6 +304,22 @@ fn check_backend(
         return Err(Error::Usage(
             "--content, --vmm-memory, --vm-type, --vmm-fault and --reset-policy configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
         ));
+    }
+    if own_vmm && args.vcpus > 1 {
+        return Err(Error::Usage(format!(
+            "--vcpus {}: convtest's own VMM (--backend {}) runs one vCPU so far; \
+             use --backend qemu for an SMP guest",
+            args.vcpus,
+            backend.as_str()
+        )));
+    }
+    if args.replay.is_some()
+        && !catalog::selected(&args.tests, false).any(|t| t.name.starts_with("stress.storm"))
+    {
+        return Err(Error::Usage(format!(
+            "--replay replays a seeded storm, but --tests {:?} selects none; add --tests 'stress.storm'",
+            args.tests
+        )));
     }
     if args.vmm.reset_policy == crate::cli::ResetPolicyArg::Private && arch == Arch::Aarch64 {
         return Err(Error::Usage(

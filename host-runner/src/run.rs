@@ -126,6 +126,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         machine: config.machine,
         accel: config.accel.accel,
         memory_mib: config.memory_mib,
+        vcpus: config.vcpus,
         payload: &payload,
         cmdline: &config.plan,
         reboots: config.planned_reboots,

@@ -80,6 +80,13 @@ pub const TESTS: &[TestDef] = &[
         "boot.kernel_in_ram",
         "the loaded kernel image lies inside one RAM range",
     ),
+    TestDef {
+        explicit: true,
+        ..t(
+            "smp.online",
+            "every CPU the plan names (cpus=) checks in on its own stack and runs CPU 0's jobs concurrently (seeded work, an exact shared atomic count); added to the run by --vcpus N > 1, SKIP with cpus=1",
+        )
+    },
     reboot(
         "reset.content",
         "what the previous boot's private and shared pages hold now, against the reset policy (keep: private content survives; private, recreate: zero) and the content promise",

@@ -164,12 +164,20 @@ pub struct Plan<'a> {
     pub vmm: Option<VmmKind>,
     /// What the VMM does to memory on a reset (`reset=`); unknown when absent.
     pub reset: Option<ResetPolicy>,
+    /// CPUs the platform was started with (`cpus=`, ≥ 1): the guest brings
+    /// up that many and fails `smp.online` if one does not check in.
+    pub cpus: u32,
+    /// Stop a seeded storm after this operation index (`replay=`): re-runs a
+    /// failing storm up to the operation that failed.
+    pub replay: Option<u64>,
 }
 
 pub const DEFAULT_SEED: u64 = 0x5eed;
 pub const DEFAULT_ITERS: u32 = 1000;
 pub const DEFAULT_MEM_BYTES: u64 = 16 << 20;
 pub const DEFAULT_BENCH_MS: u32 = 100;
+/// Most CPUs a plan may name (the guest's per-CPU tables are this big).
+pub const MAX_CPUS: u32 = 64;
 
 impl Default for Plan<'_> {
     fn default() -> Self {
@@ -188,6 +196,8 @@ impl Default for Plan<'_> {
             vmm: None,
             reset: None,
             bench_ms: DEFAULT_BENCH_MS,
+            cpus: 1,
+            replay: None,
         }
     }
 }
@@ -270,6 +280,13 @@ impl<'a> Plan<'a> {
                 "reset" => ResetPolicy::parse(value)
                     .map(|v| plan.reset = Some(v))
                     .ok_or("keep, private or recreate"),
+                "cpus" => parse_u32(value)
+                    .filter(|&v| (1..=MAX_CPUS).contains(&v))
+                    .map(|v| plan.cpus = v)
+                    .ok_or("a CPU count from 1 to 64"),
+                "replay" => parse_u64(value)
+                    .map(|v| plan.replay = Some(v))
+                    .ok_or("an operation index (decimal or 0x-hex)"),
                 "vmm" => match value {
                     "convtest" => {
                         plan.vmm = Some(VmmKind::Convtest);
@@ -331,6 +348,12 @@ impl fmt::Display for Plan<'_> {
         }
         if let Some(r) = self.reset {
             write!(f, " reset={}", r.as_str())?;
+        }
+        if self.cpus != 1 {
+            write!(f, " cpus={}", self.cpus)?;
+        }
+        if let Some(r) = self.replay {
+            write!(f, " replay={r}")?;
         }
         Ok(())
     }
@@ -411,6 +434,21 @@ mod tests {
             (q.boot, q.reboots, q.host, q.bench, q.inject),
             (1, 3, true, false, Some(Inject::Hang))
         );
+    }
+
+    #[test]
+    fn cpus_and_replay_round_trip_and_bounds() {
+        let p = Plan::parse("cpus=4 replay=0x10");
+        assert_eq!(p.error, None);
+        assert_eq!((p.plan.cpus, p.plan.replay), (4, Some(16)));
+        let text = p.plan.to_string();
+        let again = Plan::parse(&text).plan;
+        assert_eq!(again, p.plan);
+        assert_eq!(Plan::default().cpus, 1);
+        for bad in ["cpus=0", "cpus=65", "cpus=x"] {
+            let e = Plan::parse(bad).error.expect(bad);
+            assert_eq!(e.key, "cpus");
+        }
     }
 
     #[test]

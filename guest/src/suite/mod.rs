@@ -10,6 +10,7 @@ mod exc;
 mod heap;
 mod inject;
 mod mem;
+mod smp;
 
 use crate::boot::BootInfo;
 use crate::conv::{Converter, NoConverter};
@@ -27,6 +28,8 @@ pub struct Ctx {
     pub test_ram: RangeList,
     pub heap: MemRange,
     pub converter: Result<Box<dyn Converter>, NoConverter>,
+    /// What secondary CPU bring-up did (wanted 0: the plan named one CPU).
+    pub smp: crate::smp::Report,
 }
 
 pub enum Verdict {
@@ -49,6 +52,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
         "boot.plan" => boot::plan(ctx),
         "boot.ram_map" => boot::ram_map(ctx),
         "boot.kernel_in_ram" => boot::kernel_in_ram(ctx),
+        "smp.online" => smp::online(ctx),
         "heap.stress" => heap::stress(ctx),
         "heap.large" => heap::large(ctx),
         "mem.walking_ones" => mem::walking_ones(ctx),

@@ -24,6 +24,8 @@ pub struct BootSpec<'a> {
     pub machine: Machine,
     pub accel: Accel,
     pub memory_mib: u32,
+    /// CPUs the guest gets (QEMU `-smp`; the own VMMs refuse more than 1).
+    pub vcpus: u32,
     /// Kernel (pvh: ELF, image: arm64 Image) or disk image (bios, uefi).
     pub payload: &'a Path,
     /// The plan, for boots that take a command line (disk images carry it inside).
@@ -115,6 +117,7 @@ pub(crate) fn test_spec(arch: Arch, boot: Boot, machine: Machine, payload: &Path
         machine,
         accel: crate::accel::Accel::Tcg,
         memory_mib: 256,
+        vcpus: 1,
         payload,
         cmdline: "tests=* seed=0x5eed",
         reboots: 0,

@@ -67,6 +67,10 @@ pub fn args(spec: &BootSpec<'_>, ovmf_code: &Path, uefi_vars: Option<&Path>) -> 
     push(&["-M", machine, "-accel", spec.accel.as_str(), "-cpu", "max"]);
     let mem = format!("{}M", spec.memory_mib);
     push(&["-m", &mem]);
+    if spec.vcpus > 1 {
+        let smp = spec.vcpus.to_string();
+        push(&["-smp", &smp]);
+    }
     push(&HEADLESS_SERIAL_STDIO);
     if spec.reboots == 0 {
         // An unplanned reset (x86 triple fault) ends the run instead of looping.

@@ -213,6 +213,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         },
         accel: crate::accel::Accel::Tcg,
         memory_mib: MEMORY_MIB,
+        vcpus: 1,
         payload: &payload,
         cmdline: &plans[0],
         reboots: 0,

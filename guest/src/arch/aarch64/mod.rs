@@ -14,6 +14,7 @@ mod probe;
 mod psci;
 mod reloc;
 mod smccc;
+mod smp;
 mod timer;
 mod trap;
 mod uart;
@@ -26,6 +27,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub use cache::{clean_dcache, flush_dcache};
 pub use probe::probe;
 pub use smccc::call as smccc_call;
+pub use smp::start_cpu;
 pub use timer::{cycle_freq, cycles};
 pub use trap::{fatal_fault, trap_roundtrip};
 #[allow(
@@ -144,6 +146,7 @@ unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relocs: u64) ->
         cmdline: p.cmdline,
         phys_offset: 0,
         console: uart::name(),
+        cpus: crate::boot::CpuList::EMPTY,
     };
     crate::kmain::kmain(BOOT.call_once(|| info))
 }

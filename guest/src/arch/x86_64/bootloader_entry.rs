@@ -79,6 +79,7 @@ fn boot_info(
         cmdline: ramdisk_cmdline(info),
         phys_offset,
         console: super::serial::CONSOLE,
+        cpus: crate::boot::CpuList::EMPTY,
     })
 }
 

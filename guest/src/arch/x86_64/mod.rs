@@ -16,6 +16,7 @@ mod paging;
 mod power;
 mod probe;
 mod serial;
+mod smp;
 mod trap;
 
 #[cfg(feature = "bootloader")]
@@ -41,6 +42,7 @@ pub use probe::probe;
     reason = "arch contract: console input is for host checks"
 )]
 pub use serial::{console_read_byte, console_write};
+pub use smp::start_cpu;
 pub use trap::trap_roundtrip;
 
 pub const NAME: &str = "x86_64";

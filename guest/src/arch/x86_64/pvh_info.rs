@@ -202,6 +202,7 @@ pub fn boot_info(start_info: u64, kernel: MemRange, limit: u64) -> Result<BootIn
         cmdline,
         phys_offset: 0,
         console: super::serial::CONSOLE,
+        cpus: crate::boot::CpuList::EMPTY,
     })
 }
 
