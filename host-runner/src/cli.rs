@@ -367,6 +367,11 @@ pub struct MutantsArgs {
     #[arg(long, default_value_t = 100)]
     pub iters: u32,
 
+    /// Operations of stress.storm in each conv run (its checkpoints come
+    /// every 1000).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub storm_ops: u64,
+
     /// Seed for every run [default: the guest's, 0x5eed].
     #[arg(long, value_parser = parse_u64)]
     pub seed: Option<u64>,
@@ -574,8 +579,9 @@ pub struct RunArgs {
     pub bench_ms: Option<u32>,
 
     /// Re-run a seeded storm (`stress.storm`) only up to operation I: the
-    /// index a failing storm printed, with the same --seed (and --iters), to
-    /// replay the exact operation sequence that led to the failure.
+    /// index a failing storm printed, with the same --seed, to replay the
+    /// exact operation sequence that led to the failure (the sequence
+    /// depends on the seed alone; --iters sets only how long it runs).
     #[arg(long, value_name = "I", value_parser = parse_u64)]
     pub replay: Option<u64>,
 

@@ -200,6 +200,14 @@ pub const TESTS: &[TestDef] = &[
         "bench.hint_1g",
         "a 1 GiB-aligned 1 GiB range with the 1G hint where RAM allows: share, unshare (op share_1g, unshare_1g)",
     ),
+    TestDef {
+        needs_host: true,
+        explicit: true,
+        ..t(
+            "stress.storm",
+            "a seeded storm of iters×100 operations (share, unshare, guest writes in sequential/strided/scattered order, guest and host verifies, host probes of private granules) over random ranges incl. 2 MiB-aligned and 2 MiB / 1 GiB straddles; a model predicts every answer and is checked against the tracker, the ABI and the host every 1000 ops; replay= stops after an op",
+        )
+    },
     reboot(
         "reboot.leave_dirty",
         "before a planned reset: share the seeded dirty ranges (granules, 2 MiB-aligned, straddling), write canaries in them and in private pages, check the host sees the shared ones, record the boot and reset without cleaning up",
@@ -222,7 +230,8 @@ pub fn find(name: &str) -> Option<&'static TestDef> {
 /// test but the bounce memcpy, which needs no converter; and the reboot
 /// series' dirty state, which is left shared).
 pub fn converts(name: &str) -> bool {
-    ((name.starts_with("conv.") || name.starts_with("bench.")) && name != "bench.bounce")
+    ((name.starts_with("conv.") || name.starts_with("bench.") || name.starts_with("stress."))
+        && name != "bench.bounce")
         || name == "reboot.leave_dirty"
 }
 

@@ -23,4 +23,5 @@ pub mod plan;
 pub mod prng;
 pub mod range;
 pub mod reboot;
+pub mod storm;
 pub mod tracker;

@@ -170,6 +170,9 @@ pub struct Plan<'a> {
     /// Stop a seeded storm after this operation index (`replay=`): re-runs a
     /// failing storm up to the operation that failed.
     pub replay: Option<u64>,
+    /// Operations in a seeded storm (`storm_ops=`; default iters × 100).
+    /// The sequence does not depend on it: a longer storm extends a shorter.
+    pub storm_ops: Option<u64>,
 }
 
 pub const DEFAULT_SEED: u64 = 0x5eed;
@@ -198,6 +201,7 @@ impl Default for Plan<'_> {
             bench_ms: DEFAULT_BENCH_MS,
             cpus: 1,
             replay: None,
+            storm_ops: None,
         }
     }
 }
@@ -287,6 +291,10 @@ impl<'a> Plan<'a> {
                 "replay" => parse_u64(value)
                     .map(|v| plan.replay = Some(v))
                     .ok_or("an operation index (decimal or 0x-hex)"),
+                "storm_ops" => parse_u64(value)
+                    .filter(|&v| v > 0)
+                    .map(|v| plan.storm_ops = Some(v))
+                    .ok_or("a positive operation count"),
                 "vmm" => match value {
                     "convtest" => {
                         plan.vmm = Some(VmmKind::Convtest);
@@ -354,6 +362,9 @@ impl fmt::Display for Plan<'_> {
         }
         if let Some(r) = self.replay {
             write!(f, " replay={r}")?;
+        }
+        if let Some(n) = self.storm_ops {
+            write!(f, " storm_ops={n}")?;
         }
         Ok(())
     }
@@ -438,9 +449,12 @@ mod tests {
 
     #[test]
     fn cpus_and_replay_round_trip_and_bounds() {
-        let p = Plan::parse("cpus=4 replay=0x10");
+        let p = Plan::parse("cpus=4 replay=0x10 storm_ops=2000");
         assert_eq!(p.error, None);
-        assert_eq!((p.plan.cpus, p.plan.replay), (4, Some(16)));
+        assert_eq!(
+            (p.plan.cpus, p.plan.replay, p.plan.storm_ops),
+            (4, Some(16), Some(2000))
+        );
         let text = p.plan.to_string();
         let again = Plan::parse(&text).plan;
         assert_eq!(again, p.plan);

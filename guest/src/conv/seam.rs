@@ -25,6 +25,19 @@ pub enum ErrKind {
     Track(TrackError),
 }
 
+impl ErrKind {
+    /// The raw answer the hypervisor gave (None: no call was made).
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            ErrKind::MapGpa(e) => Some(e.code()),
+            #[cfg(target_arch = "aarch64")]
+            ErrKind::Smccc(e) => Some(e.code()),
+            ErrKind::Track(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for ErrKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

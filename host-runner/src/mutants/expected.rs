@@ -31,6 +31,7 @@ const ALL_BUT_REJECTS: Red = &[
     "sizes",
     "flipflop",
     "cost",
+    "stress.storm",
 ];
 
 /// sw-protected memory, content=zero: private and shared are different pages.
@@ -46,6 +47,7 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
             "content",
             "sizes",
             "flipflop",
+            "stress.storm",
         ],
     ),
     (Mutant::Vmm(V::Deny), ALL_BUT_REJECTS),
@@ -55,10 +57,10 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
     // reach the host; the bytes are not zeroed on the way back.
     (
         Mutant::Vmm(V::Leak),
-        &["reset_private", "unshare_private", "content", "flipflop"],
+        &["reset_private", "unshare_private", "content", "flipflop", "stress.storm"],
     ),
     // No hole punched, no shared page dropped: stale bytes come back.
-    (Mutant::Vmm(V::WrongContent), &["content", "flipflop"]),
+    (Mutant::Vmm(V::WrongContent), &["content", "flipflop", "stress.storm"]),
     (
         Mutant::Guest(G::SkipShare),
         &[
@@ -68,6 +70,7 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
             "content",
             "sizes",
             "flipflop",
+            "stress.storm",
         ],
     ),
     (
@@ -78,6 +81,7 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
             "content",
             "rejects",
             "flipflop",
+            "stress.storm",
         ],
     ),
     (Mutant::Guest(G::SkipReset), &["reset_private"]),
@@ -90,6 +94,7 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
             "content",
             "sizes",
             "flipflop",
+            "stress.storm",
         ],
     ),
 ];
@@ -100,20 +105,20 @@ const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
     // Preserve was promised and nothing changes: content tests stay green.
     (
         Mutant::Vmm(V::Ignore),
-        &["reset_private", "share_verify", "unshare_private", "sizes"],
+        &["reset_private", "share_verify", "unshare_private", "sizes", "stress.storm"],
     ),
     (Mutant::Vmm(V::Deny), ALL_BUT_REJECTS),
     (Mutant::Vmm(V::Partial), ALL_BUT_REJECTS),
     (Mutant::Vmm(V::Garbage), ALL_BUT_REJECTS),
-    (Mutant::Vmm(V::Leak), &["reset_private", "unshare_private"]),
-    (Mutant::Vmm(V::WrongContent), &["content", "flipflop"]),
+    (Mutant::Vmm(V::Leak), &["reset_private", "unshare_private", "stress.storm"]),
+    (Mutant::Vmm(V::WrongContent), &["content", "flipflop", "stress.storm"]),
     (
         Mutant::Guest(G::SkipShare),
-        &["reset_private", "share_verify", "unshare_private", "sizes"],
+        &["reset_private", "share_verify", "unshare_private", "sizes", "stress.storm"],
     ),
     (
         Mutant::Guest(G::SkipUnshare),
-        &["reset_private", "unshare_private", "rejects"],
+        &["reset_private", "unshare_private", "rejects", "stress.storm"],
     ),
     (Mutant::Guest(G::SkipReset), &["reset_private"]),
     (
@@ -125,6 +130,7 @@ const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
             "content",
             "sizes",
             "flipflop",
+            "stress.storm",
         ],
     ),
 ];
@@ -145,6 +151,7 @@ const PKVM: &[(Mutant, Red)] = &[
             "sizes",
             "flipflop",
             "cost",
+            "stress.storm",
         ],
     ),
     // Pages stay shared: canaries leak, and the next share of a page that
@@ -159,6 +166,7 @@ const PKVM: &[(Mutant, Red)] = &[
             "sizes",
             "flipflop",
             "cost",
+            "stress.storm",
         ],
     ),
     // The dirty 2 MiB range stays shared, so conv.sizes' share of it
@@ -173,6 +181,7 @@ const PKVM: &[(Mutant, Red)] = &[
             "content",
             "sizes",
             "flipflop",
+            "stress.storm",
         ],
     ),
 ];

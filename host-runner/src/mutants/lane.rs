@@ -77,7 +77,7 @@ impl Section {
     /// The columns: every test the section's runs must judge.
     pub fn tests(self) -> Vec<&'static str> {
         match self {
-            Section::Conv => convtest_proto::catalog::selected("conv.*", false)
+            Section::Conv => convtest_proto::catalog::selected(super::CONV_TESTS, false)
                 .map(|t| t.name)
                 .collect(),
             // Boot 1 of a two-boot series runs the reset tests, boot 0 leaves the state.

@@ -128,16 +128,20 @@ fn runs_of(lane: &Lane) -> Vec<(Section, Mutant)> {
         .collect()
 }
 
+/// The conv section's tests: every conv.* and the seeded storm.
+pub const CONV_TESTS: &str = "conv.*,stress.storm";
+
 /// The plan a mutant's guest gets. The reboot section runs only the
 /// cheapest selected test besides the series' own.
 fn plan_for(section: Section, mutant: Mutant, args: &MutantsArgs) -> String {
     Plan {
         tests: match section {
-            Section::Conv => "conv.*",
+            Section::Conv => CONV_TESTS,
             Section::Reboot => "boot.plan",
         },
         seed: args.seed.unwrap_or(DEFAULT_SEED),
         iters: args.iters,
+        storm_ops: (section == Section::Conv).then_some(args.storm_ops),
         host: true,
         reboots: section.reboots(),
         guest_fault: match mutant {

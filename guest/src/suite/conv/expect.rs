@@ -233,3 +233,17 @@ pub fn private_probe(abi: &str, ipa: u64) -> Option<(RawCall, i64, &'static str)
         _ => None,
     }
 }
+
+/// How `abi` treats a storm's conversions of granules already in the state
+/// asked for, and the code a refusal must carry: MAP_GPA_RANGE converts any
+/// state in one call (`hypercalls.rst`: the range's attributes are set, not
+/// toggled); pKVM refuses a granule already shared (MEM_SHARE) or already
+/// private (MEM_UNSHARE) with INVALID_PARAMETER, one call per granule.
+pub fn storm_rule(abi: &str) -> Option<(convtest_proto::storm::Rule, i64)> {
+    use convtest_proto::storm::Rule;
+    match abi {
+        MAP_GPA_RANGE => Some((Rule::AnyState, 0)),
+        PKVM => Some((Rule::RefuseSameState, INVALID_PARAMETER)),
+        _ => None,
+    }
+}

@@ -19,6 +19,7 @@ mod cost;
 mod expect;
 mod reboot;
 mod reset;
+mod storm;
 mod visibility;
 
 pub(super) use reboot::run as run_reboot;
@@ -142,6 +143,9 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
         Ok(w) => w,
         Err(why) => return fail!("{why}"),
     };
+    let storm_area = name
+        .starts_with("stress.")
+        .then(|| storm::area(test_ram, &win));
     let mut t = T {
         conv,
         boot,
@@ -150,6 +154,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
         evidence: None,
     };
     let verdict = match name {
+        "stress.storm" => t.storm(storm_area.unwrap_or_else(|| Err(String::new()))),
         "conv.reset_private" => t.reset_private(),
         "conv.share_verify" => t.share_verify(),
         "conv.unshare_private" => t.unshare_private(),
