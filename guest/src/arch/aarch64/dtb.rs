@@ -1,6 +1,6 @@
 //! Everything the platform tells us, from the flattened device tree the
-//! loader passed in x0: RAM, reserved memory, the command line, the PSCI
-//! conduit and the console UART. The conduit and console are looked up on
+//! loader passed in x0: RAM, reserved memory, the command line, the CPUs,
+//! the PSCI conduit and the console UART. The conduit and console are looked up on
 //! their own so a run can still print and power off when the rest is bad.
 //!
 //! Runs with the MMU off. The target has `+strict-align`, so neither this code
@@ -8,6 +8,7 @@
 //! The blob stays reserved, so `&'static` strings may point into it.
 
 use super::uart::{Kind, Uart};
+use crate::boot::CpuList;
 use convtest_proto::hv::Conduit;
 use convtest_proto::range::{MemRange, RangeError, RangeList};
 use core::fmt;
@@ -123,6 +124,47 @@ pub fn conduit(fdt: &Fdt<'static>) -> Conduit {
         .or_else(|| fdt.find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]));
     psci.and_then(|p| prop_str(p, "method"))
         .map_or(Conduit::None, Conduit::from_psci_method)
+}
+
+/// The affinity fields of MPIDR_EL1 (Aff3 in 39:32, Aff2..Aff0 in 23:0):
+/// what a /cpus/cpu node's `reg` holds and PSCI CPU_ON takes.
+pub const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
+
+/// The enabled `device_type = "cpu"` children of /cpus, as their `reg`
+/// (MPIDR affinity; /cpus `#address-cells` 1 or 2): the one matching
+/// `mpidr` (this CPU's MPIDR_EL1) first, the rest in tree order. If none
+/// matches (a DTB that omits the boot CPU) all are in tree order and entry
+/// 0, taken for the boot CPU, is never started. Empty when /cpus is missing
+/// or its `#address-cells` is neither 1 nor 2; a cpu node without a
+/// readable `reg` is left out.
+pub fn cpus(fdt: &Fdt<'static>, mpidr: u64) -> CpuList {
+    let mut list = CpuList::EMPTY;
+    let Some(parent) = fdt.find_node("/cpus") else {
+        return list;
+    };
+    // The devicetree spec's default #address-cells is 2; /cpus must name it.
+    let cells = prop_u32(parent, "#address-cells").unwrap_or(2) as usize;
+    if !matches!(cells, 1 | 2) {
+        return list;
+    }
+    let boot = mpidr & MPIDR_AFFINITY;
+    let ids = || {
+        parent
+            .children()
+            .filter(|n| prop_str(*n, "device_type") == Some("cpu"))
+            .filter(enabled)
+            .filter_map(move |n| {
+                let reg = n.property("reg")?.value.get(..cells * 4)?;
+                Some(reg.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)))
+            })
+    };
+    if ids().any(|id| id & MPIDR_AFFINITY == boot) {
+        list.push(boot);
+    }
+    for id in ids().filter(|id| id & MPIDR_AFFINITY != boot) {
+        list.push(id);
+    }
+    list
 }
 
 /// Adds `r` (rounded out to whole pages) to `list`, absorbing every range it

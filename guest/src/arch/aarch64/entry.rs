@@ -37,7 +37,9 @@ _head:
 "#
 );
 
-// EL2 set-up before dropping to EL1:
+// EL2 set-up before dropping to EL1, shared with the secondary CPUs' entry
+// (secondary.rs): each CPU has its own EL2 registers, so each one that starts
+// at EL2 runs this itself.
 //   CPTR_EL2   = 0x22ff  RES1 bits only: no FP/SIMD, SVE or SME traps
 //   HCR_EL2    = RW (bit 31): EL1 is AArch64; HCD (bit 29): nobody stays at
 //                EL2 to answer, so `hvc` must be UNDEFINED at EL1, not vanish
@@ -46,21 +48,12 @@ _head:
 //   CNTVOFF_EL2 = 0      virtual count = physical count
 //   SPSR_EL2   = 0x3c5   EL1h with D, A, I, F masked
 // SCTLR_EL1 = 0x30d00800 is its RES1 bits: MMU and caches off until mmu.rs.
-global_asm!(
-    r#"
-    .section .text.boot, "ax"
-    .global convtest_entry
-convtest_entry:
-    mov     x19, x0
-    mov     x20, #0
-    msr     daifset, #0xf
-    mrs     x9, CurrentEL
-    lsr     x9, x9, #2
-    cmp     x9, #3
-    b.eq    4f
-    cmp     x9, #2
-    b.ne    1f
-
+//
+// Asm text for `concat!`: clobbers x9, ends in `eret` to the local label `1`
+// after it (`1f`), which the including code must define right after.
+macro_rules! el2_to_el1 {
+    () => {
+        r#"
     mov     x9, #0x22ff
     msr     cptr_el2, x9
     mov     x9, #0xa0000000
@@ -76,10 +69,32 @@ convtest_entry:
     msr     spsr_el2, x9
     adr     x9, 1f
     msr     elr_el2, x9
-    mov     x20, #1
     isb
     eret
+"#
+    };
+}
+pub(super) use el2_to_el1;
 
+global_asm!(
+    concat!(
+        r#"
+    .section .text.boot, "ax"
+    .global convtest_entry
+convtest_entry:
+    mov     x19, x0
+    mov     x20, #0
+    msr     daifset, #0xf
+    mrs     x9, CurrentEL
+    lsr     x9, x9, #2
+    cmp     x9, #3
+    b.eq    4f
+    cmp     x9, #2
+    b.ne    1f
+    mov     x20, #1
+"#,
+        el2_to_el1!(),
+        r#"
 1:
     mov     x9, #(3 << 20)
     msr     cpacr_el1, x9
@@ -113,7 +128,8 @@ convtest_entry:
 4:
     wfe
     b       4b
-"#,
+"#
+    ),
     relocate = sym super::reloc::relocate,
     main = sym super::boot_main,
 );

@@ -3,6 +3,8 @@
 //!
 //! Boot order: entry.rs (EL drop, FP/SIMD, bss, stack) → reloc.rs →
 //! `boot_main`: vectors, DTB, identity map + caches, console, `kmain`.
+//! Secondary CPUs (PSCI CPU_ON, smp.rs): secondary.rs (EL drop, the boot
+//! CPU's MMU/vector/FP state, own stack) → `crate::smp::secondary_main`.
 
 mod cache;
 mod dtb;
@@ -13,6 +15,7 @@ mod mmu;
 mod probe;
 mod psci;
 mod reloc;
+mod secondary;
 mod smccc;
 mod smp;
 mod timer;
@@ -21,6 +24,7 @@ mod uart;
 
 use crate::boot::BootInfo;
 use crate::report;
+use aarch64_cpu::registers::{MPIDR_EL1, Readable};
 use convtest_proto::range::MemRange;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -102,6 +106,7 @@ unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relocs: u64) ->
     smccc::set_conduit(dtb::conduit(&fdt));
     let console = dtb::console(&fdt);
     let platform = dtb::parse(&fdt, dtb_addr);
+    let cpus = dtb::cpus(&fdt, MPIDR_EL1.get());
     // Without a RAM map there is nothing to map Normal: stay MMU-off (Device
     // accesses still reach the UART) just long enough to say why.
     let blob = MemRange::from_len(dtb_addr, fdt.total_size() as u64);
@@ -146,7 +151,7 @@ unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relocs: u64) ->
         cmdline: p.cmdline,
         phys_offset: 0,
         console: uart::name(),
-        cpus: crate::boot::CpuList::EMPTY,
+        cpus,
     };
     crate::kmain::kmain(BOOT.call_once(|| info))
 }

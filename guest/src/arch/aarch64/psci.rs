@@ -1,13 +1,28 @@
-//! PSCI power control over the SMCCC conduit. Neither call carries a status:
-//! QEMU exits 0 after SYSTEM_OFF, so the verdict comes from the KTAP stream.
+//! PSCI power control over the SMCCC conduit. Neither SYSTEM_OFF nor
+//! SYSTEM_RESET carries a status: QEMU exits 0 after SYSTEM_OFF, so the
+//! verdict comes from the KTAP stream. CPU_ON starts secondary CPUs (smp.rs).
 
 use super::smccc;
-use convtest_proto::hv::Conduit;
+use convtest_proto::hv::{Conduit, SmcccAnswer};
 use convtest_proto::range::MemRange;
 use core::arch::asm;
 
 const SYSTEM_OFF: u32 = 0x8400_0008;
 const SYSTEM_RESET: u32 = 0x8400_0009;
+/// SMC64 CPU_ON: x1 = target MPIDR affinity, x2 = entry point (physical),
+/// x3 = context id (the entry point's x0).
+const CPU_ON: u32 = 0xC400_0003;
+
+/// PSCI CPU_ON; the answer is the signed 32-bit PSCI status (0 = started,
+/// -2 INVALID_PARAMETERS, -4 ALREADY_ON, -5 ON_PENDING, …). `None` when the
+/// DTB names no conduit.
+pub fn cpu_on(target: u64, entry: u64, context: u64) -> Option<SmcccAnswer<i64>> {
+    Some(match smccc::call(CPU_ON, target, entry, context)? {
+        SmcccAnswer::Undefined => SmcccAnswer::Undefined,
+        // The status is an int32 in w0; the upper half is not specified.
+        SmcccAnswer::Value([x0, ..]) => SmcccAnswer::Value(i64::from(x0 as u32 as i32)),
+    })
+}
 
 /// Asks firmware to power off; returns only if it refused or no conduit exists.
 pub fn system_off() {
