@@ -107,13 +107,14 @@ impl T<'_> {
             let i = storm.index();
             let op = storm.next(&model);
             if let Err(why) = self.storm_op(op, i, &mut model, refusal, &mut n) {
-                failed = Some((i, op, why));
+                failed = Some((i, format!("{op}"), why));
                 break;
             }
         }
         if failed.is_none() {
+            // Labelled with the last op run: a replay up to it ends here too.
             if let Err(why) = self.checkpoint(&mut model, last, &mut n) {
-                failed = Some((last, Op::Checkpoint, why));
+                failed = Some((last - 1, String::from("the final checkpoint after it"), why));
             }
         }
         let cycles = arch::cycles().wrapping_sub(t0);
