@@ -346,3 +346,43 @@ fn bench_suite_shape_under_tcg() {
         );
     }
 }
+
+/// SMP under QEMU TCG (`--vcpus 4` = `-smp 4`): every lane's boot-only
+/// suites on four CPUs, and smp.online (added by --vcpus) proving each CPU
+/// came up on its own stack and ran CPU 0's jobs; the header names them.
+#[test]
+fn qemu_smp_four_cpus_x86_and_arm64() {
+    let lanes: [(&[&str], &str, &str, &str); 4] = [
+        (&["--arch", "x86_64"], "x86_64", "pvh", "microvm"),
+        (
+            &["--arch", "x86_64", "--machine", "pc"],
+            "x86_64",
+            "pvh",
+            "pc",
+        ),
+        (&["--arch", "aarch64"], "aarch64", "image", "virt"),
+        (
+            &["--arch", "aarch64", "--machine", "virt-el2"],
+            "aarch64",
+            "image",
+            "virt-el2",
+        ),
+    ];
+    for (args, arch, boot, machine) in lanes {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--vcpus", "4", "--timeout", "90"]);
+        let run = assert_lane_passes(&all, arch, boot, machine);
+        let (j, ctx) = (&run.json, &run.context);
+        assert!(
+            tests_with(j, "pass").contains(&"smp.online".to_string()),
+            "{ctx}"
+        );
+        assert_eq!(j["guest"]["cpus"], 4, "{ctx}");
+        assert!(
+            j["qemu"]["command"]
+                .as_str()
+                .is_some_and(|c| c.contains("-smp 4")),
+            "{ctx}"
+        );
+    }
+}

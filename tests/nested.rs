@@ -365,6 +365,12 @@ fn mutants_kill_every_test_on_every_lane() {
             _ => 5,
         };
         assert!(tests.len() >= 4, "{name}: {tests:?}");
+        if section == "conv" {
+            assert!(
+                tests.iter().any(|t| t == "stress.storm"),
+                "the seeded storm is a column of every conv table: {tests:?}"
+            );
+        }
         assert_eq!(rows.len(), expected_rows, "{name} {section}\n{ctx}");
         assert_eq!(rows[0]["mutant"], "clean");
         assert_eq!(rows[0]["verdict"], "pass", "{name}\n{ctx}");

@@ -602,6 +602,7 @@ pub struct RunArgs {
 
     /// Seconds before a silent or looping guest is killed and the run fails;
     /// with --reboots, per boot (the run may take timeout × (reboots + 1)).
+    /// A selected stress.storm adds 1 s per 250 of its operations.
     #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 

@@ -154,8 +154,10 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         plan: plan.to_string(),
         planned_reboots: plan.reboots,
         vcpus: args.vcpus,
-        // --timeout is per boot.
-        timeout: Duration::from_secs(args.timeout.saturating_mul(u64::from(args.reboots) + 1)),
+        // --timeout is per boot, plus what a selected storm needs.
+        timeout: Duration::from_secs(
+            (args.timeout + storm_allowance(&plan)).saturating_mul(u64::from(args.reboots) + 1),
+        ),
         memory_mib: args.memory,
         json: args.json.clone(),
         junit: args.junit.clone(),
@@ -166,6 +168,21 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         vmm: args.vmm.clone(),
         l1,
     })
+}
+
+/// Slowest storm rate seen on a lane (pKVM under TCG, host checks included),
+/// in operations per second: a selected storm adds its length at this rate
+/// to the timeout, so a long storm is not mistaken for a hung guest.
+const STORM_OPS_PER_S_FLOOR: u64 = 250;
+
+fn storm_allowance(plan: &Plan<'_>) -> u64 {
+    if !catalog::selected(plan.tests, false).any(|t| t.name == "stress.storm") {
+        return 0;
+    }
+    let ops = plan
+        .storm_ops
+        .unwrap_or(u64::from(plan.iters) * convtest_proto::storm::OPS_PER_ITER);
+    plan.replay.map_or(ops, |r| r.min(ops)) / STORM_OPS_PER_S_FLOOR
 }
 
 /// What `--backend` resolved to.
@@ -510,6 +527,29 @@ mod tests {
         ] {
             assert!(matches!(resolve_line(line), Err(Error::Usage(_))), "{line}");
         }
+    }
+
+    #[test]
+    fn vcpus_and_replay() {
+        let c = resolve_line("convtest run --backend qemu --vcpus 4 --tests boot.*").expect("ok");
+        let p = Plan::parse(&c.plan).plan;
+        assert_eq!((p.cpus, p.tests, c.vcpus), (4, "boot.*,smp.online", 4));
+        let c =
+            resolve_line("convtest run --backend qemu --tests smp.*,boot.* --vcpus 2").expect("ok");
+        assert_eq!(
+            Plan::parse(&c.plan).plan.tests,
+            "smp.*,boot.*",
+            "already selected"
+        );
+        let e = resolve_line("convtest run --backend vmm --vcpus 2").expect_err("one vCPU");
+        assert!(e.to_string().contains("runs one vCPU"), "{e}");
+        let e = resolve_line("convtest run --backend qemu --replay 5").expect_err("no storm");
+        assert!(e.to_string().contains("stress.storm"), "{e}");
+        let c =
+            resolve_line("convtest run --backend nested --tests stress.storm --seed 9 --replay 5")
+                .expect("ok");
+        let p = Plan::parse(&c.plan).plan;
+        assert_eq!((p.seed, p.replay), (9, Some(5)));
     }
 
     #[test]

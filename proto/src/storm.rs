@@ -16,6 +16,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+/// Operations per `iters=` unit when the plan names no `storm_ops=`: the
+/// default iters=1000 gives 1e5.
+pub const OPS_PER_ITER: u64 = 100;
+
 const TWO_MIB: u64 = 2 << 20;
 const ONE_GIB: u64 = 1 << 30;
 /// Largest range a guest access (touch or verify) covers, in granules: the
@@ -428,7 +432,7 @@ pub fn touch_order(range: MemRange, granule: u64, pattern: Pattern) -> TouchOrde
         // and n are coprime (odd step for a power of two, else step 1).
         Pattern::Scattered(salt) => {
             let step = if granules.is_power_of_two() {
-                (salt | 1) % granules | 1
+                ((salt | 1) % granules) | 1
             } else {
                 1
             };

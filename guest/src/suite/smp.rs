@@ -45,8 +45,8 @@ pub fn online(ctx: &mut Ctx) -> Verdict {
             counter.fetch_add(1, Ordering::Relaxed);
         }
     });
-    for cpu in 0..n {
-        let got = values[cpu].load(Ordering::Relaxed);
+    for (cpu, v) in values.iter().enumerate() {
+        let got = v.load(Ordering::Relaxed);
         if got != work(cpu as u64) {
             return fail!(
                 "cpu {cpu} computed {got:#x}, expected {:#x}",

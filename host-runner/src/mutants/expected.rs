@@ -57,10 +57,19 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
     // reach the host; the bytes are not zeroed on the way back.
     (
         Mutant::Vmm(V::Leak),
-        &["reset_private", "unshare_private", "content", "flipflop", "stress.storm"],
+        &[
+            "reset_private",
+            "unshare_private",
+            "content",
+            "flipflop",
+            "stress.storm",
+        ],
     ),
     // No hole punched, no shared page dropped: stale bytes come back.
-    (Mutant::Vmm(V::WrongContent), &["content", "flipflop", "stress.storm"]),
+    (
+        Mutant::Vmm(V::WrongContent),
+        &["content", "flipflop", "stress.storm"],
+    ),
     (
         Mutant::Guest(G::SkipShare),
         &[
@@ -105,20 +114,43 @@ const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
     // Preserve was promised and nothing changes: content tests stay green.
     (
         Mutant::Vmm(V::Ignore),
-        &["reset_private", "share_verify", "unshare_private", "sizes", "stress.storm"],
+        &[
+            "reset_private",
+            "share_verify",
+            "unshare_private",
+            "sizes",
+            "stress.storm",
+        ],
     ),
     (Mutant::Vmm(V::Deny), ALL_BUT_REJECTS),
     (Mutant::Vmm(V::Partial), ALL_BUT_REJECTS),
     (Mutant::Vmm(V::Garbage), ALL_BUT_REJECTS),
-    (Mutant::Vmm(V::Leak), &["reset_private", "unshare_private", "stress.storm"]),
-    (Mutant::Vmm(V::WrongContent), &["content", "flipflop", "stress.storm"]),
+    (
+        Mutant::Vmm(V::Leak),
+        &["reset_private", "unshare_private", "stress.storm"],
+    ),
+    (
+        Mutant::Vmm(V::WrongContent),
+        &["content", "flipflop", "stress.storm"],
+    ),
     (
         Mutant::Guest(G::SkipShare),
-        &["reset_private", "share_verify", "unshare_private", "sizes", "stress.storm"],
+        &[
+            "reset_private",
+            "share_verify",
+            "unshare_private",
+            "sizes",
+            "stress.storm",
+        ],
     ),
     (
         Mutant::Guest(G::SkipUnshare),
-        &["reset_private", "unshare_private", "rejects", "stress.storm"],
+        &[
+            "reset_private",
+            "unshare_private",
+            "rejects",
+            "stress.storm",
+        ],
     ),
     (Mutant::Guest(G::SkipReset), &["reset_private"]),
     (

@@ -175,6 +175,8 @@ struct Guest<'a> {
     converter: Option<&'a str>,
     granule: Option<u64>,
     entry: Option<&'a str>,
+    /// CPUs the guest brought up and runs jobs on (header `cpus=`).
+    cpus: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -206,6 +208,7 @@ pub fn render(r: &RunRecord) -> String {
             converter: log.header_value("converter"),
             granule: log.header_value("granule").and_then(|g| g.parse().ok()),
             entry: log.header_value("entry"),
+            cpus: log.header_value("cpus").and_then(|c| c.parse().ok()),
         },
         tests: &log.tests,
         boots: boots(log),
@@ -281,7 +284,7 @@ mod tests {
         );
         assert_eq!(
             keys(&v["guest"]),
-            ["converter", "entry", "granule", "hypervisor"]
+            ["converter", "cpus", "entry", "granule", "hypervisor"]
         );
         assert_eq!(
             keys(&v["timing"]),

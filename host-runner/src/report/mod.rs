@@ -117,7 +117,7 @@ impl Conversions {
                     .unwrap_or("the guest found no converter")
                     .to_string(),
                 Some(t) => t.reason.clone(),
-                None => "the plan selected no test that converts memory".to_string(),
+                None => "no test that converts memory reported a result".to_string(),
             }
         });
         Conversions { exercised, why }

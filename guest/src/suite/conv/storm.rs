@@ -19,18 +19,18 @@ use alloc::string::String;
 use convtest_proto::hostcheck::{Request, pattern_word};
 use convtest_proto::prng::mix;
 use convtest_proto::range::{MemRange, RangeList};
-use convtest_proto::storm::{self, Fill, Model, Op, Outcome, Storm};
+use convtest_proto::storm::{self, Fill, Model, OPS_PER_ITER, Op, Outcome, Storm};
 use convtest_proto::tracker::{PageState, Target};
 
 /// Bytes the storm works in.
 const AREA: u64 = 8 << 20;
 const ONE_GIB: u64 = 1 << 30;
-/// Operations per `iters=` unit: the default iters=1000 gives 1e5.
-pub const OPS_PER_ITER: u64 = 100;
 /// Operations between checkpoints.
 const CHECKPOINT_EVERY: u64 = 1000;
 /// Private granules probed through the ABI at each checkpoint (pKVM).
 const PROBES: u64 = 4;
+/// Operations between progress lines.
+const PROGRESS_EVERY: u64 = 10_000;
 
 /// The storm's area: 8 MiB across a 1 GiB boundary when free RAM has one
 /// (the straddles then include 1 GiB ones), else 8 MiB above the conversion
@@ -105,6 +105,9 @@ impl T<'_> {
         let mut failed = None;
         while storm.index() < last {
             let i = storm.index();
+            if i > 0 && i.is_multiple_of(PROGRESS_EVERY) {
+                crate::tdiag!("storm: {i} of {last} ops, no disagreement so far");
+            }
             let op = storm.next(&model);
             if let Err(why) = self.storm_op(op, i, &mut model, refusal, &mut n) {
                 failed = Some((i, format!("{op}"), why));
