@@ -63,6 +63,9 @@ fn boot_info(
     }
     let kernel = MemRange::from_len(info.kernel_addr, info.kernel_len).align_outward(4096);
     reserved.insert_merged(kernel)?;
+    // The SIPI trampoline page: free low RAM (the bootloader allocates
+    // nothing below 1 MiB), reserved from here on.
+    super::smp::reserve_trampoline(&ram, &mut reserved)?;
     let uefi = regions
         .iter()
         .any(|r| matches!(r.kind, MemoryRegionKind::UnknownUefi(_)));

@@ -1,10 +1,12 @@
 //! x86_64: PVH direct boot or `bootloader_api` entry, COM1 console, IDT with
-//! an IST stack for #DF, TSC counter, isa-debug-exit power-off.
+//! an IST stack for #DF, TSC counter, isa-debug-exit power-off, secondary
+//! CPUs through INIT-SIPI-SIPI (x2APIC) and a real-mode trampoline.
 //!
 //! Both entries call [`init_cpu`] (console, GDT/TSS, IDT) first, before they
 //! parse what the loader handed over, so a malformed boot structure already
 //! reaches the crash path.
 
+mod apic;
 mod armed;
 mod cache;
 mod cpu;
@@ -17,6 +19,7 @@ mod power;
 mod probe;
 mod serial;
 mod smp;
+mod trampoline;
 mod trap;
 
 #[cfg(feature = "bootloader")]

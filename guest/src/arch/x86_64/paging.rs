@@ -11,6 +11,10 @@ pub fn set_phys_offset(offset: u64) {
     PHYS_OFFSET.store(offset, Ordering::Relaxed);
 }
 
+pub fn phys_offset() -> u64 {
+    PHYS_OFFSET.load(Ordering::Relaxed)
+}
+
 /// Bytes one PML4 entry spans.
 const PML4_SPAN: u64 = 1 << 39;
 

@@ -169,7 +169,6 @@ pub fn boot_info(start_info: u64, kernel: MemRange, limit: u64) -> Result<BootIn
     let (cmdline, cmdline_bytes) = read_cmdline(si.cmdline_paddr)?;
 
     let mut reserved = RangeList::new();
-    reserved.insert_merged(LOW_MEMORY)?;
     reserved.insert_merged(pages(kernel.start, kernel.len()))?;
     reserved.insert_merged(pages(start_info, size_of::<StartInfo>() as u64))?;
     reserved.insert_merged(pages(
@@ -192,6 +191,12 @@ pub fn boot_info(start_info: u64, kernel: MemRange, limit: u64) -> Result<BootIn
             reserved.insert_merged(pages(m.paddr, m.size))?;
         }
     }
+    // The SIPI trampoline page comes from low RAM no loader structure above
+    // uses (the firmware's own areas are not e820 RAM, and nothing calls it
+    // after the handover); the blanket low-memory reservation then keeps it,
+    // like the rest of low memory, away from the heap and the tests.
+    super::smp::reserve_trampoline(&ram, &mut reserved)?;
+    reserved.insert_merged(LOW_MEMORY)?;
 
     Ok(BootInfo {
         entry: "pvh",
