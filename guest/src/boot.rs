@@ -44,6 +44,13 @@ impl CpuList {
         dropped: 0,
     };
 
+    #[cfg_attr(
+        target_arch = "x86_64",
+        allow(
+            dead_code,
+            reason = "x86 boot paths describe no CPUs (no ACPI parsing)"
+        )
+    )]
     pub fn push(&mut self, id: u64) {
         match self.ids.get_mut(self.len) {
             Some(slot) => {

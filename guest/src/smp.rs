@@ -24,6 +24,10 @@ pub const STACK_BYTES: usize = 64 << 10;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartError {
     /// The platform call refused: which call and its raw answer.
+    #[cfg_attr(
+        target_arch = "x86_64",
+        allow(dead_code, reason = "INIT-SIPI-SIPI has no answer to refuse with")
+    )]
     Refused { call: &'static str, code: i64 },
     /// The arch layer cannot start CPUs at all on this boot path.
     Unsupported(&'static str),

@@ -349,6 +349,11 @@ pub struct VmmArgs {
     #[arg(long, value_name = "MiB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=3072))]
     pub memory: u32,
 
+    /// vCPUs, one thread each; the guest starts the secondaries itself
+    /// (x86 INIT-SIPI-SIPI, arm64 PSCI CPU_ON, both answered by KVM).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub vcpus: u32,
+
     #[command(flatten)]
     pub vmm: VmmOptions,
 }
@@ -587,7 +592,7 @@ pub struct RunArgs {
 
     /// CPUs the guest gets (QEMU `-smp N`); the guest brings up every one and
     /// `smp.online` fails if one does not check in. The own VMMs (--backend
-    /// vmm, nested) run one vCPU so far and refuse N > 1.
+    /// vmm, nested) run one thread per vCPU; nested gives the L1 as many.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub vcpus: u32,
 

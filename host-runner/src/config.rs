@@ -322,14 +322,6 @@ fn check_backend(
             "--content, --vmm-memory, --vm-type, --vmm-fault and --reset-policy configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
         ));
     }
-    if own_vmm && args.vcpus > 1 {
-        return Err(Error::Usage(format!(
-            "--vcpus {}: convtest's own VMM (--backend {}) runs one vCPU so far; \
-             use --backend qemu for an SMP guest",
-            args.vcpus,
-            backend.as_str()
-        )));
-    }
     if args.replay.is_some()
         && !catalog::selected(&args.tests, false).any(|t| t.name.starts_with("stress.storm"))
     {
@@ -541,8 +533,6 @@ mod tests {
             "smp.*,boot.*",
             "already selected"
         );
-        let e = resolve_line("convtest run --backend vmm --vcpus 2").expect_err("one vCPU");
-        assert!(e.to_string().contains("runs one vCPU"), "{e}");
         let e = resolve_line("convtest run --backend qemu --replay 5").expect_err("no storm");
         assert!(e.to_string().contains("stress.storm"), "{e}");
         let c =

@@ -18,6 +18,7 @@ pub fn vmm_args(
     kernel: &Path,
     cmdline: &str,
     memory_mib: u32,
+    vcpus: u32,
     opts: &VmmOptions,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec![
@@ -30,6 +31,8 @@ pub fn vmm_args(
         cmdline.into(),
         "--memory".into(),
         memory_mib.to_string().into(),
+        "--vcpus".into(),
+        vcpus.to_string().into(),
     ];
     if let Some(c) = opts.content {
         a.extend(["--content".into(), c.as_str().into()]);
@@ -73,6 +76,7 @@ impl Backend for OwnVmm {
             spec.payload,
             spec.cmdline,
             spec.memory_mib,
+            spec.vcpus,
             spec.vmm,
         );
         let command = shell_line(exe.clone().into_os_string(), args.iter().cloned());

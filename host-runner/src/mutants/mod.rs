@@ -197,6 +197,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
                     Path::new(crate::l1init::PAYLOAD),
                     plan,
                     MEMORY_MIB,
+                    1,
                     &opts,
                 ),
                 limit: Duration::from_secs(args.timeout),

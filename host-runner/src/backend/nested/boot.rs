@@ -58,7 +58,13 @@ pub fn boot(
         );
     }
     let binary = qemu::binary(spec.arch);
-    let args = l1_qemu::args(spec.arch, &l1.kernel.kernel, &initrd, spec.memory_mib);
+    let args = l1_qemu::args(
+        spec.arch,
+        &l1.kernel.kernel,
+        &initrd,
+        spec.memory_mib,
+        spec.vcpus,
+    );
     let command = shell_line(binary.into(), args.clone());
     let mut cmd = Command::new(binary);
     cmd.args(&args);

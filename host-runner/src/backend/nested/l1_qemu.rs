@@ -12,7 +12,11 @@ use std::path::Path;
 pub fn l1_memory_mib(guest_mib: u32) -> u32 {
     2048.max(guest_mib.saturating_add(1536))
 }
-pub const L1_CPUS: &str = "2";
+/// L1 vCPUs: two, or as many as the inner guest has (its vCPU threads
+/// then each get one of the L1's).
+pub fn l1_cpus(guest_vcpus: u32) -> u32 {
+    guest_vcpus.max(2)
+}
 
 /// The L1 kernel command line: quiet so the console carries little but the
 /// guest's KTAP; panic=-1 with -no-reboot turns any L1 panic into an exit.
@@ -24,8 +28,15 @@ pub fn kernel_cmdline(arch: Arch) -> &'static str {
     }
 }
 
-pub fn args(arch: Arch, kernel: &Path, initrd: &Path, guest_mib: u32) -> Vec<OsString> {
+pub fn args(
+    arch: Arch,
+    kernel: &Path,
+    initrd: &Path,
+    guest_mib: u32,
+    guest_vcpus: u32,
+) -> Vec<OsString> {
     let memory = format!("{}M", l1_memory_mib(guest_mib));
+    let cpus = l1_cpus(guest_vcpus).to_string();
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     if arch == Arch::Aarch64 {
@@ -37,7 +48,7 @@ pub fn args(arch: Arch, kernel: &Path, initrd: &Path, guest_mib: u32) -> Vec<OsS
         "-cpu",
         "max",
         "-smp",
-        L1_CPUS,
+        &cpus,
         "-m",
         &memory,
         "-no-reboot",
@@ -73,6 +84,7 @@ mod tests {
                     Path::new("/c/vmlinuz"),
                     Path::new("/t/initramfs"),
                     256,
+                    1,
                 ),
             )
         };
@@ -82,6 +94,7 @@ mod tests {
              -display none -serial stdio -kernel /c/vmlinuz -initrd /t/initramfs \
              -append 'console=ttyS0 quiet loglevel=1 panic=-1'"
         );
+        assert_eq!(l1_cpus(4), 4, "an inner vCPU per L1 vCPU");
         let arm = line(Arch::Aarch64);
         assert!(arm.starts_with("qemu -M virt,virtualization=on,gic-version=3 -accel tcg"));
         assert!(arm.ends_with(

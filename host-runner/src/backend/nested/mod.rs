@@ -101,6 +101,7 @@ impl Backend for Nested {
                 Path::new(l1init::PAYLOAD),
                 spec.cmdline,
                 spec.memory_mib,
+                spec.vcpus,
                 spec.vmm,
             ),
             limit: spec.timeout,

@@ -246,6 +246,12 @@ fn choose_content(asked: Option<ContentArg>) -> Result<ContentArg, VmmError> {
 }
 
 pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
+    if args.vcpus > 1 {
+        return Err(VmmError::Config(format!(
+            "--vcpus {}: this VMM runs one vCPU so far",
+            args.vcpus
+        )));
+    }
     let policy = args.vmm.reset_policy.policy();
     if policy == ResetPolicy::Private {
         return Err(private_refused());

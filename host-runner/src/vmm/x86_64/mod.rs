@@ -238,6 +238,12 @@ impl<'a> Setup<'a> {
 }
 
 pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
+    if args.vcpus > 1 {
+        return Err(VmmError::Config(format!(
+            "--vcpus {}: this VMM runs one vCPU so far",
+            args.vcpus
+        )));
+    }
     let setup = Setup::new(args)?;
     let (machine, facts) = setup.build(0)?;
     let mut out = std::io::stdout().lock();
