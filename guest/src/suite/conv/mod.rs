@@ -20,6 +20,7 @@ mod expect;
 mod reboot;
 mod reset;
 mod storm;
+mod storm_cpu;
 mod visibility;
 
 pub(super) use reboot::run as run_reboot;
@@ -145,7 +146,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
     };
     let storm_area = name
         .starts_with("stress.")
-        .then(|| storm::area(test_ram, &win));
+        .then(|| storm::area(test_ram, &win, storm::area_bytes(crate::smp::cpus())));
     let mut t = T {
         conv,
         boot,
