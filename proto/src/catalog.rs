@@ -208,6 +208,14 @@ pub const TESTS: &[TestDef] = &[
             "a seeded storm of iters×100 operations (share, unshare, guest writes in sequential/strided/scattered order, guest and host verifies, host probes of private granules) over random ranges incl. 2 MiB-aligned and 2 MiB / 1 GiB straddles; a model predicts every answer and is checked against the tracker, the ABI and the host every 1000 ops; replay= stops after an op",
         )
     },
+    TestDef {
+        needs_host: true,
+        explicit: true,
+        ..t(
+            "stress.race",
+            "cpu 0 converts 16 granules while every other CPU reads and writes them; at each quiet point a racing CPU writes every granule and the host must find its canary nowhere, be refused the private ones and read its pattern in the shared ones (iters/10 rounds; SKIP with one CPU)",
+        )
+    },
     reboot(
         "reboot.leave_dirty",
         "before a planned reset: share the seeded dirty ranges (granules, 2 MiB-aligned, straddling), write canaries in them and in private pages, check the host sees the shared ones, record the boot and reset without cleaning up",

@@ -215,7 +215,7 @@ impl T<'_> {
     }
 
     /// Every granule of `area` private, run by run from the tracker.
-    fn storm_cleanup(&mut self, area: MemRange) -> Result<(), String> {
+    pub(super) fn storm_cleanup(&mut self, area: MemRange) -> Result<(), String> {
         if self.conv.resolve(area) != 0 {
             return Err(format!(
                 "{area}: unknown state the hypervisor refused to resolve"
