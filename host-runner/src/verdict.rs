@@ -321,19 +321,24 @@ fn selection_mismatch(tests: &[TestResult], plan: &Plan<'_>, boot: u32) -> Optio
 }
 
 /// A guest that found a converter may skip a conversion test only when the
-/// plan itself turned the test's feature off (host=off, bench=off).
+/// plan itself turned the test's feature off (host=off, bench=off, fewer
+/// CPUs than it needs).
 fn unexcused_conv_skip(log: &Log, plan: &Plan<'_>) -> Option<String> {
     let converter = log.header_value("converter").filter(|c| *c != "none")?;
     let unexcused: Vec<String> = log
         .tests
         .iter()
         .filter(|t| {
-            (t.name.starts_with("conv.") || t.name.starts_with("reset."))
+            (t.name.starts_with("conv.")
+                || t.name.starts_with("reset.")
+                || t.name.starts_with("stress."))
                 && t.result == Outcome::Skip
         })
         .filter(|t| {
             catalog::find(&t.name).is_none_or(|def| {
-                !((def.needs_host && !plan.host) || (def.needs_bench && !plan.bench))
+                !((def.needs_host && !plan.host)
+                    || (def.needs_bench && !plan.bench)
+                    || plan.cpus < def.min_cpus)
             })
         })
         .map(|t| format!("{} ({})", t.name, t.reason))
@@ -341,7 +346,7 @@ fn unexcused_conv_skip(log: &Log, plan: &Plan<'_>) -> Option<String> {
     (!unexcused.is_empty()).then(|| {
         format!(
             "the guest found the {converter} converter but skipped {}: a conversion test may \
-             only skip when the plan turned its feature off (host=off, bench=off)",
+             only skip when the plan turned its feature off (host=off, bench=off, cpus=)",
             unexcused.join(", ")
         )
     })

@@ -19,6 +19,8 @@ pub struct TestDef {
     /// Part of a reboot series (`reboots=N` > 0) rather than of the globs:
     /// which boots run it.
     pub reboot: Option<Boots>,
+    /// CPUs it needs (`cpus=`): SKIPs with fewer.
+    pub min_cpus: u32,
 }
 
 /// The boots of a series a reboot test runs in.
@@ -39,6 +41,7 @@ const fn t(name: &'static str, about: &'static str) -> TestDef {
         needs_bench: false,
         explicit: false,
         reboot: None,
+        min_cpus: 1,
     }
 }
 
@@ -211,6 +214,7 @@ pub const TESTS: &[TestDef] = &[
     TestDef {
         needs_host: true,
         explicit: true,
+        min_cpus: 2,
         ..t(
             "stress.race",
             "cpu 0 converts 16 granules while every other CPU reads and writes them; at each quiet point a racing CPU writes every granule and the host must find its canary nowhere, be refused the private ones and read its pattern in the shared ones (iters/10 rounds; SKIP with one CPU)",
