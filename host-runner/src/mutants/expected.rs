@@ -280,6 +280,34 @@ const REBOOT_PKVM: &[(Mutant, Red)] = &[
     ),
 ];
 
+// ---- the smp section: two vCPUs, stress.race and stress.storm. What they
+// check: the race, that a racing CPU's canary in a granule just made
+// private reaches no host-visible page (scan, noread; pKVM's MEM_UNSHARE
+// probe) and its pattern in a granule just made shared is what the host
+// reads; the storm, every answer and read-back against its model.
+
+const BOTH: Red = &["stress.race", "stress.storm"];
+
+const SMP_X86: &[(Mutant, Red)] = &[
+    // Shares answered but not made: the host reads no pattern.
+    (Mutant::Vmm(V::Ignore), BOTH),
+    // Unshares answered, pages left shared: the canary is host-visible.
+    (Mutant::Vmm(V::Leak), BOTH),
+    (Mutant::Guest(G::SkipShare), BOTH),
+    (Mutant::Guest(G::SkipUnshare), BOTH),
+    // The race plans from a tracker that never changes: every round shares
+    // again what is shared, then calls it private and the host finds the
+    // canary.
+    (Mutant::Guest(G::ForgetTracker), BOTH),
+];
+
+const SMP_PKVM: &[(Mutant, Red)] = &[
+    (Mutant::Guest(G::SkipShare), BOTH),
+    (Mutant::Guest(G::SkipUnshare), BOTH),
+    // The second share of a granule pKVM shared answers -3.
+    (Mutant::Guest(G::ForgetTracker), BOTH),
+];
+
 /// The tests `mutant` must turn red on `platform` in `section`, `None`
 /// when the table has no row (a mutant that does not apply there).
 pub fn red(platform: Platform, section: Section, mutant: Mutant) -> Option<Red> {
@@ -295,6 +323,8 @@ pub fn red(platform: Platform, section: Section, mutant: Mutant) -> Option<Red> 
         (Section::Reboot, Platform::X86SwProtected) => REBOOT_SW_PROTECTED,
         (Section::Reboot, Platform::X86EmulatedPrivate) => REBOOT_EMULATED_PRIVATE,
         (Section::Reboot, Platform::Arm64Pkvm) => REBOOT_PKVM,
+        (Section::Smp, Platform::Arm64Pkvm) => SMP_PKVM,
+        (Section::Smp, _) => SMP_X86,
     };
     table.iter().find(|(m, _)| *m == mutant).map(|(_, r)| *r)
 }

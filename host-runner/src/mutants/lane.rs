@@ -56,21 +56,32 @@ pub const LANES: [Lane; 3] = [
     },
 ];
 
-/// A part of a lane's kill table: the conversion tests in single boots, or
-/// the reboot series' tests in runs of two boots.
+/// A part of a lane's kill table: the conversion tests in single boots, the
+/// reboot series' tests in runs of two boots, or the tests that need more
+/// than one CPU in runs of two vCPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
     Conv,
     Reboot,
+    Smp,
 }
 
 impl Section {
-    pub const ALL: [Section; 2] = [Section::Conv, Section::Reboot];
+    pub const ALL: [Section; 3] = [Section::Conv, Section::Reboot, Section::Smp];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Section::Conv => "conv",
             Section::Reboot => "reboot",
+            Section::Smp => "smp",
+        }
+    }
+
+    /// vCPUs of each run of the section.
+    pub fn vcpus(self) -> u32 {
+        match self {
+            Section::Smp => 2,
+            Section::Conv | Section::Reboot => 1,
         }
     }
 
@@ -83,6 +94,9 @@ impl Section {
             // Boot 1 of a two-boot series runs the reset tests, boot 0 leaves the state.
             Section::Reboot => convtest_proto::catalog::selected_in_boot("-", false, 1, 1)
                 .chain(convtest_proto::catalog::selected_in_boot("-", false, 0, 1))
+                .map(|t| t.name)
+                .collect(),
+            Section::Smp => convtest_proto::catalog::selected(super::SMP_TESTS, false)
                 .map(|t| t.name)
                 .collect(),
         }
@@ -99,6 +113,16 @@ impl Section {
                 Mutant::Guest(GuestFault::SkipShare),
                 Mutant::Covered(GuestFault::SkipReset),
             ],
+            // The conversion faults; the skipped reset is not one here (the
+            // storm's and the race's memory is a fresh VM's, private anyway).
+            Section::Smp => vec![
+                Mutant::Clean,
+                Mutant::Vmm(VmmFault::Ignore),
+                Mutant::Vmm(VmmFault::Leak),
+                Mutant::Guest(GuestFault::SkipShare),
+                Mutant::Guest(GuestFault::SkipUnshare),
+                Mutant::Guest(GuestFault::ForgetTracker),
+            ],
         };
         all.into_iter()
             .filter(|m| m.not_applicable(platform).is_none())
@@ -108,7 +132,7 @@ impl Section {
     /// Reboots in each run of the section.
     pub fn reboots(self) -> u32 {
         match self {
-            Section::Conv => 0,
+            Section::Conv | Section::Smp => 0,
             Section::Reboot => 1,
         }
     }

@@ -130,6 +130,8 @@ fn runs_of(lane: &Lane) -> Vec<(Section, Mutant)> {
 
 /// The conv section's tests: every conv.* and the seeded storm.
 pub const CONV_TESTS: &str = "conv.*,stress.storm";
+/// The smp section's: the race and the storm on two CPUs.
+pub const SMP_TESTS: &str = "stress.race,stress.storm";
 
 /// The plan a mutant's guest gets. The reboot section runs only the
 /// cheapest selected test besides the series' own.
@@ -138,10 +140,12 @@ fn plan_for(section: Section, mutant: Mutant, args: &MutantsArgs) -> String {
         tests: match section {
             Section::Conv => CONV_TESTS,
             Section::Reboot => "boot.plan",
+            Section::Smp => SMP_TESTS,
         },
         seed: args.seed.unwrap_or(DEFAULT_SEED),
         iters: args.iters,
-        storm_ops: (section == Section::Conv).then_some(args.storm_ops),
+        storm_ops: (section != Section::Reboot).then_some(args.storm_ops),
+        cpus: section.vcpus(),
         host: true,
         reboots: section.reboots(),
         guest_fault: match mutant {
@@ -197,7 +201,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
                     Path::new(crate::l1init::PAYLOAD),
                     plan,
                     MEMORY_MIB,
-                    1,
+                    section.vcpus(),
                     &opts,
                 ),
                 limit: Duration::from_secs(args.timeout),

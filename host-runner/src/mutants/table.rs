@@ -153,7 +153,7 @@ impl LaneTable {
     pub fn new(lane: &Lane, section: Section, tests: &[&str], rows: Vec<Row>) -> LaneTable {
         let all = match section {
             Section::Conv => Mutant::all(),
-            Section::Reboot => Vec::new(),
+            Section::Reboot | Section::Smp => Vec::new(),
         };
         let not_applicable = all
             .into_iter()
