@@ -1,7 +1,18 @@
 //! The device tree the guest boots with (generated with vm-fdt): RAM, one
-//! CPU, PSCI over HVC, the architected timer, a 16550 on MMIO and /chosen
-//! with the plan. No interrupt controller: the convtest guest polls its UART
-//! and counter, so there is no vGIC to describe (and no interrupt lines).
+//! cpu node per vCPU, PSCI over HVC, the architected timer, a 16550 on MMIO
+//! and /chosen with the plan. No interrupt controller: the convtest guest
+//! polls its UART and counter and its CPUs meet in memory (no IPIs), so the
+//! VMM creates no vGIC and there is none to describe (and no interrupt
+//! lines). KVM needs none for more than one vCPU either: without an
+//! in-kernel irqchip it keeps user-irqchip semantics (arm.c
+//! `kvm_arch_vcpu_precreate` only refuses new vCPUs once a vGIC is
+//! initialised), and PSCI CPU_ON wakes its target without one.
+//!
+//! /cpus follows the arm cpus binding (Documentation/devicetree/bindings/
+//! arm/cpus.yaml): `reg` is MPIDR_EL1's affinity fields (Aff2..Aff0 in one
+//! cell; Aff3 in the first of two cells only when some CPU has it), every
+//! other bit 0 (so not MPIDR's RES1 bit 31), and `enable-method = "psci"`
+//! for all of them, the boot CPU included.
 
 use super::super::VmmError;
 use convtest_proto::range::MemRange;
@@ -17,6 +28,17 @@ pub struct Layout<'a> {
     pub ram: MemRange,
     pub uart: MemRange,
     pub bootargs: &'a str,
+    /// MPIDR_EL1 of each vCPU, vCPU 0 (the boot CPU) first.
+    pub mpidrs: &'a [u64],
+}
+
+/// MPIDR_EL1's affinity fields, Aff3 (39:32) and Aff2..Aff0 (23:0): what a
+/// cpu node's `reg` holds.
+pub const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
+
+/// The cpu node `reg` of a CPU with this MPIDR_EL1.
+pub fn cpu_reg(mpidr: u64) -> u64 {
+    mpidr & MPIDR_AFFINITY
 }
 
 fn fdt_err(e: vm_fdt::Error) -> VmmError {
@@ -43,18 +65,32 @@ pub fn build(l: &Layout<'_>) -> Result<Vec<u8>, VmmError> {
         .and_then(|()| w.end_node(mem))
         .map_err(fdt_err)?;
 
+    if l.mpidrs.is_empty() {
+        return Err(VmmError::Config("a device tree without CPUs".into()));
+    }
+    let regs: Vec<u64> = l.mpidrs.iter().map(|&m| cpu_reg(m)).collect();
+    let two_cells = regs.iter().any(|&r| r > u64::from(u32::MAX));
     let cpus = w.begin_node("cpus").map_err(fdt_err)?;
-    w.property_u32("#address-cells", 1)
+    w.property_u32("#address-cells", if two_cells { 2 } else { 1 })
         .and_then(|()| w.property_u32("#size-cells", 0))
         .map_err(fdt_err)?;
-    let cpu = w.begin_node("cpu@0").map_err(fdt_err)?;
-    w.property_string("device_type", "cpu")
-        .and_then(|()| w.property_string("compatible", "arm,arm-v8"))
-        .and_then(|()| w.property_u32("reg", 0))
-        .and_then(|()| w.property_string("enable-method", "psci"))
-        .and_then(|()| w.end_node(cpu))
-        .and_then(|()| w.end_node(cpus))
-        .map_err(fdt_err)?;
+    for &r in &regs {
+        let cpu = w.begin_node(&format!("cpu@{r:x}")).map_err(fdt_err)?;
+        w.property_string("device_type", "cpu")
+            .and_then(|()| w.property_string("compatible", "arm,arm-v8"))
+            .and_then(|()| {
+                if two_cells {
+                    w.property_u64("reg", r)
+                } else {
+                    // Fits: no CPU has Aff3.
+                    w.property_u32("reg", r as u32)
+                }
+            })
+            .and_then(|()| w.property_string("enable-method", "psci"))
+            .and_then(|()| w.end_node(cpu))
+            .map_err(fdt_err)?;
+    }
+    w.end_node(cpus).map_err(fdt_err)?;
 
     // KVM's PSCI (vCPU feature PSCI_0_2) reports version 1.x.
     let psci = w.begin_node("psci").map_err(fdt_err)?;
@@ -110,6 +146,7 @@ mod tests {
             ram: MemRange::new(0x8000_0000, 0x9000_0000),
             uart: MemRange::new(0x900_0000, 0x900_1000),
             bootargs: "tests=all content=preserve",
+            mpidrs: &[0x8000_0000],
         })
         .unwrap();
         assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
@@ -123,5 +160,112 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want}");
         }
+    }
+
+    /// Every property of a flattened tree as (node path, name, value): a
+    /// walk of the structure block (devicetree spec 5.4), enough to read
+    /// back what `build` wrote.
+    fn props(blob: &[u8]) -> Vec<(String, String, Vec<u8>)> {
+        let be32 = |at: usize| u32::from_be_bytes(blob[at..at + 4].try_into().unwrap()) as usize;
+        let (structs, strings) = (be32(8), be32(12));
+        let name_at = |off: usize| {
+            let s = &blob[strings + off..];
+            String::from_utf8(s[..s.iter().position(|&b| b == 0).unwrap()].to_vec()).unwrap()
+        };
+        let mut path: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        let mut at = structs;
+        loop {
+            let token = be32(at);
+            at += 4;
+            match token {
+                1 => {
+                    let len = blob[at..].iter().position(|&b| b == 0).unwrap();
+                    path.push(String::from_utf8(blob[at..at + len].to_vec()).unwrap());
+                    at = (at + len + 1).next_multiple_of(4);
+                }
+                2 => {
+                    path.pop();
+                }
+                3 => {
+                    let (len, name) = (be32(at), be32(at + 4));
+                    at += 8;
+                    out.push((path.join("/"), name_at(name), blob[at..at + len].to_vec()));
+                    at = (at + len).next_multiple_of(4);
+                }
+                4 => {}
+                9 => return out,
+                t => panic!("token {t:#x} at {at:#x}"),
+            }
+        }
+    }
+
+    fn prop<'a>(all: &'a [(String, String, Vec<u8>)], node: &str, name: &str) -> Option<&'a [u8]> {
+        all.iter()
+            .find(|(p, n, _)| p == node && n == name)
+            .map(|(_, _, v)| v.as_slice())
+    }
+
+    fn cpu_blob(mpidrs: &[u64]) -> Vec<u8> {
+        build(&Layout {
+            ram: MemRange::new(0x8000_0000, 0x9000_0000),
+            uart: MemRange::new(0x900_0000, 0x900_1000),
+            bootargs: "cpus=4",
+            mpidrs,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn one_psci_cpu_node_per_vcpu_with_its_mpidr_affinity() {
+        use super::super::vcpu::kvm_mpidr;
+        let mpidrs: Vec<u64> = (0..18).map(kvm_mpidr).collect();
+        let all = props(&cpu_blob(&mpidrs));
+        assert_eq!(
+            prop(&all, "/cpus", "#address-cells"),
+            Some(&[0, 0, 0, 1][..])
+        );
+        assert_eq!(prop(&all, "/cpus", "#size-cells"), Some(&[0, 0, 0, 0][..]));
+        let cpus: Vec<&String> = all
+            .iter()
+            .filter(|(p, n, v)| p.starts_with("/cpus/") && n == "device_type" && v == b"cpu\0")
+            .map(|(p, _, _)| p)
+            .collect();
+        assert_eq!(cpus.len(), 18);
+        assert_eq!(cpus[0], "/cpus/cpu@0", "the boot CPU first");
+        assert_eq!(cpus[17], "/cpus/cpu@101", "vCPU 17: Aff1 1, Aff0 1");
+        for (id, node) in cpus.iter().enumerate() {
+            let want = (kvm_mpidr(id as u64) & 0xff_ffff) as u32;
+            assert_eq!(
+                prop(&all, node, "reg"),
+                Some(&want.to_be_bytes()[..]),
+                "{node}: RES1 bit 31 is not part of reg"
+            );
+            assert_eq!(prop(&all, node, "enable-method"), Some(&b"psci\0"[..]));
+        }
+        assert_eq!(prop(&all, "/psci", "method"), Some(&b"hvc\0"[..]));
+    }
+
+    #[test]
+    fn aff3_takes_two_address_cells_and_no_cpu_is_refused() {
+        let all = props(&cpu_blob(&[0x8000_0000, 0x1_8000_0002]));
+        assert_eq!(
+            prop(&all, "/cpus", "#address-cells"),
+            Some(&[0, 0, 0, 2][..])
+        );
+        assert_eq!(
+            prop(&all, "/cpus/cpu@100000002", "reg"),
+            Some(&0x1_0000_0002_u64.to_be_bytes()[..])
+        );
+        assert_eq!(prop(&all, "/cpus/cpu@0", "reg"), Some(&[0u8; 8][..]));
+        assert!(
+            build(&Layout {
+                ram: MemRange::new(0x8000_0000, 0x9000_0000),
+                uart: MemRange::new(0x900_0000, 0x900_1000),
+                bootargs: "",
+                mpidrs: &[],
+            })
+            .is_err()
+        );
     }
 }

@@ -26,9 +26,9 @@ use convtest_proto::hostcheck::Evidence;
 use convtest_proto::range::MemRange;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use std::cell::Cell;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemory, GuestMemoryMmap};
 
 pub const PAGE: u64 = 4096;
@@ -50,8 +50,10 @@ pub struct GuestRam {
     /// What the kernel copies guest pages into on their way to the VMM.
     scratch: File,
     /// Pages a kernel copy was refused (EFAULT) so far: the evidence that
-    /// reads went through pKVM's check and did not just skip pages.
-    refusals: Cell<u64>,
+    /// reads went through pKVM's check and did not just skip pages. Atomic
+    /// so every vCPU thread may hold the RAM (host checks are answered on
+    /// whichever vCPU's thread the request line completed).
+    refusals: AtomicU64,
 }
 
 fn memfd(name: &std::ffi::CStr) -> Result<File, VmmError> {
@@ -118,12 +120,12 @@ impl GuestRam {
             size,
             backing,
             scratch: memfd(c"convtest-copy")?,
-            refusals: Cell::new(0),
+            refusals: AtomicU64::new(0),
         })
     }
 
     pub fn refusals(&self) -> u64 {
-        self.refusals.get()
+        self.refusals.load(Ordering::Relaxed)
     }
 
     pub fn range(&self) -> MemRange {
@@ -166,7 +168,7 @@ impl GuestRam {
             if wrote <= 0 {
                 let err = std::io::Error::last_os_error();
                 return if wrote == 0 || err.raw_os_error() == Some(libc::EFAULT) {
-                    self.refusals.set(self.refusals.get() + 1);
+                    self.refusals.fetch_add(1, Ordering::Relaxed);
                     Err(CopyError::Refused(gpa + done as u64))
                 } else {
                     Err(CopyError::Other(format!("pwrite(scratch memfd): {err}")))
@@ -244,7 +246,7 @@ impl GuestRam {
                 }
                 at += ok;
             } else {
-                self.refusals.set(self.refusals.get() + 1);
+                self.refusals.fetch_add(1, Ordering::Relaxed);
                 at += PAGE;
             }
         }

@@ -1,6 +1,7 @@
-//! The aarch64 VMM: an arm64 Image on one vCPU with a generated device tree,
-//! a 16550 on MMIO, PSCI power-off/reset, as a pKVM protected VM when the
-//! host runs pKVM.
+//! The aarch64 VMM: an arm64 Image on `--vcpus N` vCPUs (one thread each,
+//! run.rs; the guest starts vCPUs 1.. with PSCI CPU_ON, which KVM answers)
+//! with a generated device tree, a 16550 on MMIO, PSCI power-off/reset, as a
+//! pKVM protected VM when the host runs pKVM.
 //!
 //! A protected VM shares and unshares memory with hypercalls pKVM answers at
 //! EL2 without a VMM exit (and pKVM refuses the SMCCC forwarding filter for
@@ -12,32 +13,28 @@ pub mod fdt;
 pub mod image;
 pub mod memory;
 pub mod probe;
+pub mod run;
 pub mod uart;
 pub mod vcpu;
 
-use super::console::ConsoleTap;
 use super::facts::{self, Facts};
 use super::reboot::{self, Reboots, ResetDone};
-use super::uart16550::Uart16550;
-use super::watchdog::Watchdog;
 use super::{GuestEnd, VmmError};
 use crate::cli::{ContentArg, VmTypeArg, VmmArgs, VmmFault};
 use convtest_proto::plan::ResetPolicy;
-use kvm_ioctls::{Kvm, VcpuExit, VmFd};
+use kvm_ioctls::{Kvm, VmFd};
 use memory::GuestRam;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// KVM_VM_TYPE_ARM_PROTECTED (uapi kvm.h): a pKVM protected VM.
 const VM_TYPE_ARM_PROTECTED: u64 = 1 << 31;
-/// KVM_SYSTEM_EVENT_* (uapi kvm.h).
-const SYSTEM_EVENT_SHUTDOWN: u32 = 1;
-const SYSTEM_EVENT_RESET: u32 = 2;
 
 /// Declared in this order so the vCPU and VM fds close before the memory
 /// they map is unmapped.
 struct Vm {
-    vcpu: vcpu::Vcpu,
+    /// vCPU 0 (the boot CPU) first.
+    vcpus: Vec<vcpu::Vcpu>,
     #[allow(dead_code, reason = "held so the VM fd closes before RAM is unmapped")]
     vm: VmFd,
     ram: GuestRam,
@@ -46,6 +43,12 @@ struct Vm {
     loaded: image::Loaded,
     dtb_len: usize,
     create_ms: u128,
+}
+
+impl Vm {
+    fn mpidrs(&self) -> Vec<u64> {
+        self.vcpus.iter().map(|v| v.mpidr).collect()
+    }
 }
 
 /// What every boot of one run is made from.
@@ -63,9 +66,15 @@ impl Guest<'_> {
         boot_plan(&self.args.cmdline, self.content, self.policy, boot)
     }
 
-    /// Writes the Image and a DTB carrying boot `boot`'s plan into RAM the
-    /// host still owns (a new VM, or a normal VM after a reset).
-    fn load(&self, ram: &GuestRam, boot: u32) -> Result<(image::Loaded, u64, usize), VmmError> {
+    /// Writes the Image and a DTB carrying boot `boot`'s plan and a cpu node
+    /// per MPIDR into RAM the host still owns (a new VM, or a normal VM after
+    /// a reset).
+    fn load(
+        &self,
+        ram: &GuestRam,
+        boot: u32,
+        mpidrs: &[u64],
+    ) -> Result<(image::Loaded, u64, usize), VmmError> {
         // The DTB in the last 2 MiB of RAM, the Image at the start.
         let dtb_at = ram.range().end - fdt::FDT_MAX;
         let loaded = image::load(&self.args.kernel, &self.image, ram, ram.base, dtb_at)?;
@@ -74,6 +83,7 @@ impl Guest<'_> {
             ram: ram.range(),
             uart: uart::MMIO,
             bootargs: &bootargs,
+            mpidrs,
         })?;
         ram.load(dtb_at, &blob)?;
         Ok((loaded, dtb_at, blob.len()))
@@ -86,14 +96,19 @@ impl Guest<'_> {
         let create_ms = t_create.elapsed().as_millis();
         let size = u64::from(self.args.memory) << 20;
         let ram = GuestRam::new(&vm, size)?;
-        let (loaded, dtb_at, dtb_len) = self.load(&ram, boot)?;
+        // Every vCPU before the DTB (which names their MPIDRs as KVM gave
+        // them) and before any KVM_RUN (pKVM sizes the VM at the first one:
+        // vcpu.rs).
+        let vcpus = vcpu::create_all(&vm, self.args.vcpus)?;
+        let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
+        let (loaded, dtb_at, dtb_len) = self.load(&ram, boot, &mpidrs)?;
         let regs = vcpu::BootRegs {
             entry: loaded.entry,
             dtb: dtb_at,
         };
-        let vcpu = vcpu::boot_vcpu(&vm, regs)?;
+        vcpus[0].set_boot(regs)?;
         Ok(Vm {
-            vcpu,
+            vcpus,
             vm,
             ram,
             protected,
@@ -148,11 +163,15 @@ impl Guest<'_> {
                         );
                     }
                 } else if applies {
-                    // Same Image, same RAM: the same places as at boot 0.
-                    self.load(&m.ram, boot)?;
+                    // Same Image, same RAM, same vCPUs: the same places
+                    // as at boot 0.
+                    self.load(&m.ram, boot, &m.mpidrs())?;
                     reload = "image,dtb";
                 }
-                m.vcpu.reset(m.regs)?;
+                // KVM left every vCPU stopped at the reset (psci.c
+                // kvm_prepare_system_event): all are initialised again,
+                // the secondaries off until the next boot's CPU_ON.
+                vcpu::reset_all(&m.vcpus, m.regs)?;
                 m
             }
             ResetPolicy::Private => return Err(private_refused()),
@@ -246,12 +265,6 @@ fn choose_content(asked: Option<ContentArg>) -> Result<ContentArg, VmmError> {
 }
 
 pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
-    if args.vcpus > 1 {
-        return Err(VmmError::Config(format!(
-            "--vcpus {}: this VMM runs one vCPU so far",
-            args.vcpus
-        )));
-    }
     let policy = args.vmm.reset_policy.policy();
     if policy == ResetPolicy::Private {
         return Err(private_refused());
@@ -278,10 +291,21 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
         facts::probe(&machine.vm, facts::cap::GUEST_MEMFD),
         facts::probe(&machine.vm, facts::cap::GUEST_MEMFD_FLAGS),
     ];
-    let mut out = std::io::stdout().lock();
+    // Not locked for the run: every vCPU thread writes the console (under
+    // run.rs's console mutex); a held StdoutLock would block them.
+    let mut out = std::io::stdout();
     let mut f = Facts::default();
     let m = &machine;
     f.add("arch", "aarch64")
+        .add("vcpus", m.vcpus.len())
+        .add(
+            "mpidr",
+            m.mpidrs()
+                .iter()
+                .map(|r| format!("{r:#x}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
         .add("vm_type", if m.protected { "protected" } else { "normal" })
         .add("vm_type_asked", args.vmm.vm_type.as_str())
         .add("memory", if m.protected { "pkvm" } else { "plain" })
@@ -307,7 +331,7 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
 
     let limit = Duration::from_secs(args.vmm.vcpu_watchdog);
     let end = loop {
-        let (end, exit_at) = run_loop(&mut machine, limit, &mut out)?;
+        let (end, exit_at) = run::run_boot(&mut machine.vcpus, &machine.ram, limit, &mut out)?;
         // A reset the plan does not expect ends the run, as before.
         let Some(boot) = next_boot(end, &mut reboots) else {
             break end;
@@ -327,129 +351,6 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
     Ok(end)
 }
 
-/// Counters for the closing facts line.
-#[derive(Default)]
-struct Stats {
-    exits: u64,
-    uart_exits: u64,
-    /// MMIO outside any device: loads read 0, stores are dropped.
-    stray_mmio: u64,
-    first_stray: Option<u64>,
-    /// Time spent passing console output on and answering host checks.
-    tap: Duration,
-}
-
-/// Runs one boot to its end; also returns when the vCPU's last exit came
-/// back (a reset's cost is counted from there).
-fn run_loop(
-    m: &mut Vm,
-    limit: Duration,
-    out: &mut dyn Write,
-) -> Result<(GuestEnd, Instant), VmmError> {
-    let watchdog = Watchdog::start_reporting(limit)?;
-    let mut uart = Uart16550::default();
-    let mut tap = ConsoleTap::default();
-    let mut stats = Stats::default();
-    let mut first_output_ms: Option<u128> = None;
-    let started = Instant::now();
-    let end = loop {
-        if !watchdog.enter() {
-            Watchdog::report_hang(out, limit);
-            break (GuestEnd::Hang, Instant::now());
-        }
-        let exit = m.vcpu.fd.run();
-        let exit_at = Instant::now();
-        watchdog.leave();
-        stats.exits += 1;
-        let end = match exit {
-            Ok(VcpuExit::MmioWrite(addr, data)) if uart::owns(addr) => {
-                stats.uart_exits += 1;
-                uart::write(&mut uart, addr, data);
-                None
-            }
-            Ok(VcpuExit::MmioRead(addr, data)) if uart::owns(addr) => {
-                stats.uart_exits += 1;
-                uart::read(&mut uart, addr, data);
-                None
-            }
-            Ok(VcpuExit::MmioWrite(addr, _)) => {
-                stats.stray_mmio += 1;
-                stats.first_stray.get_or_insert(addr);
-                None
-            }
-            Ok(VcpuExit::MmioRead(addr, data)) => {
-                stats.stray_mmio += 1;
-                stats.first_stray.get_or_insert(addr);
-                data.fill(0);
-                None
-            }
-            Ok(VcpuExit::SystemEvent(SYSTEM_EVENT_SHUTDOWN, _)) => Some(GuestEnd::PowerOff),
-            Ok(VcpuExit::SystemEvent(SYSTEM_EVENT_RESET, _)) => Some(GuestEnd::Reset),
-            Ok(VcpuExit::SystemEvent(t, data)) => {
-                return Err(VmmError::UnhandledExit(format!(
-                    "KVM_EXIT_SYSTEM_EVENT type {t} data {data:x?}"
-                )));
-            }
-            Ok(other) => {
-                let what = format!("{other:?}");
-                let pc = vcpu::get(&m.vcpu.fd, vcpu::PC);
-                return Err(VmmError::UnhandledExit(format!(
-                    "{what} at pc {}",
-                    pc.map_or("?".into(), |p| format!("{p:#x}"))
-                )));
-            }
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                let fired = watchdog.fired();
-                if fired {
-                    Watchdog::report_hang(out, limit);
-                }
-                fired.then_some(GuestEnd::Hang)
-            }
-            Err(source) => {
-                return Err(VmmError::Kvm {
-                    call: "KVM_RUN",
-                    source,
-                });
-            }
-        };
-        let t = Instant::now();
-        if uart.pump(&mut tap, out, &m.ram) {
-            first_output_ms.get_or_insert_with(|| started.elapsed().as_millis());
-            stats.tap += t.elapsed();
-        }
-        if let Some(e) = end {
-            break (e, exit_at);
-        }
-    };
-    let (end, exit_at) = end;
-    let run_ms = started.elapsed().as_millis();
-    let mut f = Facts::default();
-    f.add("exits", stats.exits)
-        .add("uart_exits", stats.uart_exits)
-        .add("stray_mmio", stats.stray_mmio);
-    if let Some(a) = stats.first_stray {
-        f.add("first_stray_mmio", format!("{a:#x}"));
-    }
-    f.add("host_checks", tap.answered)
-        .add("tap_ms", stats.tap.as_millis())
-        .add("host_copy_refusals", m.ram.refusals())
-        .add(
-            "first_output_ms",
-            first_output_ms.map_or("-".into(), |v| v.to_string()),
-        )
-        .add("run_ms", run_ms)
-        .add(
-            "us_per_exit",
-            (run_ms * 1000)
-                .checked_div(u128::from(stats.exits))
-                .unwrap_or(0),
-        )
-        .add("end", format!("{end:?}"));
-    let _ = out.write_all(b"\n");
-    f.emit(out);
-    Ok((end, exit_at))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +368,7 @@ mod tests {
             ram: convtest_proto::range::MemRange::new(0x8000_0000, 0x9000_0000),
             uart: uart::MMIO,
             bootargs: &plan,
+            mpidrs: &[vcpu::kvm_mpidr(0)],
         })
         .unwrap();
         assert!(String::from_utf8_lossy(&blob).contains("reset=recreate boot=2"));
