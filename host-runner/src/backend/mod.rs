@@ -24,7 +24,7 @@ pub struct BootSpec<'a> {
     pub machine: Machine,
     pub accel: Accel,
     pub memory_mib: u32,
-    /// CPUs the guest gets (QEMU `-smp`; the own VMMs refuse more than 1).
+    /// CPUs the guest gets (QEMU `-smp`; the own VMMs: one thread per vCPU).
     pub vcpus: u32,
     /// Kernel (pvh: ELF, image: arm64 Image) or disk image (bios, uefi).
     pub payload: &'a Path,
