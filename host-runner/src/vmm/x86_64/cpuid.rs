@@ -15,6 +15,14 @@
 //! | 0x4000_0010 | TSC kHz (VMware/KVM timing leaf) | KVM_GET_TSC_KHZ; TCG and many hosts give no 0x15/0x16 |
 //! | 0x8000_0000 | max extended leaf (gates 0x8000_001F) | KVM's |
 //! | 0x8000_001F | EAX[1] SEV (gates RDMSR SEV_STATUS), [3] SEV-ES, [4] SEV-SNP | cleared: this VMM never runs an SEV guest, and KVM reports them on SEV-capable hosts |
+//!
+//! And per vCPU ([`patch_vcpu`]; guest/src/arch/x86_64/apic.rs, trampoline.rs):
+//!
+//! | leaf | the guest reads | here |
+//! |---|---|---|
+//! | 1 | EBX[31:24] initial APIC ID: a starting CPU finds its parameters by it | the vCPU id, which is the APIC ID KVM's local APIC has (KVM_GET_SUPPORTED_CPUID has the host CPU's that ran the ioctl) |
+//! | 1 | ECX[21] x2APIC: the boot CPU sends INIT/SIPI through the x2APIC ICR only | set when KVM's in-kernel local APIC serves the vCPU (it emulates x2APIC on any host) |
+//! | 0xB, 0x1F | EDX x2APIC ID, every subleaf | the vCPU id |
 
 use convtest_proto::hv::{SEV_CPUID_BIT, SEV_LEAF, TDX_LEAF};
 use kvm_bindings::kvm_cpuid_entry2;
@@ -25,6 +33,12 @@ pub const TIMING_LEAF: u32 = 0x4000_0010;
 /// Leaf 1, ECX bit 31: "a hypervisor is present".
 pub const FEATURE_LEAF: u32 = 1;
 pub const ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1, ECX bit 21: x2APIC.
+pub const ECX_X2APIC: u32 = 1 << 21;
+/// Leaf 1, EBX bits 31:24: the initial APIC ID.
+const EBX_APIC_ID_SHIFT: u32 = 24;
+/// The extended topology leaves; EDX is the x2APIC ID in every subleaf.
+pub const TOPOLOGY_LEAVES: [u32; 2] = [0xb, 0x1f];
 /// TSC / core crystal clock: TSC Hz = ECX * EBX / EAX.
 pub const TSC_LEAF: u32 = 0x15;
 /// KVM_FEATURE_MIGRATION_CONTROL: the guest may use MAP_GPA_RANGE.
@@ -89,6 +103,25 @@ pub fn patch(entries: &mut Vec<kvm_cpuid_entry2>, map_gpa_range: bool, tsc_khz: 
             }
             KVM_FEATURES_LEAF if map_gpa_range => e.eax |= FEATURE_MAP_GPA_RANGE,
             KVM_FEATURES_LEAF => e.eax &= !FEATURE_MAP_GPA_RANGE,
+            _ => {}
+        }
+    }
+}
+
+/// The part of the table that differs between vCPUs: vCPU `id`'s APIC ID
+/// wherever the guest may read it (KVM numbers its local APICs by vCPU id),
+/// and the x2APIC bit when `x2apic` (an in-kernel local APIC serves the
+/// vCPU). Without one the bit is left as KVM reported it.
+pub fn patch_vcpu(entries: &mut [kvm_cpuid_entry2], id: u8, x2apic: bool) {
+    for e in entries.iter_mut() {
+        match e.function {
+            FEATURE_LEAF => {
+                e.ebx = (e.ebx & 0x00ff_ffff) | (u32::from(id) << EBX_APIC_ID_SHIFT);
+                if x2apic {
+                    e.ecx |= ECX_X2APIC;
+                }
+            }
+            f if TOPOLOGY_LEAVES.contains(&f) => e.edx = u32::from(id),
             _ => {}
         }
     }
@@ -272,6 +305,42 @@ mod tests {
             assert_eq!(found.finding(), want);
             assert_eq!(found.hv_max_leaf, TIMING_LEAF);
             assert_eq!(leaf(&v, TIMING_LEAF).eax, 2_000_000);
+        }
+    }
+
+    /// What the guest's trampoline and apic.rs read on each of four vCPUs,
+    /// from a table whose leaf 1 and 0xB came from host CPU 6.
+    #[test]
+    fn every_vcpu_reads_its_own_apic_id_and_x2apic() {
+        let host = vec![
+            regs(1, 0x00a0_0f11, 0x0608_0800, 0x7ed8_320b, 0x178b_fbff),
+            kvm_cpuid_entry2 {
+                index: 0,
+                ..regs(0xb, 1, 2, 0x100, 6)
+            },
+            kvm_cpuid_entry2 {
+                index: 1,
+                ..regs(0xb, 4, 8, 0x201, 6)
+            },
+            regs(0x1f, 1, 2, 0x100, 6),
+            regs(0x4, 0x1c00_4121, 0x01c0_003f, 0x3f, 0),
+        ];
+        for x2apic in [true, false] {
+            for id in 0..4u8 {
+                let mut v = host.clone();
+                patch(&mut v, true, 0);
+                patch_vcpu(&mut v, id, x2apic);
+                let l1 = leaf(&v, FEATURE_LEAF);
+                assert_eq!(l1.ebx >> 24, u32::from(id), "the trampoline's match");
+                assert_eq!(l1.ebx & 0x00ff_ffff, 0x0008_0800, "the rest of EBX kept");
+                assert_eq!(l1.ecx & ECX_X2APIC != 0, x2apic, "ecx {:#x}", l1.ecx);
+                assert_eq!(l1.ecx & !ECX_X2APIC, 0x7ed8_320b | ECX_HYPERVISOR);
+                for e in v.iter().filter(|e| TOPOLOGY_LEAVES.contains(&e.function)) {
+                    assert_eq!(e.edx, u32::from(id), "leaf {:#x}.{}", e.function, e.index);
+                    assert_ne!(e.eax, 0, "the topology itself kept");
+                }
+                assert_eq!(leaf(&v, 4), host[4], "other leaves untouched");
+            }
         }
     }
 }

@@ -1,12 +1,19 @@
-//! The x86_64 VMM: a PVH guest on one vCPU, COM1, isa-debug-exit, the 0xcf9
-//! reset, and KVM_HC_MAP_GPA_RANGE exits served against guest RAM in one of
-//! two memory modes (memory.rs), the strongest the host's capabilities
-//! allow (caps.rs asks, choose.rs decides). serve.rs answers each exit
-//! (with the run's `--vmm-fault`s, faults.rs) over a
-//! [`platform::Platform`]: the real VM here, a fake in the property test. vcpu_loop.rs turns every other exit
-//! into device I/O or the run's end; hostview.rs answers the host checks.
+//! The x86_64 VMM: a PVH guest on `--vcpus` vCPUs, COM1, isa-debug-exit,
+//! the 0xcf9 reset, and KVM_HC_MAP_GPA_RANGE exits served against guest RAM
+//! in one of two memory modes (memory.rs), the strongest the host's
+//! capabilities allow (caps.rs asks, choose.rs decides). serve.rs answers
+//! each exit (with the run's `--vmm-fault`s, faults.rs) over a
+//! [`platform::Platform`]: the real VM here, a fake in the property test.
+//! vcpu_loop.rs runs one thread per vCPU and turns every other exit into
+//! device I/O or the run's end; hostview.rs answers the host checks.
 //! A reset the plan expects starts the next boot in the same process
 //! (reset.rs, under `--reset-policy`); any other reset ends the run.
+//!
+//! Secondary CPUs: vCPU 0 starts at the PVH entry; vCPUs 1..N are created
+//! with ids (= APIC IDs) 1..N and left to KVM, which parks them in
+//! KVM_MP_STATE_UNINITIALIZED and starts them at the guest's trampoline when
+//! the guest's INIT-SIPI-SIPI (x2APIC ICR writes) reaches their in-kernel
+//! local APIC ([`Irqchip`]).
 
 pub mod caps;
 pub mod choose;
@@ -49,10 +56,45 @@ use std::time::Duration;
 /// QEMU's choice, outside guest RAM (which ends below 3 GiB).
 const TSS_ADDR: usize = 0xfffb_d000;
 
-/// Declared in this order so the vCPU fd closes first; the VM fd then
+/// Who emulates the local APICs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Irqchip {
+    /// One vCPU: no interrupt controller at all (as before SMP: a HLT exits
+    /// to the VMM, which ends the run at once as a halt without interrupts).
+    None,
+    /// KVM_CREATE_IRQCHIP: PIC, IOAPIC and a local APIC per vCPU in the
+    /// kernel. Not KVM_CAP_SPLIT_IRQCHIP: the guest needs nothing from an
+    /// IOAPIC or PIC in userspace (no device interrupts at all), and the
+    /// full in-kernel chip is what every KVM since 2.6 has, for both VM
+    /// types this VMM makes; the local APIC, the part that matters, is in
+    /// the kernel either way, which handles INIT/SIPI (the wait-for-SIPI
+    /// state, the real-mode start at the vector) without a VMM exit.
+    Kernel,
+}
+
+impl Irqchip {
+    /// For `--vcpus n`.
+    pub fn for_vcpus(n: u32) -> Irqchip {
+        if n > 1 {
+            Irqchip::Kernel
+        } else {
+            Irqchip::None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Irqchip::None => "none",
+            Irqchip::Kernel => "kernel",
+        }
+    }
+}
+
+/// Declared in this order so the vCPU fds close first; the VM fd then
 /// closes before the memory it maps is unmapped (see KvmPlatform).
 struct Vm {
-    vcpu: VcpuFd,
+    /// vCPU `i` (its APIC ID too) at index `i`; at least one.
+    vcpus: Vec<VcpuFd>,
     ram: GuestRam<KvmPlatform>,
     faults: Faults,
     /// The state every boot's vCPU starts in.
@@ -132,9 +174,10 @@ impl<'a> Setup<'a> {
     }
 
     /// A VM as at the first boot: memory mode chosen, RAM registered (all
-    /// private), the vCPU made, the kernel and boot data of boot `boot`
-    /// loaded and the vCPU at the PVH entry; plus the facts line describing
-    /// it (the caller prints it once).
+    /// private), the irqchip and the vCPUs made, the kernel and boot data of
+    /// boot `boot` loaded and vCPU 0 at the PVH entry (the others waiting
+    /// for SIPI); plus the facts line describing it (the caller prints it
+    /// once).
     fn build(&self, boot: u32) -> Result<(Vm, Facts), VmmError> {
         let args = self.args;
         let (vm, vm_caps, choice) = choose::decide(&self.kvm_caps, args.vmm.vmm_memory, |kind| {
@@ -153,24 +196,42 @@ impl<'a> Setup<'a> {
         let ram = GuestRam::new(vm, size, mode, content, choice.slots)?;
         let entry = self.load(&ram, boot, false)?;
 
-        let vcpu = ram
-            .platform()
-            .vm()
-            .create_vcpu(0)
+        let irqchip = Irqchip::for_vcpus(args.vcpus);
+        if irqchip == Irqchip::Kernel {
+            // Before any vCPU exists: KVM gives each vCPU created after it
+            // an in-kernel local APIC.
+            ram.platform()
+                .vm()
+                .create_irq_chip()
+                .map_err(VmmError::kvm("KVM_CREATE_IRQCHIP"))?;
+        }
+        let vcpus = (0..args.vcpus)
+            .map(|id| ram.platform().vm().create_vcpu(u64::from(id)))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
-        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0);
-        let mut cpuid = self
+        let bsp = vcpus
+            .first()
+            .ok_or_else(|| VmmError::Config("--vcpus 0: the guest needs a vCPU".into()))?;
+        let tsc_khz = bsp.get_tsc_khz().unwrap_or(0);
+        let supported = self
             .kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
-        let mut entries = cpuid.as_slice().to_vec();
+        let mut entries = supported.as_slice().to_vec();
         cpuid::patch(&mut entries, map_gpa_range.is_ok(), tsc_khz);
-        cpuid = kvm_bindings::CpuId::from_entries(&entries)
-            .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
-        vcpu.set_cpuid2(&cpuid)
-            .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
-        let cpu = reset::BootCpu::capture(&vcpu, entry)?;
-        cpu.apply(&vcpu)?;
+        for (id, vcpu) in vcpus.iter().enumerate() {
+            let mut own = entries.clone();
+            // --vcpus is at most 64: every id fits leaf 1's 8 bits.
+            let apic_id = u8::try_from(id)
+                .map_err(|_| VmmError::Config(format!("vCPU {id}: APIC IDs stop at 255")))?;
+            cpuid::patch_vcpu(&mut own, apic_id, irqchip == Irqchip::Kernel);
+            let cpuid = kvm_bindings::CpuId::from_entries(&own)
+                .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
+            vcpu.set_cpuid2(&cpuid)
+                .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
+        }
+        let cpu = reset::BootCpu::capture(bsp, entry)?;
+        cpu.apply(bsp)?;
 
         let mut f = Facts::default();
         f.add("arch", "x86_64")
@@ -196,12 +257,14 @@ impl<'a> Setup<'a> {
             .caps(&caps::all(&self.kvm_caps, &vm_caps))
             .add("tsc_khz", tsc_khz)
             .add("ram_mib", args.memory)
+            .add("vcpus", args.vcpus)
+            .add("irqchip", irqchip.as_str())
             .add("faults", self.faults.describe());
         if let Mode::SwProtected { boot_end } = mode {
             f.add("boot_slot", format!("0x0-{boot_end:#x}"));
         }
         let machine = Vm {
-            vcpu,
+            vcpus,
             ram,
             faults: self.faults.clone(),
             cpu,
@@ -238,15 +301,11 @@ impl<'a> Setup<'a> {
 }
 
 pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
-    if args.vcpus > 1 {
-        return Err(VmmError::Config(format!(
-            "--vcpus {}: this VMM runs one vCPU so far",
-            args.vcpus
-        )));
-    }
     let setup = Setup::new(args)?;
     let (machine, facts) = setup.build(0)?;
-    let mut out = std::io::stdout().lock();
+    // Not locked: every vCPU thread writes the console, and so does the
+    // watchdog's last word when a vCPU never comes back.
+    let mut out = std::io::stdout();
     facts.emit(&mut out);
     let mut resetter = reset::Resetter {
         setup: &setup,

@@ -28,10 +28,22 @@
 //! (`reset_memory_ns`, `reset_load_ns`, see [`Parts`]).
 //!
 //! vCPU state put back: general and segment registers (CR0/CR3/CR4 and
-//! EFER, the only MSR the guest writes, with them), XCR0, the XSAVE area
-//! (x87/SSE/AVX, else KVM_SET_FPU) and the pending-event state, all as the
-//! fresh vCPU had them. Not put back: other MSRs (the guest writes none;
-//! the TSC keeps running) and the debug registers (never used).
+//! EFER, the only MSR the guest writes, with them, and the APIC base),
+//! XCR0, the XSAVE area (x87/SSE/AVX, else KVM_SET_FPU) and the
+//! pending-event state, all as the fresh vCPU had them. Not put back: other
+//! MSRs (the guest writes none; the TSC keeps running) and the debug
+//! registers (never used).
+//!
+//! With several vCPUs (an in-kernel irqchip, see `super::Irqchip`) vCPU 0
+//! also gets its fresh local APIC back (KVM_SET_LAPIC, after the APIC base:
+//! the last boot left it in x2APIC mode) and KVM_MP_STATE_RUNNABLE, and
+//! every other vCPU is put back into the wait for INIT/SIPI
+//! (KVM_SET_MP_STATE KVM_MP_STATE_UNINITIALIZED), where a fresh AP starts:
+//! the next boot starts them itself, and the INIT it sends first resets
+//! their registers as on hardware. Every vCPU has left KVM_RUN by then with
+//! whatever its last exit left pending completed (vcpu_loop.rs), so no
+//! stale completion lands on the new state. Under recreate the new VM has
+//! as many vCPUs as the old.
 
 use super::super::VmmError;
 use super::super::reboot::{Reboots, ResetDone};
@@ -40,7 +52,10 @@ use super::platform::Platform;
 use super::timing::HostTime;
 use super::{Setup, Vm};
 use convtest_proto::plan::ResetPolicy;
-use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave};
+use kvm_bindings::{
+    KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED, kvm_fpu, kvm_lapic_state, kvm_mp_state,
+    kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+};
 use kvm_ioctls::VcpuFd;
 use std::time::Instant;
 
@@ -52,6 +67,8 @@ pub struct BootCpu {
     xsave: Option<kvm_xsave>,
     xcrs: Option<kvm_xcrs>,
     events: Option<kvm_vcpu_events>,
+    /// The fresh local APIC, when KVM emulates one (in-kernel irqchip).
+    lapic: Option<kvm_lapic_state>,
 }
 
 impl BootCpu {
@@ -66,13 +83,23 @@ impl BootCpu {
             xsave: vcpu.get_xsave().ok(),
             xcrs: vcpu.get_xcrs().ok(),
             events: vcpu.get_vcpu_events().ok(),
+            lapic: vcpu.get_lapic().ok(),
         })
     }
 
     /// Puts `vcpu` in that state (at the first boot: the entry registers).
     pub fn apply(&self, vcpu: &VcpuFd) -> Result<(), VmmError> {
+        // The APIC base first (in sregs): the local APIC's registers below
+        // are in the fresh, xAPIC-mode layout.
         vcpu.set_sregs(&self.sregs)
             .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
+        if let Some(l) = &self.lapic {
+            vcpu.set_lapic(l).map_err(VmmError::kvm("KVM_SET_LAPIC"))?;
+            vcpu.set_mp_state(kvm_mp_state {
+                mp_state: KVM_MP_STATE_RUNNABLE,
+            })
+            .map_err(VmmError::kvm("KVM_SET_MP_STATE"))?;
+        }
         vcpu.set_regs(&self.regs)
             .map_err(VmmError::kvm("KVM_SET_REGS"))?;
         if let Some(x) = &self.xcrs {
@@ -94,6 +121,14 @@ impl BootCpu {
         }
         Ok(())
     }
+}
+
+/// Puts a secondary vCPU back where a fresh one is: waiting for INIT/SIPI.
+pub fn park_ap(vcpu: &VcpuFd) -> Result<(), VmmError> {
+    vcpu.set_mp_state(kvm_mp_state {
+        mp_state: KVM_MP_STATE_UNINITIALIZED,
+    })
+    .map_err(VmmError::kvm("KVM_SET_MP_STATE(UNINITIALIZED)"))
 }
 
 /// What the memory policy left to do.
@@ -184,7 +219,14 @@ impl Resetter<'_> {
                 parts.memory_ns = t.elapsed().as_nanos();
                 let t = Instant::now();
                 self.setup.load(&m.ram, boot, true)?;
-                m.cpu.apply(&m.vcpu)?;
+                let (bsp, aps) = m
+                    .vcpus
+                    .split_first()
+                    .ok_or_else(|| VmmError::Config("a VM without vCPUs cannot be reset".into()))?;
+                m.cpu.apply(bsp)?;
+                for ap in aps {
+                    park_ap(ap)?;
+                }
                 parts.load_ns = t.elapsed().as_nanos();
             }
             Step::Recreate { pages } => {
