@@ -352,7 +352,11 @@ fn mutants_kill_every_test_on_every_lane() {
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     assert_eq!(j["verdict"], "pass", "{ctx}");
     let lanes = j["lanes"].as_array().expect("lanes");
-    assert_eq!(lanes.len(), 9, "three lanes, three sections each\n{ctx}");
+    assert_eq!(
+        lanes.len(),
+        8,
+        "three lanes, three sections (two on stock x86)\n{ctx}"
+    );
     for lane in lanes {
         let name = lane["lane"].as_str().unwrap_or("?");
         let section = lane["section"].as_str().unwrap_or("?");
@@ -410,7 +414,7 @@ fn mutants_kill_every_test_on_every_lane() {
         );
     }
     assert!(
-        stdout.contains("PASS  convtest mutants: 3 lane(s), 9 kill table(s)"),
+        stdout.contains("PASS  convtest mutants: 3 lane(s), 8 kill table(s)"),
         "{ctx}"
     );
 }
@@ -480,7 +484,7 @@ fn storms_and_races_on_several_vcpus() {
         ),
     ] {
         let mut all = args.to_vec();
-        all.extend_from_slice(&["--tests", "smp.*,stress.*", "--timeout", "400"]);
+        all.extend_from_slice(&["--tests", "smp.*,stress.*"]);
         let run = convtest(&all);
         let (j, ctx) = (&run.json, &run.context);
         assert_eq!(run.code, Some(0), "{ctx}");

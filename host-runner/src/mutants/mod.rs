@@ -62,7 +62,7 @@ pub fn main(args: &MutantsArgs) -> i32 {
                 eprintln!("convtest mutants: {}: {u}", lane.name);
                 return 2;
             }
-            Err(e) => Section::ALL
+            Err(e) => Section::of(lane.platform)
                 .iter()
                 .map(|&s| LaneTable::failed(lane, s, &s.tests(), e.to_string()))
                 .collect(),
@@ -122,7 +122,7 @@ fn resolve_lanes(names: &[String]) -> Result<Vec<Lane>, String> {
 
 /// The runs of a lane, section by section, each section's clean run first.
 fn runs_of(lane: &Lane) -> Vec<(Section, Mutant)> {
-    Section::ALL
+    Section::of(lane.platform)
         .iter()
         .flat_map(|&s| s.mutants(lane.platform).into_iter().map(move |m| (s, m)))
         .collect()
@@ -253,7 +253,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         }
     })?;
     let mut tables = Vec::new();
-    for section in Section::ALL {
+    for section in Section::of(lane.platform) {
         let tests = section.tests();
         let mut rows = Vec::new();
         let mut facts = Vec::new();
