@@ -1,5 +1,5 @@
 //! convtest's own KVM VMM (`convtest vmm`, started by the vmm and nested
-//! backends). One vCPU, a polled UART, the conversion exits of the guest's
+//! backends). One thread per vCPU (`--vcpus`), a polled UART, the conversion exits of the guest's
 //! ABI, and the host side of the host checks. The guest console goes to
 //! stdout unchanged; the VMM's own facts go there as `# convtest-vmm:` lines
 //! (the runner copies them into the JSON `vmm` object). Exit codes copy
