@@ -179,9 +179,7 @@ fn storm_allowance(plan: &Plan<'_>) -> u64 {
     if !catalog::selected(plan.tests, false).any(|t| t.name == "stress.storm") {
         return 0;
     }
-    let ops = plan
-        .storm_ops
-        .unwrap_or(u64::from(plan.iters) * convtest_proto::storm::OPS_PER_ITER);
+    let ops = plan.storm_len();
     plan.replay.map_or(ops, |r| r.min(ops)) / STORM_OPS_PER_S_FLOOR
 }
 

@@ -323,6 +323,14 @@ impl<'a> Plan<'a> {
     }
 }
 
+impl Plan<'_> {
+    /// Operations a seeded storm runs: `storm_ops=`, else iters × 100.
+    pub fn storm_len(&self) -> u64 {
+        self.storm_ops
+            .unwrap_or(u64::from(self.iters.max(1)) * crate::storm::OPS_PER_ITER)
+    }
+}
+
 /// The command-line form the guest parses back into the same plan.
 impl fmt::Display for Plan<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -24,7 +24,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use convtest_proto::range::{MemRange, RangeList};
-use convtest_proto::storm::{self, OPS_PER_ITER};
+use convtest_proto::storm;
 use core::sync::atomic::AtomicBool;
 
 /// Bytes the storm works in with one CPU, and per CPU with several.
@@ -82,10 +82,7 @@ impl T<'_> {
         let cpus = crate::smp::cpus();
         let g = self.win.granule;
         let seed = self.plan.seed;
-        let total = self
-            .plan
-            .storm_ops
-            .unwrap_or(u64::from(self.plan.iters.max(1)) * OPS_PER_ITER);
+        let total = self.plan.storm_len();
         // Each CPU runs its share; replay= stops every CPU after that op.
         let per_cpu = total.div_ceil(cpus as u64);
         let last = self
