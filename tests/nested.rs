@@ -493,7 +493,12 @@ fn storms_and_races_on_several_vcpus() {
         assert_eq!(j["guest"]["cpus"], cpus, "{ctx}");
         assert_eq!(str_of(&j["vmm"], "vcpus"), cpus.to_string(), "{ctx}");
         let passed = common::tests_with(j, "pass");
-        for t in ["smp.online", "stress.storm", "stress.race"] {
+        for t in [
+            "smp.online",
+            "stress.storm",
+            "stress.race",
+            "stress.overlap",
+        ] {
             assert!(passed.iter().any(|p| p == t), "{t} did not pass\n{ctx}");
         }
         let storm = j["tests"]

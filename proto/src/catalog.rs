@@ -220,6 +220,15 @@ pub const TESTS: &[TestDef] = &[
             "cpu 0 converts 16 granules while every other CPU reads and writes them; at each quiet point a racing CPU writes every granule and the host must find its canary nowhere, be refused the private ones and read its pattern in the shared ones (iters/10 rounds; SKIP with one CPU)",
         )
     },
+    TestDef {
+        needs_host: true,
+        explicit: true,
+        min_cpus: 2,
+        ..t(
+            "stress.overlap",
+            "every CPU converts at once, no lock held across the calls: overlapping copies of one hot range (same direction), adjacent pieces (neighbours in opposite directions), whole 2 MiB blocks, around a 2 MiB boundary; per granule exactly one call succeeds where the ABI refuses a granule already converted (pKVM), every call elsewhere; then the tracker against the suite's model, the host's view and the ABI's probe (iters/10 rounds; SKIP with one CPU)",
+        )
+    },
     reboot(
         "reboot.leave_dirty",
         "before a planned reset: share the seeded dirty ranges (granules, 2 MiB-aligned, straddling), write canaries in them and in private pages, check the host sees the shared ones, record the boot and reset without cleaning up",

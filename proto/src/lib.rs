@@ -19,6 +19,7 @@ pub mod hv;
 pub mod ktap;
 pub mod ledger;
 pub mod map_gpa;
+pub mod overlap;
 pub mod plan;
 pub mod prng;
 pub mod range;

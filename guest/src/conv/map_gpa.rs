@@ -5,9 +5,10 @@
 
 use super::gate::Gate;
 use super::seam::{
-    Backend, ConvError, ErrKind, Issued, RawCall, ResetOutcome, ResetReport, WrongAbi,
+    Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetOutcome, ResetReport, WrongAbi,
 };
 use crate::arch;
+use alloc::boxed::Box;
 use convtest_proto::hv::CpuVendor;
 use convtest_proto::map_gpa::{self, KVM_HC_MAP_GPA_RANGE, MapGpaArgs, PAGE_4K};
 use convtest_proto::range::MemRange;
@@ -15,6 +16,8 @@ use convtest_proto::tracker::Target;
 
 const CALL: &str = "MAP_GPA_RANGE";
 
+/// Nothing but the vendor's trap and the gate: every CPU may hold a copy.
+#[derive(Clone, Copy)]
 pub struct MapGpa {
     vendor: CpuVendor,
     gate: Gate,
@@ -56,6 +59,12 @@ impl MapGpa {
     }
 }
 
+impl Calls for MapGpa {
+    fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
+        self.call(range, to)
+    }
+}
+
 impl Backend for MapGpa {
     fn name(&self) -> &'static str {
         "kvm-map-gpa-range"
@@ -65,8 +74,13 @@ impl Backend for MapGpa {
         PAGE_4K
     }
 
-    fn convert(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
+    /// MAP_GPA_RANGE keeps no record in the guest: the call is all.
+    fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
         self.call(range, to)
+    }
+
+    fn calls(&self) -> Box<dyn Calls> {
+        Box::new(*self)
     }
 
     /// One call per RAM range, whatever happened before this boot: the VMM
@@ -103,11 +117,6 @@ impl Backend for MapGpa {
             first: call,
             last: call,
         }
-    }
-
-    fn convert_bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
-        // MAP_GPA_RANGE keeps no record in the guest: bare is the same call.
-        self.call(range, to)
     }
 
     fn make_private(&mut self, range: MemRange) -> Result<(), ConvError> {

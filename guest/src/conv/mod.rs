@@ -13,7 +13,7 @@ mod pkvm;
 mod seam;
 mod tracked;
 
-pub use seam::{Issued, RawCall};
+pub use seam::{Calls, ConvError, Issued, RawCall};
 pub use tracked::Converter;
 
 use crate::boot::BootInfo;

@@ -20,8 +20,9 @@
 
 use super::gate::Gate;
 use super::ledger::LedgerStore;
-use super::seam::{Backend, ConvError, ErrKind, Issued, RawCall, ResetOutcome, WrongAbi};
+use super::seam::{Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetOutcome, WrongAbi};
 use crate::arch;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use convtest_proto::hv::{
     PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES, SmcccAnswer, SmcccError, smccc_status,
@@ -33,6 +34,14 @@ use convtest_proto::tracker::Target;
 pub struct Pkvm {
     granule: u64,
     ledger: LedgerStore,
+    calls: PkvmCalls,
+}
+
+/// The SMCCC traps through the gate, and nothing else: every CPU may hold
+/// a copy (the ledger stays with `Pkvm`).
+#[derive(Clone, Copy)]
+struct PkvmCalls {
+    granule: u64,
     gate: Gate,
 }
 
@@ -59,16 +68,7 @@ enum Unshared {
     NotShared,
 }
 
-impl Pkvm {
-    /// `None` when no free granule can hold the ledger.
-    pub fn new(granule: u64, free: &RangeList, phys_offset: u64, gate: Gate) -> Option<Self> {
-        Some(Pkvm {
-            granule,
-            ledger: LedgerStore::place(free, granule, phys_offset)?,
-            gate,
-        })
-    }
-
+impl PkvmCalls {
     /// x0..x3 of one call through the gate (a skipped conversion answers 0),
     /// or why there was no answer.
     fn call(&self, fid: u32, x1: u64) -> Result<[u64; 4], SmcccError> {
@@ -106,6 +106,35 @@ impl Pkvm {
             ipa += self.granule;
         }
         Ok(())
+    }
+}
+
+impl Calls for PkvmCalls {
+    fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
+        self.each_granule(fid_for(to), range)
+    }
+}
+
+impl Pkvm {
+    /// `None` when no free granule can hold the ledger.
+    pub fn new(granule: u64, free: &RangeList, phys_offset: u64, gate: Gate) -> Option<Self> {
+        Some(Pkvm {
+            granule,
+            ledger: LedgerStore::place(free, granule, phys_offset)?,
+            calls: PkvmCalls { granule, gate },
+        })
+    }
+
+    fn call(&self, fid: u32, x1: u64) -> Result<[u64; 4], SmcccError> {
+        self.calls.call(fid, x1)
+    }
+
+    fn mem(&self, fid: u32, ipa: u64) -> Result<(), SmcccError> {
+        self.calls.mem(fid, ipa)
+    }
+
+    fn granule_at(&self, ipa: u64) -> MemRange {
+        self.calls.granule_at(ipa)
     }
 
     fn unshare_for_reset(&self, ipa: u64, r: MemRange) -> Result<Unshared, ConvError> {
@@ -149,26 +178,27 @@ impl Backend for Pkvm {
         self.granule
     }
 
-    fn convert(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
-        match to {
-            Target::Shared => {
-                // Recorded before the first call: a crash mid-way must not
-                // leave a shared granule the next boot does not know about.
-                self.ledger.note_pending(range);
-                let res = self.each_granule(PKVM_MEM_SHARE, range);
-                let done = res.as_ref().map_or_else(|e| e.done, |()| range.len());
-                self.ledger
-                    .note_shared(MemRange::from_len(range.start, done));
-                res
-            }
-            Target::Private => {
-                let res = self.each_granule(PKVM_MEM_UNSHARE, range);
-                let done = res.as_ref().map_or_else(|e| e.done, |()| range.len());
-                self.ledger
-                    .note_private(MemRange::from_len(range.start, done));
-                res
-            }
+    /// A share is recorded before the first call: a crash mid-way must not
+    /// leave a shared granule the next boot does not know about.
+    fn before(&mut self, range: MemRange, to: Target) {
+        if to == Target::Shared {
+            self.ledger.note_pending(range);
         }
+    }
+
+    fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
+        self.calls.issue(range, to)
+    }
+
+    fn after(&mut self, done: MemRange, to: Target) {
+        match to {
+            Target::Shared => self.ledger.note_shared(done),
+            Target::Private => self.ledger.note_private(done),
+        }
+    }
+
+    fn calls(&self) -> Box<dyn Calls> {
+        Box::new(self.calls)
     }
 
     fn reset(&mut self, ram: &[MemRange]) -> Result<ResetOutcome, ConvError> {
@@ -227,10 +257,6 @@ impl Backend for Pkvm {
 
     fn reserved(&self) -> Option<MemRange> {
         Some(self.ledger.range())
-    }
-
-    fn convert_bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
-        self.each_granule(fid_for(to), range)
     }
 
     fn note_bare(&mut self, range: MemRange) {

@@ -3,6 +3,7 @@
 //! and the report of a reset. No expectations live here: what an ABI should
 //! answer is the suite's business (`suite::conv::expect`).
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 #[cfg(target_arch = "aarch64")]
 use convtest_proto::hv::SmcccError;
@@ -170,13 +171,33 @@ pub struct ResetOutcome {
     pub unknown: Vec<MemRange>,
 }
 
-/// The raw ABI of one hypervisor.
+/// A conversion's hypervisor calls and nothing else: no tracker, no guest
+/// record, no lock, so every CPU may issue them at once (`stress.overlap`
+/// does, and records each answer afterwards through
+/// `Converter::record`). A backend converts through the same calls, so
+/// each ABI keeps one path to its trap.
+pub trait Calls: Send + Sync {
+    /// Issues the calls converting `range` (whole granules). On failure
+    /// the error says how much of the front was converted and what became
+    /// of the rest.
+    fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError>;
+}
+
+/// The raw ABI of one hypervisor. A conversion is `before`, the calls
+/// (`issue`), then `after` for what the calls converted.
 pub trait Backend {
     fn name(&self) -> &'static str;
     fn granule(&self) -> u64;
-    /// Converts `range` (whole tracked granules). On failure the error says
-    /// how much of the front was converted and what became of the rest.
-    fn convert(&mut self, range: MemRange, to: Target) -> Result<(), ConvError>;
+    /// Before the calls converting `range`: whatever record a crash in
+    /// them would need at the next boot (pKVM: the ledger's pending share).
+    fn before(&mut self, _range: MemRange, _to: Target) {}
+    /// The conversion calls themselves (see [`Calls`]).
+    fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError>;
+    /// After the calls: `done` (the front they confirmed) is now `to` in the
+    /// backend's own record.
+    fn after(&mut self, _done: MemRange, _to: Target) {}
+    /// A copy of the calls for other CPUs.
+    fn calls(&self) -> Box<dyn Calls>;
     /// Makes every granule of `ram` (the tracker's ranges) private.
     fn reset(&mut self, ram: &[MemRange]) -> Result<ResetOutcome, ConvError>;
     /// RAM the backend keeps for itself (never handed to tests).
@@ -187,11 +208,9 @@ pub trait Backend {
     fn raw(&mut self, call: RawCall) -> Result<i64, WrongAbi>;
     /// The calls `convert(range, to)` would issue.
     fn calls_for(&self, range: MemRange, to: Target) -> Issued;
-    /// The calls of `convert` and nothing else (no record kept): what a
-    /// benchmark times. Bracketed by `note_bare` and `make_private`.
-    fn convert_bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError>;
-    /// Before bare conversions of `range`: keep whatever record a crash
-    /// would need to find it shared at the next boot.
+    /// Before bare conversions of `range` (`issue` alone, what a benchmark
+    /// times, ended by `make_private`): keep whatever record a crash would
+    /// need to find it shared at the next boot.
     fn note_bare(&mut self, _range: MemRange) {}
     /// Makes `range` private whatever state it is in (granules already
     /// private are fine) and updates the backend's own record.

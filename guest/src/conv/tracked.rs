@@ -8,8 +8,9 @@
 //! skip-unshare are in the backends' call gate): they model firmware that
 //! forgets its duty, so runs can show which tests notice.
 
-use super::seam::{Backend, ConvError, ErrKind, Issued, RawCall, ResetReport, WrongAbi};
+use super::seam::{Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetReport, WrongAbi};
 use crate::arch;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use convtest_proto::plan::GuestFault;
 use convtest_proto::range::{MemRange, RangeList, is_aligned};
@@ -55,6 +56,17 @@ pub trait Converter {
     /// The guest's own bookkeeping of one share + unshare of the private
     /// `range` (tracker, and the backend's record), without any call.
     fn bookkeep(&mut self, range: MemRange);
+    /// A copy of the backend's conversion calls alone, for several CPUs
+    /// converting at once: each CPU brackets a call with `before_calls`
+    /// and `record` (under whatever lock shares the converter), but issues
+    /// it holding nothing, so the hypervisor sees the calls really overlap.
+    fn calls(&self) -> Box<dyn Calls>;
+    /// Before one CPU's `calls().issue(range, to)`: what a crash needs.
+    fn before_calls(&mut self, range: MemRange, to: Target);
+    /// After it: the tracker and the backend's record take its answer, as
+    /// they would a `share`/`unshare`'s (whole granules of tracked RAM;
+    /// anything else is ignored).
+    fn record(&mut self, range: MemRange, to: Target, res: &Result<(), ConvError>);
 }
 
 pub struct Tracked<B> {
@@ -94,30 +106,34 @@ impl<B: Backend> Tracked<B> {
                 kind: ErrKind::Track(e),
             });
         }
-        let res = self.backend.convert(range, to);
-        if self.fault == Some(GuestFault::ForgetTracker) {
-            return res;
-        }
-        // Checked above: whole granules inside tracked RAM, so the sets
-        // below cannot fail.
-        match &res {
-            Ok(()) => {
-                let _ = self.pages.set(range, to.state());
-            }
-            Err(e) => {
-                let done = e.done.min(range.len());
-                if done != 0 {
-                    let _ = self
-                        .pages
-                        .set(MemRange::from_len(range.start, done), to.state());
-                }
-                let rest = MemRange::new(range.start + done, range.end);
-                if e.rest_unknown && !rest.is_empty() {
-                    let _ = self.pages.set(rest, PageState::Unknown);
-                }
-            }
-        }
+        self.backend.before(range, to);
+        let res = self.backend.issue(range, to);
+        self.take_answer(range, to, &res);
         res
+    }
+
+    /// The backend's record and the tracker take a conversion's answer.
+    /// `range` is whole granules inside tracked RAM (the caller's check),
+    /// so the tracker's sets cannot fail.
+    fn take_answer(&mut self, range: MemRange, to: Target, res: &Result<(), ConvError>) {
+        let done = res
+            .as_ref()
+            .map_or_else(|e| e.done.min(range.len()), |()| range.len());
+        let front = MemRange::from_len(range.start, done);
+        self.backend.after(front, to);
+        if self.fault == Some(GuestFault::ForgetTracker) {
+            return;
+        }
+        if done != 0 {
+            let _ = self.pages.set(front, to.state());
+        }
+        let rest = MemRange::new(range.start + done, range.end);
+        if let Err(e) = res
+            && e.rest_unknown
+            && !rest.is_empty()
+        {
+            let _ = self.pages.set(rest, PageState::Unknown);
+        }
     }
 }
 
@@ -231,7 +247,21 @@ impl<B: Backend> Converter for Tracked<B> {
     }
 
     fn bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
-        self.backend.convert_bare(range, to)
+        self.backend.issue(range, to)
+    }
+
+    fn calls(&self) -> Box<dyn Calls> {
+        self.backend.calls()
+    }
+
+    fn before_calls(&mut self, range: MemRange, to: Target) {
+        self.backend.before(range, to);
+    }
+
+    fn record(&mut self, range: MemRange, to: Target, res: &Result<(), ConvError>) {
+        if self.pages.covers(&range) {
+            self.take_answer(range, to, res);
+        }
     }
 
     fn end_bare(&mut self, range: MemRange) -> Result<(), ConvError> {

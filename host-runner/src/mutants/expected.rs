@@ -280,32 +280,35 @@ const REBOOT_PKVM: &[(Mutant, Red)] = &[
     ),
 ];
 
-// ---- the smp section: two vCPUs, stress.race and stress.storm. What they
-// check: the race, that a racing CPU's canary in a granule just made
-// private reaches no host-visible page (scan, noread; pKVM's MEM_UNSHARE
-// probe) and its pattern in a granule just made shared is what the host
-// reads; the storm, every answer and read-back against its model.
+// ---- the smp section: two vCPUs, stress.race, stress.storm and
+// stress.overlap. What they check: the race, that a racing CPU's canary in
+// a granule just made private reaches no host-visible page (scan, noread;
+// pKVM's MEM_UNSHARE probe) and its pattern in a granule just made shared
+// is what the host reads; the storm, every answer and read-back against
+// its model; the overlap, the answers per granule of calls several CPUs
+// made at once (pKVM: exactly one success each), the tracker against the
+// round's prediction and the host's view of what was just converted.
 
-const BOTH: Red = &["stress.race", "stress.storm"];
+const ALL_SMP: Red = &["stress.race", "stress.storm", "stress.overlap"];
 
 const SMP_X86: &[(Mutant, Red)] = &[
     // Shares answered but not made: the host reads no pattern.
-    (Mutant::Vmm(V::Ignore), BOTH),
+    (Mutant::Vmm(V::Ignore), ALL_SMP),
     // Unshares answered, pages left shared: the canary is host-visible.
-    (Mutant::Vmm(V::Leak), BOTH),
-    (Mutant::Guest(G::SkipShare), BOTH),
-    (Mutant::Guest(G::SkipUnshare), BOTH),
+    (Mutant::Vmm(V::Leak), ALL_SMP),
+    (Mutant::Guest(G::SkipShare), ALL_SMP),
+    (Mutant::Guest(G::SkipUnshare), ALL_SMP),
     // The race plans from a tracker that never changes: every round shares
     // again what is shared, then calls it private and the host finds the
     // canary.
-    (Mutant::Guest(G::ForgetTracker), BOTH),
+    (Mutant::Guest(G::ForgetTracker), ALL_SMP),
 ];
 
 const SMP_PKVM: &[(Mutant, Red)] = &[
-    (Mutant::Guest(G::SkipShare), BOTH),
-    (Mutant::Guest(G::SkipUnshare), BOTH),
+    (Mutant::Guest(G::SkipShare), ALL_SMP),
+    (Mutant::Guest(G::SkipUnshare), ALL_SMP),
     // The second share of a granule pKVM shared answers -3.
-    (Mutant::Guest(G::ForgetTracker), BOTH),
+    (Mutant::Guest(G::ForgetTracker), ALL_SMP),
 ];
 
 /// The tests `mutant` must turn red on `platform` in `section`, `None`

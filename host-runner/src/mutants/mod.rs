@@ -130,8 +130,8 @@ fn runs_of(lane: &Lane) -> Vec<(Section, Mutant)> {
 
 /// The conv section's tests: every conv.* and the seeded storm.
 pub const CONV_TESTS: &str = "conv.*,stress.storm";
-/// The smp section's: the race and the storm on two CPUs.
-pub const SMP_TESTS: &str = "stress.race,stress.storm";
+/// The smp section's: the race, the storm and the overlapping conversions on two CPUs.
+pub const SMP_TESTS: &str = "stress.race,stress.storm,stress.overlap";
 
 /// The plan a mutant's guest gets. The reboot section runs only the
 /// cheapest selected test besides the series' own.

@@ -17,6 +17,7 @@ mod abi;
 mod content;
 mod cost;
 mod expect;
+mod overlap;
 mod race;
 mod reboot;
 mod reset;
@@ -158,6 +159,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
     let verdict = match name {
         "stress.storm" => t.storm(storm_area.unwrap_or_else(|| Err(String::new()))),
         "stress.race" => t.race(storm_area.unwrap_or_else(|| Err(String::new()))),
+        "stress.overlap" => t.overlap(storm_area.unwrap_or_else(|| Err(String::new()))),
         "conv.reset_private" => t.reset_private(),
         "conv.share_verify" => t.share_verify(),
         "conv.unshare_private" => t.unshare_private(),
