@@ -56,13 +56,8 @@ struct Counts {
 impl T<'_> {
     pub(super) fn overlap(&mut self, area: Result<MemRange, String>) -> Verdict {
         let cpus = crate::smp::cpus();
-        if cpus < 2 {
-            return Verdict::Skip(format!(
-                "cpus={cpus}: overlapping conversions need a second CPU (--vcpus N, N ≥ 2)"
-            ));
-        }
-        if !self.plan.host {
-            return Verdict::Skip("host=off: the rounds' platform checks are the host's".into());
+        if let Some(skip) = self.needs_cpus_and_host("converting from several CPUs at once") {
+            return skip;
         }
         let abi = self.conv.name();
         let Some((rule, refusal)) = expect::storm_rule(abi) else {

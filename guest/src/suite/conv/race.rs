@@ -25,13 +25,8 @@ const SET: u64 = 16;
 impl T<'_> {
     pub(super) fn race(&mut self, area: Result<MemRange, String>) -> Verdict {
         let cpus = crate::smp::cpus();
-        if cpus < 2 {
-            return Verdict::Skip(format!(
-                "cpus={cpus}: a race needs a second CPU (--vcpus N, N ≥ 2)"
-            ));
-        }
-        if !self.plan.host {
-            return Verdict::Skip("host=off: the race's checks are the host's".into());
+        if let Some(skip) = self.needs_cpus_and_host("a race") {
+            return skip;
         }
         let area = match area {
             Ok(a) => a,
@@ -225,6 +220,17 @@ impl T<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The SKIP of a test that needs a second CPU and the host's checks.
+    pub(super) fn needs_cpus_and_host(&self, what: &str) -> Option<Verdict> {
+        let cpus = crate::smp::cpus();
+        if cpus < 2 {
+            return Some(Verdict::Skip(format!(
+                "cpus={cpus}: {what} needs a second CPU (--vcpus N, N ≥ 2)"
+            )));
+        }
+        (!self.plan.host).then(|| Verdict::Skip(format!("host=off: {what} is checked by the host")))
     }
 
     fn read(&self, pa: u64) -> u64 {
