@@ -245,9 +245,10 @@ fn series_problem(log: &Log, plan: &Plan<'_>, code: Option<i32>, last: &str) -> 
                 )
             } else {
                 format!(
-                    "{} stopped ({}) without the plan-complete marker; last console line: {last}",
+                    "{} stopped ({}{}) without the plan-complete marker; last console line: {last}",
                     name(i),
-                    status(code)
+                    status(code),
+                    vmm_end(log)
                 )
             });
         };
@@ -378,6 +379,23 @@ fn last_line(log: &Log) -> String {
     }
 }
 
+/// `; the VMM: end=reset by vCPU 1` when convtest's own VMM said how the
+/// run ended (its exit status alone cannot tell a reset from an unserved
+/// exit).
+fn vmm_end(log: &Log) -> String {
+    let fact = |k: &str| {
+        log.vmm
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    match (fact("end"), fact("end_vcpu")) {
+        (Some(end), Some(v)) => format!("; the VMM: end={end} by vCPU {v}"),
+        (Some(end), None) => format!("; the VMM: end={end}"),
+        _ => String::new(),
+    }
+}
+
 fn status(code: Option<i32>) -> String {
     match code {
         Some(c) => format!("exit status {c}"),
@@ -441,6 +459,23 @@ mod tests {
             "names the last line: {}",
             j.reason
         );
+    }
+
+    #[test]
+    fn a_stop_without_the_marker_names_the_own_vmms_end() {
+        let text = GOOD.replace(
+            "# convtest-done: pass=11 fail=0 skip=6\n",
+            "# convtest-vmm: exits=9 end_vcpu=1 end=reset\n",
+        );
+        let j = judge_text(&text, &OK);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(
+            j.reason
+                .contains("(exit status 33; the VMM: end=reset by vCPU 1)"),
+            "{}",
+            j.reason
+        );
+        assert!(j.reason.contains("ok 6 conv"), "{}", j.reason);
     }
 
     #[test]
