@@ -86,7 +86,7 @@ impl Runner {
     /// Starts the watchdog for `vcpus` vCPUs and a KVM_RUN limit.
     pub fn new(limit: Duration, vcpus: usize) -> Result<Runner, VmmError> {
         Ok(Runner {
-            watchdog: Watchdog::start_vcpus(limit, vcpus)?,
+            watchdog: Watchdog::start(limit, vcpus)?,
             limit,
         })
     }
