@@ -80,6 +80,8 @@ pub struct Boot<E> {
 pub struct Runner {
     watchdog: Watchdog,
     limit: Duration,
+    /// The watchdog's slots: every boot runs exactly this many vCPUs.
+    vcpus: usize,
 }
 
 impl Runner {
@@ -88,16 +90,25 @@ impl Runner {
         Ok(Runner {
             watchdog: Watchdog::start(limit, vcpus)?,
             limit,
+            vcpus,
         })
     }
 
-    /// Runs one boot on every vCPU (`fds`, vCPU 0 first) until one ends it.
-    /// Only starting the threads can fail.
+    /// Runs one boot on every vCPU (`fds`, vCPU 0 first, as many as
+    /// [`Runner::new`] was given) until one ends it. Only starting the
+    /// threads can fail.
     pub fn boot<S: ExitServer>(
         &self,
         mut fds: Vec<&mut VcpuFd>,
         server: &S,
     ) -> Result<Boot<S::End>, VmmError> {
+        if fds.len() != self.vcpus {
+            return Err(VmmError::Config(format!(
+                "a boot of {} vCPUs under a watchdog for {}",
+                fds.len(),
+                self.vcpus
+            )));
+        }
         let immediate = fds.iter_mut().map(|fd| ImmediateExit::of(fd)).collect();
         self.watchdog.resume();
         let threads = Threads {
