@@ -10,6 +10,7 @@ pub mod facts;
 pub mod hostcheck;
 pub mod reboot;
 pub mod uart16550;
+pub mod vcpus;
 pub mod watchdog;
 
 #[cfg(target_arch = "aarch64")]

@@ -6,11 +6,12 @@
 //!
 //! ## Several vCPUs
 //!
-//! [`Watchdog::start_vcpus`] keeps one slot per vCPU (each vCPU thread
+//! [`Watchdog::start`] keeps one slot per vCPU (each vCPU thread
 //! [`attach`](Watchdog::attach)es to its own), but only vCPU 0's KVM_RUN is
 //! timed against the limit. The secondaries legitimately stay in KVM_RUN for
-//! the whole run: an AP waits there for its SIPI (KVM blocks it in
-//! KVM_MP_STATE_UNINITIALIZED) and, once started, spins in the guest for
+//! the whole run: an AP waits there for its start (x86: KVM blocks it in
+//! KVM_MP_STATE_UNINITIALIZED until SIPI; arm64: powered off until PSCI
+//! CPU_ON) and, once started, spins in the guest for
 //! jobs without a single exit, so "one KVM_RUN longer than the limit" would
 //! call every healthy AP hung. A hung AP does not go unnoticed: CPU 0 waits
 //! for its AP jobs in a spin loop, exit-free too, so CPU 0's watchdog fires.
@@ -18,7 +19,7 @@
 //! snapshots every vCPU ([`Watchdog::at_fire`]: in KVM_RUN or not and for
 //! how long, how many exits, the last one), so a hang says where it is.
 //!
-//! The slots also serve the run's end: [`Watchdog::stop_all`] signals every
+//! The slots also serve a boot's end (vcpus.rs): [`Watchdog::stop_all`] signals every
 //! vCPU thread that is inside KVM_RUN (the caller has set each vCPU's
 //! `immediate_exit` first, so one about to enter leaves at once), and the
 //! watchdog thread signals again every tick until each has left; a vCPU
@@ -220,10 +221,9 @@ impl VcpuThread {
 
     /// Sends the kick signal.
     fn kick(&self) {
-        // SAFETY: a handle is only reachable while its thread is alive: the
-        // legacy watchdog's is the VMM's main thread, which lives as long as
-        // the process; an attached vCPU thread clears its slot (under the
-        // lock the caller holds) before it ends. The signal has a handler
+        // SAFETY: a handle is only reachable while its thread is alive: an
+        // attached vCPU thread clears its slot (under the lock the caller
+        // holds) before it ends. The signal has a handler
         // (installed by `spawn`), so delivery cannot kill the process.
         unsafe {
             libc::pthread_kill(self.0, kick_signal());
@@ -247,11 +247,9 @@ pub struct VcpuWatch<'a> {
 }
 
 impl VcpuWatch<'_> {
-    /// Call right before KVM_RUN; false means vCPU 0's watchdog already
-    /// fired (only vCPU 0's thread acts on that).
-    pub fn enter(&self) -> bool {
+    /// Call right before KVM_RUN.
+    pub fn enter(&self) {
         self.slot.enter(self.shared.now_ms());
-        !self.shared.fired.load(Ordering::Acquire)
     }
 
     /// Call when KVM_RUN returned, with the exit's KVM_EXIT_* (or a pseudo
@@ -269,26 +267,11 @@ impl Drop for VcpuWatch<'_> {
 }
 
 impl Watchdog {
-    /// Starts watching KVM_RUN calls made on the calling thread. `on_stuck`
-    /// runs on the watchdog thread just before it exits the process, with the
-    /// time the run had lasted.
-    pub fn start(
-        limit: Duration,
-        on_stuck: impl Fn(Duration) + Send + 'static,
-    ) -> std::io::Result<Watchdog> {
-        let w = Watchdog::spawn(limit, 1, move |stuck| match stuck {
-            Stuck::Bsp(lasted, _) => on_stuck(lasted),
-            // Nobody calls stop_all on a single-thread watchdog.
-            Stuck::AfterStop(_) => {}
-        })?;
-        *w.shared.slots[0].thread() = Some(VcpuThread::current());
-        Ok(w)
-    }
-
     /// A watchdog over `vcpus` vCPUs whose threads [`attach`](Self::attach)
     /// themselves; vCPU 0's KVM_RUN is the one timed (see the module doc).
-    /// Reports like [`Watchdog::start_reporting`], every vCPU's state added.
-    pub fn start_vcpus(limit: Duration, vcpus: usize) -> Result<Watchdog, super::VmmError> {
+    /// If it has to end the process, it says so first on stdout (the console
+    /// stream): a `hang=` fact naming every vCPU's state.
+    pub fn start(limit: Duration, vcpus: usize) -> Result<Watchdog, super::VmmError> {
         Watchdog::spawn(limit, vcpus.max(1), move |stuck| {
             let mut out = std::io::stdout();
             let (line, states) = match stuck {
@@ -346,34 +329,8 @@ impl Watchdog {
         Ok(Watchdog { shared })
     }
 
-    /// [`Watchdog::start`] with the VMM's standard report: a
-    /// `# convtest-vmm: hang=…` line on stdout (the console stream).
-    pub fn start_reporting(limit: Duration) -> Result<Watchdog, super::VmmError> {
-        Watchdog::start(limit, move |lasted| {
-            let _ = writeln!(
-                std::io::stdout(),
-                "\n# convtest-vmm: hang=vcpu_stuck_in_KVM_RUN_for_{}ms",
-                lasted.as_millis()
-            );
-        })
-        .map_err(|source| super::VmmError::Sys {
-            call: "starting the vCPU watchdog",
-            source,
-        })
-    }
-
-    /// The line for a vCPU that was kicked out of a KVM_RUN that outlived
-    /// `limit` (the run loop prints it, then ends the run as a hang).
-    pub fn report_hang(out: &mut dyn std::io::Write, limit: Duration) {
-        let _ = writeln!(
-            out,
-            "\n# convtest-vmm: hang=vcpu_ran_{}s_without_an_exit",
-            limit.as_secs()
-        );
-    }
-
     /// Links the calling thread to vCPU `vcpu`'s slot (< the count given to
-    /// [`Watchdog::start_vcpus`]) for as long as the handle lives.
+    /// [`Watchdog::start`]) for as long as the handle lives.
     pub fn attach(&self, vcpu: usize) -> VcpuWatch<'_> {
         let slot = &self.shared.slots[vcpu];
         *slot.thread() = Some(VcpuThread::current());
@@ -413,28 +370,13 @@ impl Watchdog {
             .clone()
     }
 
-    /// Call right before KVM_RUN; false means the watchdog already fired.
-    pub fn enter(&self) -> bool {
-        self.shared.slots[0].enter(self.shared.now_ms());
-        !self.fired()
-    }
-
-    /// Call when KVM_RUN returned (any result).
-    pub fn leave(&self) {
-        self.shared.slots[0].leave(self.shared.now_ms(), NO_EXIT);
-    }
-
     pub fn fired(&self) -> bool {
         self.shared.fired.load(Ordering::Acquire)
     }
 }
 
-/// ` hang_vcpu0=… hang_vcpu1=…`: every vCPU's state as facts, for more
-/// than one vCPU (one vCPU's hang line stays as it always was).
-pub fn state_facts(states: &[VcpuState]) -> String {
-    if states.len() < 2 {
-        return String::new();
-    }
+/// ` hang_vcpu0=… hang_vcpu1=…`: every vCPU's state as facts.
+fn state_facts(states: &[VcpuState]) -> String {
     states
         .iter()
         .map(|s| format!(" hang_vcpu{}={s}", s.vcpu))
@@ -524,16 +466,15 @@ mod tests {
              hang_vcpu1=in_VMM_7ms_since_its_last_exit,exits:2,last_exit:eagain \
              hang_vcpu2=never_entered_KVM_RUN,exits:0,last_exit:none"
         );
-        assert_eq!(state_facts(&s[..1]), "", "one vCPU: the line as before");
         assert_eq!(exit_name(77), "exit_77");
     }
 
     #[test]
     fn a_slot_records_its_runs_and_forgets_its_thread() {
-        let w = Watchdog::start_vcpus(Duration::from_secs(3600), 2).unwrap();
+        let w = Watchdog::start(Duration::from_secs(3600), 2).unwrap();
         {
             let v = w.attach(1);
-            assert!(v.enter());
+            v.enter();
             let st = w.shared.states();
             assert!(st[1].in_run_ms.is_some() && st[0].in_run_ms.is_none());
             v.leave(2);

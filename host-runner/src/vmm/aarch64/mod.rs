@@ -1,6 +1,6 @@
 //! The aarch64 VMM: an arm64 Image on `--vcpus N` vCPUs (one thread each,
-//! run.rs; the guest starts vCPUs 1.. with PSCI CPU_ON, which KVM answers)
-//! with a generated device tree, a 16550 on MMIO, PSCI power-off/reset, as a
+//! vcpus.rs; their exits in run.rs; the guest starts vCPUs 1.. with PSCI
+//! CPU_ON, which KVM answers) with a generated device tree, a 16550 on MMIO, PSCI power-off/reset, as a
 //! pKVM protected VM when the host runs pKVM.
 //!
 //! A protected VM shares and unshares memory with hypercalls pKVM answers at
@@ -19,6 +19,7 @@ pub mod vcpu;
 
 use super::facts::{self, Facts};
 use super::reboot::{self, Reboots, ResetDone};
+use super::vcpus::Runner;
 use super::{GuestEnd, VmmError};
 use crate::cli::{ContentArg, VmTypeArg, VmmArgs, VmmFault};
 use convtest_proto::plan::ResetPolicy;
@@ -329,9 +330,13 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
         .add("create_vm_ms", m.create_ms);
     f.emit(&mut out);
 
-    let limit = Duration::from_secs(args.vmm.vcpu_watchdog);
+    // One watchdog for every boot: a recreated VM has as many vCPUs.
+    let runner = Runner::new(
+        Duration::from_secs(args.vmm.vcpu_watchdog),
+        machine.vcpus.len(),
+    )?;
     let end = loop {
-        let (end, exit_at) = run::run_boot(&mut machine.vcpus, &machine.ram, limit, &mut out)?;
+        let (end, exit_at) = run::run_boot(&runner, &mut machine.vcpus, &machine.ram, &mut out)?;
         // A reset the plan does not expect ends the run, as before.
         let Some(boot) = next_boot(end, &mut reboots) else {
             break end;

@@ -4,8 +4,8 @@
 //! capabilities allow (caps.rs asks, choose.rs decides). serve.rs answers
 //! each exit (with the run's `--vmm-fault`s, faults.rs) over a
 //! [`platform::Platform`]: the real VM here, a fake in the property test.
-//! vcpu_loop.rs runs one thread per vCPU and turns every other exit into
-//! device I/O or the run's end; hostview.rs answers the host checks.
+//! vcpu_loop.rs turns every other exit into device I/O or the run's end,
+//! on the vCPU threads of ../vcpus.rs (one per vCPU); hostview.rs answers the host checks.
 //! A reset the plan expects starts the next boot in the same process
 //! (reset.rs, under `--reset-policy`); any other reset ends the run.
 //!

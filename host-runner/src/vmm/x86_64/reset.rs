@@ -41,7 +41,7 @@
 //! (KVM_SET_MP_STATE KVM_MP_STATE_UNINITIALIZED), where a fresh AP starts:
 //! the next boot starts them itself, and the INIT it sends first resets
 //! their registers as on hardware. Every vCPU has left KVM_RUN by then with
-//! whatever its last exit left pending completed (vcpu_loop.rs), so no
+//! whatever its last exit left pending completed (vmm/vcpus.rs), so no
 //! stale completion lands on the new state. Under recreate the new VM has
 //! as many vCPUs as the old.
 
