@@ -140,6 +140,9 @@ struct Ending {
     end: GuestEnd,
     /// When a reset exit arrived (reset_ns starts there).
     reset_at: Option<Instant>,
+    /// The reset was a triple fault (KVM_EXIT_SHUTDOWN), not the guest's
+    /// reset port: a crash the guest could not report.
+    triple_fault: bool,
 }
 
 impl Ending {
@@ -147,6 +150,7 @@ impl Ending {
         Ending {
             end,
             reset_at: None,
+            triple_fault: false,
         }
     }
 
@@ -154,8 +158,28 @@ impl Ending {
         Ending {
             end: GuestEnd::Reset,
             reset_at: Some(arrived),
+            triple_fault: false,
         }
     }
+}
+
+/// `triple_fault_vcpu=N rip=… rsp=… cr2=… cr3=…`: where the vCPU that shut
+/// down was (KVM leaves its registers at the fault), read after the join.
+fn triple_fault_facts(vcpu: usize, fd: &VcpuFd) -> Facts {
+    let mut f = Facts::default();
+    f.add("triple_fault_vcpu", vcpu);
+    match (fd.get_regs(), fd.get_sregs()) {
+        (Ok(r), Ok(sr)) => {
+            f.add("rip", format!("{:#x}", r.rip))
+                .add("rsp", format!("{:#x}", r.rsp))
+                .add("cr2", format!("{:#x}", sr.cr2))
+                .add("cr3", format!("{:#x}", sr.cr3));
+        }
+        _ => {
+            f.add("regs", "unreadable");
+        }
+    }
+    f
 }
 
 /// One boot's exits, served under the one lock.
@@ -221,7 +245,10 @@ impl ExitServer for Exits<'_> {
                 Some(Ending::new(GuestEnd::Unserved(Unserved::Halt)))
             }
             // A triple fault: what a PC turns into a reset.
-            Ok(VcpuExit::Shutdown) => Some(Ending::reset(arrived)),
+            Ok(VcpuExit::Shutdown) => Some(Ending {
+                triple_fault: true,
+                ..Ending::reset(arrived)
+            }),
             // With several vCPUs a vCPU's fault can race another vCPU's
             // conversion. On a KVM_X86_SW_PROTECTED_VM the fault's "private"
             // is not the guest's choice: KVM sets it from the gfn's attributes
@@ -319,6 +346,12 @@ pub(super) fn run_loop(
                 Ending::new(GuestEnd::Hang)
             }
         };
+        if ending.triple_fault
+            && let Some(fd) = m.vcpus.get(boot.vcpu)
+        {
+            let _ = out.write_all(b"\n");
+            triple_fault_facts(boot.vcpu, fd).emit(out);
+        }
         if let Some(at) = ending.reset_at {
             match resetter.reset(m, at)? {
                 Next::Boot(next, done, parts) => {
