@@ -33,6 +33,7 @@ use super::super::console::ConsoleTap;
 use super::super::facts::Facts;
 use super::super::uart16550::Uart16550;
 use super::super::vcpus::{self, End, ExitServer, Runner};
+use super::super::watchdog;
 use super::super::{GuestEnd, Unserved, VmmError};
 use super::faults::Faults;
 use super::memory::GuestRam;
@@ -132,6 +133,10 @@ struct Devices<'a> {
     faults: &'a Faults,
     run: &'a mut RunState,
     out: &'a mut (dyn Write + Send),
+    /// Per vCPU, the KVM_EXIT_* and detail word of the exit it had last:
+    /// what a triple fault's report names as the vCPU's last exit before
+    /// it (SVM loses the registers, see `triple_fault_facts`).
+    last: Vec<(u32, u64)>,
 }
 
 /// How an exit ended a boot.
@@ -141,8 +146,9 @@ struct Ending {
     /// When a reset exit arrived (reset_ns starts there).
     reset_at: Option<Instant>,
     /// The reset was a triple fault (KVM_EXIT_SHUTDOWN), not the guest's
-    /// reset port: a crash the guest could not report.
-    triple_fault: bool,
+    /// reset port: a crash the guest could not report. With it, the
+    /// vCPU's exit before the shutdown (None: it had none this boot).
+    triple_fault: Option<Option<(u32, u64)>>,
 }
 
 impl Ending {
@@ -150,7 +156,7 @@ impl Ending {
         Ending {
             end,
             reset_at: None,
-            triple_fault: false,
+            triple_fault: None,
         }
     }
 
@@ -158,16 +164,25 @@ impl Ending {
         Ending {
             end: GuestEnd::Reset,
             reset_at: Some(arrived),
-            triple_fault: false,
+            triple_fault: None,
         }
     }
 }
 
-/// `triple_fault_vcpu=N rip=… rsp=… cr2=… cr3=…`: where the vCPU that shut
-/// down was (KVM leaves its registers at the fault), read after the join.
-fn triple_fault_facts(vcpu: usize, fd: &VcpuFd) -> Facts {
+/// `triple_fault_vcpu=N exit_before=io:0x3f8 rip=… rsp=… cr2=… cr3=…`:
+/// the vCPU that shut down, the exit it had before, and its registers read
+/// after the join. Under VMX KVM leaves them at the fault; under SVM they
+/// are the reset vector's (svm.c `shutdown_interception` re-INITs the
+/// vCPU), which is why the exit before is named too.
+fn triple_fault_facts(vcpu: usize, before: Option<(u32, u64)>, fd: &VcpuFd) -> Facts {
     let mut f = Facts::default();
-    f.add("triple_fault_vcpu", vcpu);
+    f.add("triple_fault_vcpu", vcpu).add(
+        "exit_before",
+        before.map_or_else(
+            || "none".to_string(),
+            |(r, d)| format!("{}:{d:#x}", watchdog::exit_name(r)),
+        ),
+    );
     match (fd.get_regs(), fd.get_sregs()) {
         (Ok(r), Ok(sr)) => {
             f.add("rip", format!("{:#x}", r.rip))
@@ -190,7 +205,7 @@ impl ExitServer for Exits<'_> {
 
     fn serve(
         &self,
-        _vcpu: usize,
+        vcpu: usize,
         exit: Result<VcpuExit<'_>, kvm_ioctls::Error>,
         arrived: Instant,
     ) -> Option<Ending> {
@@ -201,6 +216,12 @@ impl ExitServer for Exits<'_> {
         // waits too.
         let mut d = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let d = &mut *d;
+        let this = exit.as_ref().map_or((u32::MAX, 0), vcpus::kvm_exit);
+        let before = d
+            .last
+            .get_mut(vcpu)
+            .map(|l| std::mem::replace(l, this))
+            .filter(|&(r, _)| r != u32::MAX);
         let mut fact = None;
         let end = match exit {
             Ok(VcpuExit::IoOut(port, data)) if serial::owns(port) => {
@@ -246,7 +267,7 @@ impl ExitServer for Exits<'_> {
             }
             // A triple fault: what a PC turns into a reset.
             Ok(VcpuExit::Shutdown) => Some(Ending {
-                triple_fault: true,
+                triple_fault: Some(before),
                 ..Ending::reset(arrived)
             }),
             // With several vCPUs a vCPU's fault can race another vCPU's
@@ -303,6 +324,7 @@ fn run_boot(
         faults: &m.faults,
         run,
         out,
+        last: vec![(u32::MAX, 0); m.vcpus.len()],
     }));
     runner.boot(m.vcpus.iter_mut().collect(), &exits)
 }
@@ -346,11 +368,11 @@ pub(super) fn run_loop(
                 Ending::new(GuestEnd::Hang)
             }
         };
-        if ending.triple_fault
+        if let Some(before) = ending.triple_fault
             && let Some(fd) = m.vcpus.get(boot.vcpu)
         {
             let _ = out.write_all(b"\n");
-            triple_fault_facts(boot.vcpu, fd).emit(out);
+            triple_fault_facts(boot.vcpu, before, fd).emit(out);
         }
         if let Some(at) = ending.reset_at {
             match resetter.reset(m, at)? {
