@@ -12,6 +12,7 @@ mod arch;
 mod boot;
 mod console;
 mod conv;
+mod crumbs;
 mod heap;
 mod hostcheck;
 mod kmain;

@@ -3,6 +3,7 @@
 //! test line before the run ends.
 
 use crate::kprint;
+use convtest_proto::crumbs::Doing;
 use convtest_proto::ktap::{self, Outcome};
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -44,10 +45,12 @@ pub fn crashing() -> bool {
 pub fn begin_test(catalog_index: usize, number: usize) {
     CURRENT_NUMBER.store(number, Ordering::SeqCst);
     CURRENT_TEST.store(catalog_index + 1, Ordering::SeqCst);
+    crate::crumbs::doing(0, Doing::Test(catalog_index as u64));
 }
 
 pub fn end_test() {
     CURRENT_TEST.store(0, Ordering::SeqCst);
+    crate::crumbs::doing(0, Doing::Nothing);
 }
 
 /// Ends the run after something unrecoverable: names it on a crash line,

@@ -10,12 +10,20 @@
 //!   ID, arm64 MPIDR affinity) so that it enters `secondary_main(cpu)` with
 //!   `stack_top` as its stack pointer. Returns once the request is made; the
 //!   check-in is waited for here.
+//! - `arch::idle_init() -> bool` (on the secondary, before it checks in):
+//!   true when `arch::idle_wait()` may sleep until `arch::wake_others()`
+//!   (CPU 0, after posting a job) wakes it; false: the CPU spins between
+//!   jobs. `idle_wait` may also return for nothing: the caller re-checks.
 
 use crate::boot::{BootInfo, MAX_CPUS};
 use alloc::string::String;
 use alloc::vec::Vec;
+use convtest_proto::crumbs::Doing;
 use core::fmt;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// How long CPU 0 waits on a job's end before it wakes the others again.
+const WAKE_AGAIN_SPINS: u32 = 1 << 16;
 
 /// Bytes of stack per secondary CPU.
 pub const STACK_BYTES: usize = 64 << 10;
@@ -158,12 +166,17 @@ fn wait_online(cpu: usize) -> Result<(), StartError> {
 
 /// Where a secondary CPU's arch start code lands, on its own stack.
 pub fn secondary_main(cpu: usize) -> ! {
+    let halts = crate::arch::idle_init();
     ONLINE.fetch_or(1 << cpu, Ordering::AcqRel);
     let mut seen = 0;
     loop {
         let gen_now = JOB_GEN.load(Ordering::Acquire);
         if gen_now == seen || cpu >= cpus() {
-            core::hint::spin_loop();
+            if halts {
+                crate::arch::idle_wait();
+            } else {
+                core::hint::spin_loop();
+            }
             continue;
         }
         seen = gen_now;
@@ -171,7 +184,9 @@ pub fn secondary_main(cpu: usize) -> ! {
         // SAFETY: `on_each` stored a pointer to a live `Job` before bumping
         // JOB_GEN and keeps it alive until every CPU stored its DONE.
         let job: Job<'_> = unsafe { *job };
+        crate::crumbs::doing(cpu, Doing::Job(gen_now));
         job(cpu);
+        crate::crumbs::doing(cpu, Doing::Idle(gen_now));
         DONE[cpu].store(gen_now, Ordering::Release);
     }
 }
@@ -190,9 +205,17 @@ pub fn on_each(job: &(dyn Fn(usize) + Sync)) {
         Ordering::Release,
     );
     let gen_now = JOB_GEN.fetch_add(1, Ordering::AcqRel) + 1;
+    crate::arch::wake_others();
     job(0);
     for done in DONE.iter().take(n).skip(1) {
+        let mut spins = 0u32;
         while done.load(Ordering::Acquire) != gen_now {
+            // Again now and then: a wake-up that went astray costs a
+            // while, not the run.
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(WAKE_AGAIN_SPINS) {
+                crate::arch::wake_others();
+            }
             core::hint::spin_loop();
         }
     }

@@ -199,6 +199,11 @@ impl Log {
         value_of(&self.header, key)
     }
 
+    /// The own VMM's fact `key` (the first, where a key repeats).
+    pub fn vmm_fact(&self, key: &str) -> Option<&str> {
+        value_of(&self.vmm, key)
+    }
+
     pub fn count(&self, outcome: Outcome) -> usize {
         self.tests.iter().filter(|t| t.result == outcome).count()
     }

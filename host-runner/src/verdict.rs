@@ -140,6 +140,8 @@ pub fn judge(f: &Facts<'_>) -> Judgement {
         }
         Ending::Exited { code, hint } => (*code, *hint),
     };
+    let plan = Plan::parse(f.plan).plan;
+    let series = series_problem(log, &plan, code, &last);
     let failed = log.count(Outcome::Fail);
     if failed > 0 {
         let first = log.tests.iter().find(|t| t.result == Outcome::Fail);
@@ -148,13 +150,15 @@ pub fn judge(f: &Facts<'_>) -> Judgement {
             .map_or(String::new(), |t| {
                 format!(" ({}: {})", qualified_name(log, t), t.reason)
             });
-        return Judgement::fail(format!(
-            "{failed} test(s) failed: {}{why}",
-            failed_names(log)
-        ));
+        let failures = format!("{failed} test(s) failed: {}{why}", failed_names(log));
+        // A boot cut short comes first: later boots' failures may only be
+        // its echo (the next boot misses what the cut one never wrote).
+        return Judgement::fail(match series {
+            Some(s) => format!("{s}; then {failures}"),
+            None => failures,
+        });
     }
-    let plan = Plan::parse(f.plan).plan;
-    if let Some(why) = series_problem(log, &plan, code, &last) {
+    if let Some(why) = series {
         return Judgement::fail(why);
     }
     if let Some(why) = offered_but_unused(log) {
@@ -187,12 +191,7 @@ fn offered_but_unused(log: &Log) -> Option<String> {
     if log.header_value("converter") != Some("none") {
         return None;
     }
-    let fact = |k: &str| {
-        log.vmm
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let fact = |k: &str| log.vmm_fact(k);
     let offered = match (fact("map_gpa_range"), fact("vm_type")) {
         (Some("on"), _) => "served KVM_HC_MAP_GPA_RANGE exits (vmm.map_gpa_range=on)",
         (_, Some("protected")) => "ran a pKVM protected VM (vmm.vm_type=protected)",
@@ -240,8 +239,9 @@ fn series_problem(log: &Log, plan: &Plan<'_>, code: Option<i32>, last: &str) -> 
         let Some(done) = &b.done else {
             return Some(if i + 1 < log.boot_logs.len() {
                 format!(
-                    "{} ended without its plan-complete marker: the next boot started (a crash or an unplanned reset)",
-                    name(i)
+                    "{} ended without its plan-complete marker: the next boot started (a crash or an unplanned reset{})",
+                    name(i),
+                    triple_fault(log)
                 )
             } else {
                 format!(
@@ -383,17 +383,35 @@ fn last_line(log: &Log) -> String {
 /// run ended (its exit status alone cannot tell a reset from an unserved
 /// exit).
 fn vmm_end(log: &Log) -> String {
-    let fact = |k: &str| {
-        log.vmm
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let fact = |k: &str| log.vmm_fact(k);
     match (fact("end"), fact("end_vcpu")) {
         (Some(end), Some(v)) => format!("; the VMM: end={end} by vCPU {v}"),
         (Some(end), None) => format!("; the VMM: end={end}"),
         _ => String::new(),
     }
+}
+
+/// `; the VMM saw vCPU 0 triple-fault (…)` from the own VMM's facts, with
+/// the guest's breadcrumbs when it read them; empty without one.
+fn triple_fault(log: &Log) -> String {
+    let fact = |k: &str| log.vmm_fact(k);
+    let Some(vcpu) = fact("triple_fault_vcpu") else {
+        return String::new();
+    };
+    let mut seen = vec![format!(
+        "its last exit {}",
+        fact("exit_before").unwrap_or("?")
+    )];
+    seen.extend(
+        log.vmm
+            .iter()
+            .filter(|(k, _)| k.starts_with("crumbs_cpu") || k.starts_with("exc"))
+            .map(|(k, v)| format!("{}={v}", k.trim_start_matches("crumbs_"))),
+    );
+    format!(
+        "; the VMM saw vCPU {vcpu} triple-fault: {}",
+        seen.join(", ")
+    )
 }
 
 fn status(code: Option<i32>) -> String {
@@ -656,18 +674,33 @@ mod tests {
         t
     }
 
+    /// Boot `index` of the series with its reset.content failed for `why`.
+    fn reset_content_failed(index: u32, reboots: u32, why: &str) -> String {
+        boot_text(index, reboots, true, &["reset"])
+            .replace(
+                "ok 1 reset.content",
+                &format!("not ok 1 reset.content # {why}"),
+            )
+            .replace("pass=2 fail=0", "pass=1 fail=1")
+    }
+
+    /// `text` judged as a clean exit of `plan`.
+    fn judge_planned(text: &str, plan: &str) -> Judgement {
+        let log = parse_all(text.as_bytes());
+        judge(&Facts {
+            log: &log,
+            ending: &OK,
+            plan,
+            vmm_stderr: "",
+        })
+    }
+
     fn series(reboots: u32, boots: &[(u32, bool, &[&str])]) -> Judgement {
         let text: String = boots
             .iter()
             .map(|&(i, done, with)| boot_text(i, reboots, done, with))
             .collect();
-        let log = parse_all(text.as_bytes());
-        judge(&Facts {
-            log: &log,
-            ending: &OK,
-            plan: &format!("tests=boot.plan reboots={reboots}"),
-            vmm_stderr: "",
-        })
+        judge_planned(&text, &format!("tests=boot.plan reboots={reboots}"))
     }
 
     #[test]
@@ -710,21 +743,30 @@ mod tests {
     }
 
     #[test]
+    fn a_boot_cut_by_a_triple_fault_comes_before_the_failure_it_caused() {
+        let text = boot_text(0, 2, true, &[])
+            + &boot_text(1, 2, false, &["reset"])
+            + "# convtest-vmm: triple_fault_vcpu=0 exit_before=io:0x3f8 rip=0xfff0\n\
+               # convtest-vmm: crumbs=read crumbs_cpu0=test:reset.calls/9 crumbs_cpu1=idle_after_job:1/2 exceptions=0\n"
+            + &reset_content_failed(2, 2, "canary missing");
+        let j = judge_planned(&text, "tests=boot.plan reboots=2");
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert!(
+            j.reason.starts_with(
+                "boot 1 (of 3) ended without its plan-complete marker: the next boot started \
+                 (a crash or an unplanned reset; the VMM saw vCPU 0 triple-fault: its last exit \
+                 io:0x3f8, cpu0=test:reset.calls/9, cpu1=idle_after_job:1/2, exceptions=0); \
+                 then 1 test(s) failed: boot2.reset.content"
+            ),
+            "{}",
+            j.reason
+        );
+    }
+
+    #[test]
     fn a_failure_in_a_series_names_its_boot() {
-        let text = boot_text(0, 1, true, &[])
-            + &boot_text(1, 1, true, &["reset"])
-                .replace(
-                    "ok 1 reset.content",
-                    "not ok 1 reset.content # private page wiped",
-                )
-                .replace("pass=2 fail=0", "pass=1 fail=1");
-        let log = parse_all(text.as_bytes());
-        let j = judge(&Facts {
-            log: &log,
-            ending: &OK,
-            plan: "tests=boot.plan reboots=1",
-            vmm_stderr: "",
-        });
+        let text = boot_text(0, 1, true, &[]) + &reset_content_failed(1, 1, "private page wiped");
+        let j = judge_planned(&text, "tests=boot.plan reboots=1");
         assert!(
             j.reason.contains("boot1.reset.content: private page wiped"),
             "{}",

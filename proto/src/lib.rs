@@ -13,6 +13,7 @@ extern crate std;
 pub mod bench;
 pub mod catalog;
 pub mod content;
+pub mod crumbs;
 pub mod glob;
 pub mod hostcheck;
 pub mod hv;

@@ -6,6 +6,7 @@
 //! QEMU's so the runner judges every backend alike.
 
 pub mod console;
+pub mod crumbs;
 pub mod facts;
 pub mod hostcheck;
 pub mod reboot;

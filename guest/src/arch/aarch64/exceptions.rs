@@ -155,6 +155,13 @@ extern "C" fn handle(frame: &mut Frame, vector: u64) {
         return;
     }
     let ec = esr_ec(esr);
+    crate::crumbs::exception(
+        vector,
+        frame.elr,
+        frame as *const Frame as u64,
+        FAR_EL1.get(),
+        esr,
+    );
     crate::report::crash(
         format_args!(
             "{} exception: EC={:#04x} ({}){} ESR={:#x} FAR={:#x} ELR={:#x} SPSR={:#x}",

@@ -32,6 +32,18 @@ pub use cache::{clean_dcache, flush_dcache};
 pub use probe::probe;
 pub use smccc::call as smccc_call;
 pub use smp::start_cpu;
+
+/// Secondary CPUs spin between jobs here (WFE/SEV was slower under TCG:
+/// README, SMP); the x86 contract's halting idle has no arm64 half yet.
+pub fn idle_init() -> bool {
+    false
+}
+
+pub fn idle_wait() {
+    core::hint::spin_loop();
+}
+
+pub fn wake_others() {}
 pub use timer::{cycle_freq, cycles};
 pub use trap::{fatal_fault, trap_roundtrip};
 #[allow(

@@ -7,8 +7,8 @@
 //! physical-memory window is its own) and no delivery-status bit to poll.
 //! QEMU offers it under TCG (`-cpu max`, CPUID.1:ECX[21] set) and KVM always
 //! does; without the CPUID bit [`enable_x2apic`] refuses rather than guess.
-//! Only the boot CPU switches to x2APIC mode; the others keep whatever mode
-//! they start in, nothing here uses their APICs.
+//! Every started CPU switches to x2APIC mode: the boot CPU to send, the
+//! others to receive the wake IPI their idle loop halts for ([`super::idle`]).
 
 use x86_64::registers::model_specific::Msr;
 
@@ -17,6 +17,12 @@ const APIC_BASE_EN: u64 = 1 << 11;
 const APIC_BASE_EXTD: u64 = 1 << 10;
 const X2APIC_ID: u32 = 0x802;
 const X2APIC_ICR: u32 = 0x830;
+const X2APIC_EOI: u32 = 0x80b;
+const X2APIC_SVR: u32 = 0x80f;
+/// SVR bit 8: the APIC accepts fixed interrupts (after INIT it does not).
+const SVR_ENABLE: u64 = 1 << 8;
+/// ICR destination shorthand 11b: every CPU but the sender.
+const ALL_BUT_SELF: u32 = 0b11 << 18;
 const CPUID1_ECX_X2APIC: u32 = 1 << 21;
 
 /// ICR low words (delivery mode, level, trigger), as Linux sends them.
@@ -56,6 +62,29 @@ pub fn enable_x2apic() -> Result<u32, &'static str> {
     // SAFETY: the APIC is in x2APIC mode now, where the ID MSR is readable.
     let id = unsafe { Msr::new(X2APIC_ID).read() };
     Ok(id as u32)
+}
+
+/// Lets this CPU's APIC accept fixed interrupts, `spurious` as its
+/// spurious vector. Only after [`enable_x2apic`] succeeded on this CPU.
+pub fn accept_interrupts(spurious: u8) {
+    // SAFETY: this CPU's APIC is in x2APIC mode, so the SVR MSR exists;
+    // every LVT entry stays masked as INIT left it, so only IPIs arrive.
+    unsafe { Msr::new(X2APIC_SVR).write(SVR_ENABLE | u64::from(spurious)) };
+}
+
+/// Ends the interrupt this CPU is handling (x2APIC mode only).
+pub fn eoi() {
+    // SAFETY: called from the handler of a fixed interrupt this CPU's APIC
+    // (in x2APIC mode) delivered; writing 0 to EOI is the architectural ack.
+    unsafe { Msr::new(X2APIC_EOI).write(0) };
+}
+
+/// A fixed interrupt `vector` to every CPU but this one (x2APIC mode only;
+/// CPUs still waiting for their SIPI ignore it).
+pub fn send_all_but_self(vector: u8) {
+    // SAFETY: as in `send`: the sender's APIC is in x2APIC mode; a fixed
+    // IPI changes nothing on this CPU.
+    unsafe { Msr::new(X2APIC_ICR).write(u64::from(ALL_BUT_SELF | u32::from(vector))) };
 }
 
 /// Sends one IPI: `low` = ICR bits 31:0, to x2APIC ID `dest`.

@@ -1,6 +1,7 @@
-//! The IDT: every architectural exception has a handler. All but the
-//! deliberate #UD of [`super::trap`] and the guarded RDMSR #GP of
-//! [`super::msr`] end the run through the crash path with vector, name,
+//! The IDT: every architectural exception has a handler, and so have the
+//! two interrupts a secondary CPU's idle loop takes ([`super::idle`]). All
+//! exceptions but the deliberate #UD of [`super::trap`] and the guarded
+//! RDMSR #GP of [`super::msr`] end the run through the crash path with vector, name,
 //! error code, RIP/RSP, for #PF and #DF CR2, and for #VE/#VC the likely cause.
 
 use crate::report;
@@ -51,6 +52,8 @@ pub fn init() {
         idt.vmm_communication_exception
             .set_handler_fn(vmm_communication);
         idt.security_exception.set_handler_fn(security);
+        idt[super::idle::WAKE_VECTOR].set_handler_fn(wake);
+        idt[super::idle::SPURIOUS_VECTOR].set_handler_fn(spurious);
         idt
     });
     idt.load();
@@ -60,9 +63,12 @@ pub fn init() {
 fn fatal(vector: u8, name: &str, frame: &InterruptStackFrame, error: Option<u64>) -> ! {
     let rip = frame.instruction_pointer.as_u64();
     let rsp = frame.stack_pointer.as_u64();
+    let cr2 = Cr2::read_raw();
+    // The GDT's base tells the CPUs apart (each has its own, gdt.rs).
+    let gdt = x86_64::instructions::tables::sgdt().base.as_u64();
+    crate::crumbs::exception(u64::from(vector), rip, rsp, cr2, gdt);
     match vector {
         8 | 14 => {
-            let cr2 = Cr2::read_raw();
             let guard = STACK_GUARD.load(Ordering::Relaxed);
             let why = if guard != 0 && (guard..guard + super::PAGE_SIZE).contains(&cr2) {
                 " (stack overflow into the guard page)"
@@ -138,6 +144,14 @@ extern "x86-interrupt" fn general_protection(mut frame: InterruptStackFrame, cod
     }
     fatal(13, "#GP general protection", &frame, Some(code))
 }
+
+/// The idle loop's wake IPI (idle.rs): its only job is to end the HLT.
+extern "x86-interrupt" fn wake(_frame: InterruptStackFrame) {
+    super::apic::eoi();
+}
+
+/// The APIC's spurious vector: no EOI (none is in service).
+extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {}
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
     fatal(14, "#PF page fault", &frame, Some(code.bits()))

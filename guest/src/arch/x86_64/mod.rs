@@ -12,6 +12,7 @@ mod cache;
 mod cpu;
 mod gdt;
 mod hypercall;
+mod idle;
 mod idt;
 mod msr;
 mod paging;
@@ -34,6 +35,7 @@ mod pvh_paging;
 pub use cache::{clean_dcache, flush_dcache};
 pub use cpu::{cpuid, cycle_freq, cycles};
 pub use hypercall::{vmcall, vmmcall};
+pub use idle::{init_secondary as idle_init, wait as idle_wait, wake_others};
 #[allow(
     unused_imports,
     reason = "arch contract: not every build calls reboot yet"

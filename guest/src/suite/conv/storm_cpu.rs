@@ -13,6 +13,7 @@ use crate::conv::Converter;
 use crate::hostcheck::{self, HostError, Reply};
 use alloc::format;
 use alloc::string::String;
+use convtest_proto::crumbs::Doing;
 use convtest_proto::hostcheck::{Evidence, Request, pattern_word};
 use convtest_proto::prng::mix;
 use convtest_proto::range::MemRange;
@@ -126,6 +127,7 @@ impl Ctx<'_> {
                     self.last
                 );
             }
+            crate::crumbs::doing(cpu, Doing::StormOp(i));
             let op = lane.storm.next(&lane.model);
             if let Err(why) = self.op(cpu, op, lane) {
                 lane.failure = Some((i, format!("{op}"), why));

@@ -60,24 +60,52 @@ pub fn pvh_extent(elf: &[u8]) -> Result<Extent, String> {
 /// memory a previous boot used must zero these itself (a fresh VM's RAM
 /// is zero already). Headers `pvh_extent` accepted; anything odd is skipped.
 pub fn bss(elf: &[u8]) -> Vec<(u64, u64)> {
-    let (Some(phoff), Some(phentsize), Some(phnum)) =
-        (u64_at(elf, 0x20), u16_at(elf, 0x36), u16_at(elf, 0x38))
-    else {
-        return Vec::new();
-    };
-    (0..usize::from(phnum))
-        .filter_map(|i| {
-            let o = (phoff as usize).checked_add(i.checked_mul(usize::from(phentsize))?)?;
-            if u32_at(elf, o)? != PT_LOAD {
-                return None;
-            }
-            let paddr = u64_at(elf, o + 0x18)?;
-            let filesz = u64_at(elf, o + 0x20)?;
-            let memsz = u64_at(elf, o + 0x28)?;
-            let start = paddr.checked_add(filesz)?;
-            (memsz > filesz).then_some((start, memsz - filesz))
+    load_segments(elf)
+        .filter_map(|s| {
+            let start = s.paddr.checked_add(s.filesz)?;
+            (s.memsz > s.filesz).then_some((start, s.memsz - s.filesz))
         })
         .collect()
+}
+
+/// Where the file byte at `offset` lands in guest-physical memory (None:
+/// no PT_LOAD segment's file bytes hold it).
+pub fn paddr_of(elf: &[u8], offset: u64) -> Option<u64> {
+    load_segments(elf).find_map(|s| {
+        let into = offset.checked_sub(s.offset)?;
+        (into < s.filesz)
+            .then(|| s.paddr.checked_add(into))
+            .flatten()
+    })
+}
+
+/// One PT_LOAD program header's fields.
+struct Segment {
+    offset: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+/// The PT_LOAD headers that parse; anything odd is skipped.
+fn load_segments(elf: &[u8]) -> impl Iterator<Item = Segment> + '_ {
+    let (phoff, phentsize, phnum) = match (u64_at(elf, 0x20), u16_at(elf, 0x36), u16_at(elf, 0x38))
+    {
+        (Some(o), Some(e), Some(n)) => (o as usize, usize::from(e), usize::from(n)),
+        _ => (0, 0, 0),
+    };
+    (0..phnum).filter_map(move |i| {
+        let o = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(elf, o)? != PT_LOAD {
+            return None;
+        }
+        Some(Segment {
+            offset: u64_at(elf, o + 0x08)?,
+            paddr: u64_at(elf, o + 0x18)?,
+            filesz: u64_at(elf, o + 0x20)?,
+            memsz: u64_at(elf, o + 0x28)?,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -123,6 +151,22 @@ mod tests {
         e[120 + 0x20..120 + 0x28].copy_from_slice(&0x2000u64.to_le_bytes());
         assert_eq!(bss(&e), [(0x10_1000, 0x4000)]);
         assert!(bss(b"MZ").is_empty());
+    }
+
+    #[test]
+    fn a_file_offset_maps_into_its_segment_only() {
+        let mut e = elf(&[(1, 0x10_0000, 0x3000), (1, 0x20_0000, 0x1000)]);
+        // First segment: file bytes [0x1000, 0x3000); second: [0x4000, 0x4800).
+        for (i, off, filesz) in [(0, 0x1000u64, 0x2000u64), (1, 0x4000, 0x800)] {
+            let o = 64 + 56 * i;
+            e[o + 0x08..o + 0x10].copy_from_slice(&off.to_le_bytes());
+            e[o + 0x20..o + 0x28].copy_from_slice(&filesz.to_le_bytes());
+        }
+        assert_eq!(paddr_of(&e, 0x1010), Some(0x10_0010));
+        assert_eq!(paddr_of(&e, 0x4100), Some(0x20_0100));
+        assert_eq!(paddr_of(&e, 0x3000), None);
+        assert_eq!(paddr_of(&e, 0x4800), None);
+        assert_eq!(paddr_of(b"MZ", 0), None);
     }
 
     #[test]

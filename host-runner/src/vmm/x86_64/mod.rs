@@ -99,6 +99,9 @@ struct Vm {
     faults: Faults,
     /// The state every boot's vCPU starts in.
     cpu: reset::BootCpu,
+    /// Guest-physical address of the guest's breadcrumb table (None: the
+    /// image has none), read when a vCPU triple-faults.
+    crumbs: Option<u64>,
 }
 
 /// Creates a VM of `kind`, sets it up as every kind needs, and asks it
@@ -143,6 +146,8 @@ struct Setup<'a> {
     extent: elf_extent::Extent,
     /// The kernel's .bss, zeroed at every reload (see elf_extent::bss).
     bss: Vec<(u64, u64)>,
+    /// Where the guest keeps its breadcrumbs (convtest_proto::crumbs).
+    crumbs: Option<u64>,
     faults: Faults,
     policy: ResetPolicy,
 }
@@ -161,6 +166,8 @@ impl<'a> Setup<'a> {
             detail,
         })?;
         let bss = elf_extent::bss(&image);
+        let crumbs = convtest_proto::crumbs::find(&image)
+            .and_then(|off| elf_extent::paddr_of(&image, off as u64));
         Ok(Setup {
             args,
             kvm,
@@ -168,6 +175,7 @@ impl<'a> Setup<'a> {
             image,
             extent,
             bss,
+            crumbs,
             faults,
             policy: args.vmm.reset_policy.policy(),
         })
@@ -268,6 +276,7 @@ impl<'a> Setup<'a> {
             ram,
             faults: self.faults.clone(),
             cpu,
+            crumbs: self.crumbs,
         };
         Ok((machine, f))
     }
