@@ -23,8 +23,9 @@ pub fn l1_cpus(guest_vcpus: u32) -> u32 {
 /// emulated SVM now and then ends in a triple fault the guest never
 /// raised, whenever another L1 vCPU runs at the same time — an inner vCPU
 /// spinning, or busy threads in the L1 beside a one-CPU guest (README,
-/// known problem; upstream QEMU, not convtest). Single-threaded it never
-/// did, and on two host cores the four-vCPU storm ran faster (96.6 s
+/// known problem: the platform's, not the guest's — the guest took no
+/// exception; QEMU's or the L1 KVM's, not isolated). Single-threaded it never
+/// did, and on two host cores the four-vCPU storm ran faster (82.2 s
 /// against 169 s: five L1 vCPU threads no longer fight over two cores).
 /// arm64 (pKVM) shows nothing of the kind and keeps its threads.
 pub fn l1_accel(arch: Arch) -> &'static str {
