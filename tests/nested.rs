@@ -410,7 +410,7 @@ fn mutants_kill_every_test_on_every_lane() {
         );
     }
     assert!(
-        stdout.contains("PASS  convtest mutants: 3 lane(s), 8 kill table(s)"),
+        stdout.contains("PASS  convtest mutants: 3 lane(s), 9 kill table(s)"),
         "{ctx}"
     );
 }
