@@ -366,6 +366,8 @@ pub(super) fn run_loop(
             End::Hang(report) => {
                 let _ = out.write_all(b"\n");
                 report.emit(out);
+                // Where each CPU was, in the guest's own words.
+                crumbs::facts(m.crumbs, |gpa, buf| m.ram.read_host(gpa, buf)).emit(out);
                 Ending::new(GuestEnd::Hang)
             }
         };
@@ -374,7 +376,7 @@ pub(super) fn run_loop(
         {
             let _ = out.write_all(b"\n");
             triple_fault_facts(boot.vcpu, before, fd).emit(out);
-            // The registers are gone under SVM; the guest's own record of
+            // The registers are gone under SVM; the guest's record of
             // where each CPU was is not.
             crumbs::facts(m.crumbs, |gpa, buf| m.ram.read_host(gpa, buf)).emit(out);
         }
