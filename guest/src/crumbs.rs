@@ -5,30 +5,28 @@
 //! report; the guest never reads it back, so nothing here may fail or wait.
 
 use convtest_proto::crumbs::{
-    CPU_BASE, CPU_SLOTS, Doing, EXC_BASE, EXC_COUNT, EXC_SLOTS, EXC_WORDS, MAGIC, VERSION, WORDS,
+    CPU_BASE, CPU_SLOTS, Doing, EXC_BASE, EXC_COUNT, EXC_SLOTS, EXC_WORDS, HEADER_WORDS, LAYOUT,
+    MAGIC, WORDS,
 };
 use core::sync::atomic::{AtomicU64, Ordering};
-
-/// Words after the magic and the layout word.
-const FIRST: usize = 3;
 
 #[repr(C)]
 struct Table {
     magic: [u8; 16],
     layout: u64,
-    words: [AtomicU64; WORDS - FIRST],
+    words: [AtomicU64; WORDS - HEADER_WORDS],
 }
 
 /// `#[used]`: kept even if the linker saw no reader (the reader is the VMM).
 #[used]
 static TABLE: Table = Table {
     magic: MAGIC,
-    layout: VERSION | ((CPU_SLOTS as u64) << 32),
-    words: [const { AtomicU64::new(0) }; WORDS - FIRST],
+    layout: LAYOUT,
+    words: [const { AtomicU64::new(0) }; WORDS - HEADER_WORDS],
 };
 
 fn word(i: usize) -> &'static AtomicU64 {
-    &TABLE.words[i - FIRST]
+    &TABLE.words[i - HEADER_WORDS]
 }
 
 /// CPU `cpu` now does `d`.

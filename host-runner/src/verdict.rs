@@ -191,8 +191,7 @@ fn offered_but_unused(log: &Log) -> Option<String> {
     if log.header_value("converter") != Some("none") {
         return None;
     }
-    let fact = |k: &str| log.vmm_fact(k);
-    let offered = match (fact("map_gpa_range"), fact("vm_type")) {
+    let offered = match (log.vmm_fact("map_gpa_range"), log.vmm_fact("vm_type")) {
         (Some("on"), _) => "served KVM_HC_MAP_GPA_RANGE exits (vmm.map_gpa_range=on)",
         (_, Some("protected")) => "ran a pKVM protected VM (vmm.vm_type=protected)",
         _ => return None,
@@ -383,8 +382,7 @@ fn last_line(log: &Log) -> String {
 /// run ended (its exit status alone cannot tell a reset from an unserved
 /// exit).
 fn vmm_end(log: &Log) -> String {
-    let fact = |k: &str| log.vmm_fact(k);
-    match (fact("end"), fact("end_vcpu")) {
+    match (log.vmm_fact("end"), log.vmm_fact("end_vcpu")) {
         (Some(end), Some(v)) => format!("; the VMM: end={end} by vCPU {v}"),
         (Some(end), None) => format!("; the VMM: end={end}"),
         _ => String::new(),
@@ -394,13 +392,12 @@ fn vmm_end(log: &Log) -> String {
 /// `; the VMM saw vCPU 0 triple-fault (…)` from the own VMM's facts, with
 /// the guest's breadcrumbs when it read them; empty without one.
 fn triple_fault(log: &Log) -> String {
-    let fact = |k: &str| log.vmm_fact(k);
-    let Some(vcpu) = fact("triple_fault_vcpu") else {
+    let Some(vcpu) = log.vmm_fact("triple_fault_vcpu") else {
         return String::new();
     };
     let mut seen = vec![format!(
         "its last exit {}",
-        fact("exit_before").unwrap_or("?")
+        log.vmm_fact("exit_before").unwrap_or("?")
     )];
     seen.extend(
         log.vmm

@@ -7,7 +7,7 @@
 //! kernel ELF's loaded bytes, once, and decodes it with [`decode`].
 //!
 //! Layout, little-endian u64 words from the table's start:
-//! - words 0..2: [`MAGIC`]; word 2: [`VERSION`] | (CPU slots << 32);
+//! - words 0..2: [`MAGIC`]; word 2: [`LAYOUT`] ([`VERSION`] | (CPU slots << 32));
 //! - per CPU slot `c`, words `3 + 2c`: what it is doing ([`Doing`]) and how
 //!   many times it changed (a CPU that changes nothing is stuck);
 //! - then the exception count and [`EXC_SLOTS`] records of [`EXC_WORDS`]
@@ -28,7 +28,12 @@ pub const CPU_SLOTS: usize = crate::plan::MAX_CPUS as usize;
 pub const EXC_SLOTS: usize = 4;
 pub const EXC_WORDS: usize = 5;
 
-pub const CPU_BASE: usize = 3;
+/// The magic and the layout word.
+pub const HEADER_WORDS: usize = 3;
+/// Word 2: what a reader checks before it trusts the rest.
+pub const LAYOUT: u64 = VERSION | ((CPU_SLOTS as u64) << 32);
+
+pub const CPU_BASE: usize = HEADER_WORDS;
 pub const EXC_COUNT: usize = CPU_BASE + 2 * CPU_SLOTS;
 pub const EXC_BASE: usize = EXC_COUNT + 1;
 /// Words in the table.
@@ -147,7 +152,7 @@ pub fn decode(bytes: &[u8]) -> Result<Crumbs, DecodeError> {
         return Err(DecodeError::BadMagic);
     }
     let v = word(2);
-    if v != VERSION | ((CPU_SLOTS as u64) << 32) {
+    if v != LAYOUT {
         return Err(DecodeError::Version(v));
     }
     let cpus = (0..CPU_SLOTS)
@@ -195,7 +200,7 @@ mod tests {
         let mut t = alloc::vec![0u8; WORDS * 8];
         t[..16].copy_from_slice(&MAGIC);
         let mut put = |i: usize, v: u64| t[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
-        put(2, VERSION | ((CPU_SLOTS as u64) << 32));
+        put(2, LAYOUT);
         for &(i, v) in words {
             put(i, v);
         }

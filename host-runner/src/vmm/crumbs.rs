@@ -55,7 +55,7 @@ pub fn facts<E: Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convtest_proto::crumbs::{CPU_BASE, CPU_SLOTS, Doing, EXC_BASE, EXC_COUNT, MAGIC, VERSION};
+    use convtest_proto::crumbs::{CPU_BASE, Doing, EXC_BASE, EXC_COUNT, LAYOUT, MAGIC};
 
     fn put(t: &mut [u8], i: usize, v: u64) {
         t[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
@@ -65,7 +65,7 @@ mod tests {
     fn a_table_becomes_one_line_of_facts() {
         let mut t = vec![0u8; WORDS * 8];
         t[..16].copy_from_slice(&MAGIC);
-        put(&mut t, 2, VERSION | ((CPU_SLOTS as u64) << 32));
+        put(&mut t, 2, LAYOUT);
         put(&mut t, CPU_BASE + 2, Doing::Idle(3).encode());
         put(&mut t, CPU_BASE + 3, 8);
         put(&mut t, EXC_COUNT, 1);

@@ -80,11 +80,10 @@ pub fn eoi() {
 }
 
 /// A fixed interrupt `vector` to every CPU but this one (x2APIC mode only;
-/// CPUs still waiting for their SIPI ignore it).
+/// CPUs still waiting for their SIPI ignore it). The shorthand makes the
+/// ICR ignore the destination.
 pub fn send_all_but_self(vector: u8) {
-    // SAFETY: as in `send`: the sender's APIC is in x2APIC mode; a fixed
-    // IPI changes nothing on this CPU.
-    unsafe { Msr::new(X2APIC_ICR).write(u64::from(ALL_BUT_SELF | u32::from(vector))) };
+    send(0, ALL_BUT_SELF | u32::from(vector));
 }
 
 /// Sends one IPI: `low` = ICR bits 31:0, to x2APIC ID `dest`.
@@ -93,6 +92,7 @@ pub fn send(dest: u32, low: u32) {
     let mut icr = Msr::new(X2APIC_ICR);
     // SAFETY: the boot CPU's APIC is in x2APIC mode (the caller enabled it),
     // so the ICR MSR exists; the messages sent are INIT and start-up IPIs to
-    // another CPU, which do not affect this one.
+    // another CPU and the fixed wake IPI to the others, none of which
+    // affects this one.
     unsafe { icr.write(u64::from(dest) << 32 | u64::from(low)) };
 }

@@ -100,8 +100,15 @@ struct Vm {
     /// The state every boot's vCPU starts in.
     cpu: reset::BootCpu,
     /// Guest-physical address of the guest's breadcrumb table (None: the
-    /// image has none), read when a vCPU triple-faults.
+    /// image has none), read when a vCPU triple-faults or hangs.
     crumbs: Option<u64>,
+}
+
+impl Vm {
+    /// The guest's breadcrumbs as facts (super::super::crumbs).
+    fn crumb_facts(&self) -> super::facts::Facts {
+        super::crumbs::facts(self.crumbs, |gpa, buf| self.ram.read_host(gpa, buf))
+    }
 }
 
 /// Creates a VM of `kind`, sets it up as every kind needs, and asks it

@@ -30,7 +30,6 @@
 //! next boot with every vCPU in its boot state (reset.rs).
 
 use super::super::console::ConsoleTap;
-use super::super::crumbs;
 use super::super::facts::Facts;
 use super::super::uart16550::Uart16550;
 use super::super::vcpus::{self, End, ExitServer, Runner};
@@ -367,7 +366,7 @@ pub(super) fn run_loop(
                 let _ = out.write_all(b"\n");
                 report.emit(out);
                 // Where each CPU was, in the guest's own words.
-                crumbs::facts(m.crumbs, |gpa, buf| m.ram.read_host(gpa, buf)).emit(out);
+                m.crumb_facts().emit(out);
                 Ending::new(GuestEnd::Hang)
             }
         };
@@ -378,7 +377,7 @@ pub(super) fn run_loop(
             triple_fault_facts(boot.vcpu, before, fd).emit(out);
             // The registers are gone under SVM; the guest's record of
             // where each CPU was is not.
-            crumbs::facts(m.crumbs, |gpa, buf| m.ram.read_host(gpa, buf)).emit(out);
+            m.crumb_facts().emit(out);
         }
         if let Some(at) = ending.reset_at {
             match resetter.reset(m, at)? {
