@@ -2,8 +2,9 @@
 //! on the project's CI machines) exposes the device but hangs on `vmcall`,
 //! so on x86 KVM also needs vmx/svm in the CPU flags.
 
-use crate::cli::{AccelArg, Arch};
+use crate::cli::AccelArg;
 use crate::error::Error;
+use convtest_proto::arch::Arch;
 use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,9 @@
 //! The command line as users type it. Resolving defaults and rejecting
 //! impossible combinations lives in `config.rs`.
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use convtest_proto::arch::Arch;
 use std::path::PathBuf;
 
 const ABOUT: &str = "Boot the convtest guest kernel and judge its memory-conversion tests";
@@ -334,7 +336,7 @@ impl Default for VmmOptions {
 #[derive(Debug, Args)]
 pub struct VmmArgs {
     /// Guest architecture [default: this machine's].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = arch_parser())]
     pub arch: Option<Arch>,
 
     /// The guest: x86_64 PVH ELF, or arm64 Image.
@@ -405,7 +407,7 @@ pub struct MatrixArgs {
     pub kernels: Vec<String>,
 
     /// Guest architecture [default: x86_64].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = arch_parser())]
     pub arch: Option<Arch>,
 
     /// Write the table (one object per kernel) here.
@@ -537,7 +539,7 @@ impl L1Name {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Guest architecture [default: this machine's].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = arch_parser())]
     pub arch: Option<Arch>,
 
     /// Who runs the guest. auto: convtest's own VMM on this host's KVM when
@@ -658,37 +660,10 @@ pub struct RunArgs {
     pub l1: L1Options,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Arch {
-    #[value(name = "x86_64")]
-    X86_64,
-    #[value(name = "aarch64")]
-    Aarch64,
-}
-
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        }
-    }
-
-    /// The bare-metal Rust target the guest builds for.
-    pub fn target(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64-unknown-none",
-            Arch::Aarch64 => "aarch64-unknown-none",
-        }
-    }
-
-    pub fn from_host(arch: &str) -> Option<Arch> {
-        match arch {
-            "x86_64" => Some(Arch::X86_64),
-            "aarch64" => Some(Arch::Aarch64),
-            _ => None,
-        }
-    }
+/// `--arch`: proto's names, listed as clap's possible values.
+fn arch_parser() -> impl TypedValueParser<Value = Arch> {
+    clap::builder::PossibleValuesParser::new(Arch::ALL.map(Arch::as_str))
+        .try_map(|name: String| Arch::from_host(&name).ok_or("not an arch convtest builds for"))
 }
 
 /// `--backend` as typed: a backend, or auto.

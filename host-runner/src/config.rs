@@ -3,8 +3,9 @@
 //! and the plan string the guest receives.
 
 use crate::accel::{self, Host};
-use crate::cli::{Arch, BackendKind, Boot, InjectArg, L1Options, Machine, RunArgs, VmmOptions};
+use crate::cli::{BackendKind, Boot, InjectArg, L1Options, Machine, RunArgs, VmmOptions};
 use crate::error::Error;
+use convtest_proto::arch::Arch;
 use convtest_proto::catalog;
 use convtest_proto::plan::{DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};
 use std::path::{Path, PathBuf};

@@ -7,8 +7,9 @@
 //! bootloader kernels differ only in a feature, so they get separate dirs too:
 //! one build must not overwrite the ELF another run is booting.
 
-use crate::cli::{Arch, Boot};
+use crate::cli::Boot;
 use crate::error::{Error, shell_line};
+use convtest_proto::arch::Arch;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@ use convtest_proto::hostcheck::{Ack, Evidence};
 use convtest_proto::ktap::{
     BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, VERSION_LINE,
 };
+use convtest_proto::wire::{HOST_PREFIX, L1_PREFIX, VMM_PREFIX};
 use serde::{Serialize, Serializer};
 
 /// Longest line kept: a runaway guest printing without newlines must not
@@ -124,12 +125,6 @@ pub enum Event {
     Bench(Bench),
 }
 
-/// Fact lines of convtest's own VMM and of the nested L1 (see vmm/facts.rs).
-pub const VMM_PREFIX: &str = "# convtest-vmm: ";
-pub const L1_PREFIX: &str = "# convtest-l1: ";
-/// The VMM's copy of each host-check answer it typed into the guest
-/// (`# convtest-host: convtest-ack <id> ok|fail <evidence> …`).
-pub const HOST_PREFIX: &str = "# convtest-host: ";
 /// The guest's timing of its boot's reset-to-private (a top-level diagnostic).
 pub const RESET_PREFIX: &str = "reset-to-private:";
 

@@ -26,11 +26,6 @@ pub const PAYLOAD: &str = "/payload";
 pub const MODULES_DIR: &str = "/modules";
 /// `key=value` lines /init prints as L1 facts (e.g. `kvm=stock`).
 pub const CONF: &str = "/convtest-l1.conf";
-/// Fact lines (parsed by the runner's KTAP reader into the JSON `l1` object).
-pub use crate::ktap::L1_PREFIX;
-/// Each line the inner VMM writes on stderr is relayed with this prefix, so
-/// the outer runner can tell it from the guest's console.
-pub const STDERR_PREFIX: &str = "# convtest-l1-stderr: ";
 /// Modules whose load fails with ENODEV / EOPNOTSUPP on the other CPU vendor;
 /// a user's module dir may hold both.
 pub const VENDOR_MODULES: [&str; 2] = ["kvm-amd", "kvm-intel"];

@@ -11,6 +11,7 @@ use crate::ktap::Outcome;
 use crate::report::{LaneEvidence, RunRecord};
 use crate::verdict::Verdict;
 use clap::{Parser, ValueEnum};
+use convtest_proto::arch::Arch;
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::Instant;
@@ -118,7 +119,7 @@ struct Report<'a> {
 }
 
 pub fn main(args: &MatrixArgs) -> i32 {
-    let arch = args.arch.unwrap_or(crate::cli::Arch::X86_64);
+    let arch = args.arch.unwrap_or(Arch::X86_64);
     let names: Vec<String> = if args.kernels.is_empty() {
         crate::backend::nested::KNOWN_L1
             .iter()

@@ -179,7 +179,8 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
 /// `qemu-tcg-x86`, `vmm-x86`, `nested-x86-swprot`, `nested-arm64-pkvm`,
 /// `nested-x86-debian-6.1`, …
 pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
-    use crate::cli::{Arch, BackendKind};
+    use crate::cli::BackendKind;
+    use convtest_proto::arch::Arch;
     let arch = match config.arch {
         Arch::X86_64 => "x86",
         Arch::Aarch64 => "arm64",

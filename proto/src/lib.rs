@@ -10,6 +10,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod arch;
 pub mod bench;
 pub mod catalog;
 pub mod content;
@@ -27,3 +28,4 @@ pub mod range;
 pub mod reboot;
 pub mod storm;
 pub mod tracker;
+pub mod wire;

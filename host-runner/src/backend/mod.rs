@@ -10,9 +10,10 @@ pub mod qemu;
 pub mod vmm;
 
 use crate::accel::Accel;
-use crate::cli::{Arch, BackendKind, Boot, L1Options, Machine, VmmOptions};
+use crate::cli::{BackendKind, Boot, L1Options, Machine, VmmOptions};
 use crate::error::Error;
 use crate::verdict::Ending;
+use convtest_proto::arch::Arch;
 use std::path::Path;
 use std::time::Duration;
 

@@ -4,9 +4,10 @@
 //! SYSTEM_OFF: 0).
 
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, process};
-use crate::cli::{Arch, BackendKind, Boot, Machine};
+use crate::cli::{BackendKind, Boot, Machine};
 use crate::error::{Error, shell_line};
 use crate::verdict::ExitHint;
+use convtest_proto::arch::Arch;
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,9 @@
 //! inside the kernel exactly like a wedged QEMU.
 
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, process};
-use crate::cli::{Arch, BackendKind, Boot, VmmOptions};
+use crate::cli::{BackendKind, Boot, VmmOptions};
 use crate::error::{Error, shell_line};
+use convtest_proto::arch::Arch;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;

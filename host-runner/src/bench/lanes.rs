@@ -85,8 +85,9 @@ pub fn cannot_run(lane: &Lane) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Arch, Cli, Command};
+    use crate::cli::{Cli, Command};
     use clap::Parser;
+    use convtest_proto::arch::Arch;
 
     fn bench_args(extra: &[&str]) -> BenchArgs {
         let mut argv = vec!["convtest", "bench"];

@@ -2,7 +2,7 @@
 //! It remembers whether the last byte ended a line so fact lines always
 //! start on a fresh one (the runner only parses whole lines).
 
-use super::L1_PREFIX;
+use convtest_proto::wire::L1_PREFIX;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 

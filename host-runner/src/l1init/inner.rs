@@ -3,11 +3,11 @@
 //! killed by pid once its time limit has passed, so one wedged run cannot
 //! use up the time of the runs after it.
 
-use super::STDERR_PREFIX;
 use super::console::Console;
 use super::failure::Failure;
 use super::marker::VmmExit;
 use super::runs::RunPlan;
+use convtest_proto::wire::L1_STDERR_PREFIX;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
@@ -127,7 +127,7 @@ fn relay_lines(con: Console, err: impl Read + Send + 'static) -> JoinHandle<()> 
         let mut buf = Vec::new();
         while let Ok(1..) = reader.read_until(b'\n', &mut buf) {
             let text = String::from_utf8_lossy(&buf);
-            con.line(STDERR_PREFIX, text.trim_end_matches(['\n', '\r']));
+            con.line(L1_STDERR_PREFIX, text.trim_end_matches(['\n', '\r']));
             buf.clear();
         }
     })

@@ -10,7 +10,7 @@
 //! Both always start on a fresh line. `vmm_exit=` on the end line is the
 //! fact single-run consumers have always read.
 
-use super::L1_PREFIX;
+use convtest_proto::wire::L1_PREFIX;
 use std::fmt;
 
 /// How one inner `convtest vmm` ended, as /init saw it.

@@ -1,7 +1,8 @@
 //! The lanes `convtest mutants` can break, and the mutants: a deliberate
 //! VMM fault or a deliberate guest firmware fault, one per run.
 
-use crate::cli::{Arch, VmmFault};
+use crate::cli::VmmFault;
+use convtest_proto::arch::Arch;
 use convtest_proto::plan::{GuestFault, ResetPolicy};
 use std::fmt;
 

@@ -21,6 +21,7 @@ use crate::cli::{Boot, L1Options, Machine, MutantsArgs, ResetPolicyArg, VmmOptio
 use crate::error::Error;
 use crate::ktap;
 use crate::verdict::{self, Facts};
+use convtest_proto::arch::Arch;
 use convtest_proto::plan::{DEFAULT_SEED, Plan, ResetPolicy};
 use lane::{Lane, Mutant, Section};
 use serde::Serialize;
@@ -161,8 +162,8 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
     use crate::backend::Backend;
     let started = Instant::now();
     let boot = match lane.arch {
-        crate::cli::Arch::X86_64 => Boot::Pvh,
-        crate::cli::Arch::Aarch64 => Boot::Image,
+        Arch::X86_64 => Boot::Pvh,
+        Arch::Aarch64 => Boot::Image,
     };
     nested::Nested.preflight(lane.arch, boot)?;
     let scratch = crate::cleanup::Scratch::new("convtest-mutants-")?;
@@ -217,8 +218,8 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         arch: lane.arch,
         boot,
         machine: match lane.arch {
-            crate::cli::Arch::X86_64 => Machine::Microvm,
-            crate::cli::Arch::Aarch64 => Machine::Virt,
+            Arch::X86_64 => Machine::Microvm,
+            Arch::Aarch64 => Machine::Virt,
         },
         accel: crate::accel::Accel::Tcg,
         memory_mib: MEMORY_MIB,

@@ -6,8 +6,8 @@
 //! evidence) for the running test instead of taking the guest's.
 
 use super::hostcheck::{self, HostView};
-use crate::ktap::HOST_PREFIX;
 use convtest_proto::hostcheck::{Ack, Evidence, Request, split_request};
+use convtest_proto::wire::HOST_PREFIX;
 use std::io::Write;
 
 /// A line longer than this is not a request; keep memory bounded.

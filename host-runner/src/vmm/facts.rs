@@ -29,7 +29,7 @@ use std::fmt::{self, Display};
 use std::io::Write;
 
 /// The runner's KTAP reader owns the line format.
-pub use crate::ktap::VMM_PREFIX as PREFIX;
+pub use convtest_proto::wire::VMM_PREFIX as PREFIX;
 
 /// Key prefix of the per-capability facts.
 pub const CAP_PREFIX: &str = "cap.";

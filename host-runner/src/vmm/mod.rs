@@ -20,6 +20,7 @@ pub mod aarch64;
 pub mod x86_64;
 
 use crate::cli::VmmArgs;
+use convtest_proto::arch::Arch;
 use std::path::PathBuf;
 
 /// Exit status when the VMM's own watchdog caught a vCPU that never left
@@ -180,12 +181,12 @@ pub fn preflight() -> Result<(), crate::error::Error> {
 pub fn main(args: &VmmArgs) -> i32 {
     let arch = args
         .arch
-        .or_else(|| crate::cli::Arch::from_host(std::env::consts::ARCH));
+        .or_else(|| Arch::from_host(std::env::consts::ARCH));
     let result = match arch {
         #[cfg(target_arch = "x86_64")]
-        Some(crate::cli::Arch::X86_64) => x86_64::run(args),
+        Some(Arch::X86_64) => x86_64::run(args),
         #[cfg(target_arch = "aarch64")]
-        Some(crate::cli::Arch::Aarch64) => aarch64::run(args),
+        Some(Arch::Aarch64) => aarch64::run(args),
         other => Err(VmmError::Config(format!(
             "this VMM runs {} guests only, not {}",
             std::env::consts::ARCH,

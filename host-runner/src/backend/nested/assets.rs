@@ -11,8 +11,8 @@ use super::cache::{self, Cache};
 use super::kernel_image::{self, Found};
 use super::kernels::KnownL1;
 use super::modules::{self, Module};
-use crate::cli::Arch;
 use crate::error::Error;
+use convtest_proto::arch::Arch;
 use std::path::{Path, PathBuf};
 
 pub struct L1Kernel {

@@ -5,8 +5,9 @@
 
 use super::kernel_image;
 use super::kernels::{KnownL1, known};
-use crate::cli::{Arch, L1Options};
+use crate::cli::L1Options;
 use crate::error::Error;
+use convtest_proto::arch::Arch;
 use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

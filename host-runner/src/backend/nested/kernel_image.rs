@@ -5,8 +5,8 @@
 //! an Image (its header magic), or what QEMU's arm64 loader unpacks itself
 //! (a gzip'd Image, an EFI zboot image). Only the first bytes are read.
 
-use crate::cli::Arch;
 use crate::error::Error;
+use convtest_proto::arch::Arch;
 use std::io::Read;
 use std::path::Path;
 

@@ -5,7 +5,8 @@
 //! (bookworm-security keeps only its newest build), `apt-get download`
 //! fails naming the package and this table needs the new ABI name.
 
-use crate::cli::{Arch, L1Name};
+use crate::cli::L1Name;
+use convtest_proto::arch::Arch;
 
 /// A Debian suite the private sources list reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

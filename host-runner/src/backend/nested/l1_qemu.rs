@@ -2,7 +2,7 @@
 //! (x86: `-cpu max` is an AMD CPU with SVM + NPT; arm64: EL2 with GICv3, which
 //! pKVM requires), the L1 kernel and initramfs, and the L1 console on stdio.
 
-use crate::cli::Arch;
+use convtest_proto::arch::Arch;
 use std::ffi::OsString;
 use std::path::Path;
 

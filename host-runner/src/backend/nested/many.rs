@@ -241,8 +241,9 @@ fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Arch, Boot, Machine};
+    use crate::cli::{Boot, Machine};
     use crate::verdict::{Ending, ExitHint};
+    use convtest_proto::arch::Arch;
     use std::os::unix::process::ExitStatusExt;
     use std::path::Path;
     use std::process::ExitStatus;

@@ -44,9 +44,10 @@ pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, Layout, Suite, known};
 pub use choice::check as check_l1_options;
 
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, qemu};
-use crate::cli::{Arch, BackendKind, Boot};
+use crate::cli::{BackendKind, Boot};
 use crate::error::Error;
 use crate::l1init;
+use convtest_proto::arch::Arch;
 use std::path::Path;
 
 pub struct Nested;

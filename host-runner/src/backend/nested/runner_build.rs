@@ -4,9 +4,9 @@
 //! `cargo test` holds on the main one nor inherits the caller's
 //! CARGO_TARGET_DIR.
 
-use crate::cli::Arch;
 use crate::error::{Error, shell_line};
 use crate::step;
+use convtest_proto::arch::Arch;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;

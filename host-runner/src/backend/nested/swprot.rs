@@ -15,9 +15,10 @@
 use super::apt::Apt;
 use super::cache::{self, Cache};
 use super::kernels::{KnownL1, known};
-use crate::cli::{Arch, L1Name};
+use crate::cli::L1Name;
 use crate::error::Error;
 use crate::step;
+use convtest_proto::arch::Arch;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,10 +6,10 @@
 //! run's stderr, with /init's `error=…` lines.
 
 use super::super::{RunEnd, process, qemu};
-use crate::cli::Arch;
 use crate::l1init::marker::VmmExit;
-use crate::l1init::{L1_PREFIX, STDERR_PREFIX};
 use crate::verdict::{Ending, ExitHint};
+use convtest_proto::arch::Arch;
+use convtest_proto::wire::{L1_PREFIX, L1_STDERR_PREFIX};
 use std::time::Duration;
 
 /// Only this much of a line is read for facts; the console keeps it whole.
@@ -37,7 +37,7 @@ impl RunFacts {
         let bytes = &bytes[..bytes.len().min(MAX_LINE)];
         let text = String::from_utf8_lossy(bytes);
         let line = text.trim_end_matches(['\n', '\r']);
-        if let Some(rest) = line.strip_prefix(STDERR_PREFIX) {
+        if let Some(rest) = line.strip_prefix(L1_STDERR_PREFIX) {
             self.vmm_stderr.push_str(rest);
             self.vmm_stderr.push('\n');
         } else if let Some(rest) = line.strip_prefix(L1_PREFIX)
