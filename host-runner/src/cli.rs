@@ -1,9 +1,14 @@
 //! The command line as users type it. Resolving defaults and rejecting
 //! impossible combinations lives in `config.rs`.
 
-use clap::builder::TypedValueParser;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use convtest_proto::arch::Arch;
+use convtest_proto::keyword::Keyword;
+use convtest_proto::plan::{Content, ResetPolicy};
+use convtest_vmm::config::{
+    MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
+};
 use std::path::PathBuf;
 
 const ABOUT: &str = "Boot the convtest guest kernel and judge its memory-conversion tests";
@@ -152,25 +157,25 @@ pub enum Command {
 /// What the own VMM needs, shared by `run --backend vmm|nested` and the
 /// hidden `vmm` subcommand.
 #[derive(Clone, Debug, Args)]
-pub struct VmmOptions {
+pub struct VmmFlags {
     /// What a conversion does to the page's bytes where the memory mode lets
     /// the VMM choose: zero (punch the hole / clear) or preserve (keep).
     /// [default: preserve for emulated-private memory, zero for sw-protected,
     /// where private and shared are different pages]
-    #[arg(long, value_enum)]
-    pub content: Option<ContentArg>,
+    #[arg(long, value_parser = keyword::<Content>())]
+    pub content: Option<Content>,
 
     /// x86 VMM memory: sw-protected = guest_memfd + KVM_SET_MEMORY_ATTRIBUTES
     /// (needs KVM_X86_SW_PROTECTED_VM), emulated-private = default VM whose
     /// VMM tracks private pages and refuses to touch them. auto takes
     /// sw-protected when the host offers it.
-    #[arg(long, value_enum, default_value_t = VmmMemoryArg::Auto)]
-    pub vmm_memory: VmmMemoryArg,
+    #[arg(long, value_parser = keyword::<MemoryKind>(), default_value = "auto")]
+    pub vmm_memory: MemoryKind,
 
     /// arm64 VM type: protected (KVM_VM_TYPE_ARM_PROTECTED, pKVM) or
     /// normal; auto takes protected when the host runs pKVM.
-    #[arg(long, value_enum, default_value_t = VmTypeArg::Auto)]
-    pub vm_type: VmTypeArg,
+    #[arg(long, value_parser = keyword::<VmType>(), default_value = "auto")]
+    pub vm_type: VmType,
 
     /// A single KVM_RUN lasting this long is a hang: the own VMM kicks the
     /// vCPU out, reports the hang and ends the run as a failure.
@@ -184,7 +189,7 @@ pub struct VmmOptions {
     /// wrong-content combines with any. arm64: pKVM answers
     /// MEM_SHARE/MEM_UNSHARE at EL2 without the VMM, so none applies there
     /// (use --guest-fault). `convtest mutants` runs them all.
-    #[arg(long, value_enum, value_name = "KIND,...", value_delimiter = ',')]
+    #[arg(long, value_parser = keyword::<VmmFault>(), value_name = "KIND,...", value_delimiter = ',')]
     pub vmm_fault: Vec<VmmFault>,
 
     /// What the own VMM does to guest memory when the guest resets (a
@@ -196,102 +201,36 @@ pub struct VmmOptions {
     /// pKVM gives the host no call to make a protected VM's memory private:
     /// there only keep and recreate exist. The guest learns the policy
     /// (`reset=` in its plan) and checks what survived against it.
-    #[arg(long, value_enum, default_value_t = ResetPolicyArg::Keep)]
-    pub reset_policy: ResetPolicyArg,
+    #[arg(long, value_parser = keyword::<ResetPolicy>(), default_value = "keep")]
+    pub reset_policy: ResetPolicy,
 }
 
-/// `--reset-policy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ResetPolicyArg {
-    Keep,
-    Private,
-    Recreate,
-}
-
-impl ResetPolicyArg {
-    pub fn policy(self) -> convtest_proto::plan::ResetPolicy {
-        use convtest_proto::plan::ResetPolicy;
-        match self {
-            ResetPolicyArg::Keep => ResetPolicy::Keep,
-            ResetPolicyArg::Private => ResetPolicy::Private,
-            ResetPolicyArg::Recreate => ResetPolicy::Recreate,
+impl VmmFlags {
+    /// The VMM's own configuration from the flags as typed.
+    pub fn options(&self) -> VmmOptions {
+        VmmOptions {
+            content: self.content,
+            memory: self.vmm_memory,
+            vm_type: self.vm_type,
+            vcpu_watchdog_s: self.vcpu_watchdog,
+            faults: self.vmm_fault.clone(),
+            reset_policy: self.reset_policy,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        self.policy().as_str()
-    }
 }
 
-/// A deliberate VMM bug (`--vmm-fault`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
-pub enum VmmFault {
-    /// Answer 0 and change nothing.
-    Ignore,
-    /// Answer an error (-EPERM) and change nothing.
-    Deny,
-    /// Convert the first half of the pages that would flip, answer an error (-EAGAIN).
-    Partial,
-    /// Answer 0 to a to-private request but leave the pages shared (host-visible).
-    Leak,
-    /// Zero the pages that flip where preserve was promised, keep them where zero was.
-    WrongContent,
-    /// Answer a value that is no errno (0x1_0000_0000) and change nothing.
-    Garbage,
-    /// On a guest reset, claim the --reset-policy (the guest is told it) but
-    /// do nothing: memory stays as the last boot left it.
-    NoReset,
-}
-
-impl VmmFault {
-    pub const ALL: [VmmFault; 7] = [
-        VmmFault::Ignore,
-        VmmFault::Deny,
-        VmmFault::Partial,
-        VmmFault::Leak,
-        VmmFault::WrongContent,
-        VmmFault::Garbage,
-        VmmFault::NoReset,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VmmFault::Ignore => "ignore",
-            VmmFault::Deny => "deny",
-            VmmFault::Partial => "partial",
-            VmmFault::Leak => "leak",
-            VmmFault::WrongContent => "wrong-content",
-            VmmFault::Garbage => "garbage",
-            VmmFault::NoReset => "no-reset",
+/// A flag whose values are a [`Keyword`] set: clap lists the words (with
+/// each one's help) and hands back the value.
+pub fn keyword<K: Keyword + Send + Sync>() -> impl TypedValueParser<Value = K> {
+    let values = K::ALL.iter().map(|k| {
+        let value = PossibleValue::new(k.as_str());
+        match k.help() {
+            "" => value,
+            help => value.help(help),
         }
-    }
-
-    /// Faults that decide the answer to a request (at most one at a time).
-    pub fn decides_answer(self) -> bool {
-        !matches!(self, VmmFault::WrongContent | VmmFault::NoReset)
-    }
-
-    /// Faults that act on conversion requests (the rest act on resets).
-    pub fn on_requests(self) -> bool {
-        !matches!(self, VmmFault::NoReset)
-    }
-}
-
-/// Rejects fault sets that contradict themselves (two answers to one request).
-pub fn check_vmm_faults(faults: &[VmmFault]) -> Result<(), String> {
-    let answers: Vec<&str> = faults
-        .iter()
-        .filter(|f| f.decides_answer())
-        .map(|f| f.as_str())
-        .collect();
-    if answers.len() > 1 {
-        return Err(format!(
-            "--vmm-fault {}: each of these decides the answer to a request; give at most one \
-             (wrong-content combines with any)",
-            answers.join(",")
-        ));
-    }
-    Ok(())
+    });
+    PossibleValuesParser::new(values)
+        .try_map(|word: String| K::from_word(&word).ok_or("not one of the possible values"))
 }
 
 /// A deliberate firmware bug in the guest (`--guest-fault`, carried in the plan).
@@ -319,24 +258,13 @@ impl GuestFaultArg {
     }
 }
 
-/// The same values clap gives when no option is passed (a test pins this).
-impl Default for VmmOptions {
-    fn default() -> Self {
-        VmmOptions {
-            content: None,
-            vmm_memory: VmmMemoryArg::Auto,
-            vm_type: VmTypeArg::Auto,
-            vcpu_watchdog: 60,
-            vmm_fault: Vec::new(),
-            reset_policy: ResetPolicyArg::Keep,
-        }
-    }
-}
+/// The hidden subcommand that runs the own VMM (the vmm backend starts it).
+pub const VMM_COMMAND: &str = "vmm";
 
 #[derive(Debug, Args)]
 pub struct VmmArgs {
     /// Guest architecture [default: this machine's].
-    #[arg(long, value_parser = arch_parser())]
+    #[arg(long, value_parser = keyword::<Arch>())]
     pub arch: Option<Arch>,
 
     /// The guest: x86_64 PVH ELF, or arm64 Image.
@@ -348,16 +276,29 @@ pub struct VmmArgs {
     pub cmdline: String,
 
     /// Guest RAM in MiB.
-    #[arg(long, value_name = "MiB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=3072))]
+    #[arg(long, value_name = "MiB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(i64::from(*MEMORY_MIB.start())..=i64::from(*MEMORY_MIB.end())))]
     pub memory: u32,
 
     /// vCPUs, one thread each; the guest starts the secondaries itself
     /// (x86 INIT-SIPI-SIPI, arm64 PSCI CPU_ON, both answered by KVM).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(i64::from(*VCPUS.start())..=i64::from(*VCPUS.end())))]
     pub vcpus: u32,
 
     #[command(flatten)]
-    pub vmm: VmmOptions,
+    pub vmm: VmmFlags,
+}
+
+impl VmmArgs {
+    pub fn config(&self) -> VmmConfig {
+        VmmConfig {
+            arch: self.arch,
+            kernel: self.kernel.clone(),
+            cmdline: self.cmdline.clone(),
+            memory_mib: self.memory,
+            vcpus: self.vcpus,
+            options: self.vmm.options(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -407,7 +348,7 @@ pub struct MatrixArgs {
     pub kernels: Vec<String>,
 
     /// Guest architecture [default: x86_64].
-    #[arg(long, value_parser = arch_parser())]
+    #[arg(long, value_parser = keyword::<Arch>())]
     pub arch: Option<Arch>,
 
     /// Write the table (one object per kernel) here.
@@ -539,7 +480,7 @@ impl L1Name {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Guest architecture [default: this machine's].
-    #[arg(long, value_parser = arch_parser())]
+    #[arg(long, value_parser = keyword::<Arch>())]
     pub arch: Option<Arch>,
 
     /// Who runs the guest. auto: convtest's own VMM on this host's KVM when
@@ -654,16 +595,10 @@ pub struct RunArgs {
     pub quiet: bool,
 
     #[command(flatten)]
-    pub vmm: VmmOptions,
+    pub vmm: VmmFlags,
 
     #[command(flatten)]
     pub l1: L1Options,
-}
-
-/// `--arch`: proto's names, listed as clap's possible values.
-fn arch_parser() -> impl TypedValueParser<Value = Arch> {
-    clap::builder::PossibleValuesParser::new(Arch::ALL.map(Arch::as_str))
-        .try_map(|name: String| Arch::from_host(&name).ok_or("not an arch convtest builds for"))
 }
 
 /// `--backend` as typed: a backend, or auto.
@@ -716,55 +651,6 @@ impl BackendKind {
     /// Backends whose VMM is convtest's own, which answers host checks.
     pub fn has_own_vmm(self) -> bool {
         matches!(self, BackendKind::Vmm | BackendKind::Nested)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ContentArg {
-    Zero,
-    Preserve,
-}
-
-impl ContentArg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContentArg::Zero => "zero",
-            ContentArg::Preserve => "preserve",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum VmmMemoryArg {
-    Auto,
-    SwProtected,
-    EmulatedPrivate,
-}
-
-impl VmmMemoryArg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VmmMemoryArg::Auto => "auto",
-            VmmMemoryArg::SwProtected => "sw-protected",
-            VmmMemoryArg::EmulatedPrivate => "emulated-private",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum VmTypeArg {
-    Auto,
-    Protected,
-    Normal,
-}
-
-impl VmTypeArg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VmTypeArg::Auto => "auto",
-            VmTypeArg::Protected => "protected",
-            VmTypeArg::Normal => "normal",
-        }
     }
 }
 
@@ -839,30 +725,14 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn vmm_option_defaults_match_clap() {
+    fn vmm_flag_defaults_are_the_vmm_defaults() {
         #[derive(clap::Parser)]
         struct Wrap {
             #[command(flatten)]
-            vmm: VmmOptions,
+            vmm: VmmFlags,
         }
         let parsed = Wrap::parse_from(["convtest"]).vmm;
-        let d = VmmOptions::default();
-        assert_eq!(
-            (
-                parsed.content,
-                parsed.vmm_memory,
-                parsed.vm_type,
-                parsed.vcpu_watchdog,
-                parsed.vmm_fault
-            ),
-            (
-                d.content,
-                d.vmm_memory,
-                d.vm_type,
-                d.vcpu_watchdog,
-                d.vmm_fault
-            )
-        );
+        assert_eq!(parsed.options(), VmmOptions::default());
     }
 
     #[test]
@@ -928,16 +798,8 @@ mod tests {
         };
         assert_eq!(r.vmm.vmm_fault, [VmmFault::Leak, VmmFault::WrongContent]);
         assert_eq!(r.guest_fault, Some(GuestFaultArg::SkipReset));
-        assert!(check_vmm_faults(&r.vmm.vmm_fault).is_ok());
-        let e = check_vmm_faults(&[VmmFault::Ignore, VmmFault::Deny]).unwrap_err();
-        assert!(e.contains("ignore,deny"), "{e}");
-        for f in VmmFault::ALL {
-            assert_eq!(
-                VmmFault::from_str(f.as_str(), false),
-                Ok(f),
-                "CLI name of {f:?}"
-            );
-        }
+        let e = Cli::try_parse_from(["convtest", "run", "--vmm-fault", "leak,nope"]).unwrap_err();
+        assert!(e.to_string().contains("no-reset"), "{e}");
     }
 
     #[test]

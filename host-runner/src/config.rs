@@ -3,11 +3,12 @@
 //! and the plan string the guest receives.
 
 use crate::accel::{self, Host};
-use crate::cli::{BackendKind, Boot, InjectArg, L1Options, Machine, RunArgs, VmmOptions};
+use crate::cli::{BackendKind, Boot, InjectArg, L1Options, Machine, RunArgs};
 use crate::error::Error;
 use convtest_proto::arch::Arch;
 use convtest_proto::catalog;
 use convtest_proto::plan::{DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};
+use convtest_vmm::VmmOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -166,7 +167,7 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         kernel: args.kernel.clone(),
         workspace: args.workspace.clone().unwrap_or_else(default_workspace),
         quiet: args.quiet,
-        vmm: args.vmm.clone(),
+        vmm: args.vmm.options(),
         l1,
     })
 }
@@ -312,10 +313,10 @@ fn check_backend(
     }
     if !own_vmm
         && (args.vmm.content.is_some()
-            || args.vmm.vmm_memory != crate::cli::VmmMemoryArg::Auto
-            || args.vmm.vm_type != crate::cli::VmTypeArg::Auto
+            || args.vmm.vmm_memory != convtest_vmm::config::MemoryKind::Auto
+            || args.vmm.vm_type != convtest_vmm::config::VmType::Auto
             || !args.vmm.vmm_fault.is_empty()
-            || args.vmm.reset_policy != crate::cli::ResetPolicyArg::Keep)
+            || args.vmm.reset_policy != convtest_proto::plan::ResetPolicy::Keep)
     {
         return Err(Error::Usage(
             "--content, --vmm-memory, --vm-type, --vmm-fault and --reset-policy configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
@@ -329,7 +330,8 @@ fn check_backend(
             args.tests
         )));
     }
-    if args.vmm.reset_policy == crate::cli::ResetPolicyArg::Private && arch == Arch::Aarch64 {
+    if args.vmm.reset_policy == convtest_proto::plan::ResetPolicy::Private && arch == Arch::Aarch64
+    {
         return Err(Error::Usage(
             "--reset-policy private: pKVM gives the host no call to make a protected VM's \
              memory private again (only the guest's MEM_UNSHARE does); use keep (the guest's \
@@ -337,7 +339,8 @@ fn check_backend(
                 .into(),
         ));
     }
-    crate::cli::check_vmm_faults(&args.vmm.vmm_fault).map_err(Error::Usage)?;
+    convtest_vmm::config::check_faults(&args.vmm.vmm_fault)
+        .map_err(|e| Error::Usage(e.to_string()))?;
     if args.vmm.vmm_fault.iter().any(|f| f.on_requests()) && arch == Arch::Aarch64 {
         return Err(Error::Usage(
             "--vmm-fault breaks the VMM's conversion service, but on arm64 pKVM answers \
@@ -359,12 +362,12 @@ fn check_backend(
             "--l1-swprot rebuilds x86 kvm.ko with KVM_SW_PROTECTED_VM; arm64 protection comes from pKVM (--vm-type)".into(),
         ));
     }
-    if args.vmm.vm_type != crate::cli::VmTypeArg::Auto && arch != Arch::Aarch64 {
+    if args.vmm.vm_type != convtest_vmm::config::VmType::Auto && arch != Arch::Aarch64 {
         return Err(Error::Usage(
             "--vm-type chooses an arm64 VM type; x86 memory is chosen with --vmm-memory".into(),
         ));
     }
-    if args.vmm.vmm_memory != crate::cli::VmmMemoryArg::Auto && arch != Arch::X86_64 {
+    if args.vmm.vmm_memory != convtest_vmm::config::MemoryKind::Auto && arch != Arch::X86_64 {
         return Err(Error::Usage(
             "--vmm-memory chooses the x86 VMM memory; arm64 uses --vm-type".into(),
         ));

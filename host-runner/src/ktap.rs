@@ -12,7 +12,7 @@ use convtest_proto::hostcheck::{Ack, Evidence};
 use convtest_proto::ktap::{
     BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, VERSION_LINE,
 };
-use convtest_proto::wire::{HOST_PREFIX, L1_PREFIX, VMM_PREFIX};
+use convtest_proto::wire::{BOOT_KEY, HOST_PREFIX, L1_PREFIX, VMM_PREFIX};
 use serde::{Serialize, Serializer};
 
 /// Longest line kept: a runaway guest printing without newlines must not
@@ -225,7 +225,7 @@ impl Log {
             .iter()
             .find(|f| {
                 f.iter()
-                    .any(|(k, v)| k == crate::vmm::reboot::BOOT_KEY && v.parse() == Ok(index))
+                    .any(|(k, v)| k == BOOT_KEY && v.parse() == Ok(index))
             })
             .map(Vec::as_slice)
     }
@@ -351,9 +351,7 @@ impl Parser {
             (L1_PREFIX, &mut self.log.l1),
         ] {
             if let Some(rest) = body.trim_start().strip_prefix(prefix) {
-                if prefix == VMM_PREFIX
-                    && key_values(rest).any(|(k, _)| k == crate::vmm::reboot::BOOT_KEY)
-                {
+                if prefix == VMM_PREFIX && key_values(rest).any(|(k, _)| k == BOOT_KEY) {
                     self.log.vmm_resets.push(
                         key_values(rest)
                             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -942,6 +940,38 @@ mod tests {
         let ev = p.feed(b"t.ram_map # SKIP why\n");
         assert!(
             matches!(&ev[..], [Event::Case(t)] if t.name == "boot.ram_map" && t.reason == "why")
+        );
+    }
+
+    /// The own VMM's exit timings (convtest-vmm's timing.rs writes this
+    /// exact line): bench fields without the cycle ones.
+    #[test]
+    fn the_vmm_bench_line_parses() {
+        let raw = "KTAP version 1\n1..0\n# convtest-done: pass=0 fail=0 skip=0\n\
+                   # bench: op=vmm_noop size_bytes=4096 pages=1 iters=1 ns_p50=400 ns_p99=400 ns_min=400\n";
+        let log = parse_all(raw.as_bytes());
+        let b = &log.bench[0];
+        assert_eq!(
+            (
+                b.op.as_str(),
+                b.size_bytes,
+                b.pages,
+                b.iters,
+                b.ns_p50,
+                b.ns_p99,
+                b.ns_min,
+                b.cycles_p50
+            ),
+            (
+                "vmm_noop",
+                Some(4096),
+                Some(1),
+                Some(1),
+                Some(400),
+                Some(400),
+                Some(400),
+                None
+            )
         );
     }
 }

@@ -11,7 +11,6 @@ pub mod config;
 pub mod error;
 pub mod guest_build;
 pub mod ktap;
-pub mod l1init;
 pub mod list;
 pub mod matrix;
 pub mod mutants;
@@ -20,5 +19,3 @@ pub mod report;
 pub mod run;
 pub mod step;
 pub mod verdict;
-#[cfg(target_os = "linux")]
-pub mod vmm;

@@ -26,7 +26,7 @@ pub struct Row {
     pub verdict: Verdict,
     pub reason: String,
     /// Every capability the VMM probed, `number:value` (from its `cap.*`
-    /// facts; its older `caps=` fact when there are none).
+    /// facts; `-` when it printed none).
     pub caps: String,
     pub memory: String,
     pub backing: String,
@@ -70,7 +70,7 @@ impl Row {
             kernel: fact(&log.l1, "kernel"),
             verdict: r.judgement.verdict,
             reason: r.judgement.reason.clone(),
-            caps: caps(&log.vmm).unwrap_or_else(|| fact(&log.vmm, "caps")),
+            caps: caps(&log.vmm).unwrap_or_else(|| "-".into()),
             memory: fact(&log.vmm, "memory"),
             backing: fact(&log.vmm, "backing"),
             map_gpa_range: fact(&log.vmm, "map_gpa_range"),
@@ -86,11 +86,10 @@ impl Row {
 }
 
 /// `201:0x1000,231:0x1,…` from the `cap.<NAME>=<n>:<value>@<fd>` facts.
-#[cfg(target_os = "linux")]
 fn caps(facts: &[(String, String)]) -> Option<String> {
     let mut probed: Vec<(u32, i64)> = facts
         .iter()
-        .filter_map(|(k, v)| crate::vmm::facts::CapFact::parse(k, v))
+        .filter_map(|(k, v)| convtest_proto::wire::CapFact::parse(k, v))
         .map(|c| (c.number, c.value))
         .collect();
     probed.sort_unstable();
@@ -104,11 +103,6 @@ fn caps(facts: &[(String, String)]) -> Option<String> {
             .collect::<Vec<_>>()
             .join(",")
     })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn caps(_: &[(String, String)]) -> Option<String> {
-    None
 }
 
 #[derive(Serialize)]

@@ -10,10 +10,11 @@ pub mod qemu;
 pub mod vmm;
 
 use crate::accel::Accel;
-use crate::cli::{BackendKind, Boot, L1Options, Machine, VmmOptions};
+use crate::cli::{BackendKind, Boot, L1Options, Machine};
 use crate::error::Error;
 use crate::verdict::Ending;
 use convtest_proto::arch::Arch;
+use convtest_vmm::VmmOptions;
 use std::path::Path;
 use std::time::Duration;
 

@@ -3,9 +3,10 @@
 //! inside the kernel exactly like a wedged QEMU.
 
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, process};
-use crate::cli::{BackendKind, Boot, VmmOptions};
+use crate::cli::{BackendKind, Boot, VMM_COMMAND};
 use crate::error::{Error, shell_line};
 use convtest_proto::arch::Arch;
+use convtest_vmm::{VmmConfig, VmmOptions};
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
@@ -13,43 +14,26 @@ use std::process::Command;
 pub struct OwnVmm;
 
 /// The `convtest vmm` arguments for one guest; nested hands the same list
-/// to the runner inside L1.
+/// to the L1's /init.
 pub fn vmm_args(
     arch: Arch,
     kernel: &Path,
     cmdline: &str,
     memory_mib: u32,
     vcpus: u32,
-    opts: &VmmOptions,
+    options: &VmmOptions,
 ) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec![
-        "vmm".into(),
-        "--arch".into(),
-        arch.as_str().into(),
-        "--kernel".into(),
-        kernel.into(),
-        "--cmdline".into(),
-        cmdline.into(),
-        "--memory".into(),
-        memory_mib.to_string().into(),
-        "--vcpus".into(),
-        vcpus.to_string().into(),
-    ];
-    if let Some(c) = opts.content {
-        a.extend(["--content".into(), c.as_str().into()]);
-    }
-    a.extend(["--vmm-memory".into(), opts.vmm_memory.as_str().into()]);
-    a.extend(["--vm-type".into(), opts.vm_type.as_str().into()]);
-    a.extend([
-        "--vcpu-watchdog".into(),
-        opts.vcpu_watchdog.to_string().into(),
-    ]);
-    a.extend(["--reset-policy".into(), opts.reset_policy.as_str().into()]);
-    if !opts.vmm_fault.is_empty() {
-        let kinds: Vec<&str> = opts.vmm_fault.iter().map(|f| f.as_str()).collect();
-        a.extend(["--vmm-fault".into(), kinds.join(",").into()]);
-    }
-    a
+    let config = VmmConfig {
+        arch: Some(arch),
+        kernel: kernel.to_path_buf(),
+        cmdline: cmdline.to_string(),
+        memory_mib,
+        vcpus,
+        options: options.clone(),
+    };
+    let mut args = vec![OsString::from(VMM_COMMAND)];
+    args.extend(config.to_argv());
+    args
 }
 
 impl Backend for OwnVmm {
@@ -66,7 +50,11 @@ impl Backend for OwnVmm {
                 arch.as_str()
             )));
         }
-        crate::vmm::preflight()
+        convtest_vmm::preflight().map_err(|e| {
+            Error::Usage(format!(
+                "--backend vmm needs /dev/kvm ({e}); on a host without usable KVM use --backend nested"
+            ))
+        })
     }
 
     fn run(&self, spec: &BootSpec<'_>, console: &mut ConsoleFn<'_>) -> Result<RunEnd, Error> {

@@ -7,8 +7,8 @@
 //! fresh VM (nothing to flip) survives them.
 
 use super::lane::{Mutant, Platform, Section};
-use crate::cli::VmmFault as V;
 use convtest_proto::plan::GuestFault as G;
+use convtest_vmm::config::VmmFault as V;
 
 /// Tests a mutant must turn red: `conv.*` ones without the prefix, others
 /// by their whole name.

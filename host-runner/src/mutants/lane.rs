@@ -1,9 +1,10 @@
 //! The lanes `convtest mutants` can break, and the mutants: a deliberate
 //! VMM fault or a deliberate guest firmware fault, one per run.
 
-use crate::cli::VmmFault;
 use convtest_proto::arch::Arch;
+use convtest_proto::keyword::Keyword;
 use convtest_proto::plan::{GuestFault, ResetPolicy};
+use convtest_vmm::config::VmmFault;
 use std::fmt;
 
 /// What actually enforces private memory on a lane: decides which mutants
@@ -184,7 +185,8 @@ impl Mutant {
         let mut v = vec![Mutant::Clean];
         v.extend(
             VmmFault::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|f| f.on_requests())
                 .map(Mutant::Vmm),
         );

@@ -17,12 +17,13 @@ pub mod table;
 
 use crate::backend::nested::{self, InnerRun, Part};
 use crate::backend::{BootSpec, vmm};
-use crate::cli::{Boot, L1Options, Machine, MutantsArgs, ResetPolicyArg, VmmOptions};
+use crate::cli::{Boot, L1Options, Machine, MutantsArgs};
 use crate::error::Error;
 use crate::ktap;
 use crate::verdict::{self, Facts};
 use convtest_proto::arch::Arch;
-use convtest_proto::plan::{DEFAULT_SEED, Plan, ResetPolicy};
+use convtest_proto::plan::{DEFAULT_SEED, Plan};
+use convtest_vmm::VmmOptions;
 use lane::{Lane, Mutant, Section};
 use serde::Serialize;
 use std::path::Path;
@@ -183,15 +184,11 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         .zip(&plans)
         .map(|(&(section, m), plan)| {
             let opts = VmmOptions {
-                vmm_fault: match m {
+                faults: match m {
                     Mutant::Vmm(v) => vec![v],
                     _ => Vec::new(),
                 },
-                reset_policy: match section.policy(lane.platform, m) {
-                    ResetPolicy::Keep => ResetPolicyArg::Keep,
-                    ResetPolicy::Private => ResetPolicyArg::Private,
-                    ResetPolicy::Recreate => ResetPolicyArg::Recreate,
-                },
+                reset_policy: section.policy(lane.platform, m),
                 ..VmmOptions::default()
             };
             InnerRun {
@@ -199,7 +196,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
                 label: format!("{}-{}", section.as_str(), m.to_string().replace(':', "-")),
                 vmm_args: vmm::vmm_args(
                     lane.arch,
-                    Path::new(crate::l1init::PAYLOAD),
+                    Path::new(convtest_proto::l1::PAYLOAD),
                     plan,
                     MEMORY_MIB,
                     section.vcpus(),

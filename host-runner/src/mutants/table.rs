@@ -352,9 +352,9 @@ fn name(c: Cell) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::VmmFault;
     use crate::ktap::parse_all;
     use crate::mutants::lane::LANES;
+    use convtest_vmm::config::VmmFault;
 
     fn log(results: &[(&str, bool)]) -> Log {
         let mut text = String::from("KTAP version 1\n1..1\n    # Subtest: conv\n");

@@ -61,11 +61,10 @@ struct Cap {
     fd: &'static str,
 }
 
-/// The VMM's `cap.<NAME>=<number>:<value>@<fd>` facts (vmm/facts.rs) as
-/// objects; malformed ones are skipped.
-#[cfg(target_os = "linux")]
+/// The VMM's `cap.<NAME>=<number>:<value>@<fd>` facts as objects;
+/// malformed ones are skipped.
 fn caps(facts: &[(String, String)]) -> Vec<Cap> {
-    use crate::vmm::facts::{AskedOn, CapFact};
+    use convtest_proto::wire::{AskedOn, CapFact};
     facts
         .iter()
         .filter_map(|(k, v)| CapFact::parse(k, v))
@@ -79,12 +78,6 @@ fn caps(facts: &[(String, String)]) -> Vec<Cap> {
             },
         })
         .collect()
-}
-
-/// Only Linux runs the own VMM that prints them.
-#[cfg(not(target_os = "linux"))]
-fn caps(_: &[(String, String)]) -> Vec<Cap> {
-    Vec::new()
 }
 
 /// One boot of the run.

@@ -1,5 +1,5 @@
 //! One L1 boot for a list of inner runs, shared by `Nested::run` (one run)
-//! and `run_many`: the L1's kernel and modules, the runner built static,
+//! and `run_many`: the L1's kernel and modules, its /init built static,
 //! the initramfs with the guest and the run list, and the outer QEMU
 //! supervised with every console chunk handed to the caller.
 //!
@@ -7,7 +7,7 @@
 
 use super::choice::{self, L1Choice};
 use super::many::InnerRun;
-use super::{apt, assets, cache, initramfs, l1_qemu, runner_build, swprot};
+use super::{apt, assets, cache, initramfs, l1_build, l1_qemu, swprot};
 use crate::backend::{BootSpec, process, qemu};
 use crate::error::{Error, shell_line};
 use std::path::Path;
@@ -36,12 +36,12 @@ pub fn boot(
     let scratch = crate::cleanup::Scratch::new("convtest-nested-")?;
     let started = Instant::now();
     let l1 = prepare_l1(spec, scratch.path(), quiet)?;
-    let runner = runner_build::build(spec.workspace, spec.arch, quiet)?;
+    let init = l1_build::build(spec.workspace, spec.arch, quiet)?;
     let initrd = scratch.path().join("initramfs.cpio");
     initramfs::write(
         &initrd,
         &initramfs::Contents {
-            init: &runner,
+            init: &init,
             payload: spec.payload,
             modules: &l1.kernel.modules,
             runs,

@@ -1,6 +1,6 @@
 //! The L1's initramfs: an uncompressed cpio (newc) archive, so the L1
-//! kernel spends no TCG time inflating it. Layout (paths in `l1init` and
-//! `l1init::runs`): /init (convtest, static), /payload (the guest, shared
+//! kernel spends no TCG time inflating it. Layout (paths in `convtest_proto::l1`
+//! and its `runs`): /init (convtest-l1, static), /payload (the guest, shared
 //! by every run), /modules/NN-name.ko in load order, /convtest-l1.conf,
 //! /dev/console, and per inner run /runs/NN-label/argv (one argument per
 //! line) and /runs/NN-label/limit_s (whole seconds).
@@ -8,7 +8,7 @@
 use super::many::{InnerRun, limit_secs};
 use super::modules::Module;
 use crate::error::Error;
-use crate::l1init::{self, runs};
+use convtest_proto::l1::{self, runs};
 use cpio::newc::{Builder, ModeFileType};
 use std::ffi::OsString;
 use std::io::{BufWriter, Write};
@@ -50,7 +50,7 @@ pub fn write(out: &Path, c: &Contents<'_>) -> Result<(), Error> {
 
 fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
     let strip = |p: &str| p.trim_start_matches('/').to_string();
-    let mut list: Vec<(String, Data)> = ["dev", "proc", "sys", "tmp", &strip(l1init::MODULES_DIR)]
+    let mut list: Vec<(String, Data)> = ["dev", "proc", "sys", "tmp", &strip(l1::MODULES_DIR)]
         .into_iter()
         .map(|d| (d.to_string(), Data::Dir))
         .collect();
@@ -58,11 +58,11 @@ fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
     list.push(("dev/console".into(), Data::CharDev(5, 1)));
     list.push(("init".into(), Data::File(c.init.to_path_buf(), 0o755)));
     list.push((
-        strip(l1init::PAYLOAD),
+        strip(l1::PAYLOAD),
         Data::File(c.payload.to_path_buf(), 0o644),
     ));
     for (i, m) in c.modules.iter().enumerate() {
-        let name = format!("{}/{i:02}-{}.ko", strip(l1init::MODULES_DIR), m.name);
+        let name = format!("{}/{i:02}-{}.ko", strip(l1::MODULES_DIR), m.name);
         list.push((name, Data::File(m.path.clone(), 0o644)));
     }
     let runs_dir = strip(runs::RUNS_DIR);
@@ -85,11 +85,11 @@ fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
         ));
     }
     let conf: String = c.conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    list.push((strip(l1init::CONF), Data::Bytes(conf.into_bytes(), 0o644)));
+    list.push((strip(l1::CONF), Data::Bytes(conf.into_bytes(), 0o644)));
     Ok(list)
 }
 
-/// One argument per line, as `l1init::runs::parse_argv` reads it.
+/// One argument per line, as `convtest_proto::l1::runs::parse_argv` reads it.
 fn argv_file(args: &[OsString]) -> Result<Vec<u8>, Error> {
     let mut text = String::new();
     for a in args {
@@ -289,12 +289,21 @@ mod tests {
             }
         }
         let runs_root = root.path().join("runs");
-        let slots = l1init::runs::read_list(&runs_root).expect("run list");
-        let read: Vec<(usize, String, Vec<String>, Duration)> = slots
+        let names = std::fs::read_dir(&runs_root)
+            .expect("run list")
+            .map(|e| e.expect("entry").file_name().into_string().expect("UTF-8"));
+        let read: Vec<(usize, String, Vec<String>, Duration)> = runs::list(names)
             .iter()
             .map(|s| {
-                let plan = l1init::runs::load(&runs_root, s).expect("run files");
-                (s.index, s.label.clone(), plan.argv, plan.limit)
+                let file =
+                    |f| std::fs::read_to_string(runs_root.join(&s.dir).join(f)).expect("run file");
+                let limit = runs::parse_limit(&file(runs::LIMIT_FILE)).expect("limit");
+                (
+                    s.index,
+                    s.label.clone(),
+                    runs::parse_argv(&file(runs::ARGV_FILE)),
+                    limit,
+                )
             })
             .collect();
         let strings = |r: &InnerRun| -> Vec<String> {

@@ -10,7 +10,7 @@ use super::split::{Event, Part, Splitter};
 use super::watch::{self, L1End};
 use crate::backend::{BootSpec, RunEnd, process};
 use crate::error::Error;
-use crate::l1init::runs::valid_label;
+use convtest_proto::l1::runs::valid_label;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub struct InnerRun {
     /// `A-Z a-z 0-9 . _ -`, unique in the list.
     pub label: String,
     /// The `convtest vmm …` argv (first element `vmm`), e.g. from
-    /// `backend::vmm::vmm_args` with `l1init::PAYLOAD` as the kernel.
+    /// `backend::vmm::vmm_args` with `convtest_proto::l1::PAYLOAD` as the kernel.
     pub vmm_args: Vec<OsString>,
     /// /init kills the inner VMM this long after starting it; whole
     /// seconds, rounded up.

@@ -1,12 +1,12 @@
 //! `--backend nested`: QEMU TCG runs a Linux L1 with real KVM (x86: emulated
-//! AMD SVM; arm64: pKVM at EL2), whose /init is convtest itself (l1init.rs)
+//! AMD SVM; arm64: pKVM at EL2), whose /init is the static `convtest-l1` (the l1 crate)
 //! running its own VMM on the guest, once per inner run.
 //!
 //! Before QEMU starts (not under `--timeout`): which L1 kernel (choice.rs:
 //! one of Debian's of the table in kernels.rs, or `--l1-kernel`, its header
 //! checked in kernel_image.rs), its kernel and modules (cached; assets.rs),
 //! the swprot kvm.ko if asked (swprot.rs),
-//! convtest built static for the L1 (runner_build.rs), and the initramfs
+//! convtest built static for the L1 (l1_build.rs), and the initramfs
 //! holding all of it plus the guest and the run list (initramfs.rs; boot.rs
 //! does all of it). `convtest run` is one inner run whose console goes to
 //! the caller unchanged and whose exit status is the inner VMM's (watch.rs);
@@ -21,10 +21,10 @@ mod collect;
 mod initramfs;
 mod kernel_image;
 mod kernels;
+mod l1_build;
 mod l1_qemu;
 mod many;
 mod modules;
-mod runner_build;
 mod split;
 mod swprot;
 mod watch;
@@ -46,8 +46,8 @@ pub use choice::check as check_l1_options;
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, qemu};
 use crate::cli::{BackendKind, Boot};
 use crate::error::Error;
-use crate::l1init;
 use convtest_proto::arch::Arch;
+use convtest_proto::l1;
 use std::path::Path;
 
 pub struct Nested;
@@ -81,11 +81,11 @@ impl Backend for Nested {
         // The pinned toolchain is the build workspace's; without the source
         // tree here, the runner build itself will say what is missing.
         let workspace = crate::config::default_workspace();
-        if workspace.is_dir() && !runner_build::target_installed(&workspace, arch)? {
+        if workspace.is_dir() && !l1_build::target_installed(&workspace, arch)? {
             return Err(Error::Usage(format!(
                 "--backend nested builds convtest for {} as the L1's /init; add the target with \
                  `rustup target add {0}` or run `scripts/install-deps.sh`",
-                runner_build::musl_target(arch)
+                l1_build::musl_target(arch)
             )));
         }
         Ok(())
@@ -99,7 +99,7 @@ impl Backend for Nested {
             label: SINGLE_RUN_LABEL.into(),
             vmm_args: super::vmm::vmm_args(
                 spec.arch,
-                Path::new(l1init::PAYLOAD),
+                Path::new(l1::PAYLOAD),
                 spec.cmdline,
                 spec.memory_mib,
                 spec.vcpus,

@@ -8,7 +8,7 @@
 //! else (a guest printing look-alikes) is an ordinary line of the part it
 //! is in.
 
-use crate::l1init::marker::{self, Marker, VmmExit};
+use convtest_proto::l1::marker::{self, Marker, VmmExit};
 
 /// A line longer than this is handed on in pieces: no marker is that long,
 /// and a guest flooding without newlines must not grow memory.

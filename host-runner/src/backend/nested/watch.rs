@@ -6,9 +6,9 @@
 //! run's stderr, with /init's `error=…` lines.
 
 use super::super::{RunEnd, process, qemu};
-use crate::l1init::marker::VmmExit;
 use crate::verdict::{Ending, ExitHint};
 use convtest_proto::arch::Arch;
+use convtest_proto::l1::marker::VmmExit;
 use convtest_proto::wire::{L1_PREFIX, L1_STDERR_PREFIX};
 use std::time::Duration;
 

@@ -18,7 +18,8 @@ use super::hypercall::{
 };
 use super::memory::{GuestRam, Mode, PAGE, ram_ranges};
 use super::serve::serve;
-use crate::cli::{ContentArg, VmmFault};
+use crate::config::VmmFault;
+use convtest_proto::plan::Content;
 use convtest_proto::prng::SplitMix64;
 use convtest_proto::range::MemRange;
 use convtest_proto::tracker::PageState;
@@ -144,7 +145,7 @@ struct Totals {
     failed: u64,
 }
 
-fn drive(mode: Mode, content: ContentArg, requests: u64, seed: u64, t: &mut Totals) {
+fn drive(mode: Mode, content: Content, requests: u64, seed: u64, t: &mut Totals) {
     let mut ram = GuestRam::init(FakePlatform::new(mode, SIZE), SIZE, mode, content).unwrap();
     ram.platform_mut().take_ops();
     ram.platform_mut().fail_one_in(FAIL_ONE_IN, seed ^ 0x5eed);
@@ -244,7 +245,7 @@ fn drive(mode: Mode, content: ContentArg, requests: u64, seed: u64, t: &mut Tota
             assert_eq!(s.ret, answer, "{}", ctx());
             assert_eq!(changed, k, "{}", ctx());
             // The content promise, or its inversion, for the pages converted.
-            let clear = (content == ContentArg::Zero) != invert;
+            let clear = (content == Content::Zero) != invert;
             let (mut punched, mut discarded, mut attributed) = (0, 0, 0);
             for op in &ops {
                 match op {
@@ -304,7 +305,7 @@ fn drive(mode: Mode, content: ContentArg, requests: u64, seed: u64, t: &mut Tota
     }
 }
 
-fn run(name: &str, instances: &[(Mode, ContentArg)], requests: u64) {
+fn run(name: &str, instances: &[(Mode, Content)], requests: u64) {
     let started = Instant::now();
     let mut t = Totals {
         requests: 0,
@@ -337,8 +338,8 @@ fn sw_protected_serves_a_million_random_requests() {
     run(
         "sw-protected",
         &[
-            (Mode::SwProtected { boot_end: 2 * MIB }, ContentArg::Zero),
-            (Mode::SwProtected { boot_end: 4 * MIB }, ContentArg::Zero),
+            (Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero),
+            (Mode::SwProtected { boot_end: 4 * MIB }, Content::Zero),
         ],
         1_000_000,
     );
@@ -351,13 +352,10 @@ fn emulated_private_serves_a_million_random_requests() {
         &[
             (
                 Mode::EmulatedPrivate { gmem_mmap: false },
-                ContentArg::Preserve,
+                Content::Preserve,
             ),
-            (Mode::EmulatedPrivate { gmem_mmap: false }, ContentArg::Zero),
-            (
-                Mode::EmulatedPrivate { gmem_mmap: true },
-                ContentArg::Preserve,
-            ),
+            (Mode::EmulatedPrivate { gmem_mmap: false }, Content::Zero),
+            (Mode::EmulatedPrivate { gmem_mmap: true }, Content::Preserve),
         ],
         1_000_000,
     );

@@ -3,10 +3,10 @@
 //! killed by pid once its time limit has passed, so one wedged run cannot
 //! use up the time of the runs after it.
 
-use super::console::Console;
-use super::failure::Failure;
-use super::marker::VmmExit;
-use super::runs::RunPlan;
+use crate::console::Console;
+use crate::failure::Failure;
+use crate::runs::RunPlan;
+use convtest_proto::l1::marker::VmmExit;
 use convtest_proto::wire::L1_STDERR_PREFIX;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;

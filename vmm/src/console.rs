@@ -80,7 +80,7 @@ impl ConsoleTap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::hostcheck::tests::FlatView;
+    use crate::hostcheck::tests::FlatView;
 
     #[test]
     fn requests_split_across_chunks_are_answered_once_complete() {

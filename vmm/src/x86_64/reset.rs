@@ -247,7 +247,7 @@ mod tests {
     use super::super::fake::FakePlatform;
     use super::super::memory::{Mode, PAGE};
     use super::*;
-    use crate::cli::ContentArg;
+    use convtest_proto::plan::Content;
     use convtest_proto::range::MemRange;
     use convtest_proto::tracker::{PageState, Target};
 
@@ -258,7 +258,7 @@ mod tests {
             FakePlatform::new(mode, 8 * MIB),
             8 * MIB,
             mode,
-            ContentArg::Zero,
+            Content::Zero,
         )
         .unwrap();
         // What a boot leaves: shared pages in both slots, bytes in them

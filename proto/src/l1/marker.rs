@@ -1,5 +1,5 @@
-//! The fact lines /init prints around each inner run, and their reading on
-//! the outer side: one definition for both ends of the L1 console.
+//! The fact lines the L1's /init prints around each inner run, and their
+//! reading on the outer side: one definition for both ends of the L1 console.
 //!
 //! ```text
 //! # convtest-l1: run_begin=<label> run_index=<i> runs=<n>
@@ -10,10 +10,12 @@
 //! Both always start on a fresh line. `vmm_exit=` on the end line is the
 //! fact single-run consumers have always read.
 
-use convtest_proto::wire::L1_PREFIX;
-use std::fmt;
+use crate::wire::L1_PREFIX;
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::fmt;
 
-/// How one inner `convtest vmm` ended, as /init saw it.
+/// How one inner VMM run ended, as /init saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmmExit {
     /// Its exit status (QEMU-style codes: 33 success, 35 failure, …).
@@ -118,6 +120,7 @@ pub fn parse(line: &str) -> Option<Marker> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::format;
 
     #[test]
     fn exit_words_round_trip() {

@@ -29,7 +29,7 @@ use super::super::VmmError;
 use super::pagemap::PageMap;
 use super::platform::{self, KvmPlatform, Platform, PlatformError, SlotApi};
 use super::timing::HostTime;
-use crate::cli::ContentArg;
+use convtest_proto::plan::Content;
 use convtest_proto::range::{MemRange, RangeList, align_up};
 use convtest_proto::tracker::Target;
 use kvm_ioctls::VmFd;
@@ -118,7 +118,7 @@ pub struct Interrupted {
 pub struct GuestRam<P> {
     pub size: u64,
     pub mode: Mode,
-    pub content: ContentArg,
+    pub content: Content,
     /// The VMM's record; for the guest_memfd slot, exactly KVM's attributes.
     pub pages: PageMap,
     /// serve.rs's buffer for the runs a request flips, kept between exits
@@ -135,7 +135,7 @@ impl GuestRam<KvmPlatform> {
         vm: VmFd,
         size: u64,
         mode: Mode,
-        content: ContentArg,
+        content: Content,
         slots: SlotApi,
     ) -> Result<Self, VmmError> {
         check_size(size)?;
@@ -195,7 +195,7 @@ impl<P: Platform> GuestRam<P> {
     /// The model over `platform`, everything private: in sw-protected memory
     /// KVM is told so for the guest_memfd slot (a setup step: its failure is
     /// the VMM's error, before any guest runs).
-    pub fn init(platform: P, size: u64, mode: Mode, content: ContentArg) -> Result<Self, VmmError> {
+    pub fn init(platform: P, size: u64, mode: Mode, content: Content) -> Result<Self, VmmError> {
         let mut ram = GuestRam {
             size,
             mode,
@@ -382,7 +382,7 @@ mod tests {
             FakePlatform::new(mode, 8 * MIB),
             8 * MIB,
             mode,
-            ContentArg::Zero,
+            Content::Zero,
         )
         .unwrap()
     }

@@ -1,8 +1,8 @@
-//! The list of inner runs in the L1's initramfs, written by
-//! `backend::nested::initramfs` and read by /init:
+//! The list of inner runs in the L1's initramfs, written by the runner's
+//! nested backend and read by the L1's /init:
 //!
 //! ```text
-//! /runs/00-clean/argv        the `convtest vmm …` argv, one argument per line
+//! /runs/00-clean/argv        the inner VMM's argv, one argument per line
 //! /runs/00-clean/limit_s     the run's time limit, whole seconds
 //! /runs/01-vmm-ignore/…
 //! ```
@@ -10,9 +10,10 @@
 //! The number is the run's index (its order); the rest of the name is its
 //! label, which the run_begin / run_end lines carry.
 
-use std::io;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::time::Duration;
 
 pub const RUNS_DIR: &str = "/runs";
 pub const ARGV_FILE: &str = "argv";
@@ -81,46 +82,10 @@ pub fn parse_limit(text: &str) -> Option<Duration> {
     }
 }
 
-/// What one run needs, read from its directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunPlan {
-    pub argv: Vec<String>,
-    pub limit: Duration,
-}
-
-#[derive(Debug)]
-pub enum LoadError {
-    Read { path: PathBuf, err: io::Error },
-    Limit { path: PathBuf, text: String },
-}
-
-/// The runs under `root` (the runs dir), in order.
-pub fn read_list(root: &Path) -> io::Result<Vec<RunSlot>> {
-    let names = std::fs::read_dir(root)?
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok());
-    Ok(list(names))
-}
-
-/// Reads one run's argv and limit.
-pub fn load(root: &Path, slot: &RunSlot) -> Result<RunPlan, LoadError> {
-    let dir = root.join(&slot.dir);
-    let read = |file: &str| {
-        let path = dir.join(file);
-        std::fs::read_to_string(&path).map_err(|err| LoadError::Read { path, err })
-    };
-    let argv = parse_argv(&read(ARGV_FILE)?);
-    let text = read(LIMIT_FILE)?;
-    let limit = parse_limit(&text).ok_or_else(|| LoadError::Limit {
-        path: dir.join(LIMIT_FILE),
-        text: text.trim().chars().take(40).collect(),
-    })?;
-    Ok(RunPlan { argv, limit })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::String;
 
     #[test]
     fn labels() {
@@ -180,37 +145,5 @@ mod tests {
         for bad in ["0", "", "-1", "1.5", "sixty"] {
             assert_eq!(parse_limit(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn loads_from_a_directory() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let good = root.path().join("00-clean");
-        std::fs::create_dir(&good).expect("mkdir");
-        std::fs::write(good.join(ARGV_FILE), "vmm\n--arch\nx86_64\n").expect("write");
-        std::fs::write(good.join(LIMIT_FILE), "30\n").expect("write");
-        let bad = root.path().join("01-broken");
-        std::fs::create_dir(&bad).expect("mkdir");
-        std::fs::write(bad.join(ARGV_FILE), "vmm\n").expect("write");
-        std::fs::write(bad.join(LIMIT_FILE), "soon\n").expect("write");
-        std::fs::create_dir(root.path().join("02-empty")).expect("mkdir");
-
-        let slots = read_list(root.path()).expect("list");
-        assert_eq!(slots.len(), 3);
-        assert_eq!(
-            load(root.path(), &slots[0]).expect("loads"),
-            RunPlan {
-                argv: vec!["vmm".into(), "--arch".into(), "x86_64".into()],
-                limit: Duration::from_secs(30)
-            }
-        );
-        assert!(matches!(
-            load(root.path(), &slots[1]),
-            Err(LoadError::Limit { text, .. }) if text == "soon"
-        ));
-        assert!(matches!(
-            load(root.path(), &slots[2]),
-            Err(LoadError::Read { path, .. }) if path.ends_with("02-empty/argv")
-        ));
     }
 }

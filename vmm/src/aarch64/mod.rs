@@ -21,7 +21,9 @@ use super::facts::{self, Facts};
 use super::reboot::{self, Reboots, ResetDone};
 use super::vcpus::Runner;
 use super::{GuestEnd, VmmError};
-use crate::cli::{ContentArg, VmTypeArg, VmmArgs, VmmFault};
+use crate::config::{VmType, VmmConfig, VmmFault};
+use convtest_proto::keyword::Keyword;
+use convtest_proto::plan::Content;
 use convtest_proto::plan::ResetPolicy;
 use kvm_ioctls::{Kvm, VmFd};
 use memory::GuestRam;
@@ -55,9 +57,9 @@ impl Vm {
 /// What every boot of one run is made from.
 struct Guest<'a> {
     kvm: &'a Kvm,
-    args: &'a VmmArgs,
+    args: &'a VmmConfig,
     image: Vec<u8>,
-    content: ContentArg,
+    content: Content,
     policy: ResetPolicy,
 }
 
@@ -93,9 +95,9 @@ impl Guest<'_> {
     /// A new VM exactly as the first boot had it, ready to run boot `boot`.
     fn setup(&self, boot: u32) -> Result<Vm, VmmError> {
         let t_create = Instant::now();
-        let (vm, protected) = create_vm(self.kvm, self.args.vmm.vm_type)?;
+        let (vm, protected) = create_vm(self.kvm, self.args.options.vm_type)?;
         let create_ms = t_create.elapsed().as_millis();
-        let size = u64::from(self.args.memory) << 20;
+        let size = u64::from(self.args.memory_mib) << 20;
         let ram = GuestRam::new(&vm, size)?;
         // Every vCPU before the DTB (which names their MPIDRs as KVM gave
         // them) and before any KVM_RUN (pKVM sizes the VM at the first one:
@@ -189,7 +191,7 @@ impl Guest<'_> {
 
 /// The runner's plan plus what this VMM adds: the content it keeps, the
 /// reset policy and (after a reset) the boot index.
-fn boot_plan(cmdline: &str, content: ContentArg, policy: ResetPolicy, boot: u32) -> String {
+fn boot_plan(cmdline: &str, content: Content, policy: ResetPolicy, boot: u32) -> String {
     reboot::guest_plan(
         cmdline,
         &format!("content={}", content.as_str()),
@@ -219,14 +221,14 @@ fn private_refused() -> VmmError {
 
 /// Creates the VM; true when it is a protected one. `auto` falls back to a
 /// normal VM only when the host refuses the type (EINVAL: not in pKVM mode).
-fn create_vm(kvm: &Kvm, asked: VmTypeArg) -> Result<(VmFd, bool), VmmError> {
+fn create_vm(kvm: &Kvm, asked: VmType) -> Result<(VmFd, bool), VmmError> {
     match asked {
-        VmTypeArg::Normal => Ok((
+        VmType::Normal => Ok((
             kvm.create_vm_with_type(0)
                 .map_err(VmmError::kvm("KVM_CREATE_VM"))?,
             false,
         )),
-        VmTypeArg::Protected => kvm
+        VmType::Protected => kvm
             .create_vm_with_type(VM_TYPE_ARM_PROTECTED)
             .map(|vm| (vm, true))
             .map_err(|e| {
@@ -236,7 +238,7 @@ fn create_vm(kvm: &Kvm, asked: VmTypeArg) -> Result<(VmFd, bool), VmmError> {
                      kvm-arm.mode=protected)"
                 ))
             }),
-        VmTypeArg::Auto => match kvm.create_vm_with_type(VM_TYPE_ARM_PROTECTED) {
+        VmType::Auto => match kvm.create_vm_with_type(VM_TYPE_ARM_PROTECTED) {
             Ok(vm) => Ok((vm, true)),
             Err(e) if e.errno() == libc::EINVAL => Ok((
                 kvm.create_vm_with_type(0)
@@ -253,30 +255,30 @@ fn create_vm(kvm: &Kvm, asked: VmTypeArg) -> Result<(VmFd, bool), VmmError> {
 
 /// pKVM's MEM_SHARE/UNSHARE hand the same page back and forth, and the VMM
 /// sees neither, so it cannot clear anything: content is always preserved.
-fn choose_content(asked: Option<ContentArg>) -> Result<ContentArg, VmmError> {
+fn choose_content(asked: Option<Content>) -> Result<Content, VmmError> {
     match asked {
-        Some(ContentArg::Zero) => Err(VmmError::Config(
+        Some(Content::Zero) => Err(VmmError::Config(
             "--content zero: on arm64 the guest's conversions never reach the VMM (pKVM answers \
              MEM_SHARE/MEM_UNSHARE at EL2), so nothing can clear a page; the content is what \
              pKVM leaves (preserve)"
                 .into(),
         )),
-        _ => Ok(ContentArg::Preserve),
+        _ => Ok(Content::Preserve),
     }
 }
 
-pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
-    let policy = args.vmm.reset_policy.policy();
+pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
+    let policy = args.options.reset_policy;
     if policy == ResetPolicy::Private {
         return Err(private_refused());
     }
     let kvm = Kvm::new().map_err(VmmError::kvm("open /dev/kvm"))?;
-    let content = choose_content(args.vmm.content)?;
+    let content = choose_content(args.options.content)?;
     let image = std::fs::read(&args.kernel).map_err(|source| VmmError::Read {
         path: args.kernel.clone(),
         source,
     })?;
-    let no_reset = args.vmm.vmm_fault.contains(&VmmFault::NoReset);
+    let no_reset = args.options.faults.contains(&VmmFault::NoReset);
     let mut reboots = Reboots::new(&args.cmdline, policy, no_reset);
     let guest = Guest {
         kvm: &kvm,
@@ -308,18 +310,14 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
                 .join(","),
         )
         .add("vm_type", if m.protected { "protected" } else { "normal" })
-        .add("vm_type_asked", args.vmm.vm_type.as_str())
+        .add("vm_type_asked", args.options.vm_type.as_str())
         .add("memory", if m.protected { "pkvm" } else { "plain" })
         .add("backing", "memfd-shared")
         .add("content", content.as_str())
         .add("kernel", facts::kernel_release())
-        .add(
-            "caps",
-            facts::caps(&probed.map(|p| (p.cap.number, p.value))),
-        )
         .caps(&probed)
         .add("ram", format!("{:#x}-{:#x}", m.ram.base, m.ram.range().end))
-        .add("ram_mib", args.memory)
+        .add("ram_mib", args.memory_mib)
         .add(
             "image",
             format!("{:#x}-{:#x}", m.loaded.entry, m.loaded.end),
@@ -332,7 +330,7 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
 
     // One watchdog for every boot: a recreated VM has as many vCPUs.
     let runner = Runner::new(
-        Duration::from_secs(args.vmm.vcpu_watchdog),
+        Duration::from_secs(args.options.vcpu_watchdog_s),
         machine.vcpus.len(),
     )?;
     let end = loop {
@@ -362,12 +360,7 @@ mod tests {
 
     #[test]
     fn later_boots_find_their_index_and_the_policy_in_the_dtb() {
-        let plan = boot_plan(
-            "tests=conv.*",
-            ContentArg::Preserve,
-            ResetPolicy::Recreate,
-            2,
-        );
+        let plan = boot_plan("tests=conv.*", Content::Preserve, ResetPolicy::Recreate, 2);
         assert_eq!(plan, "tests=conv.* content=preserve reset=recreate boot=2");
         let blob = fdt::build(&fdt::Layout {
             ram: convtest_proto::range::MemRange::new(0x8000_0000, 0x9000_0000),
@@ -377,7 +370,7 @@ mod tests {
         })
         .unwrap();
         assert!(String::from_utf8_lossy(&blob).contains("reset=recreate boot=2"));
-        let first = boot_plan("", ContentArg::Preserve, ResetPolicy::Keep, 0);
+        let first = boot_plan("", Content::Preserve, ResetPolicy::Keep, 0);
         assert_eq!(first, "content=preserve reset=keep");
     }
 
@@ -392,20 +385,10 @@ mod tests {
 
     #[test]
     fn private_is_refused_before_any_vm_exists() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrap {
-            #[command(flatten)]
-            vmm: VmmArgs,
-        }
-        let w = Wrap::parse_from([
-            "vmm",
-            "--kernel",
-            "/nonexistent",
-            "--reset-policy",
-            "private",
-        ]);
-        match run(&w.vmm) {
+        let config =
+            VmmConfig::from_argv(&["--kernel", "/nonexistent", "--reset-policy", "private"])
+                .expect("a VMM argv");
+        match run(&config) {
             Err(VmmError::Config(m)) => assert!(m.contains("pKVM gives the host no call"), "{m}"),
             other => panic!("{other:?}"),
         }

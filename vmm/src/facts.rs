@@ -21,8 +21,7 @@
 //!   the VM that runs — KVM answers some capabilities per VM type, e.g.
 //!   KVM_CAP_MEMORY_ATTRIBUTES is 0x8 on /dev/kvm and 0 on a default x86 VM).
 //!
-//! [`CapFact::parse`] turns one such pair back into `{number, name, value,
-//! fd}`. The older `caps=201:0x1000,233:0x0,…` fact stays as it was.
+//! `convtest_proto::wire::CapFact` reads one such pair back for the runner.
 
 use std::borrow::Cow;
 use std::fmt::{self, Display};
@@ -30,9 +29,7 @@ use std::io::Write;
 
 /// The runner's KTAP reader owns the line format.
 pub use convtest_proto::wire::VMM_PREFIX as PREFIX;
-
-/// Key prefix of the per-capability facts.
-pub const CAP_PREFIX: &str = "cap.";
+use convtest_proto::wire::{AskedOn, CAP_PREFIX};
 
 #[derive(Default)]
 pub struct Facts {
@@ -83,15 +80,6 @@ pub fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// `cap:value` pairs, hex, comma-separated: `201:0x1000,235:0x3`.
-pub fn caps(values: &[(u32, i32)]) -> String {
-    values
-        .iter()
-        .map(|(c, v)| format!("{c}:{v:#x}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// A KVM capability: its uapi name and number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cap {
@@ -114,24 +102,6 @@ pub mod cap {
     pub const GUEST_MEMFD: Cap = c(234, "KVM_CAP_GUEST_MEMFD");
     pub const VM_TYPES: Cap = c(235, "KVM_CAP_VM_TYPES");
     pub const GUEST_MEMFD_FLAGS: Cap = c(244, "KVM_CAP_GUEST_MEMFD_FLAGS");
-}
-
-/// Which fd a capability was asked on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AskedOn {
-    /// /dev/kvm: what the kernel supports for some VM.
-    Kvm,
-    /// The VM fd: what this VM (of its type) gets.
-    Vm,
-}
-
-impl AskedOn {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AskedOn::Kvm => "kvm",
-            AskedOn::Vm => "vm",
-        }
-    }
 }
 
 /// A capability and what KVM_CHECK_EXTENSION said about it.
@@ -212,54 +182,20 @@ pub fn probe<S: CapSource>(fd: &S, cap: Cap) -> Probed {
     }
 }
 
-/// One `cap.<NAME>=<number>:<value>@<fd>` fact read back, for the runner's
-/// `{number, name, value}` objects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CapFact<'a> {
-    pub number: u32,
-    pub name: &'a str,
-    pub value: i64,
-    pub on: AskedOn,
-}
-
-impl<'a> CapFact<'a> {
-    /// None when `key` is not a capability fact or `value` is malformed.
-    pub fn parse(key: &'a str, value: &str) -> Option<Self> {
-        let name = key.strip_prefix(CAP_PREFIX).filter(|n| !n.is_empty())?;
-        let (number, rest) = value.split_once(':')?;
-        let (v, fd) = rest.split_once('@')?;
-        let (negative, hex) = match v.strip_prefix('-') {
-            Some(h) => (true, h),
-            None => (false, v),
-        };
-        let magnitude = i64::from_str_radix(hex.strip_prefix("0x")?, 16).ok()?;
-        Some(CapFact {
-            number: number.parse().ok()?,
-            name,
-            value: if negative { -magnitude } else { magnitude },
-            on: match fd {
-                "kvm" => AskedOn::Kvm,
-                "vm" => AskedOn::Vm,
-                _ => return None,
-            },
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use convtest_proto::wire::CapFact;
 
     #[test]
     fn one_line_of_pairs_without_spaces() {
         let mut f = Facts::default();
         f.add("memory", "sw-protected")
             .add("kernel", "7.3 x")
-            .add("caps", caps(&[(201, 0x1000), (235, 3)]))
             .add("empty", "");
         assert_eq!(
             f.line(),
-            "# convtest-vmm: memory=sw-protected kernel=7.3_x caps=201:0x1000,235:0x3 empty=-\n"
+            "# convtest-vmm: memory=sw-protected kernel=7.3_x empty=-\n"
         );
     }
 

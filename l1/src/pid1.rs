@@ -1,11 +1,12 @@
 //! /init's life as pid 1: set up the L1 (mounts, modules, /dev/kvm), print
 //! its facts, run every inner run in order and power off.
 
-use super::console::Console;
-use super::failure::Failure;
-use super::marker::{self, VmmExit};
-use super::runs::{self, RUNS_DIR, RunSlot};
-use super::{CONF, MODULES_DIR, VENDOR_MODULES, inner, module_name, parse_conf};
+use crate::console::Console;
+use crate::failure::Failure;
+use crate::{inner, runs};
+use convtest_proto::l1::marker::{self, VmmExit};
+use convtest_proto::l1::runs::{RUNS_DIR, RunSlot};
+use convtest_proto::l1::{CONF, MODULES_DIR, VENDOR_MODULES, module_name, parse_conf};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::AsRawFd;

@@ -69,24 +69,11 @@ pub fn all(k: &KvmCaps, v: &VmCaps) -> [Probed; 6] {
     ]
 }
 
-/// The `caps=` fact as it always was: 201, 233, 234, 235, 244.
-pub fn legacy(k: &KvmCaps, v: &VmCaps) -> String {
-    facts::caps(
-        &[
-            v.exit_hypercall,
-            v.memory_attributes,
-            v.guest_memfd,
-            k.vm_types,
-            v.guest_memfd_flags,
-        ]
-        .map(|p| (p.cap.number, p.value)),
-    )
-}
-
 #[cfg(test)]
 pub mod tests {
-    use super::super::super::facts::{AskedOn, Cap};
     use super::*;
+    use crate::facts::Cap;
+    use convtest_proto::wire::AskedOn;
 
     pub fn on_kvm(cap: Cap, value: i32) -> Probed {
         Probed {
@@ -122,10 +109,9 @@ pub mod tests {
     }
 
     #[test]
-    fn the_old_caps_fact_is_unchanged_and_the_new_ones_name_every_cap() {
+    fn the_capability_facts_name_every_cap() {
         // 6.12.117 as measured.
         let (k, v) = (kvm_caps(1, 0x1), vm_caps(0x1000, 0, 0, 0));
-        assert_eq!(legacy(&k, &v), "201:0x1000,233:0x0,234:0x0,235:0x1,244:0x0");
         let mut f = facts::Facts::default();
         f.caps(&all(&k, &v));
         assert_eq!(

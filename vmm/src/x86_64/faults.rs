@@ -7,7 +7,8 @@
 
 use super::super::VmmError;
 use super::hypercall::{RET_EAGAIN, RET_EPERM, RET_GARBAGE, RET_OK};
-use crate::cli::VmmFault;
+use crate::config::VmmFault;
+use convtest_proto::keyword::Keyword;
 use convtest_proto::tracker::Target;
 
 /// The faults of one run, checked for contradictions.
@@ -45,7 +46,7 @@ impl Faults {
     /// `check_vmm_faults` decides what may be combined; a contradiction is
     /// a configuration error at startup.
     pub fn new(list: &[VmmFault]) -> Result<Self, VmmError> {
-        crate::cli::check_vmm_faults(list).map_err(VmmError::Config)?;
+        crate::config::check_faults(list).map_err(|e| VmmError::Config(e.to_string()))?;
         Ok(Faults {
             answer: list.iter().copied().find(|f| f.decides_answer()),
             wrong_content: list.contains(&VmmFault::WrongContent),

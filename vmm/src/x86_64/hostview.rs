@@ -206,15 +206,16 @@ mod tests {
     use super::super::memory::Mode;
     use super::super::serve::serve;
     use super::*;
-    use crate::cli::{ContentArg, VmmFault};
-    use crate::vmm::hostcheck::answer;
+    use crate::config::VmmFault;
+    use crate::hostcheck::answer;
     use convtest_proto::hostcheck::Request;
     use convtest_proto::map_gpa::ATTR_ENC_STATUS;
+    use convtest_proto::plan::Content;
 
     const MIB: u64 = 1 << 20;
     const CANARY: u64 = 0x00c0_ffee_5eed_0001;
 
-    fn ram(mode: Mode, content: ContentArg) -> GuestRam<FakePlatform> {
+    fn ram(mode: Mode, content: Content) -> GuestRam<FakePlatform> {
         GuestRam::init(FakePlatform::new(mode, 8 * MIB), 8 * MIB, mode, content).unwrap()
     }
 
@@ -233,7 +234,7 @@ mod tests {
         }
     }
 
-    fn noread(r: &GuestRam<FakePlatform>, range: MemRange) -> crate::vmm::hostcheck::Answer {
+    fn noread(r: &GuestRam<FakePlatform>, range: MemRange) -> crate::hostcheck::Answer {
         answer(
             &Request::NoRead {
                 range,
@@ -245,7 +246,7 @@ mod tests {
 
     #[test]
     fn the_sw_protected_probe_tells_shared_from_private_in_one_run() {
-        let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, ContentArg::Zero);
+        let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero);
         let shared = MemRange::new(3 * MIB, 3 * MIB + PAGE);
         let private = MemRange::new(4 * MIB, 4 * MIB + PAGE);
         serve(&mut r, &Faults::default(), 12, [shared.start, 1, 0]);
@@ -263,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_leaking_vmm_is_caught_with_enforced_evidence() {
-        let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, ContentArg::Zero);
+        let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero);
         let range = MemRange::new(3 * MIB, 3 * MIB + PAGE);
         serve(&mut r, &Faults::default(), 12, [range.start, 1, 0]);
         let leak = Faults::new(&[VmmFault::Leak]).unwrap();
@@ -282,7 +283,7 @@ mod tests {
             Mode::EmulatedPrivate { gmem_mmap: false },
             Mode::SwProtected { boot_end: 4 * MIB },
         ] {
-            let mut r = ram(mode, ContentArg::Zero);
+            let mut r = ram(mode, Content::Zero);
             let private = MemRange::new(3 * MIB, 3 * MIB + PAGE);
             guest_writes_canary(&mut r, private);
             let a = noread(&r, private);
@@ -304,7 +305,7 @@ mod tests {
 
     #[test]
     fn visible_memory_and_its_evidence() {
-        let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, ContentArg::Zero);
+        let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero);
         serve(&mut r, &Faults::default(), 12, [MIB, 2, 0]);
         serve(&mut r, &Faults::default(), 12, [2 * MIB - PAGE, 1, 0]);
         let (v, e) = r.visible();
@@ -316,10 +317,7 @@ mod tests {
                 MemRange::new(2 * MIB - PAGE, 8 * MIB)
             ]
         );
-        let mut em = ram(
-            Mode::EmulatedPrivate { gmem_mmap: true },
-            ContentArg::Preserve,
-        );
+        let mut em = ram(Mode::EmulatedPrivate { gmem_mmap: true }, Content::Preserve);
         assert_eq!(em.visible(), (vec![], Evidence::Bookkeeping));
         serve(&mut em, &Faults::default(), 12, [0x9f000, 1, 0]);
         assert_eq!(em.visible().0, [MemRange::new(0x9f000, 0xa0000)]);
@@ -327,7 +325,7 @@ mod tests {
 
     #[test]
     fn reads_across_the_boundary_take_the_weaker_evidence_and_bad_ranges_fail() {
-        let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, ContentArg::Zero);
+        let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero);
         let mut buf = vec![0u8; 2 * PAGE as usize];
         assert!(
             r.read(2 * MIB - PAGE, &mut buf).is_err(),

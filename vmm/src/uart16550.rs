@@ -66,7 +66,7 @@ impl Uart16550 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::hostcheck::tests::FlatView;
+    use crate::hostcheck::tests::FlatView;
 
     #[test]
     fn output_reaches_the_console_and_acks_reach_rbr_through_a_full_fifo() {

@@ -21,8 +21,9 @@ use super::super::facts::Probed;
 use super::caps::{KvmCaps, VM_TYPES, VmCaps};
 use super::memory::{GMEM_FLAG_INIT_SHARED, GMEM_FLAG_MMAP};
 use super::platform::SlotApi;
-use crate::cli::{ContentArg, VmmMemoryArg};
+use crate::config::MemoryKind;
 use convtest_proto::map_gpa::KVM_HC_MAP_GPA_RANGE;
+use convtest_proto::plan::Content;
 use std::fmt;
 
 /// KVM_X86_SW_PROTECTED_VM's bit in KVM_CAP_VM_TYPES.
@@ -169,21 +170,21 @@ fn note(why: &mut Vec<String>, seen: &mut Vec<u32>, m: &[Missing]) {
 /// naming every missing capability.
 pub fn decide<V>(
     k: &KvmCaps,
-    asked: VmmMemoryArg,
+    asked: MemoryKind,
     mut create: impl FnMut(VmKind) -> Result<(V, VmCaps), VmmError>,
 ) -> Result<(V, VmCaps, Choice), VmmError> {
     let mut why = Vec::new();
     let mut seen = Vec::new();
     let on_kvm = sw_on_kvm(k);
     let mut kind = match asked {
-        VmmMemoryArg::EmulatedPrivate => {
+        MemoryKind::EmulatedPrivate => {
             why.push("asked --vmm-memory emulated-private".to_string());
             VmKind::Default
         }
-        VmmMemoryArg::SwProtected if !on_kvm.is_empty() => return Err(refuse(&on_kvm)),
-        VmmMemoryArg::SwProtected => VmKind::SwProtected,
-        VmmMemoryArg::Auto if on_kvm.is_empty() => VmKind::SwProtected,
-        VmmMemoryArg::Auto => {
+        MemoryKind::SwProtected if !on_kvm.is_empty() => return Err(refuse(&on_kvm)),
+        MemoryKind::SwProtected => VmKind::SwProtected,
+        MemoryKind::Auto if on_kvm.is_empty() => VmKind::SwProtected,
+        MemoryKind::Auto => {
             note(&mut why, &mut seen, &on_kvm);
             VmKind::Default
         }
@@ -194,7 +195,7 @@ pub fn decide<V>(
             VmKind::SwProtected => {
                 let on_vm = sw_on_vm(&v);
                 if !on_vm.is_empty() {
-                    if asked == VmmMemoryArg::SwProtected {
+                    if asked == MemoryKind::SwProtected {
                         return Err(refuse(&on_vm));
                     }
                     note(&mut why, &mut seen, &on_vm);
@@ -237,16 +238,16 @@ pub fn map_gpa_range(v: &VmCaps) -> Result<(), Missing> {
 }
 
 /// The content promise the memory can keep.
-pub fn content(memory: Memory, asked: Option<ContentArg>) -> Result<ContentArg, VmmError> {
+pub fn content(memory: Memory, asked: Option<Content>) -> Result<Content, VmmError> {
     match (memory, asked) {
-        (Memory::SwProtected, Some(ContentArg::Preserve)) => Err(VmmError::Config(
+        (Memory::SwProtected, Some(Content::Preserve)) => Err(VmmError::Config(
             "--content preserve: in sw-protected memory private and shared are different pages \
              and private ones have no host mapping, so the VMM cannot carry bytes across a \
              conversion; use --content zero or --vmm-memory emulated-private"
                 .into(),
         )),
-        (Memory::SwProtected, _) => Ok(ContentArg::Zero),
-        (_, c) => Ok(c.unwrap_or(ContentArg::Preserve)),
+        (Memory::SwProtected, _) => Ok(Content::Zero),
+        (_, c) => Ok(c.unwrap_or(Content::Preserve)),
     }
 }
 
@@ -295,7 +296,7 @@ mod tests {
     }
 
     /// The choice and the VM kinds created, in order.
-    fn run(h: &Host, asked: VmmMemoryArg) -> Result<(Choice, Vec<VmKind>), String> {
+    fn run(h: &Host, asked: MemoryKind) -> Result<(Choice, Vec<VmKind>), String> {
         let mut made = Vec::new();
         decide(&h.kvm, asked, |kind| {
             made.push(kind);
@@ -334,7 +335,7 @@ mod tests {
             ),
             ("6.1", debian_6_1(), Anonymous, Region, vec![K::Default]),
         ] {
-            let (c, made) = run(&host, VmmMemoryArg::Auto).unwrap();
+            let (c, made) = run(&host, MemoryKind::Auto).unwrap();
             assert_eq!((c.memory, c.slots, made), (memory, slots, kinds), "{name}");
             assert_eq!(map_gpa_range(&host.default_vm), Ok(()), "{name}");
         }
@@ -342,12 +343,12 @@ mod tests {
 
     #[test]
     fn every_step_down_names_the_capability() {
-        let (c, _) = run(&stock_7_3(), VmmMemoryArg::Auto).unwrap();
+        let (c, _) = run(&stock_7_3(), MemoryKind::Auto).unwrap();
         assert_eq!(
             c.why,
             ["KVM_CAP_VM_TYPES=0x1@kvm needs bit 1 (KVM_X86_SW_PROTECTED_VM)"]
         );
-        let (c, _) = run(&debian_6_1(), VmmMemoryArg::Auto).unwrap();
+        let (c, _) = run(&debian_6_1(), MemoryKind::Auto).unwrap();
         let caps: Vec<&str> = c.why.iter().map(|w| w.split('=').next().unwrap()).collect();
         assert_eq!(
             caps,
@@ -360,28 +361,28 @@ mod tests {
             "each once, strongest mode's first: {:?}",
             c.why
         );
-        let (c, _) = run(&swprot_7_3(), VmmMemoryArg::Auto).unwrap();
+        let (c, _) = run(&swprot_7_3(), MemoryKind::Auto).unwrap();
         assert!(c.why.is_empty(), "{:?}", c.why);
     }
 
     #[test]
     fn asking_for_emulated_private_gets_the_best_backing_and_says_it_was_asked() {
-        let (c, made) = run(&swprot_7_3(), VmmMemoryArg::EmulatedPrivate).unwrap();
+        let (c, made) = run(&swprot_7_3(), MemoryKind::EmulatedPrivate).unwrap();
         assert_eq!((c.memory, made), (Memory::GmemMmap, vec![VmKind::Default]));
         assert_eq!(c.why, ["asked --vmm-memory emulated-private"]);
-        let (c, _) = run(&debian_6_1(), VmmMemoryArg::EmulatedPrivate).unwrap();
+        let (c, _) = run(&debian_6_1(), MemoryKind::EmulatedPrivate).unwrap();
         assert_eq!((c.memory, c.slots), (Memory::Anonymous, SlotApi::Region));
     }
 
     #[test]
     fn sw_protected_the_host_cannot_give_is_a_config_error_naming_the_capability() {
-        let e = run(&stock_7_3(), VmmMemoryArg::SwProtected).unwrap_err();
+        let e = run(&stock_7_3(), MemoryKind::SwProtected).unwrap_err();
         assert!(
             e.contains("KVM_CAP_VM_TYPES=0x1@kvm needs bit 1 (KVM_X86_SW_PROTECTED_VM)")
                 && e.contains("--l1-swprot"),
             "{e}"
         );
-        let e = run(&debian_6_1(), VmmMemoryArg::SwProtected).unwrap_err();
+        let e = run(&debian_6_1(), MemoryKind::SwProtected).unwrap_err();
         assert!(
             e.contains("KVM_CAP_USER_MEMORY2=0x0@kvm") && e.contains("KVM_CAP_VM_TYPES=0x0@kvm"),
             "{e}"
@@ -390,7 +391,7 @@ mod tests {
         // of the other kind is made behind the user's back.
         let mut h = swprot_7_3();
         h.sw_vm = vm_caps(MAP, 0x8, 0, 0);
-        let e = run(&h, VmmMemoryArg::SwProtected).unwrap_err();
+        let e = run(&h, MemoryKind::SwProtected).unwrap_err();
         assert!(
             e.contains("KVM_CAP_GUEST_MEMFD=0x0@vm") && !e.contains("--l1-swprot"),
             "{e}"
@@ -401,7 +402,7 @@ mod tests {
     fn auto_falls_back_to_a_default_vm_when_the_sw_protected_one_lacks_a_capability() {
         let mut h = swprot_7_3();
         h.sw_vm = vm_caps(MAP, 0, 1, 0x1);
-        let (c, made) = run(&h, VmmMemoryArg::Auto).unwrap();
+        let (c, made) = run(&h, MemoryKind::Auto).unwrap();
         assert_eq!(made, [VmKind::SwProtected, VmKind::Default]);
         assert_eq!((c.kind, c.memory), (VmKind::Default, Memory::GmemMmap));
         assert_eq!(
@@ -413,7 +414,7 @@ mod tests {
     #[test]
     fn a_failed_vm_creation_is_the_vmm_error() {
         let h = debian_6_12();
-        let r = decide(&h.kvm, VmmMemoryArg::Auto, |_| {
+        let r = decide(&h.kvm, MemoryKind::Auto, |_| {
             Err::<((), VmCaps), _>(VmmError::Config("no".into()))
         });
         assert!(r.is_err());
@@ -440,17 +441,11 @@ mod tests {
 
     #[test]
     fn content_follows_the_memory() {
-        assert_eq!(
-            content(Memory::SwProtected, None).unwrap(),
-            ContentArg::Zero
-        );
-        assert!(content(Memory::SwProtected, Some(ContentArg::Preserve)).is_err());
+        assert_eq!(content(Memory::SwProtected, None).unwrap(), Content::Zero);
+        assert!(content(Memory::SwProtected, Some(Content::Preserve)).is_err());
         for m in [Memory::GmemMmap, Memory::Anonymous] {
-            assert_eq!(content(m, None).unwrap(), ContentArg::Preserve);
-            assert_eq!(
-                content(m, Some(ContentArg::Zero)).unwrap(),
-                ContentArg::Zero
-            );
+            assert_eq!(content(m, None).unwrap(), Content::Preserve);
+            assert_eq!(content(m, Some(Content::Zero)).unwrap(), Content::Zero);
         }
     }
 }

@@ -40,10 +40,11 @@ mod vcpu_loop;
 use super::facts::{self, Facts};
 use super::reboot::{self, Reboots};
 use super::{GuestEnd, VmmError};
-use crate::cli::{ContentArg, VmmArgs};
+use crate::config::VmmConfig;
 use caps::{KvmCaps, VmCaps};
 use choose::{Memory, VmKind};
 use convtest_proto::map_gpa::KVM_HC_MAP_GPA_RANGE;
+use convtest_proto::plan::Content;
 use convtest_proto::plan::ResetPolicy;
 use faults::Faults;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_enable_cap};
@@ -146,7 +147,7 @@ fn enable_map_gpa_range(vm: &VmFd, caps: &VmCaps) -> Result<(), String> {
 
 /// What every boot of the run is built from, read and probed once.
 struct Setup<'a> {
-    args: &'a VmmArgs,
+    args: &'a VmmConfig,
     kvm: Kvm,
     kvm_caps: KvmCaps,
     image: Vec<u8>,
@@ -160,8 +161,8 @@ struct Setup<'a> {
 }
 
 impl<'a> Setup<'a> {
-    fn new(args: &'a VmmArgs) -> Result<Self, VmmError> {
-        let faults = Faults::new(&args.vmm.vmm_fault)?;
+    fn new(args: &'a VmmConfig) -> Result<Self, VmmError> {
+        let faults = Faults::new(&args.options.faults)?;
         let kvm = Kvm::new().map_err(VmmError::kvm("open /dev/kvm"))?;
         let kvm_caps = KvmCaps::probe(&kvm);
         let image = std::fs::read(&args.kernel).map_err(|source| VmmError::Read {
@@ -184,7 +185,7 @@ impl<'a> Setup<'a> {
             bss,
             crumbs,
             faults,
-            policy: args.vmm.reset_policy.policy(),
+            policy: args.options.reset_policy,
         })
     }
 
@@ -195,10 +196,10 @@ impl<'a> Setup<'a> {
     /// once).
     fn build(&self, boot: u32) -> Result<(Vm, Facts), VmmError> {
         let args = self.args;
-        let (vm, vm_caps, choice) = choose::decide(&self.kvm_caps, args.vmm.vmm_memory, |kind| {
+        let (vm, vm_caps, choice) = choose::decide(&self.kvm_caps, args.options.memory, |kind| {
             create_vm(&self.kvm, kind)
         })?;
-        let content = choose::content(choice.memory, args.vmm.content)?;
+        let content = choose::content(choice.memory, args.options.content)?;
         let map_gpa_range = enable_map_gpa_range(&vm, &vm_caps);
         let mode = match choice.memory {
             Memory::SwProtected => Mode::SwProtected {
@@ -207,7 +208,7 @@ impl<'a> Setup<'a> {
             Memory::GmemMmap => Mode::EmulatedPrivate { gmem_mmap: true },
             Memory::Anonymous => Mode::EmulatedPrivate { gmem_mmap: false },
         };
-        let size = u64::from(args.memory) << 20;
+        let size = u64::from(args.memory_mib) << 20;
         let ram = GuestRam::new(vm, size, mode, content, choice.slots)?;
         let entry = self.load(&ram, boot, false)?;
 
@@ -268,10 +269,9 @@ impl<'a> Setup<'a> {
             )
             .add("map_gpa_range_why", map_gpa_range.err().unwrap_or_default())
             .add("kernel", facts::kernel_release())
-            .add("caps", caps::legacy(&self.kvm_caps, &vm_caps))
             .caps(&caps::all(&self.kvm_caps, &vm_caps))
             .add("tsc_khz", tsc_khz)
-            .add("ram_mib", args.memory)
+            .add("ram_mib", args.memory_mib)
             .add("vcpus", args.vcpus)
             .add("irqchip", irqchip.as_str())
             .add("faults", self.faults.describe());
@@ -316,7 +316,7 @@ impl<'a> Setup<'a> {
     }
 }
 
-pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
+pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
     let setup = Setup::new(args)?;
     let (machine, facts) = setup.build(0)?;
     // Not locked: every vCPU thread writes the console, and so does the
@@ -327,7 +327,7 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
         setup: &setup,
         reboots: Reboots::new(&args.cmdline, setup.policy, setup.faults.no_reset()),
     };
-    let limit = Duration::from_secs(args.vmm.vcpu_watchdog);
+    let limit = Duration::from_secs(args.options.vcpu_watchdog_s);
     vcpu_loop::run_loop(machine, limit, &mut out, &mut resetter)
 }
 
@@ -336,7 +336,7 @@ pub fn run(args: &VmmArgs) -> Result<GuestEnd, VmmError> {
 /// leaves to the VMM (e.g. -22 for a range outside RAM) are keyed on who
 /// serves it — and the reset policy, with the boot's index after a reset
 /// (reboot::guest_plan).
-fn guest_cmdline(plan: &str, content: ContentArg, policy: ResetPolicy, boot: u32) -> String {
+fn guest_cmdline(plan: &str, content: Content, policy: ResetPolicy, boot: u32) -> String {
     reboot::guest_plan(
         plan,
         &format!("content={} vmm=convtest", content.as_str()),
@@ -376,7 +376,7 @@ mod tests {
     fn the_guest_learns_the_content_promise_and_who_serves_it() {
         let line = guest_cmdline(
             " tests=conv.* host=on ",
-            ContentArg::Zero,
+            Content::Zero,
             ResetPolicy::Keep,
             0,
         );
@@ -386,7 +386,7 @@ mod tests {
         );
         assert_eq!(Plan::parse(&line).plan.vmm, Some(VmmKind::Convtest));
         assert_eq!(
-            guest_cmdline("", ContentArg::Preserve, ResetPolicy::Keep, 0),
+            guest_cmdline("", Content::Preserve, ResetPolicy::Keep, 0),
             "content=preserve vmm=convtest reset=keep"
         );
     }
@@ -395,7 +395,7 @@ mod tests {
     fn boot_n_is_told_its_index_and_the_policy() {
         for policy in ResetPolicy::ALL {
             for boot in 1..4 {
-                let line = guest_cmdline("tests=* reboots=3", ContentArg::Zero, policy, boot);
+                let line = guest_cmdline("tests=* reboots=3", Content::Zero, policy, boot);
                 let plan = Plan::parse(&line).plan;
                 assert_eq!(plan.boot, boot, "{line}");
                 assert_eq!(plan.reset, Some(policy), "{line}");

@@ -26,10 +26,8 @@
 
 use super::facts::Facts;
 use convtest_proto::plan::{Plan, ResetPolicy};
+use convtest_proto::wire::BOOT_KEY;
 use std::io::Write;
-
-/// The runner looks for this key to start a new boot's VMM record.
-pub const BOOT_KEY: &str = "reset_boot";
 
 /// Counts the resets of one run against the plan's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use super::hypercall::{self, RET_EIO, RET_OK, Rejected, Request};
 use super::memory::{GuestRam, PAGE};
 use super::platform::{Platform, PlatformError};
 use super::timing::HostTime;
-use crate::cli::ContentArg;
+use convtest_proto::plan::Content;
 use convtest_proto::range::MemRange;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,7 +104,7 @@ fn serve_flips<P: Platform>(
             keep_first_pages(flips, n / 2);
         }
     }
-    let clear = (ram.content == ContentArg::Zero) != plan.invert_content;
+    let clear = (ram.content == Content::Zero) != plan.invert_content;
     let mut host = HostTime::default();
     let (ret, outcome) = match ram.convert(flips, req.state, clear, &mut host) {
         Ok(pages) => (plan.answer, Outcome::Converted { req, pages }),
@@ -131,13 +131,14 @@ mod tests {
     use super::super::hypercall::{RET_EAGAIN, RET_EINVAL, RET_EPERM, RET_GARBAGE};
     use super::super::memory::Mode;
     use super::*;
-    use crate::cli::VmmFault;
+    use crate::config::VmmFault;
+    use convtest_proto::keyword::Keyword;
     use convtest_proto::map_gpa::ATTR_ENC_STATUS;
     use convtest_proto::tracker::{PageState, Target};
 
     const MIB: u64 = 1 << 20;
 
-    fn ram(mode: Mode, content: ContentArg) -> GuestRam<FakePlatform> {
+    fn ram(mode: Mode, content: Content) -> GuestRam<FakePlatform> {
         let mut r =
             GuestRam::init(FakePlatform::new(mode, 8 * MIB), 8 * MIB, mode, content).unwrap();
         r.platform_mut().take_ops();
@@ -145,7 +146,7 @@ mod tests {
     }
 
     fn sw() -> GuestRam<FakePlatform> {
-        ram(Mode::SwProtected { boot_end: 2 * MIB }, ContentArg::Zero)
+        ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero)
     }
 
     fn faults(list: &[VmmFault]) -> Faults {
@@ -184,7 +185,7 @@ mod tests {
 
     #[test]
     fn no_op_and_malformed_requests_are_answered_truly_under_any_fault() {
-        for f in VmmFault::ALL {
+        for &f in VmmFault::ALL {
             let mut r = sw();
             let fs = faults(&[f]);
             let s = serve(&mut r, &fs, 12, [3 * MIB, 4, ATTR_ENC_STATUS]);
@@ -256,7 +257,7 @@ mod tests {
         );
         let mut e = ram(
             Mode::EmulatedPrivate { gmem_mmap: false },
-            ContentArg::Preserve,
+            Content::Preserve,
         );
         serve(&mut e, &Faults::default(), 12, [3 * MIB, 1, 0]);
         assert!(e.platform_mut().take_ops().is_empty(), "preserve: kept");

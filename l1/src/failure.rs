@@ -2,7 +2,7 @@
 //! setup (mounts, modules, /dev/kvm, the run list) it powers off; on one
 //! run (its files, spawning, waiting) it goes on with the next.
 
-use super::runs::LoadError;
+use crate::runs::LoadError;
 use std::io;
 use std::path::PathBuf;
 

@@ -1,24 +1,12 @@
-//! convtest as /init (pid 1) of the nested lane's L1 Linux: mounts what the
-//! VMM needs, loads the KVM modules, reports `# convtest-l1:` facts, then
-//! runs each inner `convtest vmm …` of the run list (runs.rs) in order, each
-//! between a run_begin and a run_end line (marker.rs) with its console
-//! relayed to the L1 console and its time limit kept (inner.rs), and powers
-//! off. Every path ends in a power-off: an L1 left spinning would only be
-//! stopped by the outer timeout, minutes later.
-//!
-//! The initramfs layout is written by `backend::nested::initramfs` from the
-//! constants here and in runs.rs.
+//! The contract between the runner's nested backend and the L1's /init:
+//! where the initramfs puts things (here), the run list (runs.rs) and the
+//! marker lines around each inner run (marker.rs).
 
-#[cfg(target_os = "linux")]
-mod console;
-#[cfg(target_os = "linux")]
-mod failure;
-#[cfg(target_os = "linux")]
-mod inner;
 pub mod marker;
-#[cfg(target_os = "linux")]
-mod pid1;
 pub mod runs;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 /// The guest kernel the inner VMM boots (the same for every run).
 pub const PAYLOAD: &str = "/payload";
@@ -29,19 +17,6 @@ pub const CONF: &str = "/convtest-l1.conf";
 /// Modules whose load fails with ENODEV / EOPNOTSUPP on the other CPU vendor;
 /// a user's module dir may hold both.
 pub const VENDOR_MODULES: [&str; 2] = ["kvm-amd", "kvm-intel"];
-
-/// Entry when convtest runs as pid 1. Returns only if powering off failed.
-pub fn main() -> i32 {
-    #[cfg(target_os = "linux")]
-    {
-        pid1::main()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        eprintln!("convtest: /init mode needs Linux");
-        1
-    }
-}
 
 /// A module name from its file name: `03-kvm-amd.ko` → `kvm-amd`.
 pub fn module_name(file_name: &str) -> &str {
@@ -65,6 +40,7 @@ pub fn parse_conf(text: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     #[test]
     fn module_names_drop_order_prefix_and_suffix() {

@@ -1,10 +1,12 @@
-//! convtest's own KVM VMM (`convtest vmm`, started by the vmm and nested
-//! backends). One thread per vCPU (`--vcpus`), a polled UART, the conversion exits of the guest's
+//! convtest's own KVM VMM: one guest per process (`convtest vmm` on the
+//! host, started by the vmm backend; the L1's /init inside the nested lane). One thread per vCPU (`--vcpus`), a polled UART, the conversion exits of the guest's
 //! ABI, and the host side of the host checks. The guest console goes to
 //! stdout unchanged; the VMM's own facts go there as `# convtest-vmm:` lines
 //! (the runner copies them into the JSON `vmm` object). Exit codes copy
 //! QEMU's so the runner judges every backend alike.
 
+pub mod argv;
+pub mod config;
 pub mod console;
 pub mod crumbs;
 pub mod facts;
@@ -19,7 +21,7 @@ pub mod aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-use crate::cli::VmmArgs;
+pub use config::{VmmConfig, VmmOptions};
 use convtest_proto::arch::Arch;
 use std::path::PathBuf;
 
@@ -74,7 +76,8 @@ pub enum GuestEnd {
     DebugExit(i32),
     /// PSCI SYSTEM_OFF or equivalent.
     PowerOff,
-    /// A reset request; the VMM has no reboot support yet, so the run ends.
+    /// A reset the plan did not expect (a planned one starts the next boot
+    /// inside the VMM), so the run ends.
     Reset,
     /// The watchdog fired (the message says where).
     Hang,
@@ -169,16 +172,14 @@ impl GuestEnd {
 pub const EXIT_UNSERVED: i32 = 0x7f;
 
 /// Can this host run the own VMM at all? (Before the slow guest build.)
-pub fn preflight() -> Result<(), crate::error::Error> {
-    kvm_ioctls::Kvm::new().map(drop).map_err(|e| {
-        crate::error::Error::Usage(format!(
-            "--backend vmm needs /dev/kvm ({e}); on a host without usable KVM use --backend nested"
-        ))
-    })
+pub fn preflight() -> Result<(), VmmError> {
+    kvm_ioctls::Kvm::new()
+        .map(drop)
+        .map_err(VmmError::kvm("opening /dev/kvm"))
 }
 
-/// `convtest vmm`: runs one guest; returns the process exit status.
-pub fn main(args: &VmmArgs) -> i32 {
+/// Runs one guest; returns the process exit status.
+pub fn main(args: &VmmConfig) -> i32 {
     let arch = args
         .arch
         .or_else(|| Arch::from_host(std::env::consts::ARCH));

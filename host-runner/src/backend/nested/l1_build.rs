@@ -1,5 +1,5 @@
-//! convtest itself, built static for `<arch>-unknown-linux-musl`: the L1's
-//! /init and its inner VMM. Like the guest build (guest_build.rs), a nested
+//! The L1's /init (`convtest-l1`, the l1 crate: /init and its inner VMMs),
+//! built static for `<arch>-unknown-linux-musl`. Like the guest build (guest_build.rs), a nested
 //! cargo with its own target dir, so it neither waits for the lock the outer
 //! `cargo test` holds on the main one nor inherits the caller's
 //! CARGO_TARGET_DIR.
@@ -11,6 +11,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The l1 crate's package and binary name.
+const L1_PACKAGE: &str = "convtest-l1";
+
 pub fn musl_target(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => "x86_64-unknown-linux-musl",
@@ -19,7 +22,7 @@ pub fn musl_target(arch: Arch) -> &'static str {
 }
 
 pub fn target_dir(workspace: &Path) -> PathBuf {
-    workspace.join("target").join("l1-runner")
+    workspace.join("target").join("l1")
 }
 
 pub fn build_args(workspace: &Path, arch: Arch) -> Vec<OsString> {
@@ -27,9 +30,9 @@ pub fn build_args(workspace: &Path, arch: Arch) -> Vec<OsString> {
         "build",
         "--release",
         "-p",
-        "convtest",
+        L1_PACKAGE,
         "--bin",
-        "convtest",
+        L1_PACKAGE,
         "--target",
         musl_target(arch),
         "--target-dir",
@@ -44,7 +47,7 @@ pub fn binary(workspace: &Path, arch: Arch) -> PathBuf {
     target_dir(workspace)
         .join(musl_target(arch))
         .join("release")
-        .join("convtest")
+        .join(L1_PACKAGE)
 }
 
 fn command(workspace: &Path, arch: Arch) -> Command {
@@ -64,7 +67,7 @@ fn command(workspace: &Path, arch: Arch) -> Command {
 /// Builds (incrementally) and returns the static binary.
 pub fn build(workspace: &Path, arch: Arch, quiet: bool) -> Result<PathBuf, Error> {
     let call = shell_line(OsString::from("cargo"), build_args(workspace, arch));
-    let label = format!("building the L1 runner ({})", musl_target(arch));
+    let label = format!("building the L1 /init ({})", musl_target(arch));
     step::run(command(workspace, arch), &call, &label, quiet)?;
     let bin = binary(workspace, arch);
     if bin.is_file() {
@@ -102,12 +105,12 @@ mod tests {
         );
         assert_eq!(
             line,
-            "cargo build --release -p convtest --bin convtest --target aarch64-unknown-linux-musl \
-             --target-dir /ws/target/l1-runner"
+            "cargo build --release -p convtest-l1 --bin convtest-l1 --target aarch64-unknown-linux-musl \
+             --target-dir /ws/target/l1"
         );
         assert_eq!(
             binary(Path::new("/ws"), Arch::X86_64),
-            Path::new("/ws/target/l1-runner/x86_64-unknown-linux-musl/release/convtest")
+            Path::new("/ws/target/l1/x86_64-unknown-linux-musl/release/convtest-l1")
         );
     }
 
