@@ -89,7 +89,7 @@ pub struct Cap {
 
 /// The capabilities the VMMs probe (uapi `include/uapi/linux/kvm.h`, 7.3).
 pub mod cap {
-    use super::Cap;
+    use crate::facts::Cap;
 
     const fn c(number: u32, name: &'static str) -> Cap {
         Cap { number, name }

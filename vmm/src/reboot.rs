@@ -3,7 +3,7 @@
 //!
 //! A reset the plan expects (`reboots=N` in the guest's command line, at
 //! most N of them) starts the next boot in the same process; any other
-//! reset ends the run as before ([`super::GuestEnd::Reset`]), so the
+//! reset ends the run as before ([`crate::end::GuestEnd::Reset`]), so the
 //! runner can name an unplanned one. What the VMM does to memory is the
 //! `--reset-policy`; the guest is told it (`reset=`) and checks what
 //! survived against it, so a VMM that claims a policy and does not apply

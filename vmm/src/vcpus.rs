@@ -28,9 +28,9 @@
 //! vCPU ioctls answer) [`End::Hang`] carries the report: every vCPU's state
 //! when it fired plus the arch's post-mortem of each.
 
-use super::VmmError;
 use super::facts::Facts;
 use super::watchdog::{self, VcpuState, Watchdog};
+use crate::error::VmmError;
 use kvm_bindings as kb;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

@@ -271,7 +271,7 @@ impl Watchdog {
     /// themselves; vCPU 0's KVM_RUN is the one timed (see the module doc).
     /// If it has to end the process, it says so first on stdout (the console
     /// stream): a `hang=` fact naming every vCPU's state.
-    pub fn start(limit: Duration, vcpus: usize) -> Result<Watchdog, super::VmmError> {
+    pub fn start(limit: Duration, vcpus: usize) -> Result<Watchdog, crate::error::VmmError> {
         Watchdog::spawn(limit, vcpus.max(1), move |stuck| {
             let mut out = std::io::stdout();
             let (line, states) = match stuck {
@@ -302,7 +302,7 @@ impl Watchdog {
             )
             .and_then(|()| out.flush());
         })
-        .map_err(|source| super::VmmError::Sys {
+        .map_err(|source| crate::error::VmmError::Sys {
             call: "starting the vCPU watchdog",
             source,
         })
@@ -401,7 +401,7 @@ fn watch(w: &Shared, limit: Duration, on_stuck: impl Fn(Stuck)) {
             let states = w.states();
             if now.saturating_sub(stop) > grace_ms && states.iter().any(|s| s.in_run_ms.is_some()) {
                 on_stuck(Stuck::AfterStop(states));
-                std::process::exit(super::EXIT_HANG);
+                std::process::exit(crate::end::EXIT_HANG);
             }
             continue;
         }
@@ -425,7 +425,7 @@ fn watch(w: &Shared, limit: Duration, on_stuck: impl Fn(Stuck)) {
                 Duration::from_millis(now - entered),
                 states.unwrap_or_default(),
             ));
-            std::process::exit(super::EXIT_HANG);
+            std::process::exit(crate::end::EXIT_HANG);
         }
         bsp.kick_if_running();
     }

@@ -14,7 +14,7 @@
 //! other bit 0 (so not MPIDR's RES1 bit 31), and `enable-method = "psci"`
 //! for all of them, the boot CPU included.
 
-use super::super::VmmError;
+use crate::error::VmmError;
 use convtest_proto::range::MemRange;
 use vm_fdt::FdtWriter;
 

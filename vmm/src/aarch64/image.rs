@@ -3,8 +3,8 @@
 //! includes bss and the guest's boot stack, unlike the file) says how much
 //! RAM it needs from there, which linux-loader does not check.
 
-use super::super::VmmError;
 use super::memory::GuestRam;
+use crate::error::VmmError;
 use linux_loader::loader::{KernelLoader, pe::PE};
 use std::path::Path;
 use vm_memory::GuestAddress;

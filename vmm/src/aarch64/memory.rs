@@ -19,9 +19,9 @@
 //! page would be a SIGSEGV for the whole VMM; probe.rs does that on purpose,
 //! in a child.
 
-use super::super::VmmError;
 use super::super::hostcheck::{HostView, Look};
 use super::probe;
+use crate::error::VmmError;
 use convtest_proto::hostcheck::Evidence;
 use convtest_proto::range::MemRange;
 use kvm_bindings::kvm_userspace_memory_region;

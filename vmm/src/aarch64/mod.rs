@@ -20,8 +20,9 @@ pub mod vcpu;
 use super::facts::{self, Facts};
 use super::reboot::{self, Reboots, ResetDone};
 use super::vcpus::Runner;
-use super::{GuestEnd, VmmError};
 use crate::config::{VmType, VmmConfig, VmmFault};
+use crate::end::GuestEnd;
+use crate::error::VmmError;
 use convtest_proto::keyword::Keyword;
 use convtest_proto::plan::Content;
 use convtest_proto::plan::ResetPolicy;
@@ -38,7 +39,7 @@ const VM_TYPE_ARM_PROTECTED: u64 = 1 << 31;
 struct Vm {
     /// vCPU 0 (the boot CPU) first.
     vcpus: Vec<vcpu::Vcpu>,
-    #[allow(dead_code, reason = "held so the VM fd closes before RAM is unmapped")]
+    #[expect(dead_code, reason = "held so the VM fd closes before RAM is unmapped")]
     vm: VmFd,
     ram: GuestRam,
     protected: bool,

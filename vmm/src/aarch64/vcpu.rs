@@ -28,7 +28,7 @@
 //! register back to its reset value, and vCPU 0's boot registers are set
 //! again.
 
-use super::super::VmmError;
+use crate::error::VmmError;
 use kvm_bindings::{KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, kvm_vcpu_init};
 use kvm_ioctls::{VcpuFd, VmFd};
 

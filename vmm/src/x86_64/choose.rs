@@ -16,12 +16,12 @@
 //! MAP_GPA_RANGE exits (KVM_CAP_EXIT_HYPERCALL bit 12, since 5.x) are
 //! independent of all of that: conversions are served on every mode.
 
-use super::super::VmmError;
 use super::super::facts::Probed;
 use super::caps::{KvmCaps, VM_TYPES, VmCaps};
-use super::memory::{GMEM_FLAG_INIT_SHARED, GMEM_FLAG_MMAP};
 use super::platform::SlotApi;
+use super::platform::{GMEM_FLAG_INIT_SHARED, GMEM_FLAG_MMAP};
 use crate::config::MemoryKind;
+use crate::error::VmmError;
 use convtest_proto::map_gpa::KVM_HC_MAP_GPA_RANGE;
 use convtest_proto::plan::Content;
 use std::fmt;

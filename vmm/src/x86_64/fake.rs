@@ -9,10 +9,11 @@
 //! REGION2, or REGION2) is not modelled: it changes none of these
 //! operations, only the ioctl that makes the same anonymous slot.
 
-use super::memory::{Mode, PAGE};
+use super::memory::Mode;
 use super::platform::{
     CALL_DISCARD, CALL_PUNCH, CALL_READ, CALL_SET_ATTRIBUTES, Platform, PlatformError,
 };
+use convtest_proto::map_gpa::PAGE_4K;
 use convtest_proto::prng::SplitMix64;
 use convtest_proto::range::MemRange;
 use convtest_proto::tracker::Target;
@@ -60,7 +61,7 @@ impl FakePlatform {
             regions,
             gmem,
             gmem_mapped: matches!(mode, Mode::EmulatedPrivate { gmem_mmap: true }),
-            private: vec![0; (size / PAGE).div_ceil(64) as usize],
+            private: vec![0; (size / PAGE_4K).div_ceil(64) as usize],
             mem: BTreeMap::new(),
             ops: Vec::new(),
             fail_one_in: 0,
@@ -81,7 +82,7 @@ impl FakePlatform {
     }
 
     pub fn is_private(&self, gpa: u64) -> bool {
-        let g = gpa / PAGE;
+        let g = gpa / PAGE_4K;
         self.private[(g / 64) as usize] & (1 << (g % 64)) != 0
     }
 
@@ -91,16 +92,16 @@ impl FakePlatform {
             let a = gpa + i as u64;
             let page = self
                 .mem
-                .entry(a / PAGE)
-                .or_insert_with(|| vec![0; PAGE as usize]);
-            page[(a % PAGE) as usize] = *b;
+                .entry(a / PAGE_4K)
+                .or_insert_with(|| vec![0; PAGE_4K as usize]);
+            page[(a % PAGE_4K) as usize] = *b;
         }
     }
 
     fn inside_one_slot(&self, r: MemRange) -> bool {
         !r.is_empty()
-            && r.start.is_multiple_of(PAGE)
-            && r.end.is_multiple_of(PAGE)
+            && r.start.is_multiple_of(PAGE_4K)
+            && r.end.is_multiple_of(PAGE_4K)
             && self.regions.iter().any(|s| s.covers(&r))
     }
 
@@ -123,7 +124,7 @@ impl Platform for FakePlatform {
     fn set_attributes(&mut self, range: MemRange, to: Target) -> Result<(), PlatformError> {
         let ok = self.inside_one_slot(range) && self.gmem.is_some_and(|g| g.covers(&range));
         self.check(CALL_SET_ATTRIBUTES, range, ok)?;
-        for g in range.start / PAGE..range.end / PAGE {
+        for g in range.start / PAGE_4K..range.end / PAGE_4K {
             let (w, bit) = ((g / 64) as usize, 1u64 << (g % 64));
             match to {
                 Target::Private => self.private[w] |= bit,
@@ -164,8 +165,8 @@ impl Platform for FakePlatform {
             let a = gpa + i as u64;
             *b = self
                 .mem
-                .get(&(a / PAGE))
-                .map_or(0, |p| p[(a % PAGE) as usize]);
+                .get(&(a / PAGE_4K))
+                .map_or(0, |p| p[(a % PAGE_4K) as usize]);
         }
         Ok(())
     }
@@ -176,8 +177,8 @@ impl FakePlatform {
         if self.mem.is_empty() {
             return;
         }
-        let mut tail = self.mem.split_off(&(range.start / PAGE));
-        let mut rest = tail.split_off(&(range.end / PAGE));
+        let mut tail = self.mem.split_off(&(range.start / PAGE_4K));
+        let mut rest = tail.split_off(&(range.end / PAGE_4K));
         self.mem.append(&mut rest);
     }
 }

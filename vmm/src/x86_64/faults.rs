@@ -5,9 +5,9 @@
 //! The record and KVM always change together or not at all: a fault lies
 //! to the guest, never to the VMM's own bookkeeping.
 
-use super::super::VmmError;
 use super::hypercall::{RET_EAGAIN, RET_EPERM, RET_GARBAGE, RET_OK};
 use crate::config::VmmFault;
+use crate::error::VmmError;
 use convtest_proto::keyword::Keyword;
 use convtest_proto::tracker::Target;
 

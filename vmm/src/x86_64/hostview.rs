@@ -9,9 +9,10 @@
 //!   gated by it and every answer is `bookkeeping`.
 
 use super::super::hostcheck::{HostView, Look, holds_canary};
-use super::memory::{GuestRam, PAGE, Part};
+use super::memory::{GuestRam, Part};
 use super::platform::Platform;
 use convtest_proto::hostcheck::Evidence;
+use convtest_proto::map_gpa::PAGE_4K;
 use convtest_proto::range::MemRange;
 use convtest_proto::tracker::PageState;
 
@@ -37,7 +38,7 @@ impl<P: Platform> GuestRam<P> {
     /// Why the VMM's record does not let the host read `piece` (boot slot
     /// or emulated RAM): the first page that is not RAM or not shared.
     fn tracked_gate(&self, piece: MemRange) -> Result<(), String> {
-        let pages = piece.align_outward(PAGE);
+        let pages = piece.align_outward(PAGE_4K);
         let Some(ram) = self.pages.ram().find(|r| r.contains(pages.start)) else {
             return Err(format!("{:#x} is not guest RAM", pages.start));
         };
@@ -101,7 +102,7 @@ impl<P: Platform> GuestRam<P> {
         };
         match self
             .pages
-            .runs(piece.align_outward(PAGE), PageState::Shared)
+            .runs(piece.align_outward(PAGE_4K), PageState::Shared)
             .first()
         {
             Some(p) => Err(book(format!(
@@ -178,7 +179,7 @@ impl<P: Platform> HostView for GuestRam<P> {
     }
 
     fn private_probe(&self, range: MemRange, canary: u64) -> Result<Look, Look> {
-        if range.is_empty() || !self.pages.is_ram(&range.align_outward(PAGE)) {
+        if range.is_empty() || !self.pages.is_ram(&range.align_outward(PAGE_4K)) {
             return Err(Look::new(
                 Evidence::Bookkeeping,
                 format!("{range} is not guest RAM: nothing to probe"),
@@ -247,8 +248,8 @@ mod tests {
     #[test]
     fn the_sw_protected_probe_tells_shared_from_private_in_one_run() {
         let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero);
-        let shared = MemRange::new(3 * MIB, 3 * MIB + PAGE);
-        let private = MemRange::new(4 * MIB, 4 * MIB + PAGE);
+        let shared = MemRange::new(3 * MIB, 3 * MIB + PAGE_4K);
+        let private = MemRange::new(4 * MIB, 4 * MIB + PAGE_4K);
         serve(&mut r, &Faults::default(), 12, [shared.start, 1, 0]);
         guest_writes_canary(&mut r, shared);
         guest_writes_canary(&mut r, private);
@@ -265,7 +266,7 @@ mod tests {
     #[test]
     fn a_leaking_vmm_is_caught_with_enforced_evidence() {
         let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero);
-        let range = MemRange::new(3 * MIB, 3 * MIB + PAGE);
+        let range = MemRange::new(3 * MIB, 3 * MIB + PAGE_4K);
         serve(&mut r, &Faults::default(), 12, [range.start, 1, 0]);
         let leak = Faults::new(&[VmmFault::Leak]).unwrap();
         let s = serve(&mut r, &leak, 12, [range.start, 1, ATTR_ENC_STATUS]);
@@ -284,7 +285,7 @@ mod tests {
             Mode::SwProtected { boot_end: 4 * MIB },
         ] {
             let mut r = ram(mode, Content::Zero);
-            let private = MemRange::new(3 * MIB, 3 * MIB + PAGE);
+            let private = MemRange::new(3 * MIB, 3 * MIB + PAGE_4K);
             guest_writes_canary(&mut r, private);
             let a = noread(&r, private);
             assert!(
@@ -307,14 +308,14 @@ mod tests {
     fn visible_memory_and_its_evidence() {
         let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero);
         serve(&mut r, &Faults::default(), 12, [MIB, 2, 0]);
-        serve(&mut r, &Faults::default(), 12, [2 * MIB - PAGE, 1, 0]);
+        serve(&mut r, &Faults::default(), 12, [2 * MIB - PAGE_4K, 1, 0]);
         let (v, e) = r.visible();
         assert_eq!(e, Evidence::Enforced);
         assert_eq!(
             v,
             [
-                MemRange::new(MIB, MIB + 2 * PAGE),
-                MemRange::new(2 * MIB - PAGE, 8 * MIB)
+                MemRange::new(MIB, MIB + 2 * PAGE_4K),
+                MemRange::new(2 * MIB - PAGE_4K, 8 * MIB)
             ]
         );
         let mut em = ram(Mode::EmulatedPrivate { gmem_mmap: true }, Content::Preserve);
@@ -326,15 +327,18 @@ mod tests {
     #[test]
     fn reads_across_the_boundary_take_the_weaker_evidence_and_bad_ranges_fail() {
         let mut r = ram(Mode::SwProtected { boot_end: 2 * MIB }, Content::Zero);
-        let mut buf = vec![0u8; 2 * PAGE as usize];
+        let mut buf = vec![0u8; 2 * PAGE_4K as usize];
         assert!(
-            r.read(2 * MIB - PAGE, &mut buf).is_err(),
+            r.read(2 * MIB - PAGE_4K, &mut buf).is_err(),
             "boot page private"
         );
-        serve(&mut r, &Faults::default(), 12, [2 * MIB - PAGE, 1, 0]);
-        assert_eq!(r.read(2 * MIB - PAGE, &mut buf), Ok(Evidence::Bookkeeping));
+        serve(&mut r, &Faults::default(), 12, [2 * MIB - PAGE_4K, 1, 0]);
+        assert_eq!(
+            r.read(2 * MIB - PAGE_4K, &mut buf),
+            Ok(Evidence::Bookkeeping)
+        );
         assert_eq!(r.read(3 * MIB, &mut buf), Ok(Evidence::Enforced));
-        assert!(r.read(8 * MIB - PAGE, &mut buf).is_err(), "past the end");
+        assert!(r.read(8 * MIB - PAGE_4K, &mut buf).is_err(), "past the end");
         assert!(r.read(u64::MAX - 4, &mut buf).is_err(), "overflow");
         assert!(r.read(0xa0000, &mut buf).is_err(), "low hole");
         let a = noread(&r, MemRange::new(8 * MIB, 9 * MIB));

@@ -25,24 +25,21 @@
 //! every operation is cut at the slot boundary first (a request may span
 //! the boot slot and the guest_memfd slot).
 
-use super::super::VmmError;
+use super::host_time::HostTime;
 use super::pagemap::PageMap;
 use super::platform::{self, KvmPlatform, Platform, PlatformError, SlotApi};
-use super::timing::HostTime;
+use crate::error::VmmError;
+use convtest_proto::map_gpa::PAGE_4K;
 use convtest_proto::plan::Content;
 use convtest_proto::range::{MemRange, RangeList, align_up};
 use convtest_proto::tracker::Target;
 use kvm_ioctls::VmFd;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
 
-pub const PAGE: u64 = 4096;
 /// Legacy VGA/BIOS hole, not RAM in the memory map.
 pub const LOW_HOLE: MemRange = MemRange::new(0xa0000, 0x10_0000);
 /// Stay below the 32-bit MMIO area; no high-memory split yet.
 pub const MAX_RAM: u64 = 3 << 30;
-/// guest_memfd creation flags (uapi kvm.h).
-pub const GMEM_FLAG_MMAP: u64 = 1;
-pub const GMEM_FLAG_INIT_SHARED: u64 = 2;
 const SLOT_SIZE_ALIGN: u64 = 2 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,7 +254,7 @@ impl<P: Platform> GuestRam<P> {
         let mut converted = 0;
         for run in runs {
             for (piece, part) in self.pieces(*run) {
-                let pages = piece.len() / PAGE;
+                let pages = piece.len() / PAGE_4K;
                 match self.convert_piece(piece, part, to, clear, host) {
                     Ok(()) => converted += pages,
                     Err((changed, error)) => {

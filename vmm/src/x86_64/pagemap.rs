@@ -10,8 +10,7 @@
 //! a 64-page word at a time. The VMM never needs `Unknown`: KVM changes a
 //! range's attributes all or nothing (see platform.rs), so after any answer
 //! each page is known to be one or the other.
-
-use super::memory::PAGE;
+use convtest_proto::map_gpa::PAGE_4K;
 use convtest_proto::range::{MemRange, RangeList};
 use convtest_proto::tracker::{PageState, Target};
 
@@ -19,7 +18,7 @@ use convtest_proto::tracker::{PageState, Target};
 pub struct PageMap {
     /// Sorted RAM ranges, whole pages.
     ram: Vec<MemRange>,
-    /// Bit `g` set = page `g` (gpa `g * PAGE`) is shared.
+    /// Bit `g` set = page `g` (gpa `g * PAGE_4K`) is shared.
     shared: Vec<u64>,
     /// Pages in `[0, size)`.
     pages: u64,
@@ -36,11 +35,11 @@ impl PageMap {
     pub fn new(ram: &RangeList, size: u64) -> Self {
         let mut ranges: Vec<MemRange> = ram
             .iter()
-            .map(|r| r.align_inward(PAGE))
+            .map(|r| r.align_inward(PAGE_4K))
             .filter(|r| !r.is_empty() && r.end <= size)
             .collect();
         ranges.sort();
-        let pages = size / PAGE;
+        let pages = size / PAGE_4K;
         PageMap {
             ram: ranges,
             shared: vec![0; pages.div_ceil(64) as usize],
@@ -61,7 +60,7 @@ impl PageMap {
         if !self.ram.iter().any(|r| r.contains(gpa)) {
             return None;
         }
-        let g = gpa / PAGE;
+        let g = gpa / PAGE_4K;
         let on = self.shared[(g / 64) as usize] & (1 << (g % 64)) != 0;
         Some(if on {
             PageState::Shared
@@ -72,8 +71,8 @@ impl PageMap {
 
     /// Page indices of `r`, clamped to the map (never out of bounds).
     fn bits(&self, r: MemRange) -> (u64, u64) {
-        let a = (r.start / PAGE).min(self.pages);
-        let b = r.end.div_ceil(PAGE).min(self.pages);
+        let a = (r.start / PAGE_4K).min(self.pages);
+        let b = r.end.div_ceil(PAGE_4K).min(self.pages);
         (a, b.max(a))
     }
 
@@ -136,7 +135,7 @@ impl PageMap {
                 break;
             }
             let e = self.next(s, b, !value);
-            out.push(MemRange::new(s * PAGE, e * PAGE));
+            out.push(MemRange::new(s * PAGE_4K, e * PAGE_4K));
             a = e;
         }
     }
@@ -173,7 +172,7 @@ impl PageMap {
     /// RAM pages in `state`.
     pub fn count(&self, state: PageState) -> u64 {
         let shared: u64 = self.ram.iter().map(|r| self.shared_in(*r)).sum();
-        let total: u64 = self.ram.iter().map(|r| r.len() / PAGE).sum();
+        let total: u64 = self.ram.iter().map(|r| r.len() / PAGE_4K).sum();
         match state {
             PageState::Shared => shared,
             PageState::Private => total - shared,
@@ -237,7 +236,7 @@ mod tests {
     #[test]
     fn agrees_with_the_page_by_page_tracker() {
         let mut p = PageMap::new(&ram(), 8 * MIB);
-        let mut t = PageStates::new(&ram(), PAGE, PageState::Private);
+        let mut t = PageStates::new(&ram(), PAGE_4K, PageState::Private);
         let mut rng = convtest_proto::prng::SplitMix64::new(7);
         for _ in 0..400 {
             let r = if rng.below(2) == 0 {
@@ -245,11 +244,11 @@ mod tests {
             } else {
                 MemRange::new(MIB, 8 * MIB)
             };
-            let pages = r.len() / PAGE;
+            let pages = r.len() / PAGE_4K;
             let s = rng.below(pages);
             let cap = if rng.below(4) == 0 { 1000 } else { 70 };
             let n = 1 + rng.below((pages - s).min(cap));
-            let sub = MemRange::new(r.start + s * PAGE, r.start + (s + n) * PAGE);
+            let sub = MemRange::new(r.start + s * PAGE_4K, r.start + (s + n) * PAGE_4K);
             let to = if rng.below(2) == 0 {
                 Target::Shared
             } else {

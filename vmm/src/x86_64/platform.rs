@@ -5,8 +5,7 @@
 //! calls lies inside one memory slot: the model splits first, and the real
 //! implementation refuses (an error, never a panic) a range that does not.
 
-use super::super::VmmError;
-use super::memory::{GMEM_FLAG_INIT_SHARED, GMEM_FLAG_MMAP};
+use crate::error::VmmError;
 use convtest_proto::range::MemRange;
 use convtest_proto::tracker::Target;
 use kvm_bindings::{
@@ -17,6 +16,10 @@ use kvm_ioctls::VmFd;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, GuestMemoryRegion};
+
+/// guest_memfd creation flags (uapi kvm.h).
+pub const GMEM_FLAG_MMAP: u64 = 1;
+pub const GMEM_FLAG_INIT_SHARED: u64 = 2;
 
 /// A host operation that failed while serving the guest: the guest gets an
 /// error answer and the VMM a fact line, never its end.

@@ -12,7 +12,7 @@
 //!   emulated-private memory the record all private and every page cleared.
 //! - `recreate`: the whole VM torn down (vCPU fd, VM fd, guest_memfd,
 //!   mappings; `reset_teardown_ns`) and built again exactly as at the first
-//!   boot ([`super::Setup::build`]), whose facts line is not printed again:
+//!   boot ([`super::vm::Setup::build`]), whose facts line is not printed again:
 //!   the new VM is made from the same capabilities by the same choice.
 //!
 //! `--vmm-fault no-reset` claims the policy (the guest's plan still names
@@ -34,7 +34,7 @@
 //! MSRs (the guest writes none; the TSC keeps running) and the debug
 //! registers (never used).
 //!
-//! With several vCPUs (an in-kernel irqchip, see `super::Irqchip`) vCPU 0
+//! With several vCPUs (an in-kernel irqchip, see `super::vm::Irqchip`) vCPU 0
 //! also gets its fresh local APIC back (KVM_SET_LAPIC, after the APIC base:
 //! the last boot left it in x2APIC mode) and KVM_MP_STATE_RUNNABLE, and
 //! every other vCPU is put back into the wait for INIT/SIPI
@@ -45,91 +45,15 @@
 //! stale completion lands on the new state. Under recreate the new VM has
 //! as many vCPUs as the old.
 
-use super::super::VmmError;
 use super::super::reboot::{Reboots, ResetDone};
+use super::boot_cpu::park_ap;
+use super::host_time::HostTime;
 use super::memory::GuestRam;
 use super::platform::Platform;
-use super::timing::HostTime;
-use super::{Setup, Vm};
+use super::vm::{Setup, Vm};
+use crate::error::VmmError;
 use convtest_proto::plan::ResetPolicy;
-use kvm_bindings::{
-    KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED, kvm_fpu, kvm_lapic_state, kvm_mp_state,
-    kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
-};
-use kvm_ioctls::VcpuFd;
 use std::time::Instant;
-
-/// The vCPU state the first boot entered with.
-pub struct BootCpu {
-    regs: kvm_regs,
-    sregs: kvm_sregs,
-    fpu: kvm_fpu,
-    xsave: Option<kvm_xsave>,
-    xcrs: Option<kvm_xcrs>,
-    events: Option<kvm_vcpu_events>,
-    /// The fresh local APIC, when KVM emulates one (in-kernel irqchip).
-    lapic: Option<kvm_lapic_state>,
-}
-
-impl BootCpu {
-    /// Reads a fresh vCPU's state (the parts KVM may refuse, e.g. XSAVE on
-    /// a CPU without it, are left out) with the PVH entry registers.
-    pub fn capture(vcpu: &VcpuFd, entry: u64) -> Result<Self, VmmError> {
-        let sregs = vcpu.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
-        Ok(BootCpu {
-            regs: super::pvh_boot::entry_regs(entry),
-            sregs: super::pvh_boot::entry_sregs(sregs),
-            fpu: vcpu.get_fpu().map_err(VmmError::kvm("KVM_GET_FPU"))?,
-            xsave: vcpu.get_xsave().ok(),
-            xcrs: vcpu.get_xcrs().ok(),
-            events: vcpu.get_vcpu_events().ok(),
-            lapic: vcpu.get_lapic().ok(),
-        })
-    }
-
-    /// Puts `vcpu` in that state (at the first boot: the entry registers).
-    pub fn apply(&self, vcpu: &VcpuFd) -> Result<(), VmmError> {
-        // The APIC base first (in sregs): the local APIC's registers below
-        // are in the fresh, xAPIC-mode layout.
-        vcpu.set_sregs(&self.sregs)
-            .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
-        if let Some(l) = &self.lapic {
-            vcpu.set_lapic(l).map_err(VmmError::kvm("KVM_SET_LAPIC"))?;
-            vcpu.set_mp_state(kvm_mp_state {
-                mp_state: KVM_MP_STATE_RUNNABLE,
-            })
-            .map_err(VmmError::kvm("KVM_SET_MP_STATE"))?;
-        }
-        vcpu.set_regs(&self.regs)
-            .map_err(VmmError::kvm("KVM_SET_REGS"))?;
-        if let Some(x) = &self.xcrs {
-            vcpu.set_xcrs(x).map_err(VmmError::kvm("KVM_SET_XCRS"))?;
-        }
-        match &self.xsave {
-            // SAFETY: this area came from KVM_GET_XSAVE on this vCPU, so
-            // its XSTATE header names only features KVM fits in the
-            // 4 KiB kvm_xsave (this process enables no dynamic features,
-            // e.g. AMX, that would need KVM_SET_XSAVE2's larger buffer).
-            Some(x) => unsafe { vcpu.set_xsave(x) }.map_err(VmmError::kvm("KVM_SET_XSAVE"))?,
-            None => vcpu
-                .set_fpu(&self.fpu)
-                .map_err(VmmError::kvm("KVM_SET_FPU"))?,
-        }
-        if let Some(e) = &self.events {
-            vcpu.set_vcpu_events(e)
-                .map_err(VmmError::kvm("KVM_SET_VCPU_EVENTS"))?;
-        }
-        Ok(())
-    }
-}
-
-/// Puts a secondary vCPU back where a fresh one is: waiting for INIT/SIPI.
-pub fn park_ap(vcpu: &VcpuFd) -> Result<(), VmmError> {
-    vcpu.set_mp_state(kvm_mp_state {
-        mp_state: KVM_MP_STATE_UNINITIALIZED,
-    })
-    .map_err(VmmError::kvm("KVM_SET_MP_STATE(UNINITIALIZED)"))
-}
 
 /// What the memory policy left to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,8 +169,9 @@ impl Resetter<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::fake::FakePlatform;
-    use super::super::memory::{Mode, PAGE};
+    use super::super::memory::Mode;
     use super::*;
+    use convtest_proto::map_gpa::PAGE_4K;
     use convtest_proto::plan::Content;
     use convtest_proto::range::MemRange;
     use convtest_proto::tracker::{PageState, Target};
@@ -264,8 +189,8 @@ mod tests {
         // What a boot leaves: shared pages in both slots, bytes in them
         // and in a private page.
         let shared = [
-            MemRange::new(MIB, MIB + 2 * PAGE),
-            MemRange::new(3 * MIB, 3 * MIB + 5 * PAGE),
+            MemRange::new(MIB, MIB + 2 * PAGE_4K),
+            MemRange::new(3 * MIB, 3 * MIB + 5 * PAGE_4K),
         ];
         r.convert(&shared, Target::Shared, true, &mut HostTime::default())
             .unwrap();
@@ -296,7 +221,7 @@ mod tests {
             assert_eq!(step, Step::Done { pages: 7 }, "{mode:?}");
             assert_eq!(r.pages.count(PageState::Shared), 0, "{mode:?}");
             if let Some(g) = r.gmem_slot() {
-                for gpa in (g.start..g.end).step_by(PAGE as usize) {
+                for gpa in (g.start..g.end).step_by(PAGE_4K as usize) {
                     assert!(r.platform().is_private(gpa), "{mode:?} {gpa:#x}");
                 }
             }

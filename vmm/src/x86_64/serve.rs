@@ -6,10 +6,11 @@
 //! record that still matches KVM.
 
 use super::faults::{Faults, Portion};
+use super::host_time::HostTime;
 use super::hypercall::{self, RET_EIO, RET_OK, Rejected, Request};
-use super::memory::{GuestRam, PAGE};
+use super::memory::GuestRam;
 use super::platform::{Platform, PlatformError};
-use super::timing::HostTime;
+use convtest_proto::map_gpa::PAGE_4K;
 use convtest_proto::plan::Content;
 use convtest_proto::range::MemRange;
 
@@ -47,8 +48,8 @@ fn keep_first_pages(runs: &mut Vec<MemRange>, mut n: u64) {
         if n == 0 {
             break;
         }
-        let take = (r.len() / PAGE).min(n);
-        *r = MemRange::new(r.start, r.start + take * PAGE);
+        let take = (r.len() / PAGE_4K).min(n);
+        *r = MemRange::new(r.start, r.start + take * PAGE_4K);
         n -= take;
         keep += 1;
     }
@@ -100,7 +101,7 @@ fn serve_flips<P: Platform>(
         Portion::All => {}
         Portion::Nothing => flips.clear(),
         Portion::FirstHalf => {
-            let n: u64 = flips.iter().map(|r| r.len() / PAGE).sum();
+            let n: u64 = flips.iter().map(|r| r.len() / PAGE_4K).sum();
             keep_first_pages(flips, n / 2);
         }
     }
@@ -220,8 +221,11 @@ mod tests {
             assert_eq!(r.pages.count(PageState::Shared), shared, "{f:?}");
             assert_eq!(s.faulted, f != VmmFault::Leak, "{f:?}");
             if f == VmmFault::Partial {
-                assert_eq!(r.pages.state(3 * MIB + PAGE), Some(PageState::Shared));
-                assert_eq!(r.pages.state(3 * MIB + 2 * PAGE), Some(PageState::Private));
+                assert_eq!(r.pages.state(3 * MIB + PAGE_4K), Some(PageState::Shared));
+                assert_eq!(
+                    r.pages.state(3 * MIB + 2 * PAGE_4K),
+                    Some(PageState::Private)
+                );
             }
         }
         // Leak keeps to-private requests from happening, but says 0.
@@ -250,7 +254,7 @@ mod tests {
         assert_eq!(
             r.platform_mut().take_ops(),
             [Op::SetAttributes(
-                MemRange::new(3 * MIB, 3 * MIB + PAGE),
+                MemRange::new(3 * MIB, 3 * MIB + PAGE_4K),
                 Target::Shared
             )],
             "zero promised: nothing dropped"
@@ -269,7 +273,7 @@ mod tests {
         );
         assert_eq!(
             e.platform_mut().take_ops(),
-            [Op::Discard(MemRange::new(3 * MIB, 3 * MIB + PAGE))],
+            [Op::Discard(MemRange::new(3 * MIB, 3 * MIB + PAGE_4K))],
             "preserve promised: cleared"
         );
     }

@@ -32,13 +32,13 @@
 //! Bounded: at most [`MAX_BUCKETS`] buckets, [`MAX_SAMPLES`] samples per
 //! bucket and [`MAX_KEPT`] in all (12 bytes each, so at most 12 MB); beyond
 //! that samples are counted as dropped, and the totals still add up.
-
-use super::memory::PAGE;
+use super::host_time::{HostTime, ns_since};
 use super::serve::{Outcome, Served};
-use crate::GuestEnd;
+use crate::end::GuestEnd;
 use crate::facts::Facts;
 use convtest_proto::bench::Spread;
 use convtest_proto::ktap::BENCH_PREFIX;
+use convtest_proto::map_gpa::PAGE_4K;
 use convtest_proto::map_gpa::{ATTR_PAGE_SZ_1G, ATTR_PAGE_SZ_2M};
 use convtest_proto::tracker::Target;
 use std::fmt::Write as _;
@@ -48,31 +48,6 @@ use std::time::Instant;
 pub const MAX_BUCKETS: usize = 64;
 pub const MAX_SAMPLES: usize = 100_000;
 pub const MAX_KEPT: usize = 1_000_000;
-
-/// ns since `t`, saturating (584 years).
-pub fn ns_since(t: Instant) -> u64 {
-    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Time in host calls while serving one exit, ns; `None`: not called.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HostTime {
-    /// KVM_SET_MEMORY_ATTRIBUTES.
-    pub attributes: Option<u64>,
-    /// Punch and discard: making the pages read zero.
-    pub clear: Option<u64>,
-}
-
-impl HostTime {
-    /// Runs `f`, adding its duration to `part`.
-    pub fn time<T>(part: &mut Option<u64>, f: impl FnOnce() -> T) -> T {
-        let t = Instant::now();
-        let r = f();
-        let spent = ns_since(t);
-        *part = Some(part.unwrap_or(0).saturating_add(spent));
-        r
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -122,7 +97,7 @@ impl Key {
         Some(Key {
             kind,
             hint: attrs & 0xf,
-            pages: req.range.len() / PAGE,
+            pages: req.range.len() / PAGE_4K,
         })
     }
 
@@ -270,7 +245,7 @@ pub fn bench_line(op: &str, pages: u64, samples: &mut [u64]) -> Option<String> {
     let _ = write!(
         line,
         "{BENCH_PREFIX}op={op} size_bytes={} pages={pages} iters={} ns_p50={} ns_p99={} ns_min={}",
-        pages.saturating_mul(PAGE),
+        pages.saturating_mul(PAGE_4K),
         samples.len(),
         s.p50,
         s.p99,
@@ -312,7 +287,7 @@ mod tests {
 
     fn req(pages: u64, state: Target) -> Request {
         Request {
-            range: MemRange::new(0x200000, 0x200000 + pages * PAGE),
+            range: MemRange::new(0x200000, 0x200000 + pages * PAGE_4K),
             state,
         }
     }
@@ -463,7 +438,7 @@ mod tests {
         assert!(out.is_empty(), "nothing timed, nothing written");
         t.record(key(Kind::Noop, 0, 1), 400, HostTime::default());
         t.write_bench(&mut out, GuestEnd::Hang);
-        t.write_bench(&mut out, GuestEnd::Unserved(crate::Unserved::Halt));
+        t.write_bench(&mut out, GuestEnd::Unserved(crate::end::Unserved::Halt));
         assert!(out.is_empty());
         t.write_bench(&mut out, GuestEnd::DebugExit(0));
         assert_eq!(

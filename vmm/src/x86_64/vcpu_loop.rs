@@ -34,14 +34,16 @@ use super::super::facts::Facts;
 use super::super::uart16550::Uart16550;
 use super::super::vcpus::{self, End, ExitServer, Runner};
 use super::super::watchdog;
-use super::super::{GuestEnd, Unserved, VmmError};
 use super::faults::Faults;
 use super::memory::GuestRam;
 use super::platform::KvmPlatform;
 use super::reset::{Next, Resetter};
 use super::serve::{Outcome, Served, serve};
 use super::timing::{self, ExitTimes, Key};
-use super::{Vm, ports, serial};
+use super::vm::Vm;
+use super::{ports, serial};
+use crate::end::{GuestEnd, Unserved};
+use crate::error::VmmError;
 use kvm_bindings as kb;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::io::Write;
@@ -248,7 +250,7 @@ impl ExitServer for Exits<'_> {
                 let args = [hc.args[0], hc.args[1], hc.args[2]];
                 let served = serve(d.ram, d.faults, hc.nr, args);
                 *hc.ret = served.ret;
-                let spent = timing::ns_since(arrived);
+                let spent = super::host_time::ns_since(arrived);
                 if let Some(key) = Key::of(&served, args[2]) {
                     d.run.times.record(key, spent, served.host);
                 }

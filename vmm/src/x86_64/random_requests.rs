@@ -16,9 +16,10 @@ use super::faults::Faults;
 use super::hypercall::{
     ANSWERS, RET_EAGAIN, RET_EINVAL, RET_EIO, RET_ENOSYS, RET_EPERM, RET_GARBAGE, RET_OK,
 };
-use super::memory::{GuestRam, Mode, PAGE, ram_ranges};
+use super::memory::{GuestRam, Mode, ram_ranges};
 use super::serve::serve;
 use crate::config::VmmFault;
+use convtest_proto::map_gpa::PAGE_4K;
 use convtest_proto::plan::Content;
 use convtest_proto::prng::SplitMix64;
 use convtest_proto::range::MemRange;
@@ -51,7 +52,7 @@ fn gen_case(rng: &mut SplitMix64, boot_end: Option<u64>) -> Case {
         0xa0000,
         0x10_0000,
         SIZE,
-        SIZE - PAGE,
+        SIZE - PAGE_4K,
         2 * MIB,
         4 * MIB,
     ];
@@ -62,21 +63,21 @@ fn gen_case(rng: &mut SplitMix64, boot_end: Option<u64>) -> Case {
         } else {
             MemRange::new(0x10_0000, SIZE)
         };
-        r.start + rng.below(r.len() / PAGE) * PAGE
+        r.start + rng.below(r.len() / PAGE_4K) * PAGE_4K
     };
     let gpa = match rng.below(20) {
         0..=7 => {
             let e = edges[rng.below(edges.len() as u64) as usize];
-            e.wrapping_add((rng.below(17) as i64 - 8).wrapping_mul(PAGE as i64) as u64)
+            e.wrapping_add((rng.below(17) as i64 - 8).wrapping_mul(PAGE_4K as i64) as u64)
         }
         8..=13 => ram_page(rng),
-        14 => ram_page(rng) + 1 + rng.below(PAGE - 1),
+        14 => ram_page(rng) + 1 + rng.below(PAGE_4K - 1),
         15 => rng.next_u64(),
-        16 => (u64::MAX - rng.below(8) * PAGE) & !(PAGE - 1),
-        17 => (1 << 52) + rng.below(4) * PAGE,
+        16 => (u64::MAX - rng.below(8) * PAGE_4K) & !(PAGE_4K - 1),
+        17 => (1 << 52) + rng.below(4) * PAGE_4K,
         _ => edges[rng.below(edges.len() as u64) as usize],
     };
-    let to_end = SIZE.saturating_sub(gpa) / PAGE;
+    let to_end = SIZE.saturating_sub(gpa) / PAGE_4K;
     let npages = match rng.below(20) {
         0 => 0,
         1..=3 => 1,
@@ -86,7 +87,12 @@ fn gen_case(rng: &mut SplitMix64, boot_end: Option<u64>) -> Case {
         13 => [512, 1 << 18][rng.below(2) as usize],
         14..=15 => to_end.max(1),
         16 => to_end.max(1) - rng.below(3).min(to_end.max(1) - 1),
-        17 => [u64::MAX, u64::MAX / PAGE, (u64::MAX / PAGE) + 1, 1 << 52][rng.below(4) as usize],
+        17 => [
+            u64::MAX,
+            u64::MAX / PAGE_4K,
+            (u64::MAX / PAGE_4K) + 1,
+            1 << 52,
+        ][rng.below(4) as usize],
         18 => rng.next_u64(),
         _ => 1 + rng.below(2048),
     };
@@ -128,10 +134,10 @@ fn gen_case(rng: &mut SplitMix64, boot_end: Option<u64>) -> Case {
 /// (worked out without the code under test, in u128 so nothing wraps).
 fn valid_range(c: &Case) -> Option<(MemRange, bool)> {
     let [gpa, npages, attrs] = c.args;
-    if c.nr != 12 || npages == 0 || gpa % PAGE != 0 || attrs & !0x1f != 0 || attrs & 0xf > 2 {
+    if c.nr != 12 || npages == 0 || gpa % PAGE_4K != 0 || attrs & !0x1f != 0 || attrs & 0xf > 2 {
         return None;
     }
-    let end = u128::from(gpa) + u128::from(npages) * u128::from(PAGE);
+    let end = u128::from(gpa) + u128::from(npages) * u128::from(PAGE_4K);
     let in_ram = ram_ranges(SIZE)
         .iter()
         .any(|r| u128::from(r.start) <= u128::from(gpa) && end <= u128::from(r.end));
@@ -151,11 +157,11 @@ fn drive(mode: Mode, content: Content, requests: u64, seed: u64, t: &mut Totals)
     ram.platform_mut().fail_one_in(FAIL_ONE_IN, seed ^ 0x5eed);
     let mut rng = SplitMix64::new(seed);
     let mut oracle = Oracle {
-        shared: vec![false; (SIZE / PAGE) as usize],
+        shared: vec![false; (SIZE / PAGE_4K) as usize],
         count: 0,
     };
     let is_shared = |ram: &GuestRam<FakePlatform>, p: usize| {
-        ram.pages.state(p as u64 * PAGE) == Some(PageState::Shared)
+        ram.pages.state(p as u64 * PAGE_4K) == Some(PageState::Shared)
     };
     let gmem = ram.gmem_slot();
     let boot_end = gmem.map(|g| g.start);
@@ -180,7 +186,7 @@ fn drive(mode: Mode, content: Content, requests: u64, seed: u64, t: &mut Totals)
         );
         t.requests += 1;
 
-        let pages = |r: MemRange| (r.start / PAGE) as usize..(r.end / PAGE) as usize;
+        let pages = |r: MemRange| (r.start / PAGE_4K) as usize..(r.end / PAGE_4K) as usize;
         let Some((range, to_shared)) = valid_range(&c) else {
             let want = if c.nr == 12 { RET_EINVAL } else { RET_ENOSYS };
             assert_eq!((s.ret, s.faulted), (want, false), "{}", ctx());
@@ -196,8 +202,11 @@ fn drive(mode: Mode, content: Content, requests: u64, seed: u64, t: &mut Totals)
         let (mut n, mut changed, mut changed_in_gmem) = (0usize, 0usize, 0u64);
         let (mut in_prefix, mut out_of_order, mut moved) = (true, false, false);
         // A plain while loop: debug builds make iterator adapters slow.
-        let gmem_first = gmem.map_or(usize::MAX, |g| (g.start / PAGE) as usize);
-        let (mut p, end) = ((range.start / PAGE) as usize, (range.end / PAGE) as usize);
+        let gmem_first = gmem.map_or(usize::MAX, |g| (g.start / PAGE_4K) as usize);
+        let (mut p, end) = (
+            (range.start / PAGE_4K) as usize,
+            (range.end / PAGE_4K) as usize,
+        );
         while p < end {
             let now = words[p / 64] >> (p % 64) & 1 != 0;
             let was = oracle.shared[p];
@@ -249,9 +258,9 @@ fn drive(mode: Mode, content: Content, requests: u64, seed: u64, t: &mut Totals)
             let (mut punched, mut discarded, mut attributed) = (0, 0, 0);
             for op in &ops {
                 match op {
-                    Op::Punch(r) => punched += r.len() / PAGE,
-                    Op::Discard(r) => discarded += r.len() / PAGE,
-                    Op::SetAttributes(r, _) => attributed += r.len() / PAGE,
+                    Op::Punch(r) => punched += r.len() / PAGE_4K,
+                    Op::Discard(r) => discarded += r.len() / PAGE_4K,
+                    Op::SetAttributes(r, _) => attributed += r.len() / PAGE_4K,
                 }
             }
             let in_gmem = changed_in_gmem;
@@ -280,7 +289,7 @@ fn drive(mode: Mode, content: Content, requests: u64, seed: u64, t: &mut Totals)
 
         // The record is KVM's attribute array over the guest_memfd slot…
         if let Some(g) = gmem {
-            let words = (g.start / PAGE / 64) as usize..(g.end / PAGE / 64) as usize;
+            let words = (g.start / PAGE_4K / 64) as usize..(g.end / PAGE_4K / 64) as usize;
             let model = &ram.pages.shared_words()[words.clone()];
             let kvm = &ram.platform().private[words];
             assert!(
