@@ -39,7 +39,7 @@ const VM_TYPE_ARM_PROTECTED: u64 = 1 << 31;
 struct Vm {
     /// vCPU 0 (the boot CPU) first.
     vcpus: Vec<vcpu::Vcpu>,
-    #[expect(dead_code, reason = "held so the VM fd closes before RAM is unmapped")]
+    /// Asked for its capabilities; held so it closes before RAM is unmapped.
     vm: VmFd,
     ram: GuestRam,
     protected: bool,
