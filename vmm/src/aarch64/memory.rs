@@ -310,7 +310,7 @@ impl HostView for GuestRam {
                 .map_err(|e| Look::new(Evidence::Bookkeeping, e))?;
             let page = format!("page {}/{} at {at:#x}", i + 1, pages.len());
             match probe::read_in_child(host) {
-                Ok(probe::Outcome::Read(bytes)) => {
+                Ok(probe::ReadAttempt::Read(bytes)) => {
                     let what = if u64::from_le_bytes(bytes) == canary {
                         "the guest's canary"
                     } else {

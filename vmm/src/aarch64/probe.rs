@@ -22,8 +22,9 @@ const CHILD_LIMIT: Duration = Duration::from_secs(10);
 const TAG_READ: u8 = b'R';
 const TAG_SIGNAL: u8 = b'S';
 
+/// What the child that tried to read a guest page saw.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ReadAttempt {
     /// The child read these 8 bytes: the host can see the page.
     Read([u8; 8]),
     /// The child was killed by `signal`; its handler saw `code` and `addr`
@@ -39,13 +40,13 @@ pub enum Outcome {
     Stuck,
 }
 
-impl Outcome {
+impl ReadAttempt {
     /// The death a load of a page pKVM withholds from the host ends in
     /// (arch/arm64/mm/fault.c: stage-2 fault → SIGSEGV, SEGV_ACCERR).
     pub fn is_stage2_refusal(&self) -> bool {
         matches!(
             self,
-            Outcome::Killed {
+            ReadAttempt::Killed {
                 signal: libc::SIGSEGV,
                 code: Some(SEGV_ACCERR),
                 ..
@@ -76,19 +77,19 @@ fn code_name(sig: i32, code: i32) -> String {
     }
 }
 
-impl fmt::Display for Outcome {
+impl fmt::Display for ReadAttempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Read(b) => write!(f, "read {b:02x?}"),
-            Outcome::Killed { signal, code, .. } => {
+            ReadAttempt::Read(b) => write!(f, "read {b:02x?}"),
+            ReadAttempt::Killed { signal, code, .. } => {
                 write!(f, "was killed by {}", signal_name(*signal))?;
                 if let Some(c) = code {
                     write!(f, " ({})", code_name(*signal, *c))?;
                 }
                 Ok(())
             }
-            Outcome::Exited(c) => write!(f, "exited {c} without reading"),
-            Outcome::Stuck => write!(f, "hung for {}s and was killed", CHILD_LIMIT.as_secs()),
+            ReadAttempt::Exited(c) => write!(f, "exited {c} without reading"),
+            ReadAttempt::Stuck => write!(f, "hung for {}s and was killed", CHILD_LIMIT.as_secs()),
         }
     }
 }
@@ -152,7 +153,7 @@ fn child(ptr: *const u8, pipe: libc::c_int) -> ! {
 
 /// Forks a child that loads 8 bytes at `ptr` (inside guest RAM, 8-aligned)
 /// and reports what happened to it.
-pub fn read_in_child(ptr: *const u8) -> std::io::Result<Outcome> {
+pub fn read_in_child(ptr: *const u8) -> std::io::Result<ReadAttempt> {
     let ptr = ((ptr as usize) & !7) as *const u8;
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors.
@@ -185,12 +186,12 @@ pub fn read_in_child(ptr: *const u8) -> std::io::Result<Outcome> {
         return Err(std::io::Error::last_os_error());
     }
     if stuck {
-        return Ok(Outcome::Stuck);
+        return Ok(ReadAttempt::Stuck);
     }
     if msg.first() == Some(&TAG_READ) && msg.len() >= 9 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&msg[1..9]);
-        return Ok(Outcome::Read(b));
+        return Ok(ReadAttempt::Read(b));
     }
     if libc::WIFSIGNALED(status) {
         let signal = libc::WTERMSIG(status);
@@ -201,9 +202,9 @@ pub fn read_in_child(ptr: *const u8) -> std::io::Result<Outcome> {
             ),
             _ => (None, None),
         };
-        return Ok(Outcome::Killed { signal, code, addr });
+        return Ok(ReadAttempt::Killed { signal, code, addr });
     }
-    Ok(Outcome::Exited(libc::WEXITSTATUS(status)))
+    Ok(ReadAttempt::Exited(libc::WEXITSTATUS(status)))
 }
 
 /// Reads the pipe until the child closes it (by exiting or dying); kills the
@@ -249,7 +250,7 @@ mod tests {
         let word = 0x8877_6655_4433_2211_u64;
         assert_eq!(
             read_in_child((&raw const word).cast()).unwrap(),
-            Outcome::Read(word.to_le_bytes())
+            ReadAttempt::Read(word.to_le_bytes())
         );
         // SAFETY: mapping one inaccessible page to fault on; unmapped below.
         let p = unsafe {
@@ -268,7 +269,7 @@ mod tests {
         unsafe { libc::munmap(p, 4096) };
         assert_eq!(
             out,
-            Outcome::Killed {
+            ReadAttempt::Killed {
                 signal: libc::SIGSEGV,
                 code: Some(2),
                 addr: Some(p as u64)
@@ -277,13 +278,13 @@ mod tests {
         assert_eq!(out.to_string(), "was killed by SIGSEGV (SEGV_ACCERR)");
         assert!(out.is_stage2_refusal());
         assert!(
-            !Outcome::Killed {
+            !ReadAttempt::Killed {
                 signal: libc::SIGBUS,
                 code: Some(2),
                 addr: None
             }
             .is_stage2_refusal()
         );
-        assert!(!Outcome::Stuck.is_stage2_refusal());
+        assert!(!ReadAttempt::Stuck.is_stage2_refusal());
     }
 }

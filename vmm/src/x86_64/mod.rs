@@ -30,9 +30,9 @@ pub mod memory;
 pub mod pagemap;
 pub mod platform;
 pub mod ports;
+pub mod pvh_boot;
 #[cfg(test)]
 mod random_requests;
-pub mod pvh_boot;
 mod reset;
 pub mod serial;
 pub mod serve;

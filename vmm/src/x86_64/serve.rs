@@ -14,8 +14,9 @@ use convtest_proto::map_gpa::PAGE_4K;
 use convtest_proto::plan::Content;
 use convtest_proto::range::MemRange;
 
+/// What serving one request did to guest memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Effect {
     /// Malformed, outside RAM, or not MAP_GPA_RANGE.
     Rejected(Rejected),
     /// Every page was already in the target state.
@@ -34,7 +35,7 @@ pub enum Outcome {
 pub struct Served {
     /// For the guest's rax.
     pub ret: u64,
-    pub outcome: Outcome,
+    pub outcome: Effect,
     /// A `--vmm-fault` changed how this request was handled.
     pub faulted: bool,
     /// Time spent in host calls (timing.rs files it).
@@ -67,7 +68,7 @@ pub fn serve<P: Platform>(
         Err((ret, why)) => {
             return Served {
                 ret,
-                outcome: Outcome::Rejected(why),
+                outcome: Effect::Rejected(why),
                 faulted: false,
                 host: HostTime::default(),
             };
@@ -91,7 +92,7 @@ fn serve_flips<P: Platform>(
     if flips.is_empty() {
         return Served {
             ret: RET_OK,
-            outcome: Outcome::Unchanged(req),
+            outcome: Effect::Unchanged(req),
             faulted: false,
             host: HostTime::default(),
         };
@@ -108,10 +109,10 @@ fn serve_flips<P: Platform>(
     let clear = (ram.content == Content::Zero) != plan.invert_content;
     let mut host = HostTime::default();
     let (ret, outcome) = match ram.convert(flips, req.state, clear, &mut host) {
-        Ok(pages) => (plan.answer, Outcome::Converted { req, pages }),
+        Ok(pages) => (plan.answer, Effect::Converted { req, pages }),
         Err(stop) => (
             RET_EIO,
-            Outcome::Failed {
+            Effect::Failed {
                 req,
                 pages: stop.converted,
                 error: stop.error,
@@ -159,7 +160,7 @@ mod tests {
         let mut r = sw();
         let s = serve(&mut r, &Faults::default(), 12, [0x1ff000, 2, 0]);
         assert_eq!(s.ret, RET_OK, "{s:?}");
-        assert!(matches!(s.outcome, Outcome::Converted { pages: 2, .. }));
+        assert!(matches!(s.outcome, Effect::Converted { pages: 2, .. }));
         assert_eq!(r.pages.state(0x200000), Some(PageState::Shared));
         assert!(!r.platform().is_private(0x200000));
     }
@@ -181,7 +182,7 @@ mod tests {
             assert_eq!(r.scratch.as_ptr(), buf, "{args:x?}");
         }
         let s = serve(&mut r, &faults(&[VmmFault::Partial]), 12, [4 * MIB, 5, 0]);
-        assert!(matches!(s.outcome, Outcome::Converted { pages: 2, .. }));
+        assert!(matches!(s.outcome, Effect::Converted { pages: 2, .. }));
     }
 
     #[test]
@@ -284,7 +285,7 @@ mod tests {
         r.platform_mut().fail_one_in(1, 1);
         let s = serve(&mut r, &Faults::default(), 12, [3 * MIB, 2, 0]);
         assert_eq!(s.ret, RET_EIO);
-        let Outcome::Failed {
+        let Effect::Failed {
             pages: 0, error, ..
         } = s.outcome
         else {

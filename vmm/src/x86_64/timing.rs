@@ -33,7 +33,7 @@
 //! bucket and [`MAX_KEPT`] in all (12 bytes each, so at most 12 MB); beyond
 //! that samples are counted as dropped, and the totals still add up.
 use super::host_time::{HostTime, ns_since};
-use super::serve::{Outcome, Served};
+use super::serve::{Effect, Served};
 use crate::end::GuestEnd;
 use crate::facts::Facts;
 use convtest_proto::bench::Spread;
@@ -84,14 +84,14 @@ impl Key {
             return None;
         }
         let (kind, req) = match &s.outcome {
-            Outcome::Converted { req, pages } if *pages > 0 => (
+            Effect::Converted { req, pages } if *pages > 0 => (
                 match req.state {
                     Target::Shared => Kind::Share,
                     Target::Private => Kind::Unshare,
                 },
                 req,
             ),
-            Outcome::Unchanged(req) => (Kind::Noop, req),
+            Effect::Unchanged(req) => (Kind::Noop, req),
             _ => return None,
         };
         Some(Key {
@@ -276,7 +276,7 @@ mod tests {
     use super::*;
     use convtest_proto::range::MemRange;
 
-    fn served(outcome: Outcome, faulted: bool) -> Served {
+    fn served(outcome: Effect, faulted: bool) -> Served {
         Served {
             ret: RET_OK,
             outcome,
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn only_clean_conversions_and_no_ops_are_timed() {
         let share = served(
-            Outcome::Converted {
+            Effect::Converted {
                 req: req(4, Target::Shared),
                 pages: 3,
             },
@@ -320,18 +320,18 @@ mod tests {
             }),
             "bucketed by the request's size, not the pages that flipped"
         );
-        let unshare = Outcome::Unchanged(req(1, Target::Private));
+        let unshare = Effect::Unchanged(req(1, Target::Private));
         assert_eq!(
             Key::of(&served(unshare.clone(), false), 0x10).map(|k| k.kind),
             Some(Kind::Noop)
         );
         assert_eq!(Key::of(&served(unshare, true), 0x10), None, "faulted");
-        let nothing = Outcome::Converted {
+        let nothing = Effect::Converted {
             req: req(1, Target::Shared),
             pages: 0,
         };
         assert_eq!(Key::of(&served(nothing, false), 0), None);
-        let failed = Outcome::Failed {
+        let failed = Effect::Failed {
             req: req(1, Target::Shared),
             pages: 0,
             error: PlatformError::Os {
@@ -343,7 +343,7 @@ mod tests {
         s.ret = RET_EIO;
         assert_eq!(Key::of(&s, 0), None);
         assert_eq!(
-            Key::of(&served(Outcome::Rejected(Rejected::ZeroPages), false), 0),
+            Key::of(&served(Effect::Rejected(Rejected::ZeroPages), false), 0),
             None
         );
     }

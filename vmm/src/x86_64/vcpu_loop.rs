@@ -38,7 +38,7 @@ use super::faults::Faults;
 use super::memory::GuestRam;
 use super::platform::KvmPlatform;
 use super::reset::{Next, Resetter};
-use super::serve::{Outcome, Served, serve};
+use super::serve::{Effect, Served, serve};
 use super::timing::{self, ExitTimes, Key};
 use super::vm::Vm;
 use super::{ports, serial};
@@ -69,17 +69,17 @@ impl Stats {
     fn record(&mut self, s: &Served) {
         self.faulted += u64::from(s.faulted);
         match s.outcome {
-            Outcome::Rejected(_) => self.rejected += 1,
-            Outcome::Unchanged(_) => self.unchanged += 1,
-            Outcome::Converted { pages, .. } => self.conversions += u64::from(pages > 0),
-            Outcome::Failed { .. } => self.serve_errors += 1,
+            Effect::Rejected(_) => self.rejected += 1,
+            Effect::Unchanged(_) => self.unchanged += 1,
+            Effect::Converted { pages, .. } => self.conversions += u64::from(pages > 0),
+            Effect::Failed { .. } => self.serve_errors += 1,
         }
     }
 }
 
 /// The fact line for a request a host operation failed on.
 pub fn serve_error_fact(s: &Served) -> Option<Facts> {
-    let Outcome::Failed { req, pages, error } = &s.outcome else {
+    let Effect::Failed { req, pages, error } = &s.outcome else {
         return None;
     };
     let mut f = Facts::default();
@@ -438,7 +438,7 @@ mod tests {
     fn a_failed_request_is_one_fact_line_naming_the_call_and_errno() {
         let s = Served {
             ret: RET_EIO,
-            outcome: Outcome::Failed {
+            outcome: Effect::Failed {
                 req: Request {
                     range: MemRange::new(0x200000, 0x202000),
                     state: Target::Shared,
