@@ -3,8 +3,10 @@
 //! and the plan string the guest receives.
 
 use crate::accel::{self, Host};
-use crate::cli::{BackendKind, Boot, InjectArg, L1Options, Machine, RunArgs, VmmOptions};
+use crate::backend::kind::BackendKind;
+use crate::cli::{InjectArg, L1Options, RunArgs, VmmOptions};
 use crate::error::Error;
+use crate::machine::{Boot, Machine};
 use convtest_proto::arch::Arch;
 use convtest_proto::catalog;
 use convtest_proto::plan::{DEFAULT_ITERS, DEFAULT_SEED, Inject, Plan};

@@ -13,6 +13,7 @@ pub mod guest_build;
 pub mod ktap;
 pub mod l1init;
 pub mod list;
+pub mod machine;
 pub mod matrix;
 pub mod mutants;
 pub mod progress;

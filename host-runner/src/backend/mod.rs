@@ -4,16 +4,19 @@
 //! as a child process, so a wedged vCPU is killed like a wedged QEMU), and
 //! nested (QEMU TCG → Linux L1 with real KVM → the own VMM).
 
+pub mod kind;
 pub mod nested;
 pub mod process;
 pub mod qemu;
 pub mod vmm;
 
 use crate::accel::Accel;
-use crate::cli::{BackendKind, Boot, L1Options, Machine, VmmOptions};
+use crate::cli::{L1Options, VmmOptions};
 use crate::error::Error;
+use crate::machine::{Boot, Machine};
 use crate::verdict::Ending;
 use convtest_proto::arch::Arch;
+use kind::BackendKind;
 use std::path::Path;
 use std::time::Duration;
 

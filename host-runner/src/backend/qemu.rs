@@ -4,8 +4,9 @@
 //! SYSTEM_OFF: 0).
 
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, process};
-use crate::cli::{BackendKind, Boot, Machine};
+use crate::backend::kind::BackendKind;
 use crate::error::{Error, shell_line};
+use crate::machine::{Boot, Machine};
 use crate::verdict::ExitHint;
 use convtest_proto::arch::Arch;
 use std::ffi::OsString;

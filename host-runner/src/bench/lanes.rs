@@ -147,7 +147,7 @@ mod tests {
                 },
             )
             .expect("resolves");
-            assert_eq!(config.backend, crate::cli::BackendKind::Nested);
+            assert_eq!(config.backend, crate::backend::kind::BackendKind::Nested);
             assert!(
                 config.plan.contains("tests=bench.*,conv.cost "),
                 "{}",

@@ -17,9 +17,10 @@ pub mod table;
 
 use crate::backend::nested::{self, InnerRun, Part};
 use crate::backend::{BootSpec, vmm};
-use crate::cli::{Boot, L1Options, Machine, MutantsArgs, ResetPolicyArg, VmmOptions};
+use crate::cli::{L1Options, MutantsArgs, ResetPolicyArg, VmmOptions};
 use crate::error::Error;
 use crate::ktap;
+use crate::machine::{Boot, Machine};
 use crate::verdict::{self, Facts};
 use convtest_proto::arch::Arch;
 use convtest_proto::plan::{DEFAULT_SEED, Plan, ResetPolicy};

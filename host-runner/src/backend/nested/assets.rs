@@ -213,8 +213,8 @@ pub fn user(
 mod tests {
     use super::*;
     use crate::backend::nested::kernel_image::tests::bzimage;
+    use crate::backend::nested::kernels::L1Name;
     use crate::backend::nested::kernels::known;
-    use crate::cli::L1Name;
 
     #[test]
     fn cache_dirs_are_per_release() {

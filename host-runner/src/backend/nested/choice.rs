@@ -80,7 +80,7 @@ pub fn check(arch: Arch, opts: &L1Options) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::backend::nested::kernel_image::tests::bzimage;
-    use crate::cli::L1Name;
+    use crate::backend::nested::kernels::L1Name;
     use std::path::PathBuf;
 
     fn opts(name: Option<L1Name>, swprot: bool, kernel: Option<PathBuf>) -> L1Options {

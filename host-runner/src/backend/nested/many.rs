@@ -241,7 +241,7 @@ fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Boot, Machine};
+    use crate::machine::{Boot, Machine};
     use crate::verdict::{Ending, ExitHint};
     use convtest_proto::arch::Arch;
     use std::os::unix::process::ExitStatusExt;

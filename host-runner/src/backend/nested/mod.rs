@@ -20,7 +20,7 @@ mod choice;
 mod collect;
 mod initramfs;
 mod kernel_image;
-mod kernels;
+pub mod kernels;
 mod l1_qemu;
 mod many;
 mod modules;
@@ -36,7 +36,7 @@ pub use split::Part;
 
 /// The Debian kernels `--l1` names, for code that iterates them (a
 /// `convtest matrix`): name, arches, `release(arch)` = the L1's `uname -r`.
-pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, Layout, Suite, known};
+pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, L1Name, Layout, Suite, known};
 
 /// Checks `--l1`, `--l1-kernel` (its header) and `--l1-swprot` against the
 /// arch without fetching or building anything: callers that build the
@@ -44,9 +44,10 @@ pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, Layout, Suite, known};
 pub use choice::check as check_l1_options;
 
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, qemu};
-use crate::cli::{BackendKind, Boot};
+use crate::backend::kind::BackendKind;
 use crate::error::Error;
 use crate::l1init;
+use crate::machine::Boot;
 use convtest_proto::arch::Arch;
 use std::path::Path;
 

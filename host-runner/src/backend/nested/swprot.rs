@@ -14,8 +14,7 @@
 
 use super::apt::Apt;
 use super::cache::{self, Cache};
-use super::kernels::{KnownL1, known};
-use crate::cli::L1Name;
+use super::kernels::{KnownL1, L1Name, known};
 use crate::error::Error;
 use crate::step;
 use convtest_proto::arch::Arch;
