@@ -7,11 +7,11 @@
 use crate::accel::Host;
 use crate::cli::{Cli, Command, MatrixArgs};
 use crate::config;
-use crate::ktap::Outcome;
 use crate::report::{LaneEvidence, RunRecord};
 use crate::verdict::Verdict;
 use clap::{Parser, ValueEnum};
 use convtest_proto::arch::Arch;
+use convtest_proto::ktap::Outcome;
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::Instant;

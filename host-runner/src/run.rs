@@ -231,7 +231,8 @@ fn show(
                 first_line.get_or_insert_with(|| start.elapsed());
                 boots.boot_started(&mut out);
             }
-            Event::Case(t) if !boots.shows_case(t.result == crate::ktap::Outcome::Fail) => {}
+            Event::Case(t)
+                if !boots.shows_case(t.result == convtest_proto::ktap::Outcome::Fail) => {}
             _ if quiet => {}
             Event::Header(_) if boots.soak() => {}
             Event::Header(kv) => {

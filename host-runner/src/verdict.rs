@@ -3,8 +3,9 @@
 //! with counts that match the parsed results); everything else fails, with a
 //! reason a developer can act on.
 
-use crate::ktap::{Log, Outcome, TestResult};
+use crate::ktap::{Log, TestResult};
 use convtest_proto::catalog;
+use convtest_proto::ktap::Outcome;
 use convtest_proto::plan::Plan;
 use serde::Serialize;
 use std::time::Duration;

@@ -2,31 +2,15 @@
 //! boots, the guest's markers and measurements, the VMM layers' facts.
 
 use convtest_proto::hostcheck::Evidence;
+use convtest_proto::ktap::Outcome;
 use serde::{Serialize, Serializer};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    Skip,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Pass => "PASS",
-            Outcome::Fail => "FAIL",
-            Outcome::Skip => "SKIP",
-        }
-    }
-}
 
 /// One result line with what the guest said about it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TestResult {
     /// `<suite>.<case>` for cases, the suite name for suites.
     pub name: String,
+    #[serde(serialize_with = "outcome_name")]
     pub result: Outcome,
     /// Text after `# SKIP` or `#`; empty when the guest gave none.
     pub reason: String,
@@ -44,6 +28,15 @@ pub struct TestResult {
     pub number: u64,
     #[serde(skip)]
     pub depth: usize,
+}
+
+/// `pass`, `fail`, `skip`.
+fn outcome_name<S: Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match o {
+        Outcome::Pass => "pass",
+        Outcome::Fail => "fail",
+        Outcome::Skip => "skip",
+    })
 }
 
 fn evidence_name<S: Serializer>(e: &Option<Evidence>, s: S) -> Result<S::Ok, S::Error> {

@@ -5,10 +5,10 @@
 //! `# convtest-l1:` and `# convtest-host:` lines are read anywhere.
 
 use super::clean::LineCleaner;
-use super::log::{Bench, BootLog, Counts, Done, Log, Outcome, TestResult};
+use super::log::{Bench, BootLog, Counts, Done, Log, TestResult};
 use convtest_proto::hostcheck::{Ack, Evidence};
 use convtest_proto::ktap::{
-    BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, VERSION_LINE,
+    BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, Outcome, VERSION_LINE,
 };
 use convtest_proto::wire::{HOST_PREFIX, L1_PREFIX, VMM_PREFIX};
 

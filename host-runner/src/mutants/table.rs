@@ -4,8 +4,9 @@
 
 use super::expected;
 use super::lane::{Lane, Mutant, Section};
-use crate::ktap::{Log, Outcome};
+use crate::ktap::Log;
 use crate::verdict::{Judgement, Verdict};
+use convtest_proto::ktap::Outcome;
 use serde::Serialize;
 use std::fmt::Write;
 
