@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::guest_build;
 use crate::ktap::{Event, Log, Parser};
 use crate::report::{self, RunRecord, Timing};
-use crate::verdict::{self, Facts, Judgement, Verdict};
+use crate::verdict::{self, FinishedRun, Judgement, Verdict};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -160,7 +160,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
     let end = end?;
     record.command = Some(end.command.clone());
     record.exit_code = end.exit_code;
-    record.judgement = verdict::judge(&Facts {
+    record.judgement = verdict::judge(&FinishedRun {
         log: &record.log,
         ending: &end.ending,
         plan: &config.plan,

@@ -21,7 +21,7 @@ use crate::cli::{L1Options, MutantsArgs, ResetPolicyArg, VmmOptions};
 use crate::error::Error;
 use crate::ktap;
 use crate::machine::{Boot, Machine};
-use crate::verdict::{self, Facts};
+use crate::verdict::{self, FinishedRun};
 use convtest_proto::arch::Arch;
 use convtest_proto::plan::{DEFAULT_SEED, Plan, ResetPolicy};
 use lane::{Lane, Mutant, Section};
@@ -265,7 +265,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
             };
             // Each run's console starts with the L1's facts.
             let log = ktap::parse_all(&run.console);
-            let judgement = verdict::judge(&Facts {
+            let judgement = verdict::judge(&FinishedRun {
                 log: &log,
                 ending: &run.end.ending,
                 plan,
