@@ -101,7 +101,7 @@ pub fn execute(config: &RunConfig) -> RunRecord {
 }
 
 fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Error> {
-    let backend = backend::for_kind(config.backend);
+    let backend = backend::select::for_kind(config.backend);
     backend.preflight(config.arch, config.boot)?;
     if config.backend == BackendKind::Nested {
         // Before the guest build: a bad --l1-kernel answers in a second.

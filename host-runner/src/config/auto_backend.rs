@@ -4,6 +4,8 @@
 
 use crate::accel::{self, Host};
 use crate::backend::kind::BackendKind;
+use crate::backend::nested::kernels::known;
+use crate::backend::nested::swprot::Swprot;
 use crate::cli::RunArgs;
 use convtest_proto::arch::Arch;
 
@@ -23,7 +25,7 @@ pub fn choose_backend(
     args: &RunArgs,
     arch: Arch,
     host: &Host,
-    swprot: impl FnOnce() -> crate::backend::nested::Swprot,
+    swprot: impl FnOnce() -> Swprot,
 ) -> Chosen {
     let keep = |kind: BackendKind, why: &str| Chosen {
         kind,
@@ -75,7 +77,7 @@ pub fn choose_backend(
             &format!("{base}; arm64: pKVM protected VM (the strongest arm64 mode)"),
         );
     }
-    let recipe = crate::backend::nested::known(args.l1.debian()).swprot;
+    let recipe = known(args.l1.debian()).swprot;
     if args.l1.l1_swprot || args.l1.l1_kernel.is_some() {
         return keep(BackendKind::Nested, &base);
     }
@@ -89,14 +91,14 @@ pub fn choose_backend(
         );
     }
     match swprot() {
-        crate::backend::nested::Swprot::Cached => Chosen {
+        Swprot::Cached => Chosen {
             kind: BackendKind::Nested,
             swprot: true,
             why: format!(
                 "{base}; memory: sw-protected (KVM-enforced private memory; the rebuilt kvm.ko is cached)"
             ),
         },
-        crate::backend::nested::Swprot::Buildable => Chosen {
+        Swprot::Buildable => Chosen {
             kind: BackendKind::Nested,
             swprot: true,
             why: format!(
@@ -105,7 +107,7 @@ pub fn choose_backend(
                  then cached)"
             ),
         },
-        crate::backend::nested::Swprot::Missing(tools) => Chosen {
+        Swprot::Missing(tools) => Chosen {
             kind: BackendKind::Nested,
             swprot: false,
             why: format!(
@@ -131,7 +133,7 @@ mod tests {
         }
     }
 
-    fn chosen(line: &str, host: &Host, swprot: crate::backend::nested::Swprot) -> Chosen {
+    fn chosen(line: &str, host: &Host, swprot: Swprot) -> Chosen {
         let cli = Cli::try_parse_from(line.split(' ')).expect("clap accepts it");
         let Command::Run(args) = cli.command else {
             panic!("not run")
@@ -142,7 +144,6 @@ mod tests {
 
     #[test]
     fn auto_takes_the_strongest_backend_and_says_why() {
-        use crate::backend::nested::Swprot;
         let soft = host();
         let hw = Host {
             cpuinfo: "flags : fpu vmx\n".into(),

@@ -5,6 +5,7 @@
 use super::auto_backend::choose_backend;
 use crate::accel::{self, Host};
 use crate::backend::kind::BackendKind;
+use crate::backend::nested::swprot;
 use crate::cli::{InjectArg, L1Options, RunArgs, VmmOptions};
 use crate::error::Error;
 use crate::machine::{Boot, Machine};
@@ -97,7 +98,7 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             )));
         }
     };
-    let chosen = choose_backend(args, arch, host, crate::backend::nested::swprot_readiness);
+    let chosen = choose_backend(args, arch, host, swprot::readiness);
     let backend = chosen.kind;
     check_backend(args, backend, arch, boot)?;
     let accel = match backend {

@@ -16,7 +16,8 @@ pub mod lane;
 pub mod table;
 
 use crate::backend::nested::{self, InnerRun, Part};
-use crate::backend::{BootSpec, vmm};
+use crate::backend::spec::BootSpec;
+use crate::backend::vmm;
 use crate::cli::{L1Options, MutantsArgs, ResetPolicyArg, VmmOptions};
 use crate::error::Error;
 use crate::ktap;
@@ -24,7 +25,7 @@ use crate::machine::{Boot, Machine};
 use crate::verdict::{self, FinishedRun};
 use convtest_proto::arch::Arch;
 use convtest_proto::plan::{DEFAULT_SEED, Plan, ResetPolicy};
-use lane::{Lane, Mutant, Section};
+use lane::{CONV_TESTS, Lane, Mutant, SMP_TESTS, Section};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -130,11 +131,6 @@ fn runs_of(lane: &Lane) -> Vec<(Section, Mutant)> {
         .collect()
 }
 
-/// The conv section's tests: every conv.* and the seeded storm.
-pub const CONV_TESTS: &str = "conv.*,stress.storm";
-/// The smp section's: the race, the storm and the overlapping conversions on two CPUs.
-pub const SMP_TESTS: &str = "stress.race,stress.storm,stress.overlap";
-
 /// The plan a mutant's guest gets. The reboot section runs only the
 /// cheapest selected test besides the series' own.
 fn plan_for(section: Section, mutant: Mutant, args: &MutantsArgs) -> String {
@@ -160,7 +156,7 @@ fn plan_for(section: Section, mutant: Mutant, args: &MutantsArgs) -> String {
 }
 
 fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<LaneTable>, Error> {
-    use crate::backend::Backend;
+    use crate::backend::interface::Backend;
     let started = Instant::now();
     let boot = match lane.arch {
         Arch::X86_64 => Boot::Pvh,

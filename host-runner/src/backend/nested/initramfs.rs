@@ -5,7 +5,7 @@
 //! /dev/console, and per inner run /runs/NN-label/argv (one argument per
 //! line) and /runs/NN-label/limit_s (whole seconds).
 
-use super::many::{InnerRun, limit_secs};
+use super::inner_run::{InnerRun, limit_secs};
 use super::modules::Module;
 use crate::error::Error;
 use crate::l1init::{self, runs};

@@ -72,6 +72,29 @@ strip --strip-debug -o "$OUT" arch/x86/kvm/kvm.ko
 "#;
 
 /// The one kernel this recipe is for (kernels.rs marks it `swprot`).
+/// Whether this host can give the x86 nested lane KVM-enforced private
+/// memory (the swprot kvm.ko), for `--backend auto`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Swprot {
+    /// Built before: no cost.
+    Cached,
+    /// Not built yet, but every build tool is here.
+    Buildable,
+    /// These packages are missing.
+    Missing(Vec<&'static str>),
+}
+
+/// Asks the cache and PATH, nothing else.
+pub fn readiness() -> Swprot {
+    if Cache::locate().is_ok_and(|c| cached(&c).is_some()) {
+        return Swprot::Cached;
+    }
+    match missing_tools() {
+        m if m.is_empty() => Swprot::Buildable,
+        m => Swprot::Missing(m),
+    }
+}
+
 fn kernel() -> &'static KnownL1 {
     known(L1Name::Debian73)
 }

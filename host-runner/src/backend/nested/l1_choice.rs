@@ -51,7 +51,7 @@ pub fn choose(arch: Arch, opts: &L1Options) -> Result<L1Choice<'_>, Error> {
         )));
     }
     if opts.l1_swprot && !known.swprot {
-        let with: Vec<&str> = super::KNOWN_L1
+        let with: Vec<&str> = super::kernels::KNOWN_L1
             .iter()
             .filter(|k| k.swprot)
             .map(|k| k.name.as_str())
