@@ -342,7 +342,6 @@ mod tests {
             "convtest run --machine virt",
             "convtest run --arch aarch64 --machine pc",
             "convtest run --tests nosuch.*",
-            "convtest run --arch aarch64 --accel kvm",
             "convtest run --backend qemu --vmm-fault ignore",
             "convtest run --backend qemu --l1 debian-6.1",
             "convtest run --backend nested --vmm-fault ignore,deny",
@@ -350,6 +349,11 @@ mod tests {
         ] {
             assert!(matches!(resolve_line(line), Err(Error::Usage(_))), "{line}");
         }
+        // Not a combination that is wrong anywhere: this host cannot run it.
+        assert!(matches!(
+            resolve_line("convtest run --arch aarch64 --accel kvm"),
+            Err(Error::Unsupported { .. })
+        ));
     }
 
     #[test]

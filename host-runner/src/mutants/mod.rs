@@ -61,8 +61,18 @@ pub fn main(args: &MutantsArgs) -> i32 {
         }
         let lane_tables = match run_lane(lane, args, &workspace) {
             Ok(t) => t,
-            Err(Error::Usage(u)) => {
-                eprintln!("convtest mutants: {}: {u}", lane.name);
+            // What the user must change stops every lane (status 2); any
+            // other error fails this lane's tables.
+            Err(
+                e @ (Error::Usage(_)
+                | Error::MissingTool { .. }
+                | Error::Unsupported { .. }
+                | Error::Unavailable { .. }
+                | Error::UnusableModules { .. }
+                | Error::UnusableBuild { .. }
+                | Error::BadRunList { .. }),
+            ) => {
+                eprintln!("convtest mutants: {}: {e}", lane.name);
                 return 2;
             }
             Err(e) => Section::of(lane.platform)

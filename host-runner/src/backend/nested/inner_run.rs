@@ -46,27 +46,32 @@ pub fn limit_secs(limit: Duration) -> u64 {
 /// Refuses a run list /init could not carry out as asked.
 pub fn check(runs: &[InnerRun]) -> Result<(), Error> {
     if runs.is_empty() {
-        return Err(Error::Usage("an L1 needs at least one inner run".into()));
+        return Err(Error::BadRunList {
+            what: "an L1 needs at least one inner run".into(),
+        });
     }
     let mut labels = HashSet::new();
     for r in runs {
         if !valid_label(&r.label) {
-            return Err(Error::Usage(format!(
-                "inner run label {:?}: use 1 to 64 of A-Z a-z 0-9 . _ -",
-                r.label
-            )));
+            return Err(Error::BadRunList {
+                what: format!(
+                    "inner run label {:?}: use 1 to 64 of A-Z a-z 0-9 . _ -",
+                    r.label
+                ),
+            });
         }
         if !labels.insert(r.label.as_str()) {
-            return Err(Error::Usage(format!(
-                "inner run label {:?} is used twice; each run's console is found by its label",
-                r.label
-            )));
+            return Err(Error::BadRunList {
+                what: format!(
+                    "inner run label {:?} is used twice; each run's console is found by its label",
+                    r.label
+                ),
+            });
         }
         if r.limit.is_zero() {
-            return Err(Error::Usage(format!(
-                "inner run {:?} has a zero time limit",
-                r.label
-            )));
+            return Err(Error::BadRunList {
+                what: format!("inner run {:?} has a zero time limit", r.label),
+            });
         }
     }
     Ok(())
@@ -111,7 +116,7 @@ mod tests {
             vec![run("zero", 0)],
         ] {
             assert!(
-                matches!(check(&bad), Err(Error::Usage(_))),
+                matches!(check(&bad), Err(Error::BadRunList { .. })),
                 "{:?}",
                 bad.iter().map(|r| &r.label).collect::<Vec<_>>()
             );

@@ -77,21 +77,29 @@ impl Backend for Nested {
         }
         for tool in APT_TOOLS {
             if qemu::find_in_path(tool).is_none() {
-                return Err(Error::Usage(format!(
-                    "--backend nested fetches Debian's L1 kernel with {tool}, which is not on PATH \
-                     (a Debian host has it; or pass --l1-kernel)"
-                )));
+                return Err(Error::MissingTool {
+                    tool: tool.into(),
+                    problem: format!(
+                        "--backend nested fetches Debian's L1 kernel with {tool}, which is not on PATH"
+                    ),
+                    install: "(a Debian host has it; or pass --l1-kernel)".into(),
+                });
             }
         }
         // The pinned toolchain is the build workspace's; without the source
         // tree here, the runner build itself will say what is missing.
         let workspace = crate::config::default_workspace();
         if workspace.is_dir() && !runner_build::target_installed(&workspace, arch)? {
-            return Err(Error::Usage(format!(
-                "--backend nested builds convtest for {} as the L1's /init; add the target with \
-                 `rustup target add {0}` or run `scripts/install-deps.sh`",
-                runner_build::musl_target(arch)
-            )));
+            let target = runner_build::musl_target(arch);
+            return Err(Error::MissingTool {
+                tool: target.into(),
+                problem: format!(
+                    "--backend nested builds convtest for {target} as the L1's /init;"
+                ),
+                install: format!(
+                    "add the target with `rustup target add {target}` or run `scripts/install-deps.sh`"
+                ),
+            });
         }
         Ok(())
     }
