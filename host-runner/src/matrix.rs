@@ -26,7 +26,7 @@ pub struct Row {
     pub verdict: Verdict,
     pub reason: String,
     /// Every capability the VMM probed, `number:value` (from its `cap.*`
-    /// facts; its older `caps=` fact when there are none).
+    /// facts; `-` when there are none).
     pub caps: String,
     pub memory: String,
     pub backing: String,
@@ -70,7 +70,7 @@ impl Row {
             kernel: fact(&log.l1, "kernel"),
             verdict: r.judgement.verdict,
             reason: r.judgement.reason.clone(),
-            caps: caps(&log.vmm).unwrap_or_else(|| fact(&log.vmm, "caps")),
+            caps: caps(&log.vmm).unwrap_or_else(|| "-".into()),
             memory: fact(&log.vmm, "memory"),
             backing: fact(&log.vmm, "backing"),
             map_gpa_range: fact(&log.vmm, "map_gpa_range"),
