@@ -1,5 +1,4 @@
-//! The `convtest` runner as a library: the binary is a thin `main` over it,
-//! and integration tests and later backends reuse the pieces.
+//! The `convtest` runner as a library: the binary is a thin `main` over it.
 
 pub mod accel;
 pub mod backend;

@@ -3,6 +3,10 @@
 //! verdict is made above, from the KTAP: QEMU, convtest's own KVM VMM (run
 //! as a child process, so a wedged vCPU is killed like a wedged QEMU), and
 //! nested (QEMU TCG → Linux L1 with real KVM → the own VMM).
+//!
+//! What a backend is asked (spec.rs), what it does (interface.rs), how its
+//! VM ended (run_end.rs); the kinds (kind.rs) and the backend of each
+//! (select.rs).
 
 pub mod interface;
 pub mod kind;

@@ -1,5 +1,6 @@
-//! The lanes `convtest mutants` can break, and the mutants: a deliberate
-//! VMM fault or a deliberate guest firmware fault, one per run.
+//! The lanes `convtest mutants` can break, the sections of each lane's kill
+//! table with the tests each one runs, and the mutants: a deliberate VMM
+//! fault or a deliberate guest firmware fault, one per run.
 
 use crate::cli::VmmFault;
 use convtest_proto::arch::Arch;

@@ -1,15 +1,17 @@
 //! `convtest mutants`: break the platform on purpose and check that the
-//! tests notice. Per lane, one L1 boot serves the clean run and one run per
-//! applicable mutant (a deliberate VMM fault, `--vmm-fault`, or guest
-//! firmware fault, `gfault=`); each run's KTAP is judged like `convtest run`
-//! judges one, and the `conv.*` results form the kill table, held against
-//! the table written down in `expected.rs`. A second table per lane, the
-//! reboot section, comes from runs of two boots each (`reboots=1`): the
-//! reset tests against the firmware's skipped reset, a VMM that claims a
-//! reset policy and does not apply it (`--vmm-fault no-reset`) and shares
-//! never made. Exit 0 only when, on every
-//! lane, the clean run passed, every test was killed by some mutant, every
-//! mutant was noticed by some test, and the table is the expected one.
+//! tests notice. Per lane, one L1 boot serves every run: per section of the
+//! lane's kill table, a clean run and one run per applicable mutant (a
+//! deliberate VMM fault, `--vmm-fault`, or guest firmware fault, `gfault=`).
+//! Each run's KTAP is judged like `convtest run` judges one, and the
+//! section's results form its table, held against the one written down in
+//! `expected.rs`. The sections (lane.rs): conv, single boots of the `conv.*`
+//! tests and the seeded storm; reboot, runs of two boots each
+//! (`reboots=1`): the reset tests against the firmware's skipped reset, a
+//! VMM that claims a reset policy and does not apply it (`--vmm-fault
+//! no-reset`) and shares never made; smp, runs on two vCPUs of the race,
+//! the storm and overlapping conversions. Exit 0 only when, in every table,
+//! the clean run passed, every test was killed by some mutant, every mutant
+//! was noticed by some test, and the table is the expected one.
 
 pub mod expected;
 pub mod lane;
