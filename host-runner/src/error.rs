@@ -27,8 +27,8 @@ pub enum Error {
     Usage(String),
 
     /// A program, package or Rust target the lane needs is not installed.
-    /// `problem` says what needs `tool` (ending in its own punctuation),
-    /// `install` how to get it.
+    /// `problem` says what needs `tool`, `install` how to get it; the
+    /// message is the two joined by a space.
     #[error("{problem} {install}")]
     MissingTool {
         tool: String,
