@@ -68,14 +68,16 @@ pub fn choose(requested: AccelArg, guest: Arch, host: &Host) -> Result<Choice, E
     let native = host.arch == Some(guest);
     match requested {
         AccelArg::Tcg => tcg("--accel tcg".into()),
-        AccelArg::Kvm if !native => Err(Error::Usage(format!(
-            "--accel kvm cannot run an {} guest on an {} host; use --accel tcg or auto",
-            guest.as_str(),
-            host.arch.map_or(std::env::consts::ARCH, Arch::as_str)
-        ))),
-        AccelArg::Kvm if !host.kvm_device => {
-            Err(Error::Usage("--accel kvm: /dev/kvm does not exist".into()))
-        }
+        AccelArg::Kvm if !native => Err(Error::Unsupported {
+            what: format!(
+                "--accel kvm cannot run an {} guest on an {} host; use --accel tcg or auto",
+                guest.as_str(),
+                host.arch.map_or(std::env::consts::ARCH, Arch::as_str)
+            ),
+        }),
+        AccelArg::Kvm if !host.kvm_device => Err(Error::Unsupported {
+            what: "--accel kvm: /dev/kvm does not exist".into(),
+        }),
         AccelArg::Kvm => Ok(Choice {
             accel: Accel::Kvm,
             why: "--accel kvm".into(),
@@ -164,7 +166,7 @@ mod tests {
         );
         assert!(matches!(
             choose(AccelArg::Kvm, Arch::Aarch64, &x86(true, VMX)),
-            Err(Error::Usage(_))
+            Err(Error::Unsupported { .. })
         ));
     }
 

@@ -1,5 +1,11 @@
-//! Why convtest could not run a guest (exit status 2). Guest failures are
-//! not errors: they are verdicts (see `verdict.rs`).
+//! Why convtest could not run a guest. Guest failures are not errors: they
+//! are verdicts (see `verdict/`).
+//!
+//! Exit statuses: `convtest run` exits 2 on every kind (before the boot,
+//! or as an `error` verdict after it). `convtest mutants` exits 2 on the
+//! kinds that say what the user must change — `Usage`, `MissingTool`,
+//! `Unsupported`, `Unavailable`, `UnusableModules`, `UnusableBuild`,
+//! `BadRunList` — and fails only the lane on the others.
 
 use std::io;
 use std::path::PathBuf;
@@ -15,8 +21,42 @@ private apt sources list; .ci/run does the same)";
 
 #[derive(Debug, Error)]
 pub enum Error {
+    /// Arguments, or a combination of them, that cannot work; the message
+    /// says what to pass instead.
     #[error("{0}")]
     Usage(String),
+
+    /// A program, package or Rust target the lane needs is not installed.
+    /// `problem` says what needs `tool`, `install` how to get it; the
+    /// message is the two joined by a space.
+    #[error("{problem} {install}")]
+    MissingTool {
+        tool: String,
+        problem: String,
+        install: String,
+    },
+
+    /// What was asked cannot run on this host (another arch, no /dev/kvm,
+    /// nowhere to keep the cache).
+    #[error("{what}")]
+    Unsupported { what: String },
+
+    /// Something convtest downloads is not there any more, or the mirror
+    /// is unreachable; `what` says where the pin is.
+    #[error("{what}")]
+    Unavailable { what: String },
+
+    /// The L1's kernel modules do not fit together or the L1 kernel.
+    #[error("{what}")]
+    UnusableModules { what: String },
+
+    /// A build finished but what it produced cannot be used.
+    #[error("{what}")]
+    UnusableBuild { what: String },
+
+    /// An inner run list the L1's /init could not carry out as asked.
+    #[error("{what}")]
+    BadRunList { what: String },
 
     #[error("`{call}` could not start: {source}")]
     Spawn {
@@ -128,6 +168,22 @@ mod tests {
             msg.contains("scripts/install-deps.sh")
                 && msg.contains(".ci/run")
                 && msg.contains("qemu-system-aarch64")
+        );
+    }
+
+    #[test]
+    fn a_missing_tool_reads_as_one_sentence() {
+        let e = Error::MissingTool {
+            tool: "apt-get".into(),
+            problem:
+                "--backend nested fetches Debian's L1 kernel with apt-get, which is not on PATH"
+                    .into(),
+            install: "(a Debian host has it; or pass --l1-kernel)".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "--backend nested fetches Debian's L1 kernel with apt-get, which is not on PATH \
+             (a Debian host has it; or pass --l1-kernel)"
         );
     }
 

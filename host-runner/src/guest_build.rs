@@ -7,8 +7,8 @@
 //! bootloader kernels differ only in a feature, so they get separate dirs too:
 //! one build must not overwrite the ELF another run is booting.
 
-use crate::cli::Boot;
 use crate::error::{Error, shell_line};
+use crate::machine::Boot;
 use convtest_proto::arch::Arch;
 use std::ffi::OsString;
 use std::io::Read;

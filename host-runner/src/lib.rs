@@ -1,5 +1,4 @@
-//! The `convtest` runner as a library: the binary is a thin `main` over it,
-//! and integration tests and later backends reuse the pieces.
+//! The `convtest` runner as a library: the binary is a thin `main` over it.
 
 pub mod accel;
 pub mod backend;
@@ -12,6 +11,7 @@ pub mod error;
 pub mod guest_build;
 pub mod ktap;
 pub mod list;
+pub mod machine;
 pub mod matrix;
 pub mod mutants;
 pub mod progress;

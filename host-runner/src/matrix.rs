@@ -7,11 +7,11 @@
 use crate::accel::Host;
 use crate::cli::{Cli, Command, MatrixArgs};
 use crate::config;
-use crate::ktap::Outcome;
 use crate::report::{LaneEvidence, RunRecord};
 use crate::verdict::Verdict;
 use clap::{Parser, ValueEnum};
 use convtest_proto::arch::Arch;
+use convtest_proto::ktap::Outcome;
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::Instant;
@@ -26,7 +26,7 @@ pub struct Row {
     pub verdict: Verdict,
     pub reason: String,
     /// Every capability the VMM probed, `number:value` (from its `cap.*`
-    /// facts; `-` when it printed none).
+    /// facts; `-` when there are none).
     pub caps: String,
     pub memory: String,
     pub backing: String,

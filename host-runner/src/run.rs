@@ -3,6 +3,7 @@
 //! Returns the process exit status (0 pass, 1 fail, 2 could not run).
 
 use crate::accel::Host;
+use crate::backend::kind::BackendKind;
 use crate::backend::{self, BootSpec};
 use crate::boot_progress::BootProgress;
 use crate::cli::RunArgs;
@@ -11,7 +12,7 @@ use crate::error::Error;
 use crate::guest_build;
 use crate::ktap::{Event, Log, Parser};
 use crate::report::{self, RunRecord, Timing};
-use crate::verdict::{self, Facts, Judgement, Verdict};
+use crate::verdict::{self, FinishedRun, Judgement, Verdict};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -64,9 +65,9 @@ pub fn run(args: &RunArgs) -> i32 {
 /// (directly or inside the nested lane's L1).
 fn machine_name(config: &RunConfig) -> &'static str {
     match config.backend {
-        crate::cli::BackendKind::Qemu => config.machine.as_str(),
-        crate::cli::BackendKind::Vmm => "convtest-vmm",
-        crate::cli::BackendKind::Nested => "convtest-vmm-in-l1",
+        BackendKind::Qemu => config.machine.as_str(),
+        BackendKind::Vmm => "convtest-vmm",
+        BackendKind::Nested => "convtest-vmm-in-l1",
     }
 }
 
@@ -100,9 +101,9 @@ pub fn execute(config: &RunConfig) -> RunRecord {
 }
 
 fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Error> {
-    let backend = backend::for_kind(config.backend);
+    let backend = backend::select::for_kind(config.backend);
     backend.preflight(config.arch, config.boot)?;
-    if config.backend == crate::cli::BackendKind::Nested {
+    if config.backend == BackendKind::Nested {
         // Before the guest build: a bad --l1-kernel answers in a second.
         backend::nested::check_l1_options(config.arch, &config.l1)?;
     }
@@ -159,7 +160,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
     let end = end?;
     record.command = Some(end.command.clone());
     record.exit_code = end.exit_code;
-    record.judgement = verdict::judge(&Facts {
+    record.judgement = verdict::judge(&FinishedRun {
         log: &record.log,
         ending: &end.ending,
         plan: &config.plan,
@@ -179,7 +180,6 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
 /// `qemu-tcg-x86`, `vmm-x86`, `nested-x86-swprot`, `nested-arm64-pkvm`,
 /// `nested-x86-debian-6.1`, …
 pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
-    use crate::cli::BackendKind;
     use convtest_proto::arch::Arch;
     let arch = match config.arch {
         Arch::X86_64 => "x86",
@@ -200,7 +200,7 @@ pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
             if let Some(k) = config
                 .l1
                 .l1_name
-                .filter(|k| *k != crate::cli::L1Name::default())
+                .filter(|k| *k != crate::backend::nested::L1Name::default())
             {
                 use clap::ValueEnum;
                 if let Some(v) = k.to_possible_value() {
@@ -231,7 +231,8 @@ fn show(
                 first_line.get_or_insert_with(|| start.elapsed());
                 boots.boot_started(&mut out);
             }
-            Event::Case(t) if !boots.shows_case(t.result == crate::ktap::Outcome::Fail) => {}
+            Event::Case(t)
+                if !boots.shows_case(t.result == convtest_proto::ktap::Outcome::Fail) => {}
             _ if quiet => {}
             Event::Header(_) if boots.soak() => {}
             Event::Header(kv) => {

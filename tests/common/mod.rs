@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests that run the real `convtest`
 //! binary (`mod common;` in each test file).
-#![allow(dead_code)] // each test file uses its own subset
 
 use serde_json::Value;
 use std::path::Path;

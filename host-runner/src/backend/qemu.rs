@@ -1,12 +1,14 @@
 //! The QEMU backend: one command line per arch / machine / boot / accel,
 //! the serial console on stdio, and the exit status read as the guest's
-//! power-off hint (x86 isa-debug-exit: `(value << 1) | 1`; arm64 PSCI
-//! SYSTEM_OFF: 0).
+//! power-off hint (run_end.rs).
 
-use super::{Backend, BootSpec, ConsoleFn, RunEnd, process};
-use crate::cli::{BackendKind, Boot, Machine};
+use super::interface::{Backend, ConsoleFn};
+use super::kind::BackendKind;
+use super::process;
+use super::run_end::{self, RunEnd};
+use super::spec::BootSpec;
 use crate::error::{Error, shell_line};
-use crate::verdict::ExitHint;
+use crate::machine::{Boot, Machine};
 use convtest_proto::arch::Arch;
 use std::ffi::OsString;
 use std::io::ErrorKind;
@@ -16,7 +18,6 @@ use std::process::Command;
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
-/// The guest writes 0x10 (success) or 0x11 (failure) to port 0xf4.
 /// No default devices, no display, the first serial port on stdio: every
 /// QEMU convtest starts (guest or nested L1) is a console on a pipe.
 pub const HEADLESS_SERIAL_STDIO: [&str; 6] = [
@@ -27,11 +28,6 @@ pub const HEADLESS_SERIAL_STDIO: [&str; 6] = [
     "-serial",
     "stdio",
 ];
-
-pub const X86_EXIT_SUCCESS: i32 = (0x10 << 1) | 1;
-pub const X86_EXIT_FAILURE: i32 = (0x11 << 1) | 1;
-/// QEMU's own exit status for errors such as a bad option or missing file.
-pub const QEMU_ERROR: i32 = 1;
 
 pub struct Qemu {
     pub ovmf_code: PathBuf,
@@ -114,15 +110,6 @@ fn drive(prefix: &str, path: &Path) -> OsString {
     s
 }
 
-pub fn exit_hint(arch: Arch, code: Option<i32>) -> ExitHint {
-    match (arch, code) {
-        (_, Some(QEMU_ERROR)) => ExitHint::VmmError,
-        (Arch::X86_64, Some(X86_EXIT_SUCCESS)) | (Arch::Aarch64, Some(0)) => ExitHint::Success,
-        (Arch::X86_64, Some(X86_EXIT_FAILURE)) => ExitHint::Failure,
-        _ => ExitHint::Unexpected,
-    }
-}
-
 /// First `name` on PATH that is a file.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -178,7 +165,7 @@ impl Backend for Qemu {
                 }
                 other => other,
             })?;
-        Ok(super::run_end(finished, spec, command))
+        Ok(run_end::run_end(finished, spec, command))
     }
 }
 
@@ -188,7 +175,7 @@ mod tests {
     use crate::accel::Accel;
 
     fn spec(arch: Arch, boot: Boot, machine: Machine, payload: &Path) -> BootSpec<'_> {
-        super::super::test_spec(arch, boot, machine, payload)
+        crate::backend::spec::test_spec(arch, boot, machine, payload)
     }
 
     fn line(spec: &BootSpec<'_>, vars: Option<&Path>) -> String {
@@ -289,17 +276,6 @@ mod tests {
         assert!(
             line(&s, None).starts_with("qemu-system-aarch64 -M virt,virtualization=on -accel tcg")
         );
-    }
-
-    #[test]
-    fn exit_hints() {
-        assert_eq!(exit_hint(Arch::X86_64, Some(33)), ExitHint::Success);
-        assert_eq!(exit_hint(Arch::X86_64, Some(35)), ExitHint::Failure);
-        assert_eq!(exit_hint(Arch::X86_64, Some(0)), ExitHint::Unexpected);
-        assert_eq!(exit_hint(Arch::X86_64, Some(1)), ExitHint::VmmError);
-        assert_eq!(exit_hint(Arch::Aarch64, Some(0)), ExitHint::Success);
-        assert_eq!(exit_hint(Arch::Aarch64, Some(33)), ExitHint::Unexpected);
-        assert_eq!(exit_hint(Arch::Aarch64, None), ExitHint::Unexpected);
     }
 
     #[test]

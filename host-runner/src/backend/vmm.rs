@@ -3,8 +3,10 @@
 //! inside the kernel exactly like a wedged QEMU.
 
 use super::{Backend, BootSpec, ConsoleFn, RunEnd, process};
-use crate::cli::{BackendKind, Boot, VMM_COMMAND};
+use crate::backend::kind::BackendKind;
+use crate::cli::VMM_COMMAND;
 use crate::error::{Error, shell_line};
+use crate::machine::Boot;
 use convtest_proto::arch::Arch;
 use convtest_vmm::{VmmConfig, VmmOptions};
 use std::ffi::OsString;
@@ -44,16 +46,18 @@ impl Backend for OwnVmm {
     fn preflight(&self, arch: Arch, _boot: Boot) -> Result<(), Error> {
         let host = std::env::consts::ARCH;
         if Arch::from_host(host) != Some(arch) {
-            return Err(Error::Usage(format!(
-                "--backend vmm runs {} guests on {} hosts only (this is {host}); use --backend nested",
-                arch.as_str(),
-                arch.as_str()
-            )));
+            return Err(Error::Unsupported {
+                what: format!(
+                    "--backend vmm runs {} guests on {} hosts only (this is {host}); use --backend nested",
+                    arch.as_str(),
+                    arch.as_str()
+                ),
+            });
         }
-        convtest_vmm::preflight().map_err(|e| {
-            Error::Usage(format!(
+        convtest_vmm::preflight().map_err(|e| Error::Unsupported {
+            what: format!(
                 "--backend vmm needs /dev/kvm ({e}); on a host without usable KVM use --backend nested"
-            ))
+            ),
         })
     }
 

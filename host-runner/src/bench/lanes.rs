@@ -69,9 +69,9 @@ pub fn run_line(lane: &Lane, args: &BenchArgs) -> Vec<String> {
 /// built; `None` when nothing is known to be missing (the run itself still
 /// says what it lacks).
 pub fn cannot_run(lane: &Lane) -> Option<String> {
-    use crate::backend::nested::{Swprot, swprot_readiness};
+    use crate::backend::nested::swprot::{Swprot, readiness};
     if lane.l1_swprot
-        && let Swprot::Missing(pkgs) = swprot_readiness()
+        && let Swprot::Missing(pkgs) = readiness()
     {
         return Some(format!(
             "the sw-protected kvm.ko must be built once and needs {} (run \
@@ -147,7 +147,7 @@ mod tests {
                 },
             )
             .expect("resolves");
-            assert_eq!(config.backend, crate::cli::BackendKind::Nested);
+            assert_eq!(config.backend, crate::backend::kind::BackendKind::Nested);
             assert!(
                 config.plan.contains("tests=bench.*,conv.cost "),
                 "{}",

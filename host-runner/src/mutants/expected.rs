@@ -1,5 +1,5 @@
-//! The kill table as it must come out: for each platform and mutant, the
-//! `conv.*` tests that must turn red (every other test must stay green).
+//! The kill table as it must come out: for each platform, section and
+//! mutant, the tests that must turn red (every other test must stay green).
 //! Written down from what each fault does to what each test checks — not
 //! derived from a run — so a run that differs is a finding about the
 //! platform, the VMM or the suite. The VMM faults apply only to requests

@@ -1,5 +1,6 @@
-//! The lanes `convtest mutants` can break, and the mutants: a deliberate
-//! VMM fault or a deliberate guest firmware fault, one per run.
+//! The lanes `convtest mutants` can break, the sections of each lane's kill
+//! table with the tests each one runs, and the mutants: a deliberate VMM
+//! fault or a deliberate guest firmware fault, one per run.
 
 use convtest_proto::arch::Arch;
 use convtest_proto::keyword::Keyword;
@@ -58,6 +59,11 @@ pub const LANES: [Lane; 3] = [
     },
 ];
 
+/// The conv section's tests: every conv.* and the seeded storm.
+pub const CONV_TESTS: &str = "conv.*,stress.storm";
+/// The smp section's: the race, the storm and the overlapping conversions on two CPUs.
+pub const SMP_TESTS: &str = "stress.race,stress.storm,stress.overlap";
+
 /// A part of a lane's kill table: the conversion tests in single boots, the
 /// reboot series' tests in runs of two boots, or the tests that need more
 /// than one CPU in runs of two vCPUs.
@@ -99,7 +105,7 @@ impl Section {
     /// The columns: every test the section's runs must judge.
     pub fn tests(self) -> Vec<&'static str> {
         match self {
-            Section::Conv => convtest_proto::catalog::selected(super::CONV_TESTS, false)
+            Section::Conv => convtest_proto::catalog::selected(CONV_TESTS, false)
                 .map(|t| t.name)
                 .collect(),
             // Boot 1 of a two-boot series runs the reset tests, boot 0 leaves the state.
@@ -107,7 +113,7 @@ impl Section {
                 .chain(convtest_proto::catalog::selected_in_boot("-", false, 0, 1))
                 .map(|t| t.name)
                 .collect(),
-            Section::Smp => convtest_proto::catalog::selected(super::SMP_TESTS, false)
+            Section::Smp => convtest_proto::catalog::selected(SMP_TESTS, false)
                 .map(|t| t.name)
                 .collect(),
         }

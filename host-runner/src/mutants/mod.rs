@@ -1,30 +1,34 @@
 //! `convtest mutants`: break the platform on purpose and check that the
-//! tests notice. Per lane, one L1 boot serves the clean run and one run per
-//! applicable mutant (a deliberate VMM fault, `--vmm-fault`, or guest
-//! firmware fault, `gfault=`); each run's KTAP is judged like `convtest run`
-//! judges one, and the `conv.*` results form the kill table, held against
-//! the table written down in `expected.rs`. A second table per lane, the
-//! reboot section, comes from runs of two boots each (`reboots=1`): the
-//! reset tests against the firmware's skipped reset, a VMM that claims a
-//! reset policy and does not apply it (`--vmm-fault no-reset`) and shares
-//! never made. Exit 0 only when, on every
-//! lane, the clean run passed, every test was killed by some mutant, every
-//! mutant was noticed by some test, and the table is the expected one.
+//! tests notice. Per lane, one L1 boot serves every run: per section of the
+//! lane's kill table, a clean run and one run per applicable mutant (a
+//! deliberate VMM fault, `--vmm-fault`, or guest firmware fault, `gfault=`).
+//! Each run's KTAP is judged like `convtest run` judges one, and the
+//! section's results form its table, held against the one written down in
+//! `expected.rs`. The sections (lane.rs): conv, single boots of the `conv.*`
+//! tests and the seeded storm; reboot, runs of two boots each
+//! (`reboots=1`): the reset tests against the firmware's skipped reset, a
+//! VMM that claims a reset policy and does not apply it (`--vmm-fault
+//! no-reset`) and shares never made; smp, runs on two vCPUs of the race,
+//! the storm and overlapping conversions. Exit 0 only when, in every table,
+//! the clean run passed, every test was killed by some mutant, every mutant
+//! was noticed by some test, and the table is the expected one.
 
 pub mod expected;
 pub mod lane;
 pub mod table;
 
 use crate::backend::nested::{self, InnerRun, Part};
-use crate::backend::{BootSpec, vmm};
-use crate::cli::{Boot, L1Options, Machine, MutantsArgs};
+use crate::backend::spec::BootSpec;
+use crate::backend::vmm;
+use crate::cli::{L1Options, MutantsArgs};
 use crate::error::Error;
 use crate::ktap;
-use crate::verdict::{self, Facts};
+use crate::machine::{Boot, Machine};
+use crate::verdict::{self, FinishedRun};
 use convtest_proto::arch::Arch;
 use convtest_proto::plan::{DEFAULT_SEED, Plan};
 use convtest_vmm::VmmOptions;
-use lane::{Lane, Mutant, Section};
+use lane::{CONV_TESTS, Lane, Mutant, SMP_TESTS, Section};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -60,8 +64,18 @@ pub fn main(args: &MutantsArgs) -> i32 {
         }
         let lane_tables = match run_lane(lane, args, &workspace) {
             Ok(t) => t,
-            Err(Error::Usage(u)) => {
-                eprintln!("convtest mutants: {}: {u}", lane.name);
+            // What the user must change stops every lane (status 2); any
+            // other error fails this lane's tables.
+            Err(
+                e @ (Error::Usage(_)
+                | Error::MissingTool { .. }
+                | Error::Unsupported { .. }
+                | Error::Unavailable { .. }
+                | Error::UnusableModules { .. }
+                | Error::UnusableBuild { .. }
+                | Error::BadRunList { .. }),
+            ) => {
+                eprintln!("convtest mutants: {}: {e}", lane.name);
                 return 2;
             }
             Err(e) => Section::of(lane.platform)
@@ -130,11 +144,6 @@ fn runs_of(lane: &Lane) -> Vec<(Section, Mutant)> {
         .collect()
 }
 
-/// The conv section's tests: every conv.* and the seeded storm.
-pub const CONV_TESTS: &str = "conv.*,stress.storm";
-/// The smp section's: the race, the storm and the overlapping conversions on two CPUs.
-pub const SMP_TESTS: &str = "stress.race,stress.storm,stress.overlap";
-
 /// The plan a mutant's guest gets. The reboot section runs only the
 /// cheapest selected test besides the series' own.
 fn plan_for(section: Section, mutant: Mutant, args: &MutantsArgs) -> String {
@@ -160,7 +169,7 @@ fn plan_for(section: Section, mutant: Mutant, args: &MutantsArgs) -> String {
 }
 
 fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<LaneTable>, Error> {
-    use crate::backend::Backend;
+    use crate::backend::interface::Backend;
     let started = Instant::now();
     let boot = match lane.arch {
         Arch::X86_64 => Boot::Pvh,
@@ -261,7 +270,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
             };
             // Each run's console starts with the L1's facts.
             let log = ktap::parse_all(&run.console);
-            let judgement = verdict::judge(&Facts {
+            let judgement = verdict::judge(&FinishedRun {
                 log: &log,
                 ending: &run.end.ending,
                 plan,

@@ -1,11 +1,12 @@
-//! The kill table of one lane: what each run showed for each `conv.*` test,
-//! held against the expected table, and the findings a reader needs first
+//! The kill table of one lane's section: what each run showed for each of
+//! the section's tests, held against the expected table, and the findings a reader needs first
 //! (tests nothing killed, mutants nothing noticed, cells that differ).
 
 use super::expected;
 use super::lane::{Lane, Mutant, Section};
-use crate::ktap::{Log, Outcome};
+use crate::ktap::Log;
 use crate::verdict::{Judgement, Verdict};
+use convtest_proto::ktap::Outcome;
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -122,11 +123,11 @@ pub struct NotApplicable {
     pub why: &'static str,
 }
 
-/// The whole lane.
+/// One section of a lane.
 #[derive(Clone, Debug, Serialize)]
 pub struct LaneTable {
     pub lane: &'static str,
-    /// `conv` (single boots) or `reboot` (two-boot runs).
+    /// `conv` (single boots), `reboot` (two-boot runs) or `smp` (two vCPUs).
     pub section: &'static str,
     pub platform: &'static str,
     pub tests: Vec<String>,

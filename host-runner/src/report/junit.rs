@@ -5,9 +5,10 @@
 //! every printed test passed must still show red.
 
 use super::RunRecord;
-use crate::ktap::{Outcome, TestResult};
+use crate::ktap::TestResult;
 use crate::verdict::Verdict;
 use convtest_proto::catalog::suite_of;
+use convtest_proto::ktap::Outcome;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 pub const VERDICT_CASE: &str = "convtest.verdict";

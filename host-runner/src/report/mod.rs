@@ -7,9 +7,10 @@ pub mod junit;
 pub mod ktap;
 pub mod summary;
 
-use crate::ktap::{Log, Outcome};
+use crate::ktap::Log;
 use crate::verdict::Judgement;
 use convtest_proto::hostcheck::Evidence;
+use convtest_proto::ktap::Outcome;
 use serde::Serialize;
 use std::time::Duration;
 

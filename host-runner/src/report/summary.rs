@@ -2,15 +2,16 @@
 //! at the end and the verdict line last.
 
 use super::{Conversions, LaneEvidence, RunRecord};
-use crate::ktap::{Outcome, TestResult};
+use crate::ktap::TestResult;
 use convtest_proto::catalog::suite_of;
 use convtest_proto::hostcheck::Evidence;
+use convtest_proto::ktap::Outcome;
 use std::fmt::Write;
 
 /// The live line for one finished test; a test whose host checks rested
 /// on VMM bookkeeping says so before anything else.
 pub fn test_line(t: &TestResult) -> String {
-    let mut s = format!("  {}  {}", t.result.label(), t.name);
+    let mut s = format!("  {}  {}", label(t.result), t.name);
     match (t.result, t.evidence) {
         (Outcome::Pass, Some(Evidence::Bookkeeping)) => s.push_str("  [BOOKKEEPING]"),
         (_, Some(e)) => {
@@ -22,6 +23,15 @@ pub fn test_line(t: &TestResult) -> String {
         let _ = write!(s, "  ({})", t.reason);
     }
     s
+}
+
+/// `PASS`, `FAIL`, `SKIP`.
+fn label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+        Outcome::Skip => "SKIP",
+    }
 }
 
 /// Per-suite counts (passes resting on bookkeeping counted apart), a total

@@ -143,13 +143,15 @@ fn fetch_debian(
 /// errors (no apt-get, no network to spawn) pass unchanged.
 fn moved_on(e: Error, known: &KnownL1, package: &str) -> Error {
     match e {
-        Error::Command { .. } => Error::Usage(format!(
-            "{e}\n--l1 {}: {} no longer carries {package}, or the mirror is unreachable; \
-             `apt-cache search linux-image-` against the private apt state in the cache names \
-             the current build, which goes into backend/nested/kernels.rs (or pass --l1-kernel)",
-            known.name.as_str(),
-            known.suite.name
-        )),
+        Error::Command { .. } => Error::Unavailable {
+            what: format!(
+                "{e}\n--l1 {}: {} no longer carries {package}, or the mirror is unreachable; \
+                 `apt-cache search linux-image-` against the private apt state in the cache names \
+                 the current build, which goes into backend/nested/kernels.rs (or pass --l1-kernel)",
+                known.name.as_str(),
+                known.suite.name
+            ),
+        },
         other => other,
     }
 }
@@ -196,11 +198,11 @@ pub fn user(
     std::fs::create_dir_all(&into).map_err(|e| Error::io("creating", &into, e))?;
     let mods = modules::prepare(&files, &into)?;
     // Dependencies outside the directory may be built into the kernel.
-    modules::verify(&mods, release.as_deref(), false).map_err(|e| {
-        Error::Usage(format!(
+    modules::verify(&mods, release.as_deref(), false).map_err(|e| Error::UnusableModules {
+        what: format!(
             "--l1-modules {}: {e}",
             modules_dir.unwrap_or(work).display()
-        ))
+        ),
     })?;
     Ok(L1Kernel {
         kernel: kernel.to_path_buf(),
@@ -213,8 +215,8 @@ pub fn user(
 mod tests {
     use super::*;
     use crate::backend::nested::kernel_image::tests::bzimage;
+    use crate::backend::nested::kernels::L1Name;
     use crate::backend::nested::kernels::known;
-    use crate::cli::L1Name;
 
     #[test]
     fn cache_dirs_are_per_release() {

@@ -5,10 +5,11 @@
 //!
 //! Everything before QEMU starts is outside the timeout.
 
-use super::choice::{self, L1Choice};
-use super::many::InnerRun;
-use super::{apt, assets, cache, initramfs, l1_build, l1_qemu, swprot};
-use crate::backend::{BootSpec, process, qemu};
+use super::inner_run::InnerRun;
+use super::l1_choice::{self, L1Choice};
+use super::{apt, cache, initramfs, l1_build, l1_qemu, swprot};
+use crate::backend::spec::BootSpec;
+use crate::backend::{process, qemu};
 use crate::error::{Error, shell_line};
 use std::path::Path;
 use std::process::Command;
@@ -79,7 +80,7 @@ pub fn boot(
 }
 
 struct L1 {
-    kernel: assets::L1Kernel,
+    kernel: super::assets::L1Kernel,
     /// `stock` or `swprot`, printed by /init as `kvm=`.
     kvm: &'static str,
     /// Where the kernel came from, for the log line.
@@ -87,9 +88,9 @@ struct L1 {
 }
 
 fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error> {
-    let (known, swprot) = match choice::choose(spec.arch, spec.l1)? {
+    let (known, swprot) = match l1_choice::choose(spec.arch, spec.l1)? {
         L1Choice::User { kernel, modules } => {
-            let kernel = assets::user(kernel, modules, spec.arch, work)?;
+            let kernel = super::assets::user(kernel, modules, spec.arch, work)?;
             let origin = match &kernel.release {
                 Some(r) => format!("from --l1-kernel ({r})"),
                 None => "from --l1-kernel".into(),
@@ -104,7 +105,7 @@ fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error
     };
     let cache = cache::Cache::locate()?;
     let apt = apt::Apt::new(&cache, quiet);
-    let mut kernel = assets::debian(&cache, &apt, known, spec.arch, quiet)?;
+    let mut kernel = super::assets::debian(&cache, &apt, known, spec.arch, quiet)?;
     let kvm = if swprot {
         let ko = swprot::kvm_ko(&cache, &apt, quiet)?;
         let slot = kernel
@@ -112,7 +113,7 @@ fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error
             .iter_mut()
             .find(|m| m.name == "kvm")
             .ok_or_else(|| Error::MissingOutput {
-                path: assets::unpacked_dir(&cache, known, spec.arch).join("modules/kvm.ko"),
+                path: super::assets::unpacked_dir(&cache, known, spec.arch).join("modules/kvm.ko"),
             })?;
         slot.path = ko;
         "swprot"

@@ -33,9 +33,11 @@ impl Cache {
             return Cache::at(PathBuf::from(SYSTEM_DIR));
         }
         let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or_else(|| {
-            Error::Usage(format!(
-                "no cache directory for the nested lane: {SYSTEM_DIR} is not writable and HOME is unset; set {ENV}"
-            ))
+            Error::Unsupported {
+                what: format!(
+                    "no cache directory for the nested lane: {SYSTEM_DIR} is not writable and HOME is unset; set {ENV}"
+                ),
+            }
         })?;
         Cache::at(PathBuf::from(home).join(".cache/convtest"))
     }

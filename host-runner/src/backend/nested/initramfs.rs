@@ -5,7 +5,7 @@
 //! /dev/console, and per inner run /runs/NN-label/argv (one argument per
 //! line) and /runs/NN-label/limit_s (whole seconds).
 
-use super::many::{InnerRun, limit_secs};
+use super::inner_run::{InnerRun, limit_secs};
 use super::modules::Module;
 use crate::error::Error;
 use convtest_proto::l1::{self, runs};
@@ -70,7 +70,9 @@ fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
     for (i, run) in c.runs.iter().enumerate() {
         // It names a directory: nothing that could leave /runs.
         if !runs::valid_label(&run.label) {
-            return Err(Error::Usage(format!("inner run label {:?}", run.label)));
+            return Err(Error::BadRunList {
+                what: format!("inner run label {:?}", run.label),
+            });
         }
         let dir = format!("{runs_dir}/{}", runs::dir_name(i, &run.label));
         list.push((dir.clone(), Data::Dir));
@@ -93,13 +95,15 @@ fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
 fn argv_file(args: &[OsString]) -> Result<Vec<u8>, Error> {
     let mut text = String::new();
     for a in args {
-        let a = a
-            .to_str()
-            .ok_or_else(|| Error::Usage(format!("VMM argument {a:?} is not UTF-8")))?;
+        let a = a.to_str().ok_or_else(|| Error::BadRunList {
+            what: format!("VMM argument {a:?} is not UTF-8"),
+        })?;
         if a.contains('\n') {
-            return Err(Error::Usage(format!(
-                "VMM argument {a:?} has a newline; the L1 reads one argument per line"
-            )));
+            return Err(Error::BadRunList {
+                what: format!(
+                    "VMM argument {a:?} has a newline; the L1 reads one argument per line"
+                ),
+            });
         }
         text.push_str(a);
         text.push('\n');

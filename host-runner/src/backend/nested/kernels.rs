@@ -5,8 +5,39 @@
 //! (bookworm-security keeps only its newest build), `apt-get download`
 //! fails naming the package and this table needs the new ABI name.
 
-use crate::cli::L1Name;
+use clap::ValueEnum;
 use convtest_proto::arch::Arch;
+
+/// A Debian kernel the nested L1 can boot (`--l1`); what each one is
+/// (suite, packages, release) is [`KNOWN_L1`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum)]
+pub enum L1Name {
+    /// 7.3.4+deb13 (trixie-backports; amd64 ~121 MB): guest_memfd; arm64
+    /// protected VMs; the only one with --l1-swprot.
+    #[default]
+    #[value(name = "debian-7.3")]
+    Debian73,
+    /// 6.12.117+deb12 (bookworm-security; amd64 ~107 MB): no guest_memfd on a
+    /// default VM; arm64 runs pKVM but has no protected VM type.
+    #[value(name = "debian-6.12")]
+    Debian612,
+    /// 6.1.0-57, Debian 12's own (bookworm-security; amd64 ~71 MB): no guest_memfd
+    /// and no KVM_SET_USER_MEMORY_REGION2.
+    #[value(name = "debian-6.1")]
+    Debian61,
+}
+
+impl L1Name {
+    pub const ALL: [L1Name; 3] = [L1Name::Debian73, L1Name::Debian612, L1Name::Debian61];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            L1Name::Debian73 => "debian-7.3",
+            L1Name::Debian612 => "debian-6.12",
+            L1Name::Debian61 => "debian-6.1",
+        }
+    }
+}
 
 /// A Debian suite the private sources list reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

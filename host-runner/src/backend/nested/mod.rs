@@ -2,50 +2,55 @@
 //! AMD SVM; arm64: pKVM at EL2), whose /init is the static `convtest-l1` (the l1 crate)
 //! running its own VMM on the guest, once per inner run.
 //!
-//! Before QEMU starts (not under `--timeout`): which L1 kernel (choice.rs:
+//! Before QEMU starts (not under `--timeout`): which L1 kernel (l1_choice.rs:
 //! one of Debian's of the table in kernels.rs, or `--l1-kernel`, its header
 //! checked in kernel_image.rs), its kernel and modules (cached; assets.rs),
 //! the swprot kvm.ko if asked (swprot.rs),
-//! convtest built static for the L1 (l1_build.rs), and the initramfs
-//! holding all of it plus the guest and the run list (initramfs.rs; boot.rs
-//! does all of it). `convtest run` is one inner run whose console goes to
-//! the caller unchanged and whose exit status is the inner VMM's (watch.rs);
-//! `run_many` (many.rs) gets several runs out of one L1 boot.
+//! the L1's /init built static (l1_build.rs), and the initramfs
+//! holding all of it plus the guest and the run list (inner_run.rs,
+//! initramfs.rs; boot.rs does all of it). `convtest run` is one inner run
+//! whose console goes to the caller unchanged and whose exit status is the
+//! inner VMM's (watch.rs); `run_many` (batch.rs) gets several runs out of
+//! one L1 boot.
 
 mod apt;
 mod assets;
+mod batch;
 mod boot;
 mod cache;
-mod choice;
 mod collect;
 mod initramfs;
+mod inner_run;
 mod kernel_image;
-mod kernels;
+pub mod kernels;
 mod l1_build;
+mod l1_choice;
 mod l1_qemu;
-mod many;
 mod modules;
 mod split;
-mod swprot;
+pub mod swprot;
 mod watch;
 
-pub use many::{
-    InnerRun, L1Ended, ManyOutput, RUN_SLACK, RunOutput, limit_secs, outer_timeout, run_many,
-};
+pub use batch::{BatchOutput, L1Ended, RunOutput, run_many};
+pub use inner_run::{InnerRun, RUN_SLACK, limit_secs, outer_timeout};
 pub use split::Part;
 
 /// The Debian kernels `--l1` names, for code that iterates them (a
 /// `convtest matrix`): name, arches, `release(arch)` = the L1's `uname -r`.
-pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, Layout, Suite, known};
+pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, L1Name, Layout, Suite, known};
 
 /// Checks `--l1`, `--l1-kernel` (its header) and `--l1-swprot` against the
 /// arch without fetching or building anything: callers that build the
 /// guest first call it before (a nested boot checks again).
-pub use choice::check as check_l1_options;
+pub use l1_choice::check as check_l1_options;
 
-use super::{Backend, BootSpec, ConsoleFn, RunEnd, qemu};
-use crate::cli::{BackendKind, Boot};
+use crate::backend::interface::{Backend, ConsoleFn};
+use crate::backend::kind::BackendKind;
+use crate::backend::qemu;
+use crate::backend::run_end::RunEnd;
+use crate::backend::spec::BootSpec;
 use crate::error::Error;
+use crate::machine::Boot;
 use convtest_proto::arch::Arch;
 use convtest_proto::l1;
 use std::path::Path;
@@ -72,21 +77,29 @@ impl Backend for Nested {
         }
         for tool in APT_TOOLS {
             if qemu::find_in_path(tool).is_none() {
-                return Err(Error::Usage(format!(
-                    "--backend nested fetches Debian's L1 kernel with {tool}, which is not on PATH \
-                     (a Debian host has it; or pass --l1-kernel)"
-                )));
+                return Err(Error::MissingTool {
+                    tool: tool.into(),
+                    problem: format!(
+                        "--backend nested fetches Debian's L1 kernel with {tool}, which is not on PATH"
+                    ),
+                    install: "(a Debian host has it; or pass --l1-kernel)".into(),
+                });
             }
         }
         // The pinned toolchain is the build workspace's; without the source
         // tree here, the runner build itself will say what is missing.
         let workspace = crate::config::default_workspace();
         if workspace.is_dir() && !l1_build::target_installed(&workspace, arch)? {
-            return Err(Error::Usage(format!(
-                "--backend nested builds convtest for {} as the L1's /init; add the target with \
-                 `rustup target add {0}` or run `scripts/install-deps.sh`",
-                l1_build::musl_target(arch)
-            )));
+            let target = l1_build::musl_target(arch);
+            return Err(Error::MissingTool {
+                tool: target.into(),
+                problem: format!(
+                    "--backend nested builds convtest for {target} as the L1's /init;"
+                ),
+                install: format!(
+                    "add the target with `rustup target add {target}` or run `scripts/install-deps.sh`"
+                ),
+            });
         }
         Ok(())
     }
@@ -97,7 +110,7 @@ impl Backend for Nested {
     fn run(&self, spec: &BootSpec<'_>, console: &mut ConsoleFn<'_>) -> Result<RunEnd, Error> {
         let run = InnerRun {
             label: SINGLE_RUN_LABEL.into(),
-            vmm_args: super::vmm::vmm_args(
+            vmm_args: crate::backend::vmm::vmm_args(
                 spec.arch,
                 Path::new(l1::PAYLOAD),
                 spec.cmdline,
@@ -107,27 +120,6 @@ impl Backend for Nested {
             ),
             limit: spec.timeout,
         };
-        many::run_one(spec, run, spec.timeout, console)
-    }
-}
-/// Whether this host can give the x86 nested lane KVM-enforced private
-/// memory (the swprot kvm.ko), for `--backend auto`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Swprot {
-    /// Built before: no cost.
-    Cached,
-    /// Not built yet, but every build tool is here.
-    Buildable,
-    /// These packages are missing.
-    Missing(Vec<&'static str>),
-}
-
-pub fn swprot_readiness() -> Swprot {
-    if cache::Cache::locate().is_ok_and(|c| swprot::cached(&c).is_some()) {
-        return Swprot::Cached;
-    }
-    match swprot::missing_tools() {
-        m if m.is_empty() => Swprot::Buildable,
-        m => Swprot::Missing(m),
+        batch::run_one(spec, run, spec.timeout, console)
     }
 }

@@ -98,10 +98,12 @@ pub fn order(mut mods: Vec<(Module, Vec<String>)>) -> Result<Vec<Module>, Error>
             Some(i) => done.push(mods.remove(i).0),
             None => {
                 let left: Vec<&str> = mods.iter().map(|(m, _)| m.name.as_str()).collect();
-                return Err(Error::Usage(format!(
-                    "kernel modules depend on each other in a cycle: {}",
-                    left.join(", ")
-                )));
+                return Err(Error::UnusableModules {
+                    what: format!(
+                        "kernel modules depend on each other in a cycle: {}",
+                        left.join(", ")
+                    ),
+                });
             }
         }
     }
@@ -131,12 +133,14 @@ pub fn verify(mods: &[Module], release: Option<&str>, closed: bool) -> Result<()
         if let Some(want) = release
             && built_for.as_deref() != Some(want)
         {
-            return Err(Error::Usage(format!(
-                "module {} was built for kernel {} but the L1 kernel is {want} ({})",
-                m.name,
-                built_for.as_deref().unwrap_or("(no vermagic)"),
-                m.path.display()
-            )));
+            return Err(Error::UnusableModules {
+                what: format!(
+                    "module {} was built for kernel {} but the L1 kernel is {want} ({})",
+                    m.name,
+                    built_for.as_deref().unwrap_or("(no vermagic)"),
+                    m.path.display()
+                ),
+            });
         }
         if !closed {
             continue;
@@ -145,15 +149,17 @@ pub fn verify(mods: &[Module], release: Option<&str>, closed: bool) -> Result<()
             .into_iter()
             .find(|d| !mods.iter().any(|o| &o.name == d))
         {
-            return Err(Error::Usage(format!(
-                "module {} depends on {dep}, which is not among the modules fetched ({}); \
+            return Err(Error::UnusableModules {
+                what: format!(
+                    "module {} depends on {dep}, which is not among the modules fetched ({}); \
                  add it to the kernel's entry in backend/nested/kernels.rs",
-                m.name,
-                mods.iter()
-                    .map(|o| o.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+                    m.name,
+                    mods.iter()
+                        .map(|o| o.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         }
     }
     Ok(())

@@ -14,8 +14,7 @@
 
 use super::apt::Apt;
 use super::cache::{self, Cache};
-use super::kernels::{KnownL1, known};
-use crate::cli::L1Name;
+use super::kernels::{KnownL1, L1Name, known};
 use crate::error::Error;
 use crate::step;
 use convtest_proto::arch::Arch;
@@ -73,6 +72,29 @@ strip --strip-debug -o "$OUT" arch/x86/kvm/kvm.ko
 "#;
 
 /// The one kernel this recipe is for (kernels.rs marks it `swprot`).
+/// Whether this host can give the x86 nested lane KVM-enforced private
+/// memory (the swprot kvm.ko), for `--backend auto`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Swprot {
+    /// Built before: no cost.
+    Cached,
+    /// Not built yet, but every build tool is here.
+    Buildable,
+    /// These packages are missing.
+    Missing(Vec<&'static str>),
+}
+
+/// Asks the cache and PATH, nothing else.
+pub fn readiness() -> Swprot {
+    if Cache::locate().is_ok_and(|c| cached(&c).is_some()) {
+        return Swprot::Cached;
+    }
+    match missing_tools() {
+        m if m.is_empty() => Swprot::Buildable,
+        m => Swprot::Missing(m),
+    }
+}
+
 fn kernel() -> &'static KnownL1 {
     known(L1Name::Debian73)
 }
@@ -126,17 +148,20 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
         return Ok(ko);
     }
     if std::env::consts::ARCH != "x86_64" {
-        return Err(Error::Usage(
-            "--l1-swprot builds an x86 kvm.ko and needs an x86_64 host".into(),
-        ));
+        return Err(Error::Unsupported {
+            what: "--l1-swprot builds an x86 kvm.ko and needs an x86_64 host".into(),
+        });
     }
     let missing = missing_tools();
     if !missing.is_empty() {
-        return Err(Error::Usage(format!(
-            "--l1-swprot rebuilds kvm.ko once and needs {} (pahole comes from dwarves); \
-             run `scripts/install-deps.sh` as root",
-            missing.join(", ")
-        )));
+        let tools = missing.join(", ");
+        return Err(Error::MissingTool {
+            problem: format!(
+                "--l1-swprot rebuilds kvm.ko once and needs {tools} (pahole comes from dwarves);"
+            ),
+            tool: tools,
+            install: "run `scripts/install-deps.sh` as root".into(),
+        });
     }
     let _lock = cache.lock("swprot")?;
     if let Some(ko) = cached(cache) {
@@ -171,10 +196,12 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
         .join(format!("hdr/usr/src/linux-headers-{release}/.config"));
     let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io("reading", p, e));
     if let Err(why) = check_config(&read(&debian_config)?, &read(&tree.join(".config"))?) {
-        return Err(Error::Usage(format!(
-            "--l1-swprot: the rebuilt kernel config {why}; this happens when pahole is missing \
-             or too old (package dwarves; run `scripts/install-deps.sh` as root)"
-        )));
+        return Err(Error::UnusableBuild {
+            what: format!(
+                "--l1-swprot: the rebuilt kernel config {why}; this happens when pahole is missing \
+                 or too old (package dwarves; run `scripts/install-deps.sh` as root)"
+            ),
+        });
     }
     script(
         BUILD,
@@ -185,10 +212,12 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
     let bytes = std::fs::read(&out).map_err(|e| Error::io("reading", &out, e))?;
     let vermagic = format!("vermagic={release} ");
     if !contains(&bytes, vermagic.as_bytes()) {
-        return Err(Error::Usage(format!(
-            "--l1-swprot: the rebuilt {} lacks `{vermagic}` and would not load",
-            out.display()
-        )));
+        return Err(Error::UnusableBuild {
+            what: format!(
+                "--l1-swprot: the rebuilt {} lacks `{vermagic}` and would not load",
+                out.display()
+            ),
+        });
     }
     let dest = cached_path(cache);
     if let Some(parent) = dest.parent() {

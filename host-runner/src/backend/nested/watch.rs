@@ -5,7 +5,8 @@
 //! inner VMM's stderr, relayed by /init as prefixed lines, becomes the
 //! run's stderr, with /init's `error=…` lines.
 
-use super::super::{RunEnd, process, qemu};
+use crate::backend::process;
+use crate::backend::run_end::{RunEnd, exit_hint};
 use crate::verdict::{Ending, ExitHint};
 use convtest_proto::arch::Arch;
 use convtest_proto::l1::marker::VmmExit;
@@ -148,7 +149,7 @@ fn ended(
         VmmExit::Code(c) => (
             Ending::Exited {
                 code: Some(*c),
-                hint: qemu::exit_hint(arch, Some(*c)),
+                hint: exit_hint(arch, Some(*c)),
             },
             Some(*c),
         ),

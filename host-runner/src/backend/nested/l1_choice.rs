@@ -51,7 +51,7 @@ pub fn choose(arch: Arch, opts: &L1Options) -> Result<L1Choice<'_>, Error> {
         )));
     }
     if opts.l1_swprot && !known.swprot {
-        let with: Vec<&str> = super::KNOWN_L1
+        let with: Vec<&str> = super::kernels::KNOWN_L1
             .iter()
             .filter(|k| k.swprot)
             .map(|k| k.name.as_str())
@@ -80,7 +80,7 @@ pub fn check(arch: Arch, opts: &L1Options) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::backend::nested::kernel_image::tests::bzimage;
-    use crate::cli::L1Name;
+    use crate::backend::nested::kernels::L1Name;
     use std::path::PathBuf;
 
     fn opts(name: Option<L1Name>, swprot: bool, kernel: Option<PathBuf>) -> L1Options {

@@ -1,116 +1,16 @@
-//! Streaming KTAP v1 parser for the guest's serial console.
-//!
-//! The console is not a clean KTAP stream: firmware (SeaBIOS, OVMF, the
-//! bootloader) prints before the guest, with ANSI escapes and bare `\r`;
-//! a crashing guest may stop mid-line or emit garbage bytes. So bytes are cut
-//! into lines on `\n` *and* `\r`, escapes and control bytes are dropped,
-//! invalid UTF-8 is replaced, and nothing before the first `KTAP version 1`
-//! (or convtest header) is read as a result. Case results are the lines
-//! nested one level or more (4-space indent); top-level results are suites.
+//! Streaming KTAP v1 parser over the clean lines (clean.rs): nothing before
+//! the first `KTAP version 1` (or convtest header) is read as a result.
+//! Case results are the lines nested one level or more (4-space indent);
+//! top-level results are suites. The VMM layers' `# convtest-vmm:`,
+//! `# convtest-l1:` and `# convtest-host:` lines are read anywhere.
 
+use super::clean::LineCleaner;
+use super::log::{Bench, BootLog, Counts, Done, Log, TestResult};
 use convtest_proto::hostcheck::{Ack, Evidence};
 use convtest_proto::ktap::{
-    BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, VERSION_LINE,
+    BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, Outcome, VERSION_LINE,
 };
 use convtest_proto::wire::{BOOT_KEY, HOST_PREFIX, L1_PREFIX, VMM_PREFIX};
-use serde::{Serialize, Serializer};
-
-/// Longest line kept: a runaway guest printing without newlines must not
-/// grow the buffer without bound.
-const MAX_LINE: usize = 4096;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    Skip,
-}
-
-impl Outcome {
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Pass => "PASS",
-            Outcome::Fail => "FAIL",
-            Outcome::Skip => "SKIP",
-        }
-    }
-}
-
-/// One result line with what the guest said about it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TestResult {
-    /// `<suite>.<case>` for cases, the suite name for suites.
-    pub name: String,
-    pub result: Outcome,
-    /// Text after `# SKIP` or `#`; empty when the guest gave none.
-    pub reason: String,
-    /// Diagnostic lines (`# ...`) printed at the test's depth just before it,
-    /// with the host's answers to its checks (`host: ok enforced …`).
-    pub diagnostics: Vec<String>,
-    /// What decided the host's answers to this test's checks, the weakest
-    /// of them (`None`: the test asked the host nothing). From the VMM's own
-    /// `# convtest-host:` lines, not from what the guest says.
-    #[serde(serialize_with = "evidence_name")]
-    pub evidence: Option<Evidence>,
-    /// Which boot of the run printed it (0 = the first).
-    pub boot: usize,
-    #[serde(skip)]
-    pub number: u64,
-    #[serde(skip)]
-    pub depth: usize,
-}
-
-fn evidence_name<S: Serializer>(e: &Option<Evidence>, s: S) -> Result<S::Ok, S::Error> {
-    match e {
-        Some(e) => s.serialize_str(e.as_str()),
-        None => s.serialize_none(),
-    }
-}
-
-/// `# convtest-done: pass= fail= skip=` as the guest counted it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub pass: usize,
-    pub fail: usize,
-    pub skip: usize,
-}
-
-impl Counts {
-    pub fn of(tests: &[TestResult]) -> Counts {
-        let n = |o: Outcome| tests.iter().filter(|t| t.result == o).count();
-        Counts {
-            pass: n(Outcome::Pass),
-            fail: n(Outcome::Fail),
-            skip: n(Outcome::Skip),
-        }
-    }
-}
-
-/// The done marker: counts when well-formed, the raw text always.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Done {
-    pub counts: Option<Counts>,
-    pub raw: String,
-}
-
-/// A `# bench:` measurement; fields absent or unparseable stay `None`.
-/// `ns_*` are absent when the guest did not know its counter frequency.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Bench {
-    pub op: String,
-    pub size_bytes: Option<u64>,
-    pub pages: Option<u64>,
-    pub iters: Option<u64>,
-    pub ns_p50: Option<u64>,
-    pub ns_p99: Option<u64>,
-    pub ns_min: Option<u64>,
-    pub cycles_p50: Option<u64>,
-    pub cycles_p99: Option<u64>,
-    pub cycles_min: Option<u64>,
-    /// The lane that measured it (set by the runner, `None` until then).
-    pub lane: Option<String>,
-}
 
 /// Something the runner may want to show as it arrives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,115 +28,10 @@ pub enum Event {
 /// The guest's timing of its boot's reset-to-private (a top-level diagnostic).
 pub const RESET_PREFIX: &str = "reset-to-private:";
 
-/// One boot's part of the console (a reboot series has several).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BootLog {
-    pub header: Vec<(String, String)>,
-    /// `Log::tests[first_test..]` up to the next boot's `first_test`.
-    pub first_test: usize,
-    pub done: Option<Done>,
-    pub crash: Option<String>,
-    /// The guest's `# reset-to-private: …` diagnostic, after the prefix.
-    pub reset: Option<String>,
-}
-
-/// The value of `key` among header pairs.
-fn value_of<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-impl BootLog {
-    pub fn header_value(&self, key: &str) -> Option<&str> {
-        value_of(&self.header, key)
-    }
-
-    /// The index the guest gave itself (header `boot=`).
-    pub fn index(&self) -> Option<u32> {
-        self.header_value("boot").and_then(|v| v.parse().ok())
-    }
-}
-
-/// Everything read so far; complete once [`Parser::finish`] ran.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Log {
-    /// Per boot, in order (one per top-level `KTAP version 1`; more than
-    /// one: a reboot).
-    pub boot_logs: Vec<BootLog>,
-    /// The own VMM's `reset_boot=…` fact lines, one per reset it served.
-    pub vmm_resets: Vec<Vec<(String, String)>>,
-    pub header: Vec<(String, String)>,
-    /// Leaf results in arrival order: the numbers verdicts and reports use.
-    pub tests: Vec<TestResult>,
-    pub suites: Vec<TestResult>,
-    /// Top-level `# ...` diagnostics other than the markers below.
-    pub diagnostics: Vec<String>,
-    pub crash: Option<String>,
-    pub done: Option<Done>,
-    pub bench: Vec<Bench>,
-    /// Clean lines from the first `KTAP version 1` on (the `--ktap` file).
-    pub ktap_lines: Vec<String>,
-    /// `# convtest-vmm: k=v …` facts from convtest's own VMM, merged in
-    /// arrival order (a later value for a key replaces the earlier one).
-    pub vmm: Vec<(String, String)>,
-    /// `# convtest-l1: k=v …` facts from the nested lane's L1 /init.
-    pub l1: Vec<(String, String)>,
-    /// Last non-empty console line, firmware noise included.
-    pub last_line: Option<String>,
-    /// The console ended in the middle of a line.
-    pub truncated: bool,
-}
-
-impl Log {
-    pub fn header_value(&self, key: &str) -> Option<&str> {
-        value_of(&self.header, key)
-    }
-
-    /// The own VMM's fact `key` (the first, where a key repeats).
-    pub fn vmm_fact(&self, key: &str) -> Option<&str> {
-        value_of(&self.vmm, key)
-    }
-
-    pub fn count(&self, outcome: Outcome) -> usize {
-        self.tests.iter().filter(|t| t.result == outcome).count()
-    }
-
-    pub fn counts(&self) -> Counts {
-        Counts::of(&self.tests)
-    }
-
-    /// The tests boot `i` printed.
-    pub fn boot_tests(&self, i: usize) -> &[TestResult] {
-        let Some(b) = self.boot_logs.get(i) else {
-            return &[];
-        };
-        let end = self
-            .boot_logs
-            .get(i + 1)
-            .map_or(self.tests.len(), |n| n.first_test);
-        &self.tests[b.first_test.min(end)..end]
-    }
-
-    /// The VMM's reset facts for the reset that started boot `index`.
-    pub fn vmm_reset(&self, index: u32) -> Option<&[(String, String)]> {
-        self.vmm_resets
-            .iter()
-            .find(|f| {
-                f.iter()
-                    .any(|(k, v)| k == BOOT_KEY && v.parse() == Ok(index))
-            })
-            .map(Vec::as_slice)
-    }
-}
-
 #[derive(Default)]
 pub struct Parser {
     log: Log,
-    pending: Vec<u8>,
-    /// Inside an ANSI escape sequence that a chunk boundary split.
-    escape: Escape,
+    clean: LineCleaner,
     started: bool,
     /// `# Subtest: <name>` per depth, for case names that lack the suite.
     subtest: Vec<Option<String>>,
@@ -249,16 +44,6 @@ pub struct Parser {
     host_answers: Vec<(Option<Evidence>, String)>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Escape {
-    #[default]
-    None,
-    /// After ESC.
-    Start,
-    /// After `ESC [`: parameters until a final byte 0x40..=0x7e.
-    Csi,
-}
-
 impl Parser {
     pub fn new() -> Self {
         Self::default()
@@ -266,28 +51,11 @@ impl Parser {
 
     /// Feeds raw console bytes; returns what became known from complete lines.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+        let mut lines = Vec::new();
+        self.clean.feed(bytes, &mut |line| lines.push(line));
         let mut events = Vec::new();
-        for &b in bytes {
-            match self.escape {
-                Escape::Start => {
-                    self.escape = if b == b'[' { Escape::Csi } else { Escape::None };
-                    continue;
-                }
-                Escape::Csi => {
-                    if (0x40..=0x7e).contains(&b) {
-                        self.escape = Escape::None;
-                    }
-                    continue;
-                }
-                Escape::None => {}
-            }
-            match b {
-                b'\n' | b'\r' => self.end_line(&mut events),
-                0x1b => self.escape = Escape::Start,
-                b'\t' => self.push(b' '),
-                0x00..=0x1f | 0x7f => {}
-                _ => self.push(b),
-            }
+        for line in lines {
+            self.end_line(line, &mut events);
         }
         events
     }
@@ -296,42 +64,20 @@ impl Parser {
     /// (and read for a crash marker) but never taken as a result.
     pub fn finish(mut self) -> (Log, Vec<Event>) {
         let mut events = Vec::new();
-        if !self.pending.is_empty() {
-            let line = String::from_utf8_lossy(&self.pending)
-                .trim_end()
-                .to_string();
-            self.pending.clear();
-            if !line.trim().is_empty() {
-                self.log.truncated = true;
-                self.log.last_line = Some(line.clone());
-                if self.started {
-                    self.log.ktap_lines.push(line.clone());
-                }
-                if let Some(crash) = line.trim_start().strip_prefix(CRASH_PREFIX.trim_end()) {
-                    self.record_crash(crash.trim(), &mut events);
-                }
+        if let Some(line) = self.clean.finish() {
+            self.log.truncated = true;
+            self.log.last_line = Some(line.clone());
+            if self.started {
+                self.log.ktap_lines.push(line.clone());
+            }
+            if let Some(crash) = line.trim_start().strip_prefix(CRASH_PREFIX.trim_end()) {
+                self.record_crash(crash.trim(), &mut events);
             }
         }
         (self.log, events)
     }
 
-    fn push(&mut self, b: u8) {
-        if self.pending.len() < MAX_LINE {
-            self.pending.push(b);
-        }
-    }
-
-    fn end_line(&mut self, events: &mut Vec<Event>) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let line = String::from_utf8_lossy(&self.pending)
-            .trim_end()
-            .to_string();
-        self.pending.clear();
-        if line.trim().is_empty() {
-            return;
-        }
+    fn end_line(&mut self, line: String, events: &mut Vec<Event>) {
         // The VMM layers' lines are not what the guest last said.
         let trimmed = line.trim_start();
         if ![VMM_PREFIX, L1_PREFIX, HOST_PREFIX]
@@ -612,9 +358,10 @@ pub fn parse_all(bytes: &[u8]) -> Log {
 
 #[cfg(test)]
 mod tests {
+    use super::super::clean::MAX_LINE;
     use super::*;
 
-    const GOOD: &str = include_str!("../tests/fixtures/x86_pvh_pass.ktap");
+    const GOOD: &str = include_str!("../../tests/fixtures/x86_pvh_pass.ktap");
 
     fn names(log: &Log, outcome: Outcome) -> Vec<&str> {
         log.tests
@@ -746,7 +493,7 @@ mod tests {
     #[test]
     fn recorded_ovmf_console() {
         // Raw serial output of the UEFI lane (tests=boot.*), recorded from QEMU + OVMF.
-        let log = parse_all(include_bytes!("../tests/fixtures/x86_uefi_boot.raw"));
+        let log = parse_all(include_bytes!("../../tests/fixtures/x86_uefi_boot.raw"));
         assert_eq!(log.boot_logs.len(), 1);
         assert_eq!(log.header_value("entry"), Some("bootloader-uefi"));
         assert_eq!(

@@ -1,87 +1,20 @@
-//! The verdict: what a run means, from the guest's KTAP first and the way the
+//! The judge: what a run means, from the guest's KTAP first and the way the
 //! VM ended second. A pass needs positive evidence (the plan-complete marker
 //! with counts that match the parsed results); everything else fails, with a
 //! reason a developer can act on.
 
-use crate::ktap::{Log, Outcome, TestResult};
+use super::ending::{Ending, ExitHint};
+use super::explain::{
+    failed_names, last_line, qualified_name, status, stderr_tail, triple_fault, vmm_end,
+};
+use super::judgement::{Judgement, Verdict};
+use crate::ktap::{Log, TestResult};
 use convtest_proto::catalog;
+use convtest_proto::ktap::Outcome;
 use convtest_proto::plan::Plan;
-use serde::Serialize;
-use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Pass,
-    /// A test failed, the guest crashed or hung, or the plan did not complete.
-    Fail,
-    /// The guest could not be run at all.
-    Error,
-}
-
-impl Verdict {
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Verdict::Pass => 0,
-            Verdict::Fail => 1,
-            Verdict::Error => 2,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Pass => "PASS",
-            Verdict::Fail => "FAIL",
-            Verdict::Error => "ERROR",
-        }
-    }
-}
-
-/// What the backend's exit status says about the guest's own opinion
-/// (isa-debug-exit value, PSCI SYSTEM_OFF). Only a hint: KTAP decides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitHint {
-    /// The guest powered off saying "success".
-    Success,
-    /// The guest powered off saying "failure".
-    Failure,
-    /// The VMM reported its own error (bad option, missing file): the guest
-    /// never got to run.
-    VmmError,
-    /// Any other status (a reset with reboots disabled, a signal).
-    Unexpected,
-}
-
-/// How the VM ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ending {
-    Exited {
-        code: Option<i32>,
-        hint: ExitHint,
-    },
-    /// The watchdog killed it.
-    TimedOut {
-        after: Duration,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Judgement {
-    pub verdict: Verdict,
-    /// Empty for a pass.
-    pub reason: String,
-}
-
-impl Judgement {
-    fn fail(reason: String) -> Self {
-        Judgement {
-            verdict: Verdict::Fail,
-            reason,
-        }
-    }
-}
-
-pub struct Facts<'a> {
+/// What one finished run left behind, as the judge reads it.
+pub struct FinishedRun<'a> {
     pub log: &'a Log,
     pub ending: &'a Ending,
     /// The plan as the guest received it: what was asked for (tests,
@@ -91,7 +24,7 @@ pub struct Facts<'a> {
     pub vmm_stderr: &'a str,
 }
 
-pub fn judge(f: &Facts<'_>) -> Judgement {
+pub fn judge(f: &FinishedRun<'_>) -> Judgement {
     let log = f.log;
     let last = last_line(log);
     if log.boot_logs.is_empty() {
@@ -352,88 +285,13 @@ fn unexcused_conv_skip(log: &Log, plan: &Plan<'_>) -> Option<String> {
     })
 }
 
-fn failed_names(log: &Log) -> String {
-    let names: Vec<String> = log
-        .tests
-        .iter()
-        .filter(|t| t.result == Outcome::Fail)
-        .map(|t| qualified_name(log, t))
-        .collect();
-    names.join(", ")
-}
-
-/// `boot<N>.<suite>.<case>` in a run of several boots, the plain name otherwise.
-pub fn qualified_name(log: &Log, t: &TestResult) -> String {
-    if log.boot_logs.len() > 1 {
-        format!("boot{}.{}", t.boot, t.name)
-    } else {
-        t.name.clone()
-    }
-}
-
-fn last_line(log: &Log) -> String {
-    match &log.last_line {
-        Some(l) => format!("{:?}", l.trim()),
-        None => "(none)".into(),
-    }
-}
-
-/// `; the VMM: end=reset by vCPU 1` when convtest's own VMM said how the
-/// run ended (its exit status alone cannot tell a reset from an unserved
-/// exit).
-fn vmm_end(log: &Log) -> String {
-    match (log.vmm_fact("end"), log.vmm_fact("end_vcpu")) {
-        (Some(end), Some(v)) => format!("; the VMM: end={end} by vCPU {v}"),
-        (Some(end), None) => format!("; the VMM: end={end}"),
-        _ => String::new(),
-    }
-}
-
-/// `; the VMM saw vCPU 0 triple-fault (…)` from the own VMM's facts, with
-/// the guest's breadcrumbs when it read them; empty without one.
-fn triple_fault(log: &Log) -> String {
-    let Some(vcpu) = log.vmm_fact("triple_fault_vcpu") else {
-        return String::new();
-    };
-    let mut seen = vec![format!(
-        "its last exit {}",
-        log.vmm_fact("exit_before").unwrap_or("?")
-    )];
-    seen.extend(
-        log.vmm
-            .iter()
-            .filter(|(k, _)| k.starts_with("crumbs_cpu") || k.starts_with("exc"))
-            .map(|(k, v)| format!("{}={v}", k.trim_start_matches("crumbs_"))),
-    );
-    format!(
-        "; the VMM saw vCPU {vcpu} triple-fault: {}",
-        seen.join(", ")
-    )
-}
-
-fn status(code: Option<i32>) -> String {
-    match code {
-        Some(c) => format!("exit status {c}"),
-        None => "no exit status (killed by a signal)".into(),
-    }
-}
-
-fn stderr_tail(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = &lines[lines.len().saturating_sub(3)..];
-    if tail.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", tail.join(" / "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ktap::parse_all;
+    use std::time::Duration;
 
-    const GOOD: &str = include_str!("../tests/fixtures/x86_pvh_pass.ktap");
+    const GOOD: &str = include_str!("../../tests/fixtures/x86_pvh_pass.ktap");
     /// What the fixture's guest was asked to run (it predates conv.reset_private and conv.cost).
     const PLAN: &str = "tests=boot.*,heap.*,mem.*,exc.*,clock.*,conv.share_verify,conv.unshare_private,conv.content,conv.rejects,conv.sizes,conv.flipflop";
     const OK: Ending = Ending::Exited {
@@ -442,7 +300,7 @@ mod tests {
     };
 
     fn judge_text(text: &str, ending: &Ending) -> Judgement {
-        judge(&Facts {
+        judge(&FinishedRun {
             log: &parse_all(text.as_bytes()),
             ending,
             plan: PLAN,
@@ -594,7 +452,7 @@ mod tests {
             hint: ExitHint::VmmError,
         };
         let stderr = "qemu-system-x86_64: -M bogus: unsupported machine type\n";
-        let j = judge(&Facts {
+        let j = judge(&FinishedRun {
             log: &log,
             ending: &ending,
             plan: PLAN,
@@ -684,7 +542,7 @@ mod tests {
     /// `text` judged as a clean exit of `plan`.
     fn judge_planned(text: &str, plan: &str) -> Judgement {
         let log = parse_all(text.as_bytes());
-        judge(&Facts {
+        judge(&FinishedRun {
             log: &log,
             ending: &OK,
             plan,
@@ -781,7 +639,7 @@ mod tests {
     }
 
     fn judge_plan(text: &str, plan: &str) -> Judgement {
-        judge(&Facts {
+        judge(&FinishedRun {
             log: &parse_all(text.as_bytes()),
             ending: &OK,
             plan,
@@ -881,9 +739,9 @@ mod tests {
     /// left CPUID.1:ECX[31] clear, so the guest never looked for KVM.
     #[test]
     fn recorded_612_run_without_the_hypervisor_bit_fails() {
-        let raw = include_bytes!("../tests/fixtures/x86_nested_612_no_hypervisor_bit.console");
+        let raw = include_bytes!("../../tests/fixtures/x86_nested_612_no_hypervisor_bit.console");
         let log = parse_all(raw);
-        let j = judge(&Facts {
+        let j = judge(&FinishedRun {
             log: &log,
             ending: &OK,
             plan: "tests=* seed=0x5eed iters=1000 mem=16777216 boot=0 reboots=0 host=on bench=on",
@@ -901,7 +759,7 @@ mod tests {
     #[test]
     fn recorded_aarch64_crash_console() {
         // Raw serial output of the EL2 lane with inject=fault, recorded from QEMU.
-        let raw = include_bytes!("../tests/fixtures/aarch64_el2_crash.raw");
+        let raw = include_bytes!("../../tests/fixtures/aarch64_el2_crash.raw");
         let log = parse_all(raw);
         assert_eq!(log.header_value("mode"), Some("el1-from-el2"));
         assert_eq!(log.count(Outcome::Pass), 3);
@@ -909,7 +767,7 @@ mod tests {
             code: Some(0),
             hint: ExitHint::Success,
         };
-        let j = judge(&Facts {
+        let j = judge(&FinishedRun {
             log: &log,
             ending: &ending,
             plan: PLAN,

@@ -6,37 +6,19 @@
 
 use super::boot;
 use super::collect::Collector;
+use super::inner_run::{InnerRun, check, outer_timeout};
 use super::split::{Event, Part, Splitter};
 use super::watch::{self, L1End};
-use crate::backend::{BootSpec, RunEnd, process};
+use crate::backend::process;
+use crate::backend::run_end::RunEnd;
+use crate::backend::spec::BootSpec;
 use crate::error::Error;
-use convtest_proto::l1::runs::valid_label;
-use std::collections::HashSet;
-use std::ffi::OsString;
 use std::time::Duration;
-
-/// Added to each run's limit in the outer timeout: /init's spawning,
-/// killing and reaping between the limits, under TCG.
-pub const RUN_SLACK: Duration = Duration::from_secs(2);
-
-/// One inner `convtest vmm` run.
-#[derive(Clone, Debug)]
-pub struct InnerRun {
-    /// Names the run on its run_begin / run_end lines: 1–64 of
-    /// `A-Z a-z 0-9 . _ -`, unique in the list.
-    pub label: String,
-    /// The `convtest vmm …` argv (first element `vmm`), e.g. from
-    /// `backend::vmm::vmm_args` with `convtest_proto::l1::PAYLOAD` as the kernel.
-    pub vmm_args: Vec<OsString>,
-    /// /init kills the inner VMM this long after starting it; whole
-    /// seconds, rounded up.
-    pub limit: Duration,
-}
 
 #[derive(Debug)]
 pub struct RunOutput {
     pub label: String,
-    /// [`ManyOutput::l1_console`] followed by this run's lines, its
+    /// [`BatchOutput::l1_console`] followed by this run's lines, its
     /// run_begin line to its run_end line (or to where the L1 ended): a KTAP
     /// reader fed this sees the L1 facts and the run's `vmm_exit=`, exactly
     /// as from a one-run L1.
@@ -65,7 +47,7 @@ pub struct L1Ended {
 }
 
 #[derive(Debug)]
-pub struct ManyOutput {
+pub struct BatchOutput {
     /// The L1 console before the first run_begin: its boot and /init's
     /// `# convtest-l1:` facts (kernel=, kvm=, boot_ms=, modules=) or why it
     /// gave up. Also at the head of every run's console.
@@ -78,23 +60,6 @@ pub struct ManyOutput {
     /// The outer QEMU command line.
     pub command: String,
     pub l1_ended: L1Ended,
-}
-
-/// The outer QEMU's timeout for `runs`: `l1_allowance` (the L1's boot,
-/// module loading and power-off) plus each run's limit in whole seconds
-/// plus [`RUN_SLACK`]. Runs are sequential, so no run's limit can push the
-/// L1 past it unless the L1 itself is slower than its allowance.
-pub fn outer_timeout(l1_allowance: Duration, runs: &[InnerRun]) -> Duration {
-    runs.iter().fold(l1_allowance, |sum, r| {
-        sum.saturating_add(Duration::from_secs(limit_secs(r.limit)))
-            .saturating_add(RUN_SLACK)
-    })
-}
-
-/// The limit /init keeps: whole seconds, rounded up, at least one.
-pub fn limit_secs(limit: Duration) -> u64 {
-    let secs = limit.as_secs() + u64::from(limit.subsec_nanos() > 0);
-    secs.max(1)
 }
 
 /// Boots one L1 for all of `runs` and returns each run's console and end.
@@ -111,7 +76,7 @@ pub fn run_many(
     spec: &BootSpec<'_>,
     runs: &[InnerRun],
     progress: &mut dyn FnMut(Part, &[u8]),
-) -> Result<ManyOutput, Error> {
+) -> Result<BatchOutput, Error> {
     check(runs)?;
     let timeout = outer_timeout(spec.timeout, runs);
     let mut split = Splitter::new(runs.iter().map(|r| r.label.clone()).collect());
@@ -152,42 +117,13 @@ pub fn run_one(
     Ok(out.runs.remove(0).end)
 }
 
-/// Refuses a run list /init could not carry out as asked.
-pub fn check(runs: &[InnerRun]) -> Result<(), Error> {
-    if runs.is_empty() {
-        return Err(Error::Usage("an L1 needs at least one inner run".into()));
-    }
-    let mut labels = HashSet::new();
-    for r in runs {
-        if !valid_label(&r.label) {
-            return Err(Error::Usage(format!(
-                "inner run label {:?}: use 1 to 64 of A-Z a-z 0-9 . _ -",
-                r.label
-            )));
-        }
-        if !labels.insert(r.label.as_str()) {
-            return Err(Error::Usage(format!(
-                "inner run label {:?} is used twice; each run's console is found by its label",
-                r.label
-            )));
-        }
-        if r.limit.is_zero() {
-            return Err(Error::Usage(format!(
-                "inner run {:?} has a zero time limit",
-                r.label
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn gather(
     spec: &BootSpec<'_>,
     runs: &[InnerRun],
     timeout: Duration,
     booted: boot::Booted,
     seen: Collector,
-) -> ManyOutput {
+) -> BatchOutput {
     let facts: Vec<_> = seen.runs.iter().map(|r| &r.facts).collect();
     let limits: Vec<Duration> = runs.iter().map(|r| r.limit).collect();
     let ends = watch::endings(
@@ -223,7 +159,7 @@ fn gather(
         process::End::Exited(status) => (status.code(), false),
         process::End::TimedOut => (None, true),
     };
-    ManyOutput {
+    BatchOutput {
         l1_console: seen.preamble,
         runs: outputs,
         l1_tail: seen.tail,
@@ -241,7 +177,7 @@ fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Boot, Machine};
+    use crate::machine::{Boot, Machine};
     use crate::verdict::{Ending, ExitHint};
     use convtest_proto::arch::Arch;
     use std::os::unix::process::ExitStatusExt;
@@ -254,40 +190,6 @@ mod tests {
             label: label.into(),
             vmm_args: vec!["vmm".into()],
             limit: Duration::from_millis(limit_ms),
-        }
-    }
-
-    #[test]
-    fn the_outer_timeout_covers_the_l1_and_every_limit() {
-        let runs = [run("a", 30_000), run("b", 1), run("c", 59_500)];
-        assert_eq!(limit_secs(Duration::from_millis(1)), 1);
-        assert_eq!(limit_secs(Duration::from_secs(60)), 60);
-        assert_eq!(
-            outer_timeout(Duration::from_secs(120), &runs),
-            Duration::from_secs(120 + 30 + 1 + 60) + 3 * RUN_SLACK
-        );
-        assert_eq!(
-            outer_timeout(Duration::MAX, &runs),
-            Duration::MAX,
-            "saturates"
-        );
-    }
-
-    #[test]
-    fn run_lists_the_l1_cannot_carry_out_are_refused() {
-        assert!(check(&[run("clean", 1000), run("vmm-ignore", 1000)]).is_ok());
-        for bad in [
-            vec![],
-            vec![run("a b", 1000)],
-            vec![run("", 1000)],
-            vec![run("same", 1000), run("same", 1000)],
-            vec![run("zero", 0)],
-        ] {
-            assert!(
-                matches!(check(&bad), Err(Error::Usage(_))),
-                "{:?}",
-                bad.iter().map(|r| &r.label).collect::<Vec<_>>()
-            );
         }
     }
 
@@ -317,7 +219,7 @@ ok 1 mem.x";
             });
         }
         split.finish(&mut |ev| seen.event(&ev));
-        let spec = crate::backend::test_spec(
+        let spec = crate::backend::spec::test_spec(
             Arch::X86_64,
             Boot::Pvh,
             Machine::Microvm,

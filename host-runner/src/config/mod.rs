@@ -1,0 +1,9 @@
+//! `convtest run`'s arguments resolved into one checked run configuration
+//! (resolve.rs), with `--backend auto` decided against the host
+//! (auto_backend.rs).
+
+mod auto_backend;
+mod resolve;
+
+pub use auto_backend::{Chosen, choose_backend};
+pub use resolve::{RunConfig, default_workspace, resolve};
