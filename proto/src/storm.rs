@@ -16,10 +16,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Operations per `iters=` unit when the plan names no `storm_ops=`: the
-/// default iters=1000 gives 1e5.
-pub const OPS_PER_ITER: u64 = 100;
-
 const TWO_MIB: u64 = 2 << 20;
 const ONE_GIB: u64 = 1 << 30;
 /// Largest range a guest access (touch or verify) covers, in granules: the
@@ -47,9 +43,9 @@ pub enum Fill {
     Unknown,
 }
 
-/// What a conversion must answer.
+/// What a conversion must answer: how far it got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ConversionOutcome {
     Done,
     /// Refused at the granule at this address; granules before it converted.
     RefusedAt(u64),
@@ -163,21 +159,21 @@ impl Model {
     }
 
     /// What converting `r` to `to` must answer.
-    pub fn predict(&self, r: MemRange, to: Target) -> Outcome {
+    pub fn predict(&self, r: MemRange, to: Target) -> ConversionOutcome {
         match self.rule {
-            Rule::AnyState => Outcome::Done,
+            Rule::AnyState => ConversionOutcome::Done,
             Rule::RefuseSameState => self
                 .granules(r)
                 .find(|&a| self.state(a) == to.state())
-                .map_or(Outcome::Done, Outcome::RefusedAt),
+                .map_or(ConversionOutcome::Done, ConversionOutcome::RefusedAt),
         }
     }
 
     /// Applies a conversion that answered `outcome` (the predicted one).
-    pub fn convert(&mut self, r: MemRange, to: Target, outcome: Outcome) {
+    pub fn convert(&mut self, r: MemRange, to: Target, outcome: ConversionOutcome) {
         let end = match outcome {
-            Outcome::Done => r.end,
-            Outcome::RefusedAt(a) => a,
+            ConversionOutcome::Done => r.end,
+            ConversionOutcome::RefusedAt(a) => a,
         };
         for a in self.granules(MemRange::new(r.start, end)) {
             let i = self.index(a);
@@ -549,17 +545,17 @@ mod tests {
         let a = area();
         let mut m = Model::new(a, G, Rule::RefuseSameState, Some(Content::Preserve));
         let mid = MemRange::from_len(a.start + 2 * G, G);
-        m.convert(mid, Target::Shared, Outcome::Done);
+        m.convert(mid, Target::Shared, ConversionOutcome::Done);
         let r = MemRange::from_len(a.start, 4 * G);
         assert_eq!(
             m.predict(r, Target::Shared),
-            Outcome::RefusedAt(a.start + 2 * G)
+            ConversionOutcome::RefusedAt(a.start + 2 * G)
         );
         m.convert(r, Target::Shared, m.predict(r, Target::Shared));
         assert_eq!(m.count(PageState::Shared), 3);
         assert_eq!(
             m.predict(r, Target::Private),
-            Outcome::RefusedAt(a.start + 3 * G)
+            ConversionOutcome::RefusedAt(a.start + 3 * G)
         );
         assert_eq!(
             m.runs(PageState::Shared),
@@ -578,10 +574,10 @@ mod tests {
         ] {
             let mut m = Model::new(a, G, Rule::AnyState, content);
             m.write(g0, Fill::Pattern(5));
-            m.convert(g0, Target::Shared, Outcome::Done);
+            m.convert(g0, Target::Shared, ConversionOutcome::Done);
             assert_eq!(m.fill(a.start), after_flip, "{content:?}");
             m.write(g0, Fill::Pattern(5));
-            m.convert(g0, Target::Shared, Outcome::Done);
+            m.convert(g0, Target::Shared, ConversionOutcome::Done);
             assert_eq!(m.fill(a.start), after_noop, "{content:?}");
         }
     }

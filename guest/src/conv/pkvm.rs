@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use convtest_proto::hv::{
     PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES, SmcccAnswer, SmcccError, smccc_status,
 };
-use convtest_proto::ledger::Plan;
+use convtest_proto::ledger::ResetPlan;
 use convtest_proto::range::{MemRange, RangeList};
 use convtest_proto::tracker::Target;
 
@@ -208,18 +208,18 @@ impl Backend for Pkvm {
         // clipped, never trusted. `confirmed` ranges are the ones pKVM said
         // it shared.
         let (todo, confirmed): (Vec<MemRange>, Vec<MemRange>) = match self.ledger.load() {
-            Plan::Fresh => {
+            ResetPlan::Fresh => {
                 out.report.method = "ledger-fresh-vm";
                 (Vec::new(), Vec::new())
             }
-            Plan::Ranges { pending, shared } => {
+            ResetPlan::Ranges { pending, shared } => {
                 out.report.method = "ledger";
                 let confirmed = self.in_ram(&shared, ram);
                 let mut todo = self.in_ram(&pending, ram);
                 todo.extend_from_slice(&confirmed);
                 (todo, confirmed)
             }
-            Plan::Sweep => {
+            ResetPlan::Sweep => {
                 // The overflowed record cannot tell a never-shared granule
                 // from a forgotten one: -3 is taken as "private" here.
                 out.report.method = "ledger-overflow-sweep";

@@ -17,7 +17,7 @@ use convtest_proto::crumbs::Doing;
 use convtest_proto::hostcheck::{Evidence, Request, pattern_word};
 use convtest_proto::prng::mix;
 use convtest_proto::range::MemRange;
-use convtest_proto::storm::{self, Fill, Model, Op, Outcome, Rule, Storm};
+use convtest_proto::storm::{self, ConversionOutcome, Fill, Model, Op, Rule, Storm};
 use convtest_proto::tracker::{PageState, Target};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -244,8 +244,8 @@ impl Ctx<'_> {
         n.hint_2m += u64::from(r.len() == TWO_MIB && r.start.is_multiple_of(TWO_MIB));
         let want = model.predict(r, to);
         let asked = match want {
-            Outcome::Done => r,
-            Outcome::RefusedAt(a) => MemRange::new(r.start, a + model.granule()),
+            ConversionOutcome::Done => r,
+            ConversionOutcome::RefusedAt(a) => MemRange::new(r.start, a + model.granule()),
         };
         let (got, calls) = self.conv.with(|c| {
             let calls = c.calls_for(asked, to).count;
@@ -257,8 +257,8 @@ impl Ctx<'_> {
         });
         n.calls += calls;
         let agrees = match (&got, want) {
-            (Ok(()), Outcome::Done) => true,
-            (Err(e), Outcome::RefusedAt(a)) => {
+            (Ok(()), ConversionOutcome::Done) => true,
+            (Err(e), ConversionOutcome::RefusedAt(a)) => {
                 r.start + e.done == a && e.kind.code() == Some(self.refusal)
             }
             _ => false,
@@ -269,8 +269,8 @@ impl Ctx<'_> {
                 Err(e) => format!("{e}"),
             };
             let expected = match want {
-                Outcome::Done => String::from("done"),
-                Outcome::RefusedAt(a) => format!(
+                ConversionOutcome::Done => String::from("done"),
+                ConversionOutcome::RefusedAt(a) => format!(
                     "refused with {} at {a:#x} (already {:?})",
                     self.refusal,
                     to.state()
@@ -280,7 +280,7 @@ impl Ctx<'_> {
                 "the platform answered {said}; the model expected {expected}"
             ));
         }
-        if matches!(want, Outcome::RefusedAt(_)) {
+        if matches!(want, ConversionOutcome::RefusedAt(_)) {
             n.refused += 1;
         }
         model.convert(r, to, want);
