@@ -9,7 +9,7 @@ use super::seam::{
 };
 use crate::arch;
 use alloc::boxed::Box;
-use convtest_proto::hv::CpuVendor;
+use convtest_proto::cpuid::CpuVendor;
 use convtest_proto::map_gpa::{self, KVM_HC_MAP_GPA_RANGE, MapGpaArgs, PAGE_4K};
 use convtest_proto::range::MemRange;
 use convtest_proto::tracker::Target;

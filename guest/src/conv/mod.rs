@@ -18,13 +18,13 @@ pub use tracked::Converter;
 
 use crate::boot::BootInfo;
 use alloc::boxed::Box;
-use convtest_proto::hv::HypervisorName;
-#[cfg(target_arch = "aarch64")]
-use convtest_proto::hv::{ArmFinding, SmcccProbe};
 #[cfg(target_arch = "x86_64")]
-use convtest_proto::hv::{X86Cpuid, X86Finding};
+use convtest_proto::cpuid::{X86Cpuid, X86Finding};
+use convtest_proto::hypervisor::HypervisorName;
 use convtest_proto::plan::GuestFault;
 use convtest_proto::range::RangeList;
+#[cfg(target_arch = "aarch64")]
+use convtest_proto::smccc::{ArmFinding, SmcccProbe};
 use core::fmt;
 
 /// Registers the discovery instructions returned, per arch.

@@ -24,11 +24,11 @@ use super::seam::{Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetOutc
 use crate::arch;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use convtest_proto::hv::{
-    PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES, SmcccAnswer, SmcccError, smccc_status,
-};
 use convtest_proto::ledger::ResetPlan;
 use convtest_proto::range::{MemRange, RangeList};
+use convtest_proto::smccc::{
+    PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES, SmcccAnswer, SmcccError, smccc_status,
+};
 use convtest_proto::tracker::Target;
 
 pub struct Pkvm {

@@ -5,13 +5,13 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-#[cfg(target_arch = "aarch64")]
-use convtest_proto::hv::SmcccError;
-use convtest_proto::hv::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES};
 #[cfg(target_arch = "x86_64")]
 use convtest_proto::map_gpa::MapGpaError;
 use convtest_proto::map_gpa::{ATTR_ENC_STATUS, MapGpaArgs};
 use convtest_proto::range::MemRange;
+#[cfg(target_arch = "aarch64")]
+use convtest_proto::smccc::SmcccError;
+use convtest_proto::smccc::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES};
 use convtest_proto::tracker::{Target, TrackError};
 use core::fmt;
 

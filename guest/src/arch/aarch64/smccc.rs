@@ -11,7 +11,7 @@
 //! call is armed, so the handler skips it and the answer is `Undefined`.
 
 use super::exceptions;
-use convtest_proto::hv::{Conduit, SmcccAnswer};
+use convtest_proto::smccc::{Conduit, SmcccAnswer};
 use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
 

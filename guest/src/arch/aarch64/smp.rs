@@ -14,7 +14,7 @@ use crate::smp::StartError;
 use aarch64_cpu::registers::{
     CPACR_EL1, MAIR_EL1, Readable, SCTLR_EL1, TCR_EL1, TTBR0_EL1, VBAR_EL1,
 };
-use convtest_proto::hv::SmcccAnswer;
+use convtest_proto::smccc::SmcccAnswer;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// What one secondary CPU's entry code loads before its MMU is on: the boot

@@ -7,10 +7,10 @@
 use crate::conv::{Issued, RawCall};
 use alloc::vec;
 use alloc::vec::Vec;
-use convtest_proto::hv::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE};
 use convtest_proto::map_gpa::MapGpaArgs;
 use convtest_proto::plan::VmmKind;
 use convtest_proto::range::MemRange;
+use convtest_proto::smccc::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE};
 use convtest_proto::tracker::Target;
 
 pub const MAP_GPA_RANGE: &str = "kvm-map-gpa-range";
