@@ -46,9 +46,9 @@ pub struct Ledger {
 
 /// What the next boot must unshare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(
+#[expect(
     clippy::large_enum_variant,
-    reason = "decoded once per boot; a Box would need the heap for nothing"
+    reason = "decoded once per reset and consumed right away: boxing the ranges would put them on the heap for nothing"
 )]
 pub enum ResetPlan {
     /// No valid record: a fresh VM, nothing was ever shared.

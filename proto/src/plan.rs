@@ -1,5 +1,5 @@
 //! The plan: what the runner asks the guest to do, carried on the kernel
-//! command line as `key=value` words (DESIGN.md §2).
+//! command line as `key=value` words (docs/design.md §2).
 //!
 //! Unknown words are kept aside (a command line may carry other people's
 //! options) and named in the guest's header; a known key with a bad value is
