@@ -5,7 +5,7 @@
 
 use super::gate::Gate;
 use super::seam::{
-    Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetOutcome, ResetReport, WrongAbi,
+    Calls, ConvError, ConversionAbi, ErrKind, Issued, RawCall, ResetOutcome, ResetReport, WrongAbi,
 };
 use crate::arch;
 use alloc::boxed::Box;
@@ -65,7 +65,7 @@ impl Calls for MapGpa {
     }
 }
 
-impl Backend for MapGpa {
+impl ConversionAbi for MapGpa {
     fn name(&self) -> &'static str {
         "kvm-map-gpa-range"
     }

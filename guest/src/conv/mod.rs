@@ -1,6 +1,6 @@
-//! The conversion seam: one `Backend` per hypervisor ABI (the raw calls,
+//! The conversion seam: one `ConversionAbi` per hypervisor ABI (the raw calls,
 //! `seam.rs`), wrapped in `Tracked`, which keeps the page-state tracker and
-//! is what the suites see as `dyn Converter`. `detect()` picks the backend
+//! is what the suites see as `dyn Converter`. `detect()` picks the ABI
 //! from what the arch layer's probe found.
 
 mod gate;
@@ -93,7 +93,7 @@ impl fmt::Display for NoConverter {
 }
 
 /// Picks the converter matching the probe's finding. `free` is RAM no one
-/// else uses (a backend may keep a record in it: see `Converter::reserved`).
+/// else uses (an ABI may keep a record in it: see `Converter::reserved`).
 /// The tracker covers all of `boot.ram` and starts out unknown until
 /// `reset_to_private` succeeds. `fault` is the plan's deliberate firmware
 /// bug, if any.

@@ -20,7 +20,9 @@
 
 use super::gate::Gate;
 use super::ledger::LedgerStore;
-use super::seam::{Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetOutcome, WrongAbi};
+use super::seam::{
+    Calls, ConvError, ConversionAbi, ErrKind, Issued, RawCall, ResetOutcome, WrongAbi,
+};
 use crate::arch;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -169,7 +171,7 @@ impl Pkvm {
     }
 }
 
-impl Backend for Pkvm {
+impl ConversionAbi for Pkvm {
     fn name(&self) -> &'static str {
         "pkvm"
     }

@@ -1,6 +1,6 @@
 //! The cost answer: what converting in place costs next to bouncing, by
 //! size (`bench.*`). Every op goes through one harness (`meter.rs`); the
-//! conversions are the backend's raw calls with no bookkeeping (which is
+//! conversions are the ABI's raw calls with no bookkeeping (which is
 //! timed as its own op), bracketed so the tracker and the pKVM ledger stay
 //! truthful if the run dies half-way.
 //!

@@ -1,6 +1,6 @@
 //! The suite's oracle: what each conversion ABI must answer and how it must
 //! encode a request, keyed by ABI (the converter's name) and, for what an
-//! ABI leaves to the VMM, by the VMM the plan names (`vmm=`). The backends
+//! ABI leaves to the VMM, by the VMM the plan names (`vmm=`). The ABIs
 //! under test only issue calls; every expectation is written here, from the
 //! ABI documents (DESIGN.md §4), not derived from the code being tested.
 

@@ -1,7 +1,7 @@
 //! Conversion tests, platform-neutral: they talk only to `dyn Converter`
 //! and the host-check channel. Without a converter each is skipped with
 //! what the hypervisor probe found. What each ABI should answer lives in
-//! `expect.rs`, not in the backends under test.
+//! `expect.rs`, not in the ABIs under test.
 //!
 //! Test pages come from one window in the largest free RAM range above the
 //! kernel image, starting on a 2 MiB boundary past the kernel's end (the x86

@@ -33,7 +33,7 @@ pub(super) struct Shared<'a>(spin::Mutex<&'a mut dyn Converter>);
 
 // SAFETY: every CPU reaches the converter only through the lock, so its
 // state (the tracker, the pKVM ledger) is never touched by two CPUs at once;
-// the backends keep nothing per CPU (a MAP_GPA_RANGE or MEM_SHARE call is
+// the ABIs keep nothing per CPU (a MAP_GPA_RANGE or MEM_SHARE call is
 // valid from any vCPU of the VM), and the guest has no other threads.
 unsafe impl Sync for Shared<'_> {}
 
