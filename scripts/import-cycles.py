@@ -3,7 +3,8 @@
 
 Reads every .rs file under each crate's src/, maps it to its module path, and
 draws an edge A -> B when A names an item of B (`use crate::…`, `super::…`,
-`self::…`, a child module `child::…`, or a `crate::…` path in code). Inline
+`self::…`, a child module `child::…`, or a `crate::…` path in code; not a
+`pub(in crate::…)` visibility). Inline
 `#[cfg(test)] mod tests { … }` blocks are left out: a test may reach anywhere.
 Prints each strongly connected component of more than one file and exits 1
 when there is one.
@@ -53,7 +54,9 @@ def strip_tests(text):
 
 def strip_comments(text):
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    return re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"//[^\n]*", "", text)
+    # `pub(in crate::a)` restricts visibility; it names no item of `a`.
+    return re.sub(r"\bpub\s*\(\s*in\s+[\w:]+\s*\)", "pub", text)
 
 
 def expand_use(tree):
