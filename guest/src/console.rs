@@ -17,6 +17,20 @@ impl fmt::Write for Console {
 }
 
 static LOCKED: AtomicBool = AtomicBool::new(false);
+/// Set once the run is ending through the crash path: the lock is off.
+static CRASHING: AtomicBool = AtomicBool::new(false);
+
+/// The run starts ending through the crash path: from now on nobody waits
+/// for the console (the crashing CPU, or a dead one, may hold it). True
+/// when it already was ending (a crash while reporting a crash).
+pub fn begin_crash() -> bool {
+    CRASHING.swap(true, Ordering::SeqCst)
+}
+
+/// Whether the run is ending through the crash path (the lock is off).
+pub fn crashing() -> bool {
+    CRASHING.load(Ordering::Acquire)
+}
 
 /// Holds the console for one line; dropped, it lets the next CPU print.
 pub struct LineGuard {
@@ -26,7 +40,7 @@ pub struct LineGuard {
 /// Takes the console lock (or not, once the run is crashing).
 pub fn lock() -> LineGuard {
     loop {
-        if crate::report::crashing() {
+        if crashing() {
             return LineGuard { held: false };
         }
         if LOCKED
@@ -47,7 +61,7 @@ impl Drop for LineGuard {
     }
 }
 
-#[macro_export]
+/// `print!` to the console, the line under the lock.
 macro_rules! kprint {
     ($($arg:tt)*) => {{
         use core::fmt::Write as _;
@@ -55,8 +69,9 @@ macro_rules! kprint {
         let _ = write!($crate::console::Console, $($arg)*);
     }};
 }
+pub(crate) use kprint;
 
-#[macro_export]
+/// `println!` to the console, the line under the lock.
 macro_rules! kprintln {
     ($($arg:tt)*) => {{
         use core::fmt::Write as _;
@@ -64,3 +79,4 @@ macro_rules! kprintln {
         let _ = writeln!($crate::console::Console, $($arg)*);
     }};
 }
+pub(crate) use kprintln;

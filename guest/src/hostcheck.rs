@@ -6,7 +6,8 @@
 //! The wait is bounded by the arch cycle counter, so a host that never
 //! answers costs a failing test, not a hang.
 
-use crate::{arch, kprintln};
+use crate::arch;
+use crate::console::kprintln;
 use alloc::string::{String, ToString};
 use convtest_proto::hostcheck::{AckReader, Evidence, Fed, REQ_PREFIX, Request};
 use core::fmt;

@@ -2,8 +2,9 @@
 //! the selected suites, the plan-complete marker, power off.
 
 use crate::boot::BootInfo;
+use crate::console::kprintln;
 use crate::suite::{self, Ctx, Verdict};
-use crate::{arch, conv, heap, kprintln, report, series, smp};
+use crate::{arch, conv, heap, report, series, smp};
 use alloc::string::String;
 use alloc::vec::Vec;
 use convtest_proto::catalog::{self, TestDef};

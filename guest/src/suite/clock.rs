@@ -1,8 +1,9 @@
 //! The cycle counter the benchmarks rely on.
 
-use super::{Ctx, Verdict};
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
 use crate::arch;
-use crate::{fail, tdiag};
+use crate::report::tdiag;
 
 const READS: u32 = 100_000;
 

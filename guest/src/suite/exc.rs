@@ -1,9 +1,10 @@
 //! Exception round trip: a deliberate #UD / BRK must reach the handler and
 //! execution must resume right after the trapping instruction.
 
-use super::{Ctx, Verdict};
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
 use crate::arch::{self, TrapError};
-use crate::{fail, tdiag};
+use crate::report::tdiag;
 
 const ROUNDS: usize = 3;
 

@@ -1,8 +1,10 @@
 //! Failure injection: lets the runner's tests prove that a crash and a hang
 //! end as failing verdicts. Selected only when the plan carries `inject=`.
 
-use super::{Ctx, Verdict};
-use crate::{arch, tdiag};
+use super::ctx::Ctx;
+use super::verdict::Verdict;
+use crate::arch;
+use crate::report::tdiag;
 use convtest_proto::plan::Inject;
 
 pub fn requested(ctx: &mut Ctx) -> Verdict {

@@ -3,8 +3,9 @@
 //! the plan's `bench_ms` budget spent), and one `# bench:` line per op and
 //! size, with ns only when the counter frequency is known.
 
-use crate::suite::Verdict;
-use crate::{arch, kprintln};
+use crate::arch;
+use crate::console::kprintln;
+use crate::suite::verdict::Verdict;
 use convtest_proto::bench::{BenchLine, Harness, Sampling, Spread};
 use convtest_proto::plan::Plan;
 

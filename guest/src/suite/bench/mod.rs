@@ -12,11 +12,13 @@
 
 pub(in crate::suite) mod meter;
 
-use super::conv::Window;
-use super::{Ctx, Verdict};
+use super::conv::window::Window;
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
+use crate::arch;
 use crate::boot::BootInfo;
 use crate::conv::Converter;
-use crate::{arch, fail, tdiag};
+use crate::report::tdiag;
 use alloc::format;
 use alloc::string::{String, ToString};
 use convtest_proto::range::MemRange;

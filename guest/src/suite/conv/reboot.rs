@@ -14,11 +14,13 @@
 //! shared ones private; under `private` and `recreate` every page reads
 //! zero. A VMM that names a policy and does not apply it fails here.
 
-use super::{T, WINDOW, Window, expect, run_steps};
+use super::expect;
+use super::harness::{T, run_steps};
+use super::window::{WINDOW, Window};
 use crate::conv::Converter;
-use crate::fail;
-use crate::suite::{Ctx, Verdict};
-use crate::tdiag;
+use crate::report::tdiag;
+use crate::suite::ctx::Ctx;
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;

@@ -15,11 +15,13 @@
 //! A failure names the seed, the CPU and the operation index, and how to
 //! replay the run up to it.
 
+use super::expect;
+use super::harness::{T, shared_runs};
 use super::storm_cpu::{self, Counts, Ctx, Failure, Lane, Shared};
-use super::{T, WINDOW, Window, expect, shared_runs};
+use super::window::{WINDOW, Window};
 use crate::arch;
-use crate::fail;
-use crate::suite::Verdict;
+use crate::report::tdiag;
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -179,7 +181,7 @@ impl T<'_> {
         n: &Counts,
         cycles: u64,
     ) {
-        crate::tdiag!(
+        tdiag!(
             "storm: seed {:#x}, {ops} of {total} ops on {cpus} CPU(s) over {area}{}: {} shares + {} unshares ({} refused as predicted, {} calls), {} touches, {} guest verifies, {} host checks, {} ABI probes, {} checkpoints; straddles 2M {} 1G {}, 2M-aligned 2M {}",
             self.plan.seed,
             if storm::straddles(area, ONE_GIB) {
@@ -202,7 +204,7 @@ impl T<'_> {
         );
         if let Ok(hz) = arch::cycle_freq() {
             let ns = convtest_proto::bench::cycles_to_ns(cycles, hz).max(1);
-            crate::tdiag!(
+            tdiag!(
                 "storm: {} ms, {} ops/s, {} conversions/s",
                 ns / 1_000_000,
                 u128::from(ops) * 1_000_000_000 / u128::from(ns),

@@ -11,6 +11,7 @@ use super::expect;
 use crate::boot::BootInfo;
 use crate::conv::Converter;
 use crate::hostcheck::{self, HostError, Reply};
+use crate::report::tdiag;
 use alloc::format;
 use alloc::string::String;
 use convtest_proto::crumbs::Doing;
@@ -122,7 +123,7 @@ impl Ctx<'_> {
             }
             let i = lane.storm.index();
             if cpu == 0 && i > 0 && i.is_multiple_of(PROGRESS_EVERY) {
-                crate::tdiag!(
+                tdiag!(
                     "storm: {i} of {} ops per CPU, no disagreement so far",
                     self.last
                 );
