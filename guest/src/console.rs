@@ -1,9 +1,10 @@
 //! `print!`-style output to the first console. Writes go to the arch layer's
-//! polled UART; `kprint!`/`kprintln!` and the KTAP line writers hold a spin
+//! polled UART (`Platform::console_write`); `kprint!`/`kprintln!` and the KTAP line writers hold a spin
 //! lock for a whole line so CPUs never interleave inside one. The crash path
 //! skips the lock: it must be able to print from inside an exception, even
 //! one taken while this CPU (or a dead one) held it.
 
+use crate::arch::{Current, Platform};
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,7 +12,7 @@ pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        crate::arch::console_write(s.as_bytes());
+        Current::console_write(s.as_bytes());
         Ok(())
     }
 }

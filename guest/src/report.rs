@@ -2,6 +2,7 @@
 //! crash path that turns an unexpected exception or panic into a failing
 //! test line before the run ends.
 
+use crate::arch::{Current, Platform};
 use crate::console::{self, Console, kprint};
 use convtest_proto::crumbs::Doing;
 use convtest_proto::ktap::{self, Outcome};
@@ -46,7 +47,7 @@ pub fn end_test() {
 pub fn crash(what: fmt::Arguments<'_>, location: Option<(&str, u32)>) -> ! {
     if console::begin_crash() {
         // Crashed while reporting a crash: say nothing more, just stop.
-        crate::arch::power_off(false);
+        Current::power_off(false);
     }
     kprint!("\n");
     kprint!("{}", ktap::CRASH_PREFIX);
@@ -70,5 +71,11 @@ pub fn crash(what: fmt::Arguments<'_>, location: Option<(&str, u32)>) -> ! {
             "crashed (see convtest-crash line)",
         );
     }
-    crate::arch::power_off(false)
+    Current::power_off(false)
+}
+
+/// [`crash`] without a source location: the arch layer's crash path
+/// (`Platform::set_fatal_handler`).
+pub fn fatal(what: fmt::Arguments<'_>) -> ! {
+    crash(what, None)
 }

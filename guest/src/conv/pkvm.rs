@@ -23,7 +23,7 @@ use super::ledger::LedgerStore;
 use super::seam::{
     Calls, ConvError, ConversionAbi, ErrKind, Issued, RawCall, ResetOutcome, WrongAbi,
 };
-use crate::arch;
+use crate::arch::{Current, Platform};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use convtest_proto::ledger::ResetPlan;
@@ -77,7 +77,7 @@ impl PkvmCalls {
         if self.gate.skips(RawCall::Smccc { fid, x1 }.target()) {
             return Ok([0; 4]);
         }
-        match arch::smccc_call(fid, x1, 0, 0) {
+        match Current::smccc_call(fid, x1, 0, 0) {
             None => Err(SmcccError::NoConduit),
             Some(SmcccAnswer::Undefined) => Err(SmcccError::Undefined),
             Some(SmcccAnswer::Value(r)) => Ok(r),

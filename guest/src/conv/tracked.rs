@@ -11,7 +11,7 @@
 use super::seam::{
     Calls, ConvError, ConversionAbi, ErrKind, Issued, RawCall, ResetReport, WrongAbi,
 };
-use crate::arch;
+use crate::arch::{Current, Platform};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use convtest_proto::plan::GuestFault;
@@ -181,7 +181,7 @@ impl<A: ConversionAbi> Converter for Tracked<A> {
     }
 
     fn reset_to_private(&mut self) -> Result<ResetReport, ConvError> {
-        let t0 = arch::cycles();
+        let t0 = Current::cycles();
         let res = if self.fault == Some(GuestFault::SkipReset) {
             // The firmware bug: claims the reset without making a call.
             Ok(super::seam::ResetOutcome {
@@ -195,7 +195,7 @@ impl<A: ConversionAbi> Converter for Tracked<A> {
             let ram = self.ram();
             self.abi.reset(&ram)
         };
-        let cycles = arch::cycles().wrapping_sub(t0);
+        let cycles = Current::cycles().wrapping_sub(t0);
         let res = match res {
             Ok(out) => {
                 self.pages.set_all(PageState::Private);

@@ -3,7 +3,7 @@
 
 use super::ctx::Ctx;
 use super::verdict::{Verdict, fail};
-use crate::arch::{self, TrapError};
+use crate::arch::{Current, Platform, TrapError};
 use crate::report::tdiag;
 
 const ROUNDS: usize = 3;
@@ -11,7 +11,7 @@ const ROUNDS: usize = 3;
 pub fn trap_roundtrip(_ctx: &mut Ctx) -> Verdict {
     let mut first_pc = None;
     for round in 0..ROUNDS {
-        match arch::trap_roundtrip() {
+        match Current::trap_roundtrip() {
             Ok(t) => {
                 tdiag!(
                     "round {round}: caught {} (kind {:#x}) at pc {:#x}, resumed",

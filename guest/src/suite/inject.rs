@@ -3,7 +3,7 @@
 
 use super::ctx::Ctx;
 use super::verdict::Verdict;
-use crate::arch;
+use crate::arch::{Current, Platform};
 use crate::report::tdiag;
 use convtest_proto::plan::Inject;
 
@@ -11,7 +11,7 @@ pub fn requested(ctx: &mut Ctx) -> Verdict {
     match ctx.plan.inject {
         Some(Inject::Fault) => {
             tdiag!("touching an unmapped address on purpose (inject=fault)");
-            arch::fatal_fault()
+            Current::fatal_fault()
         }
         Some(Inject::Hang) => {
             tdiag!("spinning forever on purpose (inject=hang)");

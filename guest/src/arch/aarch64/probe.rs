@@ -3,7 +3,7 @@
 //! answers is `convtest_proto::smccc`'s job.
 
 use super::smccc;
-use crate::conv::Probe;
+use crate::arch::probe::Probe;
 use convtest_proto::smccc::{
     KVM_UID, PKVM_HYP_MEMINFO, SMCCC_KVM_FEATURES, SMCCC_VENDOR_HYP_CALL_UID, SmcccAnswer,
     SmcccProbe, kvm_feature_bit,

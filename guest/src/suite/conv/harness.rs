@@ -4,6 +4,7 @@
 //! every window granule private whatever happened.
 
 use super::window::Window;
+use crate::arch::{Current, Platform};
 use crate::boot::BootInfo;
 use crate::conv::Converter;
 use crate::hostcheck::{self, HostError, Reply};
@@ -72,7 +73,7 @@ impl T<'_> {
 
     /// A fresh 8-byte value no page holds by chance (odd: never zero).
     pub(super) fn canary(&self, salt: u64) -> u64 {
-        mix(self.seed(salt) ^ crate::arch::cycles()) | 1
+        mix(self.seed(salt) ^ Current::cycles()) | 1
     }
 
     // ---- conversions with their checks -------------------------------------

@@ -19,7 +19,7 @@ use super::expect;
 use super::harness::{T, shared_runs};
 use super::storm_cpu::{self, Counts, Ctx, Failure, Lane, Shared};
 use super::window::{WINDOW, Window};
-use crate::arch;
+use crate::arch::{Current, Platform};
 use crate::report::tdiag;
 use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
@@ -108,7 +108,7 @@ impl T<'_> {
             .collect();
         let stop = AtomicBool::new(false);
         let host_on = self.plan.host;
-        let t0 = arch::cycles();
+        let t0 = Current::cycles();
         let mut failed: Option<(usize, Failure)> = None;
         let mut done = 0;
         while done < last && failed.is_none() {
@@ -139,7 +139,7 @@ impl T<'_> {
             }
             done = until;
         }
-        let cycles = arch::cycles().wrapping_sub(t0);
+        let cycles = Current::cycles().wrapping_sub(t0);
         let mut n = Counts::default();
         let mut ops = 0;
         for l in &lanes {
@@ -202,7 +202,7 @@ impl T<'_> {
             n.straddle_1g,
             n.hint_2m
         );
-        if let Ok(hz) = arch::cycle_freq() {
+        if let Ok(hz) = Current::cycle_freq() {
             let ns = convtest_proto::bench::cycles_to_ns(cycles, hz).max(1);
             tdiag!(
                 "storm: {} ms, {} ops/s, {} conversions/s",
