@@ -3,8 +3,11 @@
 //! the `Platform` trait), `console`, `report` (KTAP lines and the crash
 //! path), `conv` (the `Converter` seam over each hypervisor's
 //! `ConversionAbi`), `suite` (platform-neutral tests) and `kmain`, which
-//! drives them. This file wires the arch layer to the kernel: the entry it
-//! hands the boot CPU to, and the crash path.
+//! drives them; `smp`, `hostcheck`, `heap`, `persist` and `series` sit
+//! between the arch layer and the suites. `boot` (what an entry hands over)
+//! and `crumbs` (the breadcrumb table a VMM reads) are leaves any layer may
+//! use. This file wires the arch layer to the kernel: the entry it hands
+//! the boot CPU to, and the crash path.
 #![no_std]
 #![no_main]
 #![cfg_attr(target_arch = "x86_64", feature(abi_x86_interrupt))]

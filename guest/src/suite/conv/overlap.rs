@@ -20,7 +20,7 @@
 
 use super::expect;
 use super::harness::{Step, T, at_iter};
-use super::storm_cpu::Shared;
+use super::storm_cpu::SharedConverter;
 use crate::conv::{Calls, ConvError};
 use crate::report::tdiag;
 use crate::suite::verdict::{Verdict, fail};
@@ -133,7 +133,7 @@ impl T<'_> {
         let answers: Vec<spin::Mutex<Vec<Answer>>> =
             (0..cpus).map(|_| spin::Mutex::new(Vec::new())).collect();
         let arrived = AtomicUsize::new(0);
-        let shared = Shared::new(&mut *self.conv);
+        let shared = SharedConverter::new(&mut *self.conv);
         crate::smp::on_each(&|cpu| {
             let Some(call) = round.calls.get(cpu) else {
                 return;

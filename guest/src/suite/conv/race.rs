@@ -9,7 +9,7 @@
 
 use super::expect;
 use super::harness::{T, at_iter};
-use super::storm_cpu::Shared;
+use super::storm_cpu::SharedConverter;
 use crate::report::tdiag;
 use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
@@ -83,7 +83,7 @@ impl T<'_> {
         let error: spin::Mutex<Option<String>> = spin::Mutex::new(None);
         let seed = self.plan.seed;
         let boot = self.boot;
-        let shared = Shared::new(&mut *self.conv);
+        let shared = SharedConverter::new(&mut *self.conv);
         crate::smp::on_each(&|cpu| {
             if cpu == 0 {
                 for &(r, to) in &plan {

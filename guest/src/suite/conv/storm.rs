@@ -17,7 +17,7 @@
 
 use super::expect;
 use super::harness::{T, shared_runs};
-use super::storm_cpu::{self, Counts, Ctx, Failure, Lane, Shared};
+use super::storm_cpu::{self, Counts, Failure, Lane, SharedConverter, StormCtx};
 use super::window::{WINDOW, Window};
 use crate::arch::{Current, Platform};
 use crate::report::tdiag;
@@ -113,8 +113,8 @@ impl T<'_> {
         let mut done = 0;
         while done < last && failed.is_none() {
             let until = (done + CHECKPOINT_EVERY).min(last);
-            let shared = Shared::new(&mut *self.conv);
-            let ctx = Ctx {
+            let shared = SharedConverter::new(&mut *self.conv);
+            let ctx = StormCtx {
                 conv: &shared,
                 boot: self.boot,
                 host_on,

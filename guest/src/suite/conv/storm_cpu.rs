@@ -30,17 +30,17 @@ pub(super) const PROBES: u64 = 4;
 const PROGRESS_EVERY: u64 = 10_000;
 
 /// The converter, shared by the CPUs of a storm round.
-pub(super) struct Shared<'a>(spin::Mutex<&'a mut dyn Converter>);
+pub(super) struct SharedConverter<'a>(spin::Mutex<&'a mut dyn Converter>);
 
 // SAFETY: every CPU reaches the converter only through the lock, so its
 // state (the tracker, the pKVM ledger) is never touched by two CPUs at once;
 // the ABIs keep nothing per CPU (a MAP_GPA_RANGE or MEM_SHARE call is
 // valid from any vCPU of the VM), and the guest has no other threads.
-unsafe impl Sync for Shared<'_> {}
+unsafe impl Sync for SharedConverter<'_> {}
 
-impl<'a> Shared<'a> {
+impl<'a> SharedConverter<'a> {
     pub(super) fn new(conv: &'a mut dyn Converter) -> Self {
-        Shared(spin::Mutex::new(conv))
+        SharedConverter(spin::Mutex::new(conv))
     }
 
     pub(super) fn with<R>(&self, f: impl FnOnce(&mut dyn Converter) -> R) -> R {
@@ -97,8 +97,8 @@ pub(super) struct Lane {
 }
 
 /// What every CPU of a storm reads.
-pub(super) struct Ctx<'a> {
-    pub conv: &'a Shared<'a>,
+pub(super) struct StormCtx<'a> {
+    pub conv: &'a SharedConverter<'a>,
     pub boot: &'static BootInfo,
     pub host_on: bool,
     pub refusal: i64,
@@ -110,7 +110,7 @@ pub(super) struct Ctx<'a> {
     pub stop: &'a AtomicBool,
 }
 
-impl Ctx<'_> {
+impl StormCtx<'_> {
     fn word(&self, pa: u64) -> *mut u64 {
         self.boot.phys_to_virt(pa) as *mut u64
     }
