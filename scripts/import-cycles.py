@@ -3,7 +3,8 @@
 
 Reads every .rs file under each crate's src/, maps it to its module path, and
 draws an edge A -> B when A names an item of B (`use crate::…`, `super::…`,
-`self::…`, a child module `child::…`, or a `crate::…` path in code). Inline
+`self::…`, a child module `child::…`, or a `crate::…` path in code; not a
+`pub(in crate::…)` visibility). Inline
 `#[cfg(test)] mod tests { … }` blocks are left out: a test may reach anywhere.
 Prints each strongly connected component of more than one file and exits 1
 when there is one.
@@ -53,15 +54,18 @@ def strip_tests(text):
 
 def strip_comments(text):
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    return re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"//[^\n]*", "", text)
+    # `pub(in crate::a)` restricts visibility; it names no item of `a`.
+    return re.sub(r"\bpub\s*\(\s*in\s+[\w:]+\s*\)", "pub", text)
 
 
 def expand_use(tree):
     """`a::{b, c::{d, e}}` -> ['a::b', 'a::c::d', 'a::c::e']."""
+    tree = re.sub(r"\s+as\s+\w+", "", tree)
     tree = re.sub(r"\s+", "", tree)
     m = re.match(r"^(.*?)\{(.*)\}$", tree)
     if not m:
-        return [re.sub(r"as\w+$", "", tree)]
+        return [tree]
     prefix, inner = m.group(1), m.group(2)
     parts, depth, cur = [], 0, ""
     for ch in inner:
@@ -111,6 +115,9 @@ def crate_graph(crate_dir):
         paths = []
         for u in re.finditer(r"\buse\s+([^;]+);", text):
             paths += expand_use(u.group(1))
+        # Paths in code; a `use` line's group prefix (`crate::a::{…}`) names
+        # no item of `a` by itself.
+        text = re.sub(r"\buse\s+[^;]+;", "", text)
         paths += re.findall(r"\b((?:crate|super|self)(?:::\w+)+)", text)
         paths += [
             m.group(0)

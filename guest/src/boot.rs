@@ -46,7 +46,7 @@ impl CpuList {
 
     #[cfg_attr(
         target_arch = "x86_64",
-        allow(
+        expect(
             dead_code,
             reason = "x86 boot paths describe no CPUs (no ACPI parsing)"
         )

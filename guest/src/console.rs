@@ -1,9 +1,10 @@
 //! `print!`-style output to the first console. Writes go to the arch layer's
-//! polled UART; `kprint!`/`kprintln!` and the KTAP line writers hold a spin
+//! polled UART (`Platform::console_write`); `kprint!`/`kprintln!` and the KTAP line writers hold a spin
 //! lock for a whole line so CPUs never interleave inside one. The crash path
 //! skips the lock: it must be able to print from inside an exception, even
 //! one taken while this CPU (or a dead one) held it.
 
+use crate::arch::{Current, Platform};
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,12 +12,26 @@ pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        crate::arch::console_write(s.as_bytes());
+        Current::console_write(s.as_bytes());
         Ok(())
     }
 }
 
 static LOCKED: AtomicBool = AtomicBool::new(false);
+/// Set once the run is ending through the crash path: the lock is off.
+static CRASHING: AtomicBool = AtomicBool::new(false);
+
+/// The run starts ending through the crash path: from now on nobody waits
+/// for the console (the crashing CPU, or a dead one, may hold it). True
+/// when it already was ending (a crash while reporting a crash).
+pub fn begin_crash() -> bool {
+    CRASHING.swap(true, Ordering::SeqCst)
+}
+
+/// Whether the run is ending through the crash path (the lock is off).
+pub fn crashing() -> bool {
+    CRASHING.load(Ordering::Acquire)
+}
 
 /// Holds the console for one line; dropped, it lets the next CPU print.
 pub struct LineGuard {
@@ -26,7 +41,7 @@ pub struct LineGuard {
 /// Takes the console lock (or not, once the run is crashing).
 pub fn lock() -> LineGuard {
     loop {
-        if crate::report::crashing() {
+        if crashing() {
             return LineGuard { held: false };
         }
         if LOCKED
@@ -47,7 +62,7 @@ impl Drop for LineGuard {
     }
 }
 
-#[macro_export]
+/// `print!` to the console, the line under the lock.
 macro_rules! kprint {
     ($($arg:tt)*) => {{
         use core::fmt::Write as _;
@@ -55,8 +70,9 @@ macro_rules! kprint {
         let _ = write!($crate::console::Console, $($arg)*);
     }};
 }
+pub(crate) use kprint;
 
-#[macro_export]
+/// `println!` to the console, the line under the lock.
 macro_rules! kprintln {
     ($($arg:tt)*) => {{
         use core::fmt::Write as _;
@@ -64,3 +80,4 @@ macro_rules! kprintln {
         let _ = writeln!($crate::console::Console, $($arg)*);
     }};
 }
+pub(crate) use kprintln;

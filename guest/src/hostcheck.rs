@@ -1,4 +1,4 @@
-//! Host-check client (DESIGN.md §2): print `# convtest-req <id> <verb> …`
+//! Host-check client (docs/design.md §2): print `# convtest-req <id> <verb> …`
 //! and wait for `convtest-ack <id> ok|fail <detail>` on the console's input.
 //!
 //! Lines that are not the awaited ack (echoes, stray keystrokes, late acks
@@ -6,7 +6,8 @@
 //! The wait is bounded by the arch cycle counter, so a host that never
 //! answers costs a failing test, not a hang.
 
-use crate::{arch, kprintln};
+use crate::arch::{Current, Platform};
+use crate::console::kprintln;
 use alloc::string::{String, ToString};
 use convtest_proto::hostcheck::{AckReader, Evidence, Fed, REQ_PREFIX, Request};
 use core::fmt;
@@ -86,13 +87,13 @@ pub fn ask(host_on: bool, req: &Request) -> Result<Reply, HostError> {
     // Indented like the running test's other diagnostics; the host matches
     // the prefix after any indentation.
     kprintln!("    {REQ_PREFIX}{id} {req}");
-    let hz = arch::cycle_freq().unwrap_or(FALLBACK_HZ);
-    let deadline = arch::cycles().saturating_add(hz.saturating_mul(TIMEOUT_SECS));
+    let hz = Current::cycle_freq().unwrap_or(FALLBACK_HZ);
+    let deadline = Current::cycles().saturating_add(hz.saturating_mul(TIMEOUT_SECS));
     let mut reader = AckReader::new(id);
     let mut stray_lines = 0u32;
     loop {
-        let Some(b) = arch::console_read_byte() else {
-            if arch::cycles() > deadline {
+        let Some(b) = Current::console_read_byte() else {
+            if Current::cycles() > deadline {
                 return Err(HostError::Timeout {
                     id,
                     secs: TIMEOUT_SECS,

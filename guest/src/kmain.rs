@@ -1,9 +1,11 @@
 //! The platform-neutral main: heap, plan, hypervisor detection, KTAP header,
 //! the selected suites, the plan-complete marker, power off.
 
+use crate::arch::{Current, Platform};
 use crate::boot::BootInfo;
+use crate::console::kprintln;
 use crate::suite::{self, Ctx, Verdict};
-use crate::{arch, conv, heap, kprintln, report, series, smp};
+use crate::{conv, heap, report, series, smp};
 use alloc::string::String;
 use alloc::vec::Vec;
 use convtest_proto::catalog::{self, TestDef};
@@ -38,18 +40,20 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
     } else {
         smp::Report::default()
     };
-    let probe = arch::probe();
+    let probe = Current::probe();
     let mut converter = conv::detect(&probe, boot, &test_ram, parsed.plan.guest_fault);
     if let Some(r) = converter.as_ref().ok().and_then(|c| c.reserved())
         && let Err(e) = test_ram.subtract(&r)
     {
         report::crash(format_args!("free RAM map too fragmented: {e}"), None);
     }
-    let granule = converter.as_ref().map_or(arch::PAGE_SIZE, |c| c.granule());
+    let granule = converter
+        .as_ref()
+        .map_or(Current::PAGE_SIZE, |c| c.granule());
     kprintln!(
         "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={} cpus={} boot={} boot_from={}",
         ktap::HEADER_PREFIX,
-        arch::NAME,
+        Current::NAME,
         boot.entry,
         boot.cpu_mode,
         Word(&alloc::format!("{}", probe.hypervisor())),
@@ -57,7 +61,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         granule,
         boot.ram.total(),
         boot.console,
-        arch::cycle_freq().unwrap_or(0),
+        Current::cycle_freq().unwrap_or(0),
         smp::cpus(),
         series.index.index,
         series.index.source.as_str(),
@@ -152,7 +156,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         skip
     );
     if series.is_last() {
-        arch::power_off(fail == 0)
+        Current::power_off(fail == 0)
     }
     // Dirty state and all: what a crashed or kexec'ing OS leaves.
     series.reset()
@@ -197,7 +201,7 @@ fn reset_to_private(c: &mut dyn conv::Converter) {
     match c.reset_to_private() {
         Ok(r) => {
             // ns only when the counter frequency is known: never a 0.
-            let ns = arch::cycle_freq().ok().map_or(String::new(), |hz| {
+            let ns = Current::cycle_freq().ok().map_or(String::new(), |hz| {
                 alloc::format!(" ns={}", convtest_proto::bench::cycles_to_ns(r.cycles, hz))
             });
             report::diag(

@@ -7,6 +7,7 @@
 //! The boot record (`convtest_proto::reboot`) and the pKVM shared-range
 //! ledger each live in one; the ledger takes the next one down.
 
+use crate::arch::{Current, Platform};
 use convtest_proto::range::{MemRange, RangeList, align_down};
 
 pub struct PersistentPage {
@@ -46,6 +47,6 @@ impl PersistentPage {
     pub fn write<const N: usize>(&self, w: &[u64; N]) {
         // SAFETY: as in `read`.
         unsafe { self.words::<N>().write_volatile(*w) };
-        crate::arch::clean_dcache(self.at.start.wrapping_add(self.phys_offset), (N * 8) as u64);
+        Current::clean_dcache(self.at.start.wrapping_add(self.phys_offset), (N * 8) as u64);
     }
 }

@@ -2,45 +2,33 @@
 //! crash path that turns an unexpected exception or panic into a failing
 //! test line before the run ends.
 
-use crate::kprint;
+use crate::arch::{Current, Platform};
+use crate::console::{self, Console, kprint};
 use convtest_proto::crumbs::Doing;
 use convtest_proto::ktap::{self, Outcome};
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Catalog name of the running test, if any (index + 1; 0 = none). Atomics,
 /// not a lock: the crash path reads them from exception context.
 static CURRENT_TEST: AtomicUsize = AtomicUsize::new(0);
 static CURRENT_NUMBER: AtomicUsize = AtomicUsize::new(0);
-static CRASHING: AtomicBool = AtomicBool::new(false);
 
 pub fn line(depth: usize, outcome: Outcome, number: usize, name: &str, reason: &str) {
-    let _line = crate::console::lock();
-    let _ = ktap::result_line(
-        &mut crate::console::Console,
-        depth,
-        outcome,
-        number,
-        name,
-        reason,
-    );
+    let _line = console::lock();
+    let _ = ktap::result_line(&mut Console, depth, outcome, number, name, reason);
 }
 
 pub fn diag(depth: usize, args: fmt::Arguments<'_>) {
-    let _line = crate::console::lock();
-    let _ = ktap::diag_line(&mut crate::console::Console, depth, args);
+    let _line = console::lock();
+    let _ = ktap::diag_line(&mut Console, depth, args);
 }
 
 /// A diagnostic at subtest depth: what a test saw, before its result line.
-#[macro_export]
 macro_rules! tdiag {
     ($($arg:tt)*) => { $crate::report::diag(1, format_args!($($arg)*)) };
 }
-
-/// Whether the run is ending through `crash` (the console lock is off).
-pub fn crashing() -> bool {
-    CRASHING.load(Ordering::Acquire)
-}
+pub(crate) use tdiag;
 
 pub fn begin_test(catalog_index: usize, number: usize) {
     CURRENT_NUMBER.store(number, Ordering::SeqCst);
@@ -57,13 +45,13 @@ pub fn end_test() {
 /// fails the running test (if one is running) and powers off with failure.
 /// No `convtest-done` line follows, so the runner can never call this a pass.
 pub fn crash(what: fmt::Arguments<'_>, location: Option<(&str, u32)>) -> ! {
-    if CRASHING.swap(true, Ordering::SeqCst) {
+    if console::begin_crash() {
         // Crashed while reporting a crash: say nothing more, just stop.
-        crate::arch::power_off(false);
+        Current::power_off(false);
     }
     kprint!("\n");
     kprint!("{}", ktap::CRASH_PREFIX);
-    let _ = fmt::write(&mut crate::console::Console, what);
+    let _ = fmt::write(&mut Console, what);
     if let Some((file, line)) = location {
         kprint!(" at {file}:{line}");
     }
@@ -75,7 +63,7 @@ pub fn crash(what: fmt::Arguments<'_>, location: Option<(&str, u32)>) -> ! {
     {
         let number = CURRENT_NUMBER.load(Ordering::SeqCst);
         let _ = ktap::result_line(
-            &mut crate::console::Console,
+            &mut Console,
             1,
             Outcome::Fail,
             number,
@@ -83,5 +71,11 @@ pub fn crash(what: fmt::Arguments<'_>, location: Option<(&str, u32)>) -> ! {
             "crashed (see convtest-crash line)",
         );
     }
-    crate::arch::power_off(false)
+    Current::power_off(false)
+}
+
+/// [`crash`] without a source location: the arch layer's crash path
+/// (`Platform::set_fatal_handler`).
+pub fn fatal(what: fmt::Arguments<'_>) -> ! {
+    crash(what, None)
 }

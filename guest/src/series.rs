@@ -2,7 +2,7 @@
 //! persistent page of private RAM (`convtest_proto::reboot` says why it is
 //! trusted over the host), which boot this is, and the planned reset.
 
-use crate::arch;
+use crate::arch::{Current, Platform};
 use crate::persist::PersistentPage;
 use convtest_proto::plan::Plan;
 use convtest_proto::range::RangeList;
@@ -23,9 +23,13 @@ impl Series {
         phys_offset: u64,
         plan: &Plan<'_>,
     ) -> Result<Series, &'static str> {
-        let page =
-            PersistentPage::place(test_ram, arch::PAGE_SIZE, (WORDS * 8) as u64, phys_offset)
-                .ok_or("no free RAM page for the boot record")?;
+        let page = PersistentPage::place(
+            test_ram,
+            Current::PAGE_SIZE,
+            (WORDS * 8) as u64,
+            phys_offset,
+        )
+        .ok_or("no free RAM page for the boot record")?;
         test_ram
             .subtract(&page.range())
             .map_err(|_| "free RAM map too fragmented for the boot record")?;
@@ -58,6 +62,6 @@ impl Series {
     /// Records that this boot ended as planned and resets the machine.
     pub fn reset(&self) -> ! {
         self.record(Stage::Dirty);
-        arch::reboot()
+        Current::reboot()
     }
 }

@@ -1,25 +1,17 @@
 //! Secondary CPUs, platform-neutral half. `bring_up` starts the CPUs the
 //! plan names (`cpus=`) once, at boot, each on its own heap stack; the arch
-//! layer's start code sets up the CPU (paging, descriptor tables or vector
-//! base) and calls `secondary_main`, which checks in and then runs whatever
-//! job CPU 0 posts with `on_each`, until power-off.
-//!
-//! Arch contract (both arches):
-//! - `arch::start_cpu(cpu, hw_id, stack_top) -> Result<(), StartError>`:
-//!   asks the platform to start the CPU with hardware id `hw_id` (x86 APIC
-//!   ID, arm64 MPIDR affinity) so that it enters `secondary_main(cpu)` with
-//!   `stack_top` as its stack pointer. Returns once the request is made; the
-//!   check-in is waited for here.
-//! - `arch::idle_init() -> bool` (on the secondary, before it checks in):
-//!   true when `arch::idle_wait()` may sleep until `arch::wake_others()`
-//!   (CPU 0, after posting a job) wakes it; false: the CPU spins between
-//!   jobs. `idle_wait` may also return for nothing: the caller re-checks.
+//! layer's start code (`Platform::start_cpu`) sets up the CPU (paging,
+//! descriptor tables or vector base) and calls `secondary_main`, which
+//! checks in and then runs whatever job CPU 0 posts with `on_each`, until
+//! power-off. Between jobs a CPU sleeps in `Platform::idle_wait` when
+//! `Platform::idle_init` says it can (CPU 0 wakes it with
+//! `Platform::wake_others`), else it spins.
 
+use crate::arch::{Current, Platform, StartError};
 use crate::boot::{BootInfo, MAX_CPUS};
 use alloc::string::String;
 use alloc::vec::Vec;
 use convtest_proto::crumbs::Doing;
-use core::fmt;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// How long CPU 0 waits on a job's end before it wakes the others again.
@@ -27,33 +19,6 @@ const WAKE_AGAIN_SPINS: u32 = 1 << 16;
 
 /// Bytes of stack per secondary CPU.
 pub const STACK_BYTES: usize = 64 << 10;
-
-/// Why a CPU did not start.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StartError {
-    /// The platform call refused: which call and its raw answer.
-    #[cfg_attr(
-        target_arch = "x86_64",
-        allow(dead_code, reason = "INIT-SIPI-SIPI has no answer to refuse with")
-    )]
-    Refused { call: &'static str, code: i64 },
-    /// The arch layer cannot start CPUs at all on this boot path.
-    Unsupported(&'static str),
-    /// The start request went out but the CPU never checked in.
-    NoCheckIn { waited_cycles: u64 },
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::Refused { call, code } => write!(f, "{call} answered {code}"),
-            StartError::Unsupported(why) => f.write_str(why),
-            StartError::NoCheckIn { waited_cycles } => {
-                write!(f, "started but never checked in ({waited_cycles} cycles)")
-            }
-        }
-    }
-}
 
 /// What `bring_up` did, for the header and `smp.online`.
 #[derive(Clone, Debug, Default)]
@@ -123,7 +88,7 @@ pub fn bring_up(boot: &BootInfo, wanted: usize) -> Report {
         let stack: &'static mut [u8] = alloc::vec![0u8; STACK_BYTES].leak();
         // 16-byte aligned top of the CPU's own stack.
         let top = (stack.as_mut_ptr() as u64 + STACK_BYTES as u64) & !15;
-        if let Err(e) = crate::arch::start_cpu(cpu, hw, top) {
+        if let Err(e) = Current::start_cpu(cpu, hw, top, secondary_main) {
             failed.push((cpu, e));
             continue;
         }
@@ -148,13 +113,13 @@ pub fn bring_up(boot: &BootInfo, wanted: usize) -> Report {
 
 fn wait_online(cpu: usize) -> Result<(), StartError> {
     // A second at the counter's rate (or 2^31 cycles when unknown).
-    let budget = crate::arch::cycle_freq().unwrap_or(1 << 31);
-    let t0 = crate::arch::cycles();
+    let budget = Current::cycle_freq().unwrap_or(1 << 31);
+    let t0 = Current::cycles();
     loop {
         if is_online(cpu) {
             return Ok(());
         }
-        let waited = crate::arch::cycles().wrapping_sub(t0);
+        let waited = Current::cycles().wrapping_sub(t0);
         if waited > budget {
             return Err(StartError::NoCheckIn {
                 waited_cycles: waited,
@@ -166,14 +131,14 @@ fn wait_online(cpu: usize) -> Result<(), StartError> {
 
 /// Where a secondary CPU's arch start code lands, on its own stack.
 pub fn secondary_main(cpu: usize) -> ! {
-    let halts = crate::arch::idle_init();
+    let halts = Current::idle_init();
     ONLINE.fetch_or(1 << cpu, Ordering::AcqRel);
     let mut seen = 0;
     loop {
         let gen_now = JOB_GEN.load(Ordering::Acquire);
         if gen_now == seen || cpu >= cpus() {
             if halts {
-                crate::arch::idle_wait();
+                Current::idle_wait();
             } else {
                 core::hint::spin_loop();
             }
@@ -205,7 +170,7 @@ pub fn on_each(job: &(dyn Fn(usize) + Sync)) {
         Ordering::Release,
     );
     let gen_now = JOB_GEN.fetch_add(1, Ordering::AcqRel) + 1;
-    crate::arch::wake_others();
+    Current::wake_others();
     job(0);
     for done in DONE.iter().take(n).skip(1) {
         let mut spins = 0u32;
@@ -214,7 +179,7 @@ pub fn on_each(job: &(dyn Fn(usize) + Sync)) {
             // while, not the run.
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(WAKE_AGAIN_SPINS) {
-                crate::arch::wake_others();
+                Current::wake_others();
             }
             core::hint::spin_loop();
         }

@@ -1,4 +1,4 @@
-//! Measurements: the fixed form of a bench line (DESIGN.md §2) and the
+//! Measurements: the fixed form of a bench line (docs/design.md §2) and the
 //! harness rule that decides how many iterations an op gets.
 //!
 //! `# bench: op=share size_bytes=4096 pages=1 iters=200 cycles_p50=… cycles_p99=… cycles_min=… ns_p50=… ns_p99=… ns_min=…`

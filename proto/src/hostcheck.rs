@@ -1,4 +1,4 @@
-//! The host-check channel (DESIGN.md §2): the guest asks the host to look at
+//! The host-check channel (docs/design.md §2): the guest asks the host to look at
 //! memory from its side and waits for one answer line.
 //!
 //! guest → host: `# convtest-req <id> <verb> <args…>`

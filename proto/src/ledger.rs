@@ -46,11 +46,11 @@ pub struct Ledger {
 
 /// What the next boot must unshare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(
+#[expect(
     clippy::large_enum_variant,
-    reason = "decoded once per boot; a Box would need the heap for nothing"
+    reason = "decoded once per reset and consumed right away: boxing the ranges would put them on the heap for nothing"
 )]
-pub enum Plan {
+pub enum ResetPlan {
     /// No valid record: a fresh VM, nothing was ever shared.
     Fresh,
     /// Exactly these ranges (either list may be empty).
@@ -131,20 +131,20 @@ impl Ledger {
     }
 
     /// The boot's reading of whatever the granule holds.
-    pub fn decode(w: &[u64; WORDS]) -> Plan {
+    pub fn decode(w: &[u64; WORDS]) -> ResetPlan {
         if w[0] != MAGIC || w[1] & !FLAG_OVERFLOW != 0 {
-            return Plan::Fresh;
+            return ResetPlan::Fresh;
         }
         let (np, ns) = (w[2], w[3]);
         if np > RANGE_CAPACITY as u64 || ns > RANGE_CAPACITY as u64 {
-            return Plan::Fresh;
+            return ResetPlan::Fresh;
         }
         let n = HEADER + 2 * (np + ns) as usize;
         if w[n] != checksum(&w[..n]) {
-            return Plan::Fresh;
+            return ResetPlan::Fresh;
         }
         if w[1] & FLAG_OVERFLOW != 0 {
-            return Plan::Sweep;
+            return ResetPlan::Sweep;
         }
         let list = |from: usize, count: u64| {
             let mut list = RangeList::new();
@@ -158,8 +158,8 @@ impl Ledger {
             list.validate().is_ok().then_some(list)
         };
         match (list(HEADER, np), list(HEADER + 2 * np as usize, ns)) {
-            (Some(pending), Some(shared)) => Plan::Ranges { pending, shared },
-            _ => Plan::Sweep,
+            (Some(pending), Some(shared)) => ResetPlan::Ranges { pending, shared },
+            _ => ResetPlan::Sweep,
         }
     }
 }
@@ -174,9 +174,9 @@ fn checksum(words: &[u64]) -> u64 {
 mod tests {
     use super::*;
 
-    fn ranges(p: Plan) -> (RangeList, RangeList) {
+    fn ranges(p: ResetPlan) -> (RangeList, RangeList) {
         match p {
-            Plan::Ranges { pending, shared } => (pending, shared),
+            ResetPlan::Ranges { pending, shared } => (pending, shared),
             other => panic!("expected ranges, got {other:?}"),
         }
     }
@@ -223,13 +223,13 @@ mod tests {
 
     #[test]
     fn garbage_is_fresh() {
-        assert_eq!(Ledger::decode(&[0; WORDS]), Plan::Fresh);
+        assert_eq!(Ledger::decode(&[0; WORDS]), ResetPlan::Fresh);
         let mut w = Ledger::new().encode();
         w[2] = 1; // count changed, checksum not
-        assert_eq!(Ledger::decode(&w), Plan::Fresh);
+        assert_eq!(Ledger::decode(&w), ResetPlan::Fresh);
         let mut w = Ledger::new().encode();
         w[3] = u64::MAX;
-        assert_eq!(Ledger::decode(&w), Plan::Fresh);
+        assert_eq!(Ledger::decode(&w), ResetPlan::Fresh);
     }
 
     #[test]
@@ -239,8 +239,12 @@ mod tests {
             l.note_pending(MemRange::from_len(i * 0x2000, 0x1000));
         }
         assert!(l.overflowed);
-        assert_eq!(Ledger::decode(&l.encode()), Plan::Sweep);
+        assert_eq!(Ledger::decode(&l.encode()), ResetPlan::Sweep);
         l.note_private(MemRange::new(0, u64::MAX));
-        assert_eq!(Ledger::decode(&l.encode()), Plan::Sweep, "stays overflowed");
+        assert_eq!(
+            Ledger::decode(&l.encode()),
+            ResetPlan::Sweep,
+            "stays overflowed"
+        );
     }
 }

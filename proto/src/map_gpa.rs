@@ -1,5 +1,5 @@
 //! KVM `KVM_HC_MAP_GPA_RANGE` (hypercall 12) argument encoding and return
-//! decoding (DESIGN.md §4). The trap instruction itself lives in the guest's
+//! decoding (docs/design.md §4). The trap instruction itself lives in the guest's
 //! arch layer; what goes into and comes out of its registers is decided here.
 
 use crate::range::{MemRange, is_aligned};

@@ -1,5 +1,5 @@
 //! The plan: what the runner asks the guest to do, carried on the kernel
-//! command line as `key=value` words (DESIGN.md §2).
+//! command line as `key=value` words (docs/design.md §2).
 //!
 //! Unknown words are kept aside (a command line may carry other people's
 //! options) and named in the guest's header; a known key with a bad value is
@@ -179,6 +179,9 @@ pub const DEFAULT_SEED: u64 = 0x5eed;
 pub const DEFAULT_ITERS: u32 = 1000;
 pub const DEFAULT_MEM_BYTES: u64 = 16 << 20;
 pub const DEFAULT_BENCH_MS: u32 = 100;
+/// Storm operations per `iters=` unit when the plan names no `storm_ops=`:
+/// the default iters=1000 gives 1e5.
+pub const STORM_OPS_PER_ITER: u64 = 100;
 /// Most CPUs a plan may name (the guest's per-CPU tables are this big).
 pub const MAX_CPUS: u32 = 64;
 
@@ -327,7 +330,7 @@ impl Plan<'_> {
     /// Operations a seeded storm runs: `storm_ops=`, else iters × 100.
     pub fn storm_len(&self) -> u64 {
         self.storm_ops
-            .unwrap_or(u64::from(self.iters.max(1)) * crate::storm::OPS_PER_ITER)
+            .unwrap_or(u64::from(self.iters.max(1)) * STORM_OPS_PER_ITER)
     }
 }
 

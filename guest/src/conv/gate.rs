@@ -1,5 +1,5 @@
 //! The guest faults that live in the firmware's call path (`gfault=`
-//! skip-share / skip-unshare): a backend asks the gate before every trap,
+//! skip-share / skip-unshare): an ABI asks the gate before every trap,
 //! and a skipped call reports success without reaching the hypervisor —
 //! the buggy firmware convtest must be able to catch. With no fault the
 //! gate lets everything through.

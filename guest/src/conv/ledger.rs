@@ -25,7 +25,7 @@ impl LedgerStore {
     }
 
     /// What the previous boot left.
-    pub fn load(&self) -> ledger::Plan {
+    pub fn load(&self) -> ledger::ResetPlan {
         Ledger::decode(&self.page.read::<WORDS>())
     }
 

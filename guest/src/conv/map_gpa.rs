@@ -5,11 +5,11 @@
 
 use super::gate::Gate;
 use super::seam::{
-    Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetOutcome, ResetReport, WrongAbi,
+    Calls, ConvError, ConversionAbi, ErrKind, Issued, RawCall, ResetOutcome, ResetReport, WrongAbi,
 };
-use crate::arch;
+use crate::arch::{Current, Platform};
 use alloc::boxed::Box;
-use convtest_proto::hv::CpuVendor;
+use convtest_proto::cpuid::CpuVendor;
 use convtest_proto::map_gpa::{self, KVM_HC_MAP_GPA_RANGE, MapGpaArgs, PAGE_4K};
 use convtest_proto::range::MemRange;
 use convtest_proto::tracker::Target;
@@ -25,7 +25,7 @@ pub struct MapGpa {
 
 impl MapGpa {
     pub fn new(gate: Gate) -> Self {
-        let v = arch::cpuid(0, 0);
+        let v = Current::cpuid(0, 0);
         MapGpa {
             vendor: CpuVendor::from_cpuid0(v.ebx, v.edx, v.ecx),
             gate,
@@ -38,9 +38,9 @@ impl MapGpa {
             return 0;
         }
         if self.vendor.uses_vmmcall() {
-            arch::vmmcall(KVM_HC_MAP_GPA_RANGE, a.gpa, a.npages, a.attrs)
+            Current::vmmcall(KVM_HC_MAP_GPA_RANGE, a.gpa, a.npages, a.attrs)
         } else {
-            arch::vmcall(KVM_HC_MAP_GPA_RANGE, a.gpa, a.npages, a.attrs)
+            Current::vmcall(KVM_HC_MAP_GPA_RANGE, a.gpa, a.npages, a.attrs)
         }
     }
 
@@ -65,7 +65,7 @@ impl Calls for MapGpa {
     }
 }
 
-impl Backend for MapGpa {
+impl ConversionAbi for MapGpa {
     fn name(&self) -> &'static str {
         "kvm-map-gpa-range"
     }

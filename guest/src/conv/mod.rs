@@ -1,6 +1,6 @@
-//! The conversion seam: one `Backend` per hypervisor ABI (the raw calls,
+//! The conversion seam: one `ConversionAbi` per hypervisor ABI (the raw calls,
 //! `seam.rs`), wrapped in `Tracked`, which keeps the page-state tracker and
-//! is what the suites see as `dyn Converter`. `detect()` picks the backend
+//! is what the suites see as `dyn Converter`. `detect()` picks the ABI
 //! from what the arch layer's probe found.
 
 mod gate;
@@ -16,64 +16,16 @@ mod tracked;
 pub use seam::{Calls, ConvError, Issued, RawCall};
 pub use tracked::Converter;
 
+use crate::arch::{Finding, Probe};
 use crate::boot::BootInfo;
 use alloc::boxed::Box;
-use convtest_proto::hv::HypervisorName;
-#[cfg(target_arch = "aarch64")]
-use convtest_proto::hv::{ArmFinding, SmcccProbe};
 #[cfg(target_arch = "x86_64")]
-use convtest_proto::hv::{X86Cpuid, X86Finding};
+use convtest_proto::cpuid::X86Finding;
 use convtest_proto::plan::GuestFault;
 use convtest_proto::range::RangeList;
+#[cfg(target_arch = "aarch64")]
+use convtest_proto::smccc::ArmFinding;
 use core::fmt;
-
-/// Registers the discovery instructions returned, per arch.
-#[derive(Clone, Copy, Debug)]
-pub enum Probe {
-    #[cfg(target_arch = "x86_64")]
-    X86(X86Cpuid),
-    #[cfg(target_arch = "aarch64")]
-    Arm(SmcccProbe),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Finding {
-    #[cfg(target_arch = "x86_64")]
-    X86(X86Finding),
-    #[cfg(target_arch = "aarch64")]
-    Arm(ArmFinding),
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Finding::X86(x) => x.fmt(f),
-            #[cfg(target_arch = "aarch64")]
-            Finding::Arm(a) => a.fmt(f),
-        }
-    }
-}
-
-impl Probe {
-    pub fn finding(&self) -> Finding {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Probe::X86(c) => Finding::X86(c.finding()),
-            #[cfg(target_arch = "aarch64")]
-            Probe::Arm(s) => Finding::Arm(s.finding()),
-        }
-    }
-
-    pub fn hypervisor(&self) -> HypervisorName {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Probe::X86(c) => c.hypervisor_name(),
-            #[cfg(target_arch = "aarch64")]
-            Probe::Arm(s) => s.hypervisor_name(),
-        }
-    }
-}
 
 /// Why no converter was chosen: the probe's finding (and, when the finding
 /// names a usable ABI, why it still is not used), shown as the SKIP reason.
@@ -93,7 +45,7 @@ impl fmt::Display for NoConverter {
 }
 
 /// Picks the converter matching the probe's finding. `free` is RAM no one
-/// else uses (a backend may keep a record in it: see `Converter::reserved`).
+/// else uses (an ABI may keep a record in it: see `Converter::reserved`).
 /// The tracker covers all of `boot.ram` and starts out unknown until
 /// `reset_to_private` succeeds. `fault` is the plan's deliberate firmware
 /// bug, if any.

@@ -20,15 +20,17 @@
 
 use super::gate::Gate;
 use super::ledger::LedgerStore;
-use super::seam::{Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetOutcome, WrongAbi};
-use crate::arch;
+use super::seam::{
+    Calls, ConvError, ConversionAbi, ErrKind, Issued, RawCall, ResetOutcome, WrongAbi,
+};
+use crate::arch::{Current, Platform};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use convtest_proto::hv::{
+use convtest_proto::ledger::ResetPlan;
+use convtest_proto::range::{MemRange, RangeList};
+use convtest_proto::smccc::{
     PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES, SmcccAnswer, SmcccError, smccc_status,
 };
-use convtest_proto::ledger::Plan;
-use convtest_proto::range::{MemRange, RangeList};
 use convtest_proto::tracker::Target;
 
 pub struct Pkvm {
@@ -75,7 +77,7 @@ impl PkvmCalls {
         if self.gate.skips(RawCall::Smccc { fid, x1 }.target()) {
             return Ok([0; 4]);
         }
-        match arch::smccc_call(fid, x1, 0, 0) {
+        match Current::smccc_call(fid, x1, 0, 0) {
             None => Err(SmcccError::NoConduit),
             Some(SmcccAnswer::Undefined) => Err(SmcccError::Undefined),
             Some(SmcccAnswer::Value(r)) => Ok(r),
@@ -169,7 +171,7 @@ impl Pkvm {
     }
 }
 
-impl Backend for Pkvm {
+impl ConversionAbi for Pkvm {
     fn name(&self) -> &'static str {
         "pkvm"
     }
@@ -208,18 +210,18 @@ impl Backend for Pkvm {
         // clipped, never trusted. `confirmed` ranges are the ones pKVM said
         // it shared.
         let (todo, confirmed): (Vec<MemRange>, Vec<MemRange>) = match self.ledger.load() {
-            Plan::Fresh => {
+            ResetPlan::Fresh => {
                 out.report.method = "ledger-fresh-vm";
                 (Vec::new(), Vec::new())
             }
-            Plan::Ranges { pending, shared } => {
+            ResetPlan::Ranges { pending, shared } => {
                 out.report.method = "ledger";
                 let confirmed = self.in_ram(&shared, ram);
                 let mut todo = self.in_ram(&pending, ram);
                 todo.extend_from_slice(&confirmed);
                 (todo, confirmed)
             }
-            Plan::Sweep => {
+            ResetPlan::Sweep => {
                 // The overflowed record cannot tell a never-shared granule
                 // from a forgotten one: -3 is taken as "private" here.
                 out.report.method = "ledger-overflow-sweep";

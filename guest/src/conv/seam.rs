@@ -1,17 +1,17 @@
 //! The seam between the platform-neutral half of conversion and one
-//! hypervisor ABI: the raw calls a backend makes, what a failed call means,
+//! hypervisor ABI: the raw calls it makes, what a failed call means,
 //! and the report of a reset. No expectations live here: what an ABI should
 //! answer is the suite's business (`suite::conv::expect`).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-#[cfg(target_arch = "aarch64")]
-use convtest_proto::hv::SmcccError;
-use convtest_proto::hv::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES};
 #[cfg(target_arch = "x86_64")]
 use convtest_proto::map_gpa::MapGpaError;
 use convtest_proto::map_gpa::{ATTR_ENC_STATUS, MapGpaArgs};
 use convtest_proto::range::MemRange;
+#[cfg(target_arch = "aarch64")]
+use convtest_proto::smccc::SmcccError;
+use convtest_proto::smccc::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES};
 use convtest_proto::tracker::{Target, TrackError};
 use core::fmt;
 
@@ -87,7 +87,7 @@ impl fmt::Display for ConvError {
 }
 
 /// One ABI call exactly as the registers carry it, unchecked: how the suite
-/// issues deliberately malformed requests and checks a backend's encoding.
+/// issues deliberately malformed requests and checks an ABI's encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawCall {
     /// KVM_HC_MAP_GPA_RANGE: rbx, rcx, rdx.
@@ -136,7 +136,7 @@ impl fmt::Display for RawCall {
     }
 }
 
-/// The call was of another ABI than the backend's.
+/// The call was of another ABI than the converter's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WrongAbi;
 
@@ -159,7 +159,7 @@ pub struct ResetReport {
     pub calls: u64,
     /// Granules the reset could not prove private (reported, left unknown).
     pub unknown: u64,
-    /// How the backend decided what to convert (`all-ram`, `ledger`, …).
+    /// How the ABI decided what to convert (`all-ram`, `ledger`, …).
     pub method: &'static str,
     pub cycles: u64,
 }
@@ -174,7 +174,7 @@ pub struct ResetOutcome {
 /// A conversion's hypervisor calls and nothing else: no tracker, no guest
 /// record, no lock, so every CPU may issue them at once (`stress.overlap`
 /// does, and records each answer afterwards through
-/// `Converter::record`). A backend converts through the same calls, so
+/// `Converter::record`). A `ConversionAbi` converts through the same calls, so
 /// each ABI keeps one path to its trap.
 pub trait Calls: Send + Sync {
     /// Issues the calls converting `range` (whole granules). On failure
@@ -185,7 +185,7 @@ pub trait Calls: Send + Sync {
 
 /// The raw ABI of one hypervisor. A conversion is `before`, the calls
 /// (`issue`), then `after` for what the calls converted.
-pub trait Backend {
+pub trait ConversionAbi {
     fn name(&self) -> &'static str;
     fn granule(&self) -> u64;
     /// Before the calls converting `range`: whatever record a crash in
@@ -194,13 +194,13 @@ pub trait Backend {
     /// The conversion calls themselves (see [`Calls`]).
     fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError>;
     /// After the calls: `done` (the front they confirmed) is now `to` in the
-    /// backend's own record.
+    /// ABI's own record.
     fn after(&mut self, _done: MemRange, _to: Target) {}
     /// A copy of the calls for other CPUs.
     fn calls(&self) -> Box<dyn Calls>;
     /// Makes every granule of `ram` (the tracker's ranges) private.
     fn reset(&mut self, ram: &[MemRange]) -> Result<ResetOutcome, ConvError>;
-    /// RAM the backend keeps for itself (never handed to tests).
+    /// RAM the ABI keeps for itself (never handed to tests).
     fn reserved(&self) -> Option<MemRange> {
         None
     }
@@ -213,13 +213,13 @@ pub trait Backend {
     /// need to find it shared at the next boot.
     fn note_bare(&mut self, _range: MemRange) {}
     /// Makes `range` private whatever state it is in (granules already
-    /// private are fine) and updates the backend's own record.
+    /// private are fine) and updates the ABI's own record.
     fn make_private(&mut self, range: MemRange) -> Result<(), ConvError>;
-    /// The backend's own record-keeping of one share + unshare of `range`,
+    /// The ABI's own record-keeping of one share + unshare of `range`,
     /// without any call (pKVM: the ledger's writes, cleaned to memory).
     fn bookkeep(&mut self, _range: MemRange) {}
     /// A call that reaches the hypervisor but changes nothing (`page` is a
-    /// private granule the backend may name in it).
+    /// private granule the ABI may name in it).
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError>;
     /// Bench op name of `noop`.
     fn noop_op(&self) -> &'static str;

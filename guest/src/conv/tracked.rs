@@ -1,15 +1,17 @@
-//! The platform-neutral half of conversion: a hypervisor `Backend` wrapped
-//! with the page-state tracker. The tracker changes only after the backend
+//! The platform-neutral half of conversion: a hypervisor `ConversionAbi` wrapped
+//! with the page-state tracker. The tracker changes only after the ABI
 //! answered: confirmed conversions set the target state, a failure leaves
-//! what the backend could not vouch for *unknown*. The suites see this as
+//! what the ABI could not vouch for *unknown*. The suites see this as
 //! `dyn Converter`.
 //!
 //! The guest faults skip-reset and forget-tracker live here (skip-share /
-//! skip-unshare are in the backends' call gate): they model firmware that
+//! skip-unshare are in the ABIs' call gate): they model firmware that
 //! forgets its duty, so runs can show which tests notice.
 
-use super::seam::{Backend, Calls, ConvError, ErrKind, Issued, RawCall, ResetReport, WrongAbi};
-use crate::arch;
+use super::seam::{
+    Calls, ConvError, ConversionAbi, ErrKind, Issued, RawCall, ResetReport, WrongAbi,
+};
+use crate::arch::{Current, Platform};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use convtest_proto::plan::GuestFault;
@@ -18,7 +20,7 @@ use convtest_proto::tracker::{PageState, PageStates, Target, TrackError};
 
 /// What the suites use.
 pub trait Converter {
-    /// Backend name as reported in the header and JSON (`kvm-map-gpa-range`, `pkvm`).
+    /// ABI name as reported in the header and JSON (`kvm-map-gpa-range`, `pkvm`).
     fn name(&self) -> &'static str;
     /// Smallest convertible unit in bytes.
     fn granule(&self) -> u64;
@@ -46,7 +48,7 @@ pub trait Converter {
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError>;
     fn noop_op(&self) -> &'static str;
     /// Starts bare conversions of `range` (private, whole tracked
-    /// granules): the tracker marks it unknown and the backend keeps what a
+    /// granules): the tracker marks it unknown and the ABI keeps what a
     /// crash needs.
     fn begin_bare(&mut self, range: MemRange);
     /// One conversion's calls and nothing else: what benchmarks time.
@@ -54,34 +56,34 @@ pub trait Converter {
     /// Ends bare conversions: `range` private again, the records agree.
     fn end_bare(&mut self, range: MemRange) -> Result<(), ConvError>;
     /// The guest's own bookkeeping of one share + unshare of the private
-    /// `range` (tracker, and the backend's record), without any call.
+    /// `range` (tracker, and the ABI's record), without any call.
     fn bookkeep(&mut self, range: MemRange);
-    /// A copy of the backend's conversion calls alone, for several CPUs
+    /// A copy of the ABI's conversion calls alone, for several CPUs
     /// converting at once: each CPU brackets a call with `before_calls`
     /// and `record` (under whatever lock shares the converter), but issues
     /// it holding nothing, so the hypervisor sees the calls really overlap.
     fn calls(&self) -> Box<dyn Calls>;
     /// Before one CPU's `calls().issue(range, to)`: what a crash needs.
     fn before_calls(&mut self, range: MemRange, to: Target);
-    /// After it: the tracker and the backend's record take its answer, as
+    /// After it: the tracker and the ABI's record take its answer, as
     /// they would a `share`/`unshare`'s (whole granules of tracked RAM;
     /// anything else is ignored).
     fn record(&mut self, range: MemRange, to: Target, res: &Result<(), ConvError>);
 }
 
-pub struct Tracked<B> {
-    backend: B,
+pub struct Tracked<A> {
+    abi: A,
     pages: PageStates,
     boot_reset: Option<Result<ResetReport, ConvError>>,
     fault: Option<GuestFault>,
 }
 
-impl<B: Backend> Tracked<B> {
-    pub fn new(backend: B, ram: &RangeList, fault: Option<GuestFault>) -> Self {
+impl<A: ConversionAbi> Tracked<A> {
+    pub fn new(abi: A, ram: &RangeList, fault: Option<GuestFault>) -> Self {
         // Nothing is known until the boot's reset says so.
-        let pages = PageStates::new(ram, backend.granule(), PageState::Unknown);
+        let pages = PageStates::new(ram, abi.granule(), PageState::Unknown);
         Self {
-            backend,
+            abi,
             pages,
             boot_reset: None,
             fault,
@@ -98,7 +100,7 @@ impl<B: Backend> Tracked<B> {
                 TrackError::Unaligned { range, granule: g }
             };
             return Err(ConvError {
-                call: self.backend.name(),
+                call: self.abi.name(),
                 id: 0,
                 range,
                 done: 0,
@@ -106,13 +108,13 @@ impl<B: Backend> Tracked<B> {
                 kind: ErrKind::Track(e),
             });
         }
-        self.backend.before(range, to);
-        let res = self.backend.issue(range, to);
+        self.abi.before(range, to);
+        let res = self.abi.issue(range, to);
         self.take_answer(range, to, &res);
         res
     }
 
-    /// The backend's record and the tracker take a conversion's answer.
+    /// The ABI's record and the tracker take a conversion's answer.
     /// `range` is whole granules inside tracked RAM (the caller's check),
     /// so the tracker's sets cannot fail.
     fn take_answer(&mut self, range: MemRange, to: Target, res: &Result<(), ConvError>) {
@@ -120,7 +122,7 @@ impl<B: Backend> Tracked<B> {
             .as_ref()
             .map_or_else(|e| e.done.min(range.len()), |()| range.len());
         let front = MemRange::from_len(range.start, done);
-        self.backend.after(front, to);
+        self.abi.after(front, to);
         if self.fault == Some(GuestFault::ForgetTracker) {
             return;
         }
@@ -137,13 +139,13 @@ impl<B: Backend> Tracked<B> {
     }
 }
 
-impl<B: Backend> Converter for Tracked<B> {
+impl<A: ConversionAbi> Converter for Tracked<A> {
     fn name(&self) -> &'static str {
-        self.backend.name()
+        self.abi.name()
     }
 
     fn granule(&self) -> u64 {
-        self.backend.granule()
+        self.abi.granule()
     }
 
     fn share(&mut self, range: MemRange) -> Result<(), ConvError> {
@@ -179,7 +181,7 @@ impl<B: Backend> Converter for Tracked<B> {
     }
 
     fn reset_to_private(&mut self) -> Result<ResetReport, ConvError> {
-        let t0 = arch::cycles();
+        let t0 = Current::cycles();
         let res = if self.fault == Some(GuestFault::SkipReset) {
             // The firmware bug: claims the reset without making a call.
             Ok(super::seam::ResetOutcome {
@@ -191,14 +193,14 @@ impl<B: Backend> Converter for Tracked<B> {
             })
         } else {
             let ram = self.ram();
-            self.backend.reset(&ram)
+            self.abi.reset(&ram)
         };
-        let cycles = arch::cycles().wrapping_sub(t0);
+        let cycles = Current::cycles().wrapping_sub(t0);
         let res = match res {
             Ok(out) => {
                 self.pages.set_all(PageState::Private);
                 for u in out.unknown {
-                    // Backends report granules inside the RAM they were given.
+                    // ABIs report granules inside the RAM they were given.
                     let _ = self.pages.set(u, PageState::Unknown);
                 }
                 Ok(ResetReport {
@@ -221,41 +223,41 @@ impl<B: Backend> Converter for Tracked<B> {
     }
 
     fn reserved(&self) -> Option<MemRange> {
-        self.backend.reserved()
+        self.abi.reserved()
     }
 
     fn raw(&mut self, call: RawCall) -> Result<i64, WrongAbi> {
-        self.backend.raw(call)
+        self.abi.raw(call)
     }
 
     fn calls_for(&self, range: MemRange, to: Target) -> Issued {
-        self.backend.calls_for(range, to)
+        self.abi.calls_for(range, to)
     }
 
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError> {
-        self.backend.noop(page)
+        self.abi.noop(page)
     }
 
     fn noop_op(&self) -> &'static str {
-        self.backend.noop_op()
+        self.abi.noop_op()
     }
 
     fn begin_bare(&mut self, range: MemRange) {
-        self.backend.note_bare(range);
+        self.abi.note_bare(range);
         // Whole granules inside tracked RAM: the caller's contract.
         let _ = self.pages.set(range, PageState::Unknown);
     }
 
     fn bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError> {
-        self.backend.issue(range, to)
+        self.abi.issue(range, to)
     }
 
     fn calls(&self) -> Box<dyn Calls> {
-        self.backend.calls()
+        self.abi.calls()
     }
 
     fn before_calls(&mut self, range: MemRange, to: Target) {
-        self.backend.before(range, to);
+        self.abi.before(range, to);
     }
 
     fn record(&mut self, range: MemRange, to: Target, res: &Result<(), ConvError>) {
@@ -265,7 +267,7 @@ impl<B: Backend> Converter for Tracked<B> {
     }
 
     fn end_bare(&mut self, range: MemRange) -> Result<(), ConvError> {
-        self.backend.make_private(range)?;
+        self.abi.make_private(range)?;
         let _ = self.pages.set(range, PageState::Private);
         Ok(())
     }
@@ -273,6 +275,6 @@ impl<B: Backend> Converter for Tracked<B> {
     fn bookkeep(&mut self, range: MemRange) {
         let _ = self.pages.set(range, PageState::Shared);
         let _ = self.pages.set(range, PageState::Private);
-        self.backend.bookkeep(range);
+        self.abi.bookkeep(range);
     }
 }

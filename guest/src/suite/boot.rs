@@ -1,7 +1,8 @@
 //! Sanity of what the boot path handed over: plan, RAM map, kernel placement.
 
-use super::{Ctx, Verdict};
-use crate::{fail, tdiag};
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
+use crate::report::tdiag;
 
 pub fn plan(ctx: &mut Ctx) -> Verdict {
     tdiag!(

@@ -1,16 +1,17 @@
 //! The cycle counter the benchmarks rely on.
 
-use super::{Ctx, Verdict};
-use crate::arch;
-use crate::{fail, tdiag};
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
+use crate::arch::{Current, Platform};
+use crate::report::tdiag;
 
 const READS: u32 = 100_000;
 
 pub fn monotonic(_ctx: &mut Ctx) -> Verdict {
-    let first = arch::cycles();
+    let first = Current::cycles();
     let mut prev = first;
     for i in 0..READS {
-        let now = arch::cycles();
+        let now = Current::cycles();
         if now < prev {
             return fail!("read {i}: counter went back from {prev} to {now}");
         }
@@ -27,7 +28,7 @@ pub fn monotonic(_ctx: &mut Ctx) -> Verdict {
 const PLAUSIBLE_HZ: core::ops::RangeInclusive<u64> = 1_000_000..=10_000_000_000;
 
 pub fn frequency(_ctx: &mut Ctx) -> Verdict {
-    match arch::cycle_freq() {
+    match Current::cycle_freq() {
         Err(missing) => Verdict::Skip(alloc::format!("counter frequency unknown: {missing}")),
         Ok(hz) if PLAUSIBLE_HZ.contains(&hz) => {
             tdiag!("counter frequency {hz} Hz");

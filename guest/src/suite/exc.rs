@@ -1,16 +1,17 @@
 //! Exception round trip: a deliberate #UD / BRK must reach the handler and
 //! execution must resume right after the trapping instruction.
 
-use super::{Ctx, Verdict};
-use crate::arch::{self, TrapError};
-use crate::{fail, tdiag};
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
+use crate::arch::{Current, Platform, TrapError};
+use crate::report::tdiag;
 
 const ROUNDS: usize = 3;
 
 pub fn trap_roundtrip(_ctx: &mut Ctx) -> Verdict {
     let mut first_pc = None;
     for round in 0..ROUNDS {
-        match arch::trap_roundtrip() {
+        match Current::trap_roundtrip() {
             Ok(t) => {
                 tdiag!(
                     "round {round}: caught {} (kind {:#x}) at pc {:#x}, resumed",

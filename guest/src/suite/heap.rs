@@ -1,8 +1,10 @@
 //! The allocator under seeded churn: every live block keeps its own fill
 //! pattern, alignment is honoured and nothing leaks.
 
-use super::{Ctx, Verdict};
-use crate::{fail, heap, tdiag};
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
+use crate::heap;
+use crate::report::tdiag;
 use alloc::alloc::{Layout, alloc, dealloc};
 use convtest_proto::prng::{SplitMix64, mix};
 

@@ -1,15 +1,17 @@
 //! Failure injection: lets the runner's tests prove that a crash and a hang
 //! end as failing verdicts. Selected only when the plan carries `inject=`.
 
-use super::{Ctx, Verdict};
-use crate::{arch, tdiag};
+use super::ctx::Ctx;
+use super::verdict::Verdict;
+use crate::arch::{Current, Platform};
+use crate::report::tdiag;
 use convtest_proto::plan::Inject;
 
 pub fn requested(ctx: &mut Ctx) -> Verdict {
     match ctx.plan.inject {
         Some(Inject::Fault) => {
             tdiag!("touching an unmapped address on purpose (inject=fault)");
-            arch::fatal_fault()
+            Current::fatal_fault()
         }
         Some(Inject::Hang) => {
             tdiag!("spinning forever on purpose (inject=hang)");

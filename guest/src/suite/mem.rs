@@ -1,8 +1,9 @@
 //! Memory access patterns over free RAM: write every word, then verify every
 //! word, and report the first mismatch with its physical address.
 
-use super::{Ctx, Verdict};
-use crate::{fail, tdiag};
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
+use crate::report::tdiag;
 use convtest_proto::prng::mix;
 use convtest_proto::range::{MemRange, RangeList};
 

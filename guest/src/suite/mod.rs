@@ -1,51 +1,23 @@
-//! Platform-neutral tests. Each returns a `Verdict` whose text says what was
-//! checked and what was seen; they reach the hardware only through `arch`'s
-//! contract functions, `BootInfo` and the `Converter` seam.
+//! Platform-neutral tests. Each gets the [`Ctx`] and returns a [`Verdict`]
+//! whose text says what was checked and what was seen; they reach the
+//! hardware only through the arch layer's `Platform`, `BootInfo` and the
+//! `Converter` seam.
 
 mod bench;
 mod boot;
 mod clock;
 mod conv;
+mod ctx;
 mod exc;
 mod heap;
 mod inject;
 mod mem;
 mod smp;
+mod verdict;
 
-use crate::boot::BootInfo;
-use crate::conv::{Converter, NoConverter};
-use alloc::boxed::Box;
-use alloc::string::String;
-use convtest_proto::plan::Parsed;
-use convtest_proto::plan::Plan;
-use convtest_proto::range::{MemRange, RangeList};
-
-pub struct Ctx {
-    pub boot: &'static BootInfo,
-    pub parsed: Parsed<'static>,
-    pub plan: Plan<'static>,
-    /// Free RAM minus the heap: what memory tests may overwrite.
-    pub test_ram: RangeList,
-    pub heap: MemRange,
-    pub converter: Result<Box<dyn Converter>, NoConverter>,
-    /// What secondary CPU bring-up did (wanted 0: the plan named one CPU).
-    pub smp: crate::smp::Report,
-}
-
-pub enum Verdict {
-    Pass,
-    /// Passed, with something the reader must know printed on the result
-    /// line (e.g. the host's side rested on VMM bookkeeping only).
-    PassNoted(String),
-    Fail(String),
-    Skip(String),
-}
-
-/// `Verdict::Fail` with a formatted reason.
-#[macro_export]
-macro_rules! fail {
-    ($($arg:tt)*) => { $crate::suite::Verdict::Fail(alloc::format!($($arg)*)) };
-}
+pub use ctx::Ctx;
+pub use verdict::Verdict;
+use verdict::fail;
 
 pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
     match name {

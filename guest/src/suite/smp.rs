@@ -1,7 +1,8 @@
 //! Secondary CPUs: what `crate::smp::bring_up` started, checked.
 
-use super::{Ctx, Verdict};
-use crate::{fail, tdiag};
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
+use crate::report::tdiag;
 
 /// Every CPU the plan names came up, on its own stack, and runs jobs from
 /// CPU 0 concurrently: each computes a seeded value CPU 0 checks, and all

@@ -1,6 +1,6 @@
 //! The CPUID the guest sees: KVM's supported set (needed before long mode)
 //! with every leaf the guest's probe reads (guest/src/arch/x86_64/probe.rs,
-//! cpu.rs; decoded in proto/src/hv.rs) made to tell the truth about this
+//! cpu.rs; decoded in proto/src/cpuid.rs) made to tell the truth about this
 //! VMM, whatever kernel KVM_GET_SUPPORTED_CPUID came from:
 //!
 //! | leaf | the guest reads | here |
@@ -24,7 +24,7 @@
 //! | 1 | ECX[21] x2APIC: the boot CPU sends INIT/SIPI through the x2APIC ICR only | set when KVM's in-kernel local APIC serves the vCPU (it emulates x2APIC on any host) |
 //! | 0xB, 0x1F | EDX x2APIC ID, every subleaf | the vCPU id |
 
-use convtest_proto::hv::{SEV_CPUID_BIT, SEV_LEAF, TDX_LEAF};
+use convtest_proto::cpuid::{SEV_CPUID_BIT, SEV_LEAF, TDX_LEAF};
 use kvm_bindings::kvm_cpuid_entry2;
 
 pub const KVM_SIGNATURE_LEAF: u32 = 0x4000_0000;
@@ -130,7 +130,7 @@ pub fn patch_vcpu(entries: &mut [kvm_cpuid_entry2], id: u8, x2apic: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convtest_proto::hv::{HYPERVISOR_LEAF, SevStatus, X86Cpuid, X86Finding, signature};
+    use convtest_proto::cpuid::{HYPERVISOR_LEAF, SevStatus, X86Cpuid, X86Finding, signature};
 
     fn leaf(v: &[kvm_cpuid_entry2], f: u32) -> kvm_cpuid_entry2 {
         *v.iter().find(|e| e.function == f).unwrap()

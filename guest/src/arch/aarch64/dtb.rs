@@ -9,8 +9,8 @@
 
 use super::uart::{Kind, Uart};
 use crate::boot::CpuList;
-use convtest_proto::hv::Conduit;
 use convtest_proto::range::{MemRange, RangeError, RangeList};
+use convtest_proto::smccc::Conduit;
 use core::fmt;
 use fdt::Fdt;
 use fdt::node::FdtNode;

@@ -131,5 +131,5 @@ convtest_entry:
 "#
     ),
     relocate = sym super::reloc::relocate,
-    main = sym super::boot_main,
+    main = sym super::boot::boot_main,
 );

@@ -2,8 +2,9 @@
 //! calls `handle`. An exception is survivable only when the code about to
 //! raise it registered the trapping instruction's address first (`arm`):
 //! the handler then records what it saw, steps over the instruction and
-//! returns. Anything else ends the run through `report::crash`.
+//! returns. Anything else ends the run through `arch::hooks::fatal`.
 
+use crate::arch::hooks;
 use aarch64_cpu::registers::{ESR_EL1, FAR_EL1, Readable, VBAR_EL1, Writeable};
 use core::arch::global_asm;
 use core::fmt;
@@ -162,20 +163,17 @@ extern "C" fn handle(frame: &mut Frame, vector: u64) {
         FAR_EL1.get(),
         esr,
     );
-    crate::report::crash(
-        format_args!(
-            "{} exception: EC={:#04x} ({}){} ESR={:#x} FAR={:#x} ELR={:#x} SPSR={:#x}",
-            vector_name(vector),
-            ec,
-            ec_name(ec),
-            AbortStatus(ec, esr),
-            esr,
-            FAR_EL1.get(),
-            frame.elr,
-            frame.spsr,
-        ),
-        None,
-    )
+    hooks::fatal(format_args!(
+        "{} exception: EC={:#04x} ({}){} ESR={:#x} FAR={:#x} ELR={:#x} SPSR={:#x}",
+        vector_name(vector),
+        ec,
+        ec_name(ec),
+        AbortStatus(ec, esr),
+        esr,
+        FAR_EL1.get(),
+        frame.elr,
+        frame.spsr,
+    ))
 }
 
 /// For instruction/data aborts, the fault status code (ISS[5:0]) says why

@@ -17,6 +17,8 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// The translation granule, and so the kernel's page size.
+pub const PAGE_SIZE: u64 = 4096;
 const ENTRIES: usize = 512;
 /// Tables for the whole map. Each RAM range not 1 GiB aligned costs an L2
 /// table per partly covered GiB, plus an L3 per unaligned 2 MiB edge.

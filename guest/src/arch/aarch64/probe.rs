@@ -1,10 +1,10 @@
 //! Hypervisor discovery over SMCCC: vendor-hyp UID, then (for KVM) the
 //! feature bitmap, then (if advertised) pKVM's HYP_MEMINFO. Decoding the
-//! answers is `convtest_proto::hv`'s job.
+//! answers is `convtest_proto::smccc`'s job.
 
 use super::smccc;
-use crate::conv::Probe;
-use convtest_proto::hv::{
+use crate::arch::probe::Probe;
+use convtest_proto::smccc::{
     KVM_UID, PKVM_HYP_MEMINFO, SMCCC_KVM_FEATURES, SMCCC_VENDOR_HYP_CALL_UID, SmcccAnswer,
     SmcccProbe, kvm_feature_bit,
 };

@@ -3,8 +3,8 @@
 //! verdict comes from the KTAP stream. CPU_ON starts secondary CPUs (smp.rs).
 
 use super::smccc;
-use convtest_proto::hv::{Conduit, SmcccAnswer};
 use convtest_proto::range::MemRange;
+use convtest_proto::smccc::{Conduit, SmcccAnswer};
 use core::arch::asm;
 
 const SYSTEM_OFF: u32 = 0x8400_0008;

@@ -11,7 +11,8 @@
 //! call is armed, so the handler skips it and the answer is `Undefined`.
 
 use super::exceptions;
-use convtest_proto::hv::{Conduit, SmcccAnswer};
+use crate::arch::hooks;
+use convtest_proto::smccc::{Conduit, SmcccAnswer};
 use core::arch::asm;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -45,15 +46,12 @@ pub fn call(fid: u32, a1: u64, a2: u64, a3: u64) -> Option<SmcccAnswer<[u64; 4]>
     Some(match exceptions::disarm() {
         None => SmcccAnswer::Value(out),
         Some(c) if c.ec == exceptions::EC_UNKNOWN => SmcccAnswer::Undefined,
-        Some(c) => crate::report::crash(
-            format_args!(
-                "SMCCC call {fid:#x} trapped with EC={:#04x} ({}) at {:#x}, expected UNDEFINED or an answer",
-                c.ec,
-                exceptions::ec_name(c.ec),
-                c.pc
-            ),
-            None,
-        ),
+        Some(c) => hooks::fatal(format_args!(
+            "SMCCC call {fid:#x} trapped with EC={:#04x} ({}) at {:#x}, expected UNDEFINED or an answer",
+            c.ec,
+            exceptions::ec_name(c.ec),
+            c.pc
+        )),
     })
 }
 

@@ -1,5 +1,5 @@
-//! Secondary CPU start over PSCI CPU_ON (see `crate::smp` for the contract,
-//! secondary.rs for the entry code).
+//! Secondary CPU start over PSCI CPU_ON (`Platform::start_cpu`; secondary.rs
+//! for the entry code).
 //!
 //! `start_cpu` copies the boot CPU's translation and system-control state
 //! into the CPU's `StartCtx` and cleans that block to the point of coherency
@@ -7,53 +7,27 @@
 //! start the CPU at `convtest_secondary_entry` with the block's address as
 //! the context id.
 
-use super::secondary::convtest_secondary_entry;
+use super::secondary::{self, StartCtx, convtest_secondary_entry};
 use super::{cache, psci};
+use crate::arch::platform::StartError;
 use crate::boot::MAX_CPUS;
-use crate::smp::StartError;
 use aarch64_cpu::registers::{
     CPACR_EL1, MAIR_EL1, Readable, SCTLR_EL1, TCR_EL1, TTBR0_EL1, VBAR_EL1,
 };
-use convtest_proto::hv::SmcccAnswer;
-use core::sync::atomic::{AtomicU64, Ordering};
-
-/// What one secondary CPU's entry code loads before its MMU is on: the boot
-/// CPU's register values, its stack and its `cpu` index. Read by the asm at
-/// the `offset_of!` offsets; one cache-line-aligned block per CPU, written
-/// only by CPU 0 (in `start_cpu`) before that CPU starts.
-#[repr(C, align(64))]
-pub struct StartCtx {
-    pub(super) cpacr: AtomicU64,
-    pub(super) mair: AtomicU64,
-    pub(super) tcr: AtomicU64,
-    pub(super) ttbr0: AtomicU64,
-    pub(super) vbar: AtomicU64,
-    pub(super) sctlr: AtomicU64,
-    pub(super) stack_top: AtomicU64,
-    cpu: AtomicU64,
-}
-
-impl StartCtx {
-    const fn zero() -> StartCtx {
-        StartCtx {
-            cpacr: AtomicU64::new(0),
-            mair: AtomicU64::new(0),
-            tcr: AtomicU64::new(0),
-            ttbr0: AtomicU64::new(0),
-            vbar: AtomicU64::new(0),
-            sctlr: AtomicU64::new(0),
-            stack_top: AtomicU64::new(0),
-            cpu: AtomicU64::new(0),
-        }
-    }
-}
+use convtest_proto::smccc::SmcccAnswer;
+use core::sync::atomic::Ordering;
 
 /// In .bss (zero), so a reboot starts with clean blocks.
 static CTX: [StartCtx; MAX_CPUS] = [const { StartCtx::zero() }; MAX_CPUS];
 
 /// Starts CPU `cpu` (MPIDR affinity `hw_id`) on `stack_top`, entering
-/// `crate::smp::secondary_main(cpu)`. Returns once PSCI CPU_ON answered.
-pub fn start_cpu(cpu: usize, hw_id: u64, stack_top: u64) -> Result<(), StartError> {
+/// `main(cpu)`. Returns once PSCI CPU_ON answered.
+pub fn start_cpu(
+    cpu: usize,
+    hw_id: u64,
+    stack_top: u64,
+    main: fn(usize) -> !,
+) -> Result<(), StartError> {
     let Some(ctx) = CTX.get(cpu).filter(|_| cpu != 0) else {
         return Err(StartError::Unsupported(
             "cpu index is 0 (the boot CPU) or beyond MAX_CPUS",
@@ -64,6 +38,7 @@ pub fn start_cpu(cpu: usize, hw_id: u64, stack_top: u64) -> Result<(), StartErro
             "the boot CPU runs with the MMU off: no map to share",
         ));
     }
+    secondary::set_main(main);
     ctx.cpacr.store(CPACR_EL1.get(), Ordering::Relaxed);
     ctx.mair.store(MAIR_EL1.get(), Ordering::Relaxed);
     ctx.tcr.store(TCR_EL1.get(), Ordering::Relaxed);
@@ -91,9 +66,4 @@ pub fn start_cpu(cpu: usize, hw_id: u64, stack_top: u64) -> Result<(), StartErro
             code,
         }),
     }
-}
-
-/// Called by secondary.rs on the CPU's own stack, MMU and caches on, at EL1.
-pub(super) extern "C" fn secondary_rust(ctx: &StartCtx) -> ! {
-    crate::smp::secondary_main(ctx.cpu.load(Ordering::Relaxed) as usize)
 }

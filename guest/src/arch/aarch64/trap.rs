@@ -3,7 +3,8 @@
 
 use super::exceptions::{self, EC_BRK};
 use super::mmu;
-use crate::arch::{TrapError, TrapReport};
+use crate::arch::hooks;
+use crate::arch::platform::{TrapError, TrapReport};
 use core::arch::asm;
 
 /// `brk #0x1234`, armed so the handler records it and resumes after it.
@@ -50,16 +51,14 @@ const UNMAPPED: u64 = 0x0000_dead_0000_0000;
 
 pub fn fatal_fault() -> ! {
     if mmu::is_mapped(UNMAPPED) {
-        crate::report::crash(
-            format_args!("fatal_fault: {UNMAPPED:#x} is mapped (RAM up there?)"),
-            None,
-        );
+        hooks::fatal(format_args!(
+            "fatal_fault: {UNMAPPED:#x} is mapped (RAM up there?)"
+        ));
     }
     // SAFETY: deliberately faults: the address is unmapped (checked above),
     // the data abort goes to the crash path, which does not return.
     unsafe { (UNMAPPED as *const u64).read_volatile() };
-    crate::report::crash(
-        format_args!("load from unmapped {UNMAPPED:#x} did not fault"),
-        None,
-    )
+    hooks::fatal(format_args!(
+        "load from unmapped {UNMAPPED:#x} did not fault"
+    ))
 }

@@ -3,8 +3,10 @@
 //! mapped the kernel (PIE, relocated) and, as configured here, all physical
 //! memory at a dynamic offset. The plan arrives as the ramdisk file.
 
-use crate::boot::BootInfo;
-use crate::report;
+use super::init::{STACK_BYTES, init_cpu};
+use super::paging::PAGE_SIZE;
+use crate::arch::hooks;
+use crate::boot::{BootInfo, CpuList};
 use bootloader_api::config::Mapping;
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use bootloader_api::{BootloaderConfig, entry_point};
@@ -14,7 +16,7 @@ use spin::Once;
 pub static CONFIG: BootloaderConfig = {
     let mut config = BootloaderConfig::new_default();
     config.mappings.physical_memory = Some(Mapping::Dynamic);
-    config.kernel_stack_size = super::STACK_BYTES;
+    config.kernel_stack_size = STACK_BYTES;
     config
 };
 
@@ -25,19 +27,18 @@ static BOOT: Once<BootInfo> = Once::new();
 fn main(info: &'static mut bootloader_api::BootInfo) -> ! {
     let phys_offset = info.physical_memory_offset.into_option();
     // The bootloader leaves the page below the stack unmapped as a guard.
-    let guard = info.kernel_stack_bottom.saturating_sub(super::PAGE_SIZE);
-    super::init_cpu(phys_offset.unwrap_or(0), guard);
+    let guard = info.kernel_stack_bottom.saturating_sub(PAGE_SIZE);
+    init_cpu(phys_offset.unwrap_or(0), guard);
     let Some(phys_offset) = phys_offset else {
-        report::crash(
-            format_args!("bootloader gave no physical memory mapping (config asks for one)"),
-            None,
-        )
+        hooks::fatal(format_args!(
+            "bootloader gave no physical memory mapping (config asks for one)"
+        ))
     };
     let boot = match boot_info(info, phys_offset) {
         Ok(b) => b,
-        Err(e) => report::crash(format_args!("bootloader memory map: {e}"), None),
+        Err(e) => hooks::fatal(format_args!("bootloader memory map: {e}")),
     };
-    crate::kmain::kmain(BOOT.call_once(|| boot))
+    hooks::enter_kernel(BOOT.call_once(|| boot))
 }
 
 /// RAM is what the bootloader reports as Usable plus what it took for itself
@@ -82,7 +83,7 @@ fn boot_info(
         cmdline: ramdisk_cmdline(info),
         phys_offset,
         console: super::serial::CONSOLE,
-        cpus: crate::boot::CpuList::EMPTY,
+        cpus: CpuList::EMPTY,
     })
 }
 

@@ -14,7 +14,7 @@ pub fn max_basic_leaf() -> u32 {
 /// Highest extended leaf (CPUID 0x80000000 EAX). Leaves above it return the
 /// highest basic leaf's data on Intel, so callers compare before asking.
 pub fn max_ext_leaf() -> u32 {
-    cpuid(convtest_proto::hv::EXT_MAX_LEAF, 0).eax
+    cpuid(convtest_proto::cpuid::EXT_MAX_LEAF, 0).eax
 }
 
 /// CPUID.1:ECX bit 31, set by hypervisors (including TCG) for their guests.
@@ -26,7 +26,7 @@ pub fn hypervisor_bit() -> bool {
 /// hypervisor bit says the range exists: on bare metal those leaves alias
 /// the highest basic leaf and return noise.
 pub fn max_hypervisor_leaf() -> Option<u32> {
-    hypervisor_bit().then(|| cpuid(convtest_proto::hv::HYPERVISOR_LEAF, 0).eax)
+    hypervisor_bit().then(|| cpuid(convtest_proto::cpuid::HYPERVISOR_LEAF, 0).eax)
 }
 
 pub fn cycles() -> u64 {

@@ -4,7 +4,7 @@
 //! RDMSR #GP of [`super::msr`] end the run through the crash path with vector, name,
 //! error code, RIP/RSP, for #PF and #DF CR2, and for #VE/#VC the likely cause.
 
-use crate::report;
+use crate::arch::hooks;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 use x86_64::registers::control::Cr2;
@@ -70,27 +70,21 @@ fn fatal(vector: u8, name: &str, frame: &InterruptStackFrame, error: Option<u64>
     match vector {
         8 | 14 => {
             let guard = STACK_GUARD.load(Ordering::Relaxed);
-            let why = if guard != 0 && (guard..guard + super::PAGE_SIZE).contains(&cr2) {
+            let why = if guard != 0 && (guard..guard + super::paging::PAGE_SIZE).contains(&cr2) {
                 " (stack overflow into the guard page)"
             } else {
                 ""
             };
-            report::crash(
-                format_args!(
-                    "x86 exception vector={vector} {name}{} cr2={cr2:#x} rip={rip:#x} rsp={rsp:#x}{why}",
-                    ErrCode(error)
-                ),
-                None,
-            )
+            hooks::fatal(format_args!(
+                "x86 exception vector={vector} {name}{} cr2={cr2:#x} rip={rip:#x} rsp={rsp:#x}{why}",
+                ErrCode(error)
+            ))
         }
-        _ => report::crash(
-            format_args!(
-                "x86 exception vector={vector} {name}{} rip={rip:#x} rsp={rsp:#x}{}",
-                ErrCode(error),
-                Cause(vector)
-            ),
-            None,
-        ),
+        _ => hooks::fatal(format_args!(
+            "x86 exception vector={vector} {name}{} rip={rip:#x} rsp={rsp:#x}{}",
+            ErrCode(error),
+            Cause(vector)
+        )),
     }
 }
 

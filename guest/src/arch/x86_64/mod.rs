@@ -2,18 +2,21 @@
 //! an IST stack for #DF, TSC counter, isa-debug-exit power-off, secondary
 //! CPUs through INIT-SIPI-SIPI (x2APIC) and a real-mode trampoline.
 //!
-//! Both entries call [`init_cpu`] (console, GDT/TSS, IDT) first, before they
-//! parse what the loader handed over, so a malformed boot structure already
-//! reaches the crash path.
+//! Both entries call `init::init_cpu` (console, GDT/TSS, IDT) first, before
+//! they parse what the loader handed over, so a malformed boot structure
+//! already reaches the crash path. This file is only the [`Platform`]
+//! implementation: the files below it never reach back up here.
 
 mod apic;
 mod armed;
 mod cache;
 mod cpu;
+mod fatal;
 mod gdt;
 mod hypercall;
 mod idle;
 mod idt;
+mod init;
 mod msr;
 mod paging;
 mod power;
@@ -32,38 +35,91 @@ mod pvh_info;
 #[cfg(not(feature = "bootloader"))]
 mod pvh_paging;
 
-pub use cache::{clean_dcache, flush_dcache};
-pub use cpu::{cpuid, cycle_freq, cycles};
-pub use hypercall::{vmcall, vmmcall};
-pub use idle::{init_secondary as idle_init, wait as idle_wait, wake_others};
-#[allow(
-    unused_imports,
-    reason = "arch contract: not every build calls reboot yet"
-)]
-pub use power::{fatal_fault, power_off, reboot};
-pub use probe::probe;
-#[allow(
-    unused_imports,
-    reason = "arch contract: console input is for host checks"
-)]
-pub use serial::{console_read_byte, console_write};
-pub use smp::start_cpu;
-pub use trap::trap_roundtrip;
+use crate::arch::platform::{Platform, StartError, TrapError, TrapReport};
+use crate::arch::probe::Probe;
+use core::arch::x86_64::CpuidResult;
 
-pub const NAME: &str = "x86_64";
-pub const PAGE_SIZE: u64 = 4096;
-/// Boot stack size on both entries (PVH: in .bss; bootloader: its config).
-const STACK_BYTES: u64 = 256 * 1024;
+/// The x86_64 platform.
+pub struct X86_64;
 
-/// Per-CPU setup shared by both entries, run first thing on the boot stack.
-/// `phys_offset` is where physical memory is mapped (0 for the PVH identity
-/// map); `stack_guard` is the virtual address of the unmapped page below the
-/// boot stack, named in the #DF report.
-fn init_cpu(phys_offset: u64, stack_guard: u64) {
-    serial::init();
-    cpu::enable_sse();
-    paging::set_phys_offset(phys_offset);
-    idt::set_stack_guard(stack_guard);
-    gdt::init();
-    idt::init();
+impl Platform for X86_64 {
+    const NAME: &'static str = "x86_64";
+    const PAGE_SIZE: u64 = paging::PAGE_SIZE;
+
+    fn console_write(bytes: &[u8]) {
+        serial::console_write(bytes);
+    }
+
+    fn console_read_byte() -> Option<u8> {
+        serial::console_read_byte()
+    }
+
+    fn flush_dcache(va: u64, len: u64) {
+        cache::flush_dcache(va, len);
+    }
+
+    fn clean_dcache(va: u64, len: u64) {
+        cache::clean_dcache(va, len);
+    }
+
+    fn cycles() -> u64 {
+        cpu::cycles()
+    }
+
+    fn cycle_freq() -> Result<u64, &'static str> {
+        cpu::cycle_freq()
+    }
+
+    fn power_off(success: bool) -> ! {
+        power::power_off(success)
+    }
+
+    fn reboot() -> ! {
+        power::reboot()
+    }
+
+    fn trap_roundtrip() -> Result<TrapReport, TrapError> {
+        trap::trap_roundtrip()
+    }
+
+    fn fatal_fault() -> ! {
+        trap::fatal_fault()
+    }
+
+    fn probe() -> Probe {
+        probe::probe()
+    }
+
+    fn start_cpu(
+        cpu: usize,
+        hw_id: u64,
+        stack_top: u64,
+        main: fn(usize) -> !,
+    ) -> Result<(), StartError> {
+        smp::start_cpu(cpu, hw_id, stack_top, main)
+    }
+
+    fn idle_init() -> bool {
+        idle::init_secondary()
+    }
+
+    fn idle_wait() {
+        idle::wait();
+    }
+
+    fn wake_others() {
+        idle::wake_others();
+    }
+
+    fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+        cpu::cpuid(leaf, subleaf)
+    }
+
+    fn vmcall(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
+        hypercall::vmcall(nr, a0, a1, a2)
+    }
+
+    fn vmmcall(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
+        hypercall::vmmcall(nr, a0, a1, a2)
+    }
 }

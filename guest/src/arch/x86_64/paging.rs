@@ -1,8 +1,11 @@
-//! What the fault injector needs from the live page tables, on either entry.
+//! The page size, where physical memory is mapped, and what the fault
+//! injector needs from the live page tables, on either entry.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{PageTable, PageTableFlags};
+
+pub const PAGE_SIZE: u64 = 4096;
 
 /// Virtual address of physical 0 (0 under the PVH identity map).
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);

@@ -1,5 +1,4 @@
-//! Ending the run: QEMU's isa-debug-exit, the PCI reset register, and the
-//! deliberate fault for `inject=fault`.
+//! Ending the run: QEMU's isa-debug-exit and the PCI reset register.
 //!
 //! isa-debug-exit (`-device isa-debug-exit,iobase=0xf4,iosize=0x04`) makes
 //! QEMU exit with status `(value << 1) | 1`: we write 0x10 for success
@@ -14,9 +13,7 @@ const DEBUG_EXIT_PORT: u16 = 0xf4;
 pub const EXIT_SUCCESS: u8 = 0x10;
 pub const EXIT_FAILURE: u8 = 0x11;
 /// Intel PCI reset control register; 0x06 = full reset (SYS_RST | RST_CPU).
-#[allow(dead_code, reason = "only reboot() uses it")]
 const RESET_CONTROL_PORT: u16 = 0xcf9;
-#[allow(dead_code, reason = "only reboot() uses it")]
 const FULL_RESET: u8 = 0x06;
 
 pub fn power_off(success: bool) -> ! {
@@ -28,7 +25,6 @@ pub fn power_off(success: bool) -> ! {
     halt_forever()
 }
 
-#[allow(dead_code, reason = "arch contract: the reboot suite calls it")]
 pub fn reboot() -> ! {
     super::serial::flush();
     // SAFETY: 0xcf9 is the chipset reset register on PC-compatible machines
@@ -39,7 +35,6 @@ pub fn reboot() -> ! {
 
 /// An exception with an empty IDT cannot be delivered, nor can the #DF that
 /// follows: the CPU shuts down, which every PC and VMM turns into a reset.
-#[allow(dead_code, reason = "only reboot() uses it")]
 fn triple_fault() -> ! {
     let empty = x86_64::structures::DescriptorTablePointer {
         limit: 0,
@@ -51,19 +46,6 @@ fn triple_fault() -> ! {
         x86_64::instructions::tables::lidt(&empty);
         core::arch::asm!("ud2", options(noreturn));
     }
-}
-
-pub fn fatal_fault() -> ! {
-    // Non-canonical addresses fault (#GP) under any page tables: the fallback
-    // if every lower-half PML4 slot were somehow mapped.
-    let addr = super::paging::unmapped_address().unwrap_or(0x8000_0000_0000);
-    // SAFETY: not safe by design: the read faults and the handler ends the
-    // run. Volatile so the load cannot be optimised away.
-    let value = unsafe { core::ptr::read_volatile(addr as *const u64) };
-    crate::report::crash(
-        format_args!("reading unmapped address {addr:#x} returned {value:#x} instead of faulting"),
-        None,
-    )
 }
 
 fn halt_forever() -> ! {

@@ -1,10 +1,10 @@
 //! Hypervisor discovery through CPUID (and SEV_STATUS); decoding happens in
-//! `convtest_proto::hv`.
+//! `convtest_proto::cpuid`.
 
 use super::cpu::{cpuid, max_basic_leaf, max_ext_leaf, max_hypervisor_leaf};
 use super::msr::{MsrFault, rdmsr_guarded};
-use crate::conv::Probe;
-use convtest_proto::hv::{
+use crate::arch::probe::Probe;
+use convtest_proto::cpuid::{
     HYPERVISOR_LEAF, MSR_SEV_STATUS, SEV_LEAF, SevStatus, TDX_LEAF, X86Cpuid, signature,
 };
 

@@ -8,9 +8,10 @@
 //! paging and SSE, jumps to 64-bit code and calls [`pvh_entry`] on the boot
 //! stack. No Rust runs before SSE is on and .bss is zero.
 
+use super::init::init_cpu;
 use super::pvh_paging::{BOOT_PD, BOOT_PDPT, BOOT_PML4, BOOT_STACK, BootStack, IDENTITY_LIMIT};
+use crate::arch::hooks;
 use crate::boot::BootInfo;
-use crate::report;
 use convtest_proto::range::MemRange;
 use spin::Once;
 
@@ -130,7 +131,7 @@ static BOOT: Once<BootInfo> = Once::new();
 /// First Rust code on the PVH path: long mode, identity map of 4 GiB, boot stack.
 extern "C" fn pvh_entry(start_info: u32) -> ! {
     let guard = super::pvh_paging::guard_page();
-    super::init_cpu(0, guard);
+    init_cpu(0, guard);
     super::pvh_paging::unmap_guard_page();
     let kernel = MemRange::new(
         &raw const __kernel_start as u64,
@@ -138,9 +139,9 @@ extern "C" fn pvh_entry(start_info: u32) -> ! {
     );
     let boot = match super::pvh_info::boot_info(u64::from(start_info), kernel, IDENTITY_LIMIT) {
         Ok(b) => b,
-        Err(e) => report::crash(format_args!("PVH boot: {e}"), None),
+        Err(e) => hooks::fatal(format_args!("PVH boot: {e}")),
     };
     let ram_end = boot.ram.iter().map(|r| r.end).max().unwrap_or(0);
     super::pvh_paging::map_identity_up_to(ram_end);
-    crate::kmain::kmain(BOOT.call_once(|| boot))
+    hooks::enter_kernel(BOOT.call_once(|| boot))
 }

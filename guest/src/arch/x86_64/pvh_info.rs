@@ -2,7 +2,7 @@
 //! [`BootInfo`]: RAM from the memory map, the plan from the command line,
 //! and everything the loader placed in RAM marked reserved.
 
-use crate::boot::BootInfo;
+use crate::boot::{BootInfo, CpuList};
 use convtest_proto::range::{MemRange, RangeError, RangeList};
 use core::fmt;
 
@@ -207,7 +207,7 @@ pub fn boot_info(start_info: u64, kernel: MemRange, limit: u64) -> Result<BootIn
         cmdline,
         phys_offset: 0,
         console: super::serial::CONSOLE,
-        cpus: crate::boot::CpuList::EMPTY,
+        cpus: CpuList::EMPTY,
     })
 }
 

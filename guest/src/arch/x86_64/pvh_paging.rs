@@ -3,6 +3,7 @@
 //! runs). Here, in 64-bit Rust: unmap the guard page under the stack, and
 //! extend the identity map when RAM reaches past 4 GiB.
 
+use super::init::STACK_BYTES;
 use core::cell::UnsafeCell;
 use x86_64::PhysAddr;
 use x86_64::registers::control::Cr3;
@@ -19,7 +20,7 @@ const HIGH_PDS: usize = (IDENTITY_LIMIT / GIB) as usize - 4;
 #[repr(C, align(4096))]
 pub struct BootStack {
     guard: [u8; 4096],
-    stack: [u8; super::STACK_BYTES as usize],
+    stack: [u8; STACK_BYTES as usize],
 }
 
 /// Memory the CPU and the boot code write behind Rust's back: interior
@@ -42,7 +43,7 @@ impl<T> BootCell<T> {
 
 pub static BOOT_STACK: BootCell<BootStack> = BootCell::new(BootStack {
     guard: [0; 4096],
-    stack: [0; super::STACK_BYTES as usize],
+    stack: [0; STACK_BYTES as usize],
 });
 pub static BOOT_PML4: BootCell<PageTable> = BootCell::new(PageTable::new());
 pub static BOOT_PDPT: BootCell<PageTable> = BootCell::new(PageTable::new());

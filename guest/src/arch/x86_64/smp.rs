@@ -1,7 +1,8 @@
-//! Secondary CPU start (see `crate::smp` for the contract): INIT, SIPI, SIPI
-//! through the boot CPU's x2APIC ([`super::apic`]) to the real-mode
-//! trampoline ([`super::trampoline`]) in a page below 1 MiB, which reaches
-//! long mode and lands in [`ap_entry`] on the CPU's own stack.
+//! Secondary CPU start (`Platform::start_cpu`): INIT, SIPI, SIPI through
+//! the boot CPU's x2APIC ([`super::apic`]) to the real-mode trampoline
+//! ([`super::trampoline`]) in a page below 1 MiB, which reaches long mode
+//! and jumps to the landing here (`convtest_ap_start64`), which calls
+//! [`ap_entry`] on the CPU's own stack.
 //!
 //! Both boot paths: the trampoline page is picked while the entry builds its
 //! RAM map ([`reserve_trampoline`]), and the page tables the starting CPU
@@ -9,9 +10,10 @@
 //! itself from below 4 GiB (PVH), else a copy that adds the identity mapping
 //! (bootloader: physical memory is only mapped at an offset).
 
+use super::cpu::{cycle_freq, cycles};
 use super::trampoline::{self, ARMED, CLAIMED, COPIED, IDLE, Params};
 use super::{apic, gdt, idt, paging};
-use crate::smp::StartError;
+use crate::arch::platform::StartError;
 use convtest_proto::range::{MemRange, RangeError, RangeList};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Once;
@@ -73,6 +75,8 @@ struct Setup {
     cr4: u64,
     xcr0: u64,
     own_apic_id: u32,
+    /// Where every started CPU goes once it runs on its own stack.
+    main: fn(usize) -> !,
 }
 
 static SETUP: Once<Result<Setup, StartError>> = Once::new();
@@ -83,7 +87,7 @@ const NO_PAGE: &str = "bootloader boot path: the memory map leaves no free RAM p
 const NO_PAGE: &str =
     "PVH boot path: the memory map leaves no free RAM page below 1 MiB for the SIPI trampoline";
 
-fn setup() -> Result<Setup, StartError> {
+fn setup(main: fn(usize) -> !) -> Result<Setup, StartError> {
     let page = TRAMPOLINE_PAGE.load(Ordering::Relaxed);
     if page == 0 {
         return Err(StartError::Unsupported(NO_PAGE));
@@ -132,13 +136,22 @@ fn setup() -> Result<Setup, StartError> {
         cr4,
         xcr0,
         own_apic_id,
+        main,
     })
 }
 
 /// Starts CPU `cpu` (hardware id `hw_id`) on `stack_top`, entering
-/// `crate::smp::secondary_main(cpu)`.
-pub fn start_cpu(cpu: usize, hw_id: u64, stack_top: u64) -> Result<(), StartError> {
-    let s = SETUP.call_once(setup).as_ref().map_err(Clone::clone)?;
+/// `main(cpu)` (the first call's `main`, for every CPU).
+pub fn start_cpu(
+    cpu: usize,
+    hw_id: u64,
+    stack_top: u64,
+    main: fn(usize) -> !,
+) -> Result<(), StartError> {
+    let s = SETUP
+        .call_once(|| setup(main))
+        .as_ref()
+        .map_err(Clone::clone)?;
     if hw_id > 0xff {
         return Err(StartError::Unsupported(
             "APIC IDs above 255: the trampoline matches the 8-bit CPUID.1 APIC ID",
@@ -168,7 +181,7 @@ pub fn start_cpu(cpu: usize, hw_id: u64, stack_top: u64) -> Result<(), StartErro
             arg: tables as *const gdt::CpuTables as u64,
             stack_top,
             cr3: s.cr3,
-            entry: trampoline::entry64(),
+            entry: landing(),
         });
     }
     state.store(ARMED + hw_id as u32, Ordering::Release);
@@ -187,15 +200,15 @@ pub fn start_cpu(cpu: usize, hw_id: u64, stack_top: u64) -> Result<(), StartErro
 /// CPU never claimed it (that CPU then parks if it wakes late), or waits for
 /// a CPU that claimed it to finish copying.
 fn take_block(state: &AtomicU32) -> Result<(), StartError> {
-    let hz = super::cycle_freq().unwrap_or(ASSUMED_MAX_HZ);
+    let hz = cycle_freq().unwrap_or(ASSUMED_MAX_HZ);
     let budget = hz / 1_000_000 * COPY_WAIT_US;
-    let t0 = super::cycles();
+    let t0 = cycles();
     loop {
         let v = state.load(Ordering::Acquire);
         match v {
             IDLE | COPIED => return Ok(()),
             CLAIMED => {
-                if super::cycles().wrapping_sub(t0) > budget {
+                if cycles().wrapping_sub(t0) > budget {
                     return Err(StartError::Unsupported(
                         "an earlier CPU claimed the trampoline's parameters and never finished reading them",
                     ));
@@ -211,28 +224,60 @@ fn take_block(state: &AtomicU32) -> Result<(), StartError> {
 
 /// Spins for at least `us` microseconds on the TSC.
 fn delay_us(us: u64) {
-    let hz = super::cycle_freq().unwrap_or(ASSUMED_MAX_HZ);
+    let hz = cycle_freq().unwrap_or(ASSUMED_MAX_HZ);
     let wait = hz / 1_000_000 * us;
-    let t0 = super::cycles();
-    while super::cycles().wrapping_sub(t0) < wait {
+    let t0 = cycles();
+    while cycles().wrapping_sub(t0) < wait {
         core::hint::spin_loop();
     }
+}
+
+// The kernel-text landing the trampoline's 64-bit code jumps to
+// (`Params::entry`). Register contract on entry (64-bit mode, the
+// trampoline's GDT, interrupts off, CR4 = PAE|OSFXSR|OSXMMEXCPT): RDI = cpu,
+// RSI = arg, RDX = stack_top, RCX = cr3. It loads CR3 and RSP and calls
+// `ap_entry(cpu, arg)`, which never returns.
+core::arch::global_asm!(
+    ".pushsection .text.ap_start64, \"ax\"",
+    ".global convtest_ap_start64",
+    "convtest_ap_start64:",
+    "mov %rcx, %cr3",
+    "mov %rdx, %rsp",
+    "xor %ebp, %ebp",
+    "call {entry}",
+    "ud2",
+    ".popsection",
+    entry = sym ap_entry,
+    options(att_syntax),
+);
+
+unsafe extern "C" {
+    fn convtest_ap_start64() -> !;
+}
+
+/// Address of the landing above, for `Params::entry`.
+fn landing() -> u64 {
+    convtest_ap_start64 as *const () as u64
 }
 
 /// Where `convtest_ap_start64` calls in: 64-bit mode, the boot CPU's CR3,
 /// own stack, interrupts off, still the trampoline's GDT and no IDT.
 /// `tables` is the `&'static gdt::CpuTables` start_cpu built for this CPU.
-pub(super) extern "C" fn ap_entry(cpu: u64, tables: u64) -> ! {
-    if let Some(Ok(s)) = SETUP.get() {
-        // SAFETY: the boot CPU's CR4 and XCR0, valid on this CPU too (same
-        // CPUID). PAE is already on, LA57 and PCIDE are off (setup refuses
-        // them), so paging keeps working as it does now; OSXSAVE comes
-        // before the XSETBV that needs it.
-        unsafe {
-            Cr4::write_raw(s.cr4);
-            if s.cr4 & Cr4Flags::OSXSAVE.bits() != 0 {
-                XCr0::write_raw(s.xcr0);
-            }
+extern "C" fn ap_entry(cpu: u64, tables: u64) -> ! {
+    let Some(Ok(s)) = SETUP.get() else {
+        // Unreachable: start_cpu sends no SIPI unless the setup succeeded.
+        loop {
+            x86_64::instructions::hlt();
+        }
+    };
+    // SAFETY: the boot CPU's CR4 and XCR0, valid on this CPU too (same
+    // CPUID). PAE is already on, LA57 and PCIDE are off (setup refuses
+    // them), so paging keeps working as it does now; OSXSAVE comes before
+    // the XSETBV that needs it.
+    unsafe {
+        Cr4::write_raw(s.cr4);
+        if s.cr4 & Cr4Flags::OSXSAVE.bits() != 0 {
+            XCr0::write_raw(s.xcr0);
         }
     }
     // SAFETY: start_cpu stored a pointer from gdt::new_cpu_tables (leaked,
@@ -240,7 +285,7 @@ pub(super) extern "C" fn ap_entry(cpu: u64, tables: u64) -> ! {
     let tables: &'static gdt::CpuTables = unsafe { &*(tables as *const gdt::CpuTables) };
     gdt::load_cpu_tables(tables);
     idt::init();
-    crate::smp::secondary_main(cpu as usize)
+    (s.main)(cpu as usize)
 }
 
 // ---- the page tables the starting CPU enables paging with ----

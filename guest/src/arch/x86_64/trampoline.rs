@@ -1,6 +1,6 @@
 //! The SIPI trampoline: 16-bit real mode to 64-bit long mode for a secondary
-//! CPU, and the kernel-text landing that switches to the boot CPU's page
-//! tables and stack and calls [`super::smp::ap_entry`].
+//! CPU, ending in a jump to the kernel-text landing (`Params::entry`, in
+//! smp.rs) that switches to the boot CPU's page tables and stack.
 //!
 //! The blob `ap_tramp_start..ap_tramp_end` is never executed where it is
 //! linked: [`install`] copies it to a 4 KiB page `T` below 1 MiB, and the
@@ -32,12 +32,11 @@
 //! - `cpu`, `arg`: passed to `ap_entry` (cpu index, its descriptor tables).
 //! - `stack_top`: the CPU's own stack, 16-byte aligned.
 //! - `cr3`: the boot CPU's CR3, loaded in kernel text (any address).
-//! - `entry`: address of `convtest_ap_start64` in kernel text.
+//! - `entry`: address of the landing (`convtest_ap_start64`) in kernel text.
 //!
-//! Register contract of `convtest_ap_start64` (entered by `jmp`, 64-bit
-//! mode, temporary GDT, interrupts off, CR4 = PAE|OSFXSR|OSXMMEXCPT):
-//! RDI = cpu, RSI = arg, RDX = stack_top, RCX = cr3. It loads CR3 and RSP
-//! and calls `ap_entry(cpu, arg)`, which never returns.
+//! Register contract at the `jmp` to `entry` (64-bit mode, this blob's GDT,
+//! interrupts off, CR4 = PAE|OSFXSR|OSXMMEXCPT): RDI = cpu, RSI = arg,
+//! RDX = stack_top, RCX = cr3.
 
 use core::mem::{offset_of, size_of};
 
@@ -155,16 +154,6 @@ core::arch::global_asm!(
     "ap_tramp_end:",
     ".global ap_tramp_start",
     ".popsection",
-    //
-    ".pushsection .text.ap_start64, \"ax\"",
-    ".global convtest_ap_start64",
-    "convtest_ap_start64:",
-    "mov %rcx, %cr3",
-    "mov %rdx, %rsp",
-    "xor %ebp, %ebp",
-    "call {entry}",
-    "ud2",
-    ".popsection",
     armed = const ARMED,
     claimed = const CLAIMED,
     copied = const COPIED,
@@ -178,7 +167,6 @@ core::arch::global_asm!(
     p_cr3 = const offset_of!(Params, cr3),
     p_entry = const offset_of!(Params, entry),
     params_size = const size_of::<Params>(),
-    entry = sym super::smp::ap_entry,
     options(att_syntax),
 );
 
@@ -187,12 +175,6 @@ unsafe extern "C" {
     static ap_tramp_start: u8;
     static ap_tramp_params: u8;
     static ap_tramp_end: u8;
-    fn convtest_ap_start64() -> !;
-}
-
-/// Address of the kernel-text landing, for `Params::entry`.
-pub fn entry64() -> u64 {
-    convtest_ap_start64 as *const () as u64
 }
 
 fn blob() -> (*const u8, usize, usize) {

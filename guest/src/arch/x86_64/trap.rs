@@ -1,8 +1,10 @@
-//! The deliberate exception round trip: raise `ud2`, let the #UD handler
-//! record where it hit and step over it, and report what the handler saw.
+//! Deliberate exceptions: the round trip (raise `ud2`, let the #UD handler
+//! record where it hit and step over it, and report what the handler saw)
+//! and the fatal fault for `inject=fault`.
 
 use super::armed::ArmedSite;
-use crate::arch::{TrapError, TrapReport};
+use crate::arch::hooks;
+use crate::arch::platform::{TrapError, TrapReport};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 const UD_VECTOR: u64 = 6;
@@ -44,6 +46,18 @@ pub fn trap_roundtrip() -> Result<TrapReport, TrapError> {
         name: "#UD",
         pc: seen,
     })
+}
+
+pub fn fatal_fault() -> ! {
+    // Non-canonical addresses fault (#GP) under any page tables: the fallback
+    // if every lower-half PML4 slot were somehow mapped.
+    let addr = super::paging::unmapped_address().unwrap_or(0x8000_0000_0000);
+    // SAFETY: not safe by design: the read faults and the handler ends the
+    // run. Volatile so the load cannot be optimised away.
+    let value = unsafe { core::ptr::read_volatile(addr as *const u64) };
+    hooks::fatal(format_args!(
+        "reading unmapped address {addr:#x} returned {value:#x} instead of faulting"
+    ))
 }
 
 /// Called by the #UD handler: true when this is the armed `ud2`, which the

@@ -3,8 +3,9 @@
 //! the plan's `bench_ms` budget spent), and one `# bench:` line per op and
 //! size, with ns only when the counter frequency is known.
 
-use crate::suite::Verdict;
-use crate::{arch, kprintln};
+use crate::arch::{Current, Platform};
+use crate::console::kprintln;
+use crate::suite::verdict::Verdict;
 use convtest_proto::bench::{BenchLine, Harness, Sampling, Spread};
 use convtest_proto::plan::Plan;
 
@@ -24,7 +25,7 @@ pub struct Meter {
 
 impl Meter {
     pub fn new(plan: &Plan<'_>) -> Meter {
-        let hz = arch::cycle_freq().ok();
+        let hz = Current::cycle_freq().ok();
         let rate = hz.unwrap_or(BUDGET_FALLBACK_HZ);
         Meter {
             harness: Harness {
@@ -52,9 +53,9 @@ impl Meter {
             once()?;
         }
         loop {
-            let t0 = arch::cycles();
+            let t0 = Current::cycles();
             let c = once()?;
-            s.add(c, arch::cycles().wrapping_sub(t0));
+            s.add(c, Current::cycles().wrapping_sub(t0));
             if s.done(&self.harness) {
                 return Ok(s);
             }
@@ -72,9 +73,9 @@ impl Meter {
             once()?;
         }
         loop {
-            let t0 = arch::cycles();
+            let t0 = Current::cycles();
             let (ca, cb) = once()?;
-            let spent = arch::cycles().wrapping_sub(t0);
+            let spent = Current::cycles().wrapping_sub(t0);
             a.add(ca, spent / 2);
             b.add(cb, spent - spent / 2);
             // `done` records a p50 check on each call: ask both every time.
@@ -108,7 +109,7 @@ impl Meter {
 
 /// Cycles between two counter reads around `f`.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (u64, T) {
-    let t0 = arch::cycles();
+    let t0 = Current::cycles();
     let v = f();
-    (arch::cycles().wrapping_sub(t0), v)
+    (Current::cycles().wrapping_sub(t0), v)
 }

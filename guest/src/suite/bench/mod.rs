@@ -1,6 +1,6 @@
 //! The cost answer: what converting in place costs next to bouncing, by
 //! size (`bench.*`). Every op goes through one harness (`meter.rs`); the
-//! conversions are the backend's raw calls with no bookkeeping (which is
+//! conversions are the ABI's raw calls with no bookkeeping (which is
 //! timed as its own op), bracketed so the tracker and the pKVM ledger stay
 //! truthful if the run dies half-way.
 //!
@@ -12,11 +12,13 @@
 
 pub(in crate::suite) mod meter;
 
-use super::conv::Window;
-use super::{Ctx, Verdict};
+use super::conv::window::Window;
+use super::ctx::Ctx;
+use super::verdict::{Verdict, fail};
+use crate::arch::{Current, Platform};
 use crate::boot::BootInfo;
 use crate::conv::Converter;
-use crate::{arch, fail, tdiag};
+use crate::report::tdiag;
 use alloc::format;
 use alloc::string::{String, ToString};
 use convtest_proto::range::MemRange;
@@ -40,7 +42,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
     let granule = ctx
         .converter
         .as_ref()
-        .map_or(arch::PAGE_SIZE, |c| c.granule());
+        .map_or(Current::PAGE_SIZE, |c| c.granule());
     let win = match Window::find(&ctx.test_ram, ctx.boot.kernel.end, granule) {
         Ok(w) => w,
         Err(why) => return fail!("{why}"),
@@ -140,8 +142,8 @@ impl B<'_> {
                 let mut warm = self.meter.measure(|| Ok(timed(copy_both).0))?;
                 self.meter.emit("bounce_warm", len, n, &mut warm);
                 let mut cold = self.meter.measure(|| {
-                    arch::flush_dcache(s as u64, len);
-                    arch::flush_dcache(d as u64, len);
+                    Current::flush_dcache(s as u64, len);
+                    Current::flush_dcache(d as u64, len);
                     Ok(timed(copy_both).0)
                 })?;
                 self.meter.emit("bounce_cold", len, n, &mut cold);
@@ -218,7 +220,7 @@ fn convert(
         for (n, r) in sweep {
             if let Some(boot) = touch {
                 let mut s = meter.measure(|| {
-                    let t0 = arch::cycles();
+                    let t0 = Current::cycles();
                     bare(conv, r, Target::Shared)?;
                     for pa in (r.start..r.end).step_by(granule as usize) {
                         // SAFETY: `r` is test-window RAM this test owns,
@@ -227,7 +229,7 @@ fn convert(
                         unsafe { (boot.phys_to_virt(pa) as *mut u64).write_volatile(pa) };
                     }
                     bare(conv, r, Target::Private)?;
-                    Ok(arch::cycles().wrapping_sub(t0))
+                    Ok(Current::cycles().wrapping_sub(t0))
                 })?;
                 meter.emit("io_round_trip", r.len(), n, &mut s);
             } else {

@@ -4,10 +4,10 @@
 //! The expected answers and encodings come from `expect.rs`.
 
 use super::expect::{self, Role, Want};
-use super::{SLOT_REJECTS, SLOT_SIZES, T, run_steps};
-use crate::fail;
-use crate::suite::Verdict;
-use crate::tdiag;
+use super::harness::{T, run_steps};
+use super::window::{SLOT_REJECTS, SLOT_SIZES};
+use crate::report::tdiag;
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -2,9 +2,9 @@
 //! repeated) and `conv.flipflop` (many round trips of one page), judged
 //! against the plan's `content=` when the VMM promised one.
 
-use super::{SLOT_CONTENT, SLOT_FLIPFLOP, Step, T, at_iter, run_steps};
-use crate::fail;
-use crate::suite::Verdict;
+use super::harness::{Step, T, at_iter, run_steps};
+use super::window::{SLOT_CONTENT, SLOT_FLIPFLOP};
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -3,10 +3,10 @@
 //! harness: raw calls on both sides, no bookkeeping in either (the
 //! `bench.*` suite has the sizes, the bounce path and the bookkeeping).
 
-use super::{SLOT_COST, T, run_steps};
-use crate::fail;
-use crate::suite::Verdict;
+use super::harness::{T, run_steps};
+use super::window::SLOT_COST;
 use crate::suite::bench::meter::{Meter, timed};
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::ToString;
 use convtest_proto::tracker::{PageState, Target};

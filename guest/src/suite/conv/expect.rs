@@ -1,16 +1,16 @@
 //! The suite's oracle: what each conversion ABI must answer and how it must
 //! encode a request, keyed by ABI (the converter's name) and, for what an
-//! ABI leaves to the VMM, by the VMM the plan names (`vmm=`). The backends
+//! ABI leaves to the VMM, by the VMM the plan names (`vmm=`). The ABIs
 //! under test only issue calls; every expectation is written here, from the
-//! ABI documents (DESIGN.md §4), not derived from the code being tested.
+//! ABI documents (docs/design.md §4), not derived from the code being tested.
 
 use crate::conv::{Issued, RawCall};
 use alloc::vec;
 use alloc::vec::Vec;
-use convtest_proto::hv::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE};
 use convtest_proto::map_gpa::MapGpaArgs;
 use convtest_proto::plan::VmmKind;
 use convtest_proto::range::MemRange;
+use convtest_proto::smccc::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE};
 use convtest_proto::tracker::Target;
 
 pub const MAP_GPA_RANGE: &str = "kvm-map-gpa-range";
@@ -159,7 +159,7 @@ pub fn rejections(
 
 /// The MAP_GPA_RANGE page-size hint a range must carry: the largest page
 /// size both of its ends are aligned to (attrs bits 0..3: 0 = 4K, 1 = 2M,
-/// 2 = 1G; DESIGN.md §4).
+/// 2 = 1G; docs/design.md §4).
 fn hint(range: MemRange) -> u64 {
     let both = |a: u64| range.start.is_multiple_of(a) && range.end.is_multiple_of(a);
     if both(1 << 30) {

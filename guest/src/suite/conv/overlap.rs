@@ -18,10 +18,12 @@
 //! the ABI's own probe (pKVM MEM_UNSHARE answers -3) of a private granule.
 //! Rounds: iters / 10 (at least 10).
 
-use super::{Step, T, expect, storm_cpu::Shared};
+use super::expect;
+use super::harness::{Step, T, at_iter};
+use super::storm_cpu::SharedConverter;
 use crate::conv::{Calls, ConvError};
-use crate::fail;
-use crate::suite::Verdict;
+use crate::report::tdiag;
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -100,12 +102,12 @@ impl T<'_> {
                     model[at(w.addr)] = w.state;
                 }
                 self.overlap_settle(area, &model, &want, i, &mut n)
-                    .map_err(|v| super::at_iter(v, i as u32))?;
+                    .map_err(|v| at_iter(v, i as u32))?;
             }
             Ok(())
         })();
         let cleanup = self.storm_cleanup(area);
-        crate::tdiag!(
+        tdiag!(
             "overlap: {} rounds on {cpus} CPUs over {area} ({} overlapping, {} neighbouring, {} whole 2 MiB): {} calls, {} refused as predicted, {} granules converted by several CPUs at once, {} host checks",
             n.rounds,
             n.overlapping,
@@ -131,7 +133,7 @@ impl T<'_> {
         let answers: Vec<spin::Mutex<Vec<Answer>>> =
             (0..cpus).map(|_| spin::Mutex::new(Vec::new())).collect();
         let arrived = AtomicUsize::new(0);
-        let shared = Shared::new(&mut *self.conv);
+        let shared = SharedConverter::new(&mut *self.conv);
         crate::smp::on_each(&|cpu| {
             let Some(call) = round.calls.get(cpu) else {
                 return;

@@ -7,9 +7,11 @@
 //! takes a pattern from that CPU and the host must read exactly it; CPU 0
 //! must read what the other CPU wrote. Rounds: iters / 10 (at least 10).
 
-use super::{T, expect, storm_cpu::Shared};
-use crate::fail;
-use crate::suite::Verdict;
+use super::expect;
+use super::harness::{T, at_iter};
+use super::storm_cpu::SharedConverter;
+use crate::report::tdiag;
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -44,12 +46,12 @@ impl T<'_> {
                 racing_ops += ops;
                 flips += n;
                 self.race_settle(set, round)
-                    .map_err(|v| super::at_iter(v, round))?;
+                    .map_err(|v| at_iter(v, round))?;
             }
             Ok(())
         })();
         let cleanup = self.storm_cleanup(set);
-        crate::tdiag!(
+        tdiag!(
             "race: {rounds} rounds over {set} on {cpus} CPUs: {flips} conversions by cpu 0, {racing_ops} racing accesses by the others"
         );
         match (verdict, cleanup) {
@@ -81,7 +83,7 @@ impl T<'_> {
         let error: spin::Mutex<Option<String>> = spin::Mutex::new(None);
         let seed = self.plan.seed;
         let boot = self.boot;
-        let shared = Shared::new(&mut *self.conv);
+        let shared = SharedConverter::new(&mut *self.conv);
         crate::smp::on_each(&|cpu| {
             if cpu == 0 {
                 for &(r, to) in &plan {

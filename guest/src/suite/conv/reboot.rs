@@ -14,11 +14,14 @@
 //! shared ones private; under `private` and `recreate` every page reads
 //! zero. A VMM that names a policy and does not apply it fails here.
 
-use super::{T, WINDOW, Window, expect, run_steps};
+use super::expect;
+use super::harness::{T, run_steps};
+use super::window::{WINDOW, Window};
+use crate::arch::{Current, Platform};
 use crate::conv::Converter;
-use crate::fail;
-use crate::suite::{Ctx, Verdict};
-use crate::tdiag;
+use crate::report::tdiag;
+use crate::suite::ctx::Ctx;
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -67,7 +70,7 @@ fn fill(boot: &crate::boot::BootInfo, r: MemRange, v: u64) {
         // boot's offset, owned by the reboot tests; word-aligned.
         unsafe { word(boot, pa).write_volatile(v) };
     }
-    crate::arch::clean_dcache(boot.phys_to_virt(r.start) as u64, r.len());
+    Current::clean_dcache(boot.phys_to_virt(r.start) as u64, r.len());
 }
 
 /// `r` against the constant `v`: preserved, zeroed or neither.
@@ -90,7 +93,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
     let granule = ctx
         .converter
         .as_ref()
-        .map_or(crate::arch::PAGE_SIZE, |c| c.granule());
+        .map_or(Current::PAGE_SIZE, |c| c.granule());
     let found = Window::find(&ctx.test_ram, ctx.boot.kernel.end, granule)
         .and_then(|win| area(&ctx.test_ram, &win).map(|a| (win, a)));
     let (win, area) = match found {

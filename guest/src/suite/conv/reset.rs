@@ -9,10 +9,11 @@
 //! the reset must be invisible to it and the host must be refused the
 //! pages. The tracker's word is not evidence; the host's is.
 
-use super::{SLOT_RESET, T, expect, run_steps};
-use crate::fail;
-use crate::suite::Verdict;
-use crate::tdiag;
+use super::expect;
+use super::harness::{T, run_steps};
+use super::window::SLOT_RESET;
+use crate::report::tdiag;
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;

@@ -15,11 +15,13 @@
 //! A failure names the seed, the CPU and the operation index, and how to
 //! replay the run up to it.
 
-use super::storm_cpu::{self, Counts, Ctx, Failure, Lane, Shared};
-use super::{T, WINDOW, Window, expect, shared_runs};
-use crate::arch;
-use crate::fail;
-use crate::suite::Verdict;
+use super::expect;
+use super::harness::{T, shared_runs};
+use super::storm_cpu::{self, Counts, Failure, Lane, SharedConverter, StormCtx};
+use super::window::{WINDOW, Window};
+use crate::arch::{Current, Platform};
+use crate::report::tdiag;
+use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -106,13 +108,13 @@ impl T<'_> {
             .collect();
         let stop = AtomicBool::new(false);
         let host_on = self.plan.host;
-        let t0 = arch::cycles();
+        let t0 = Current::cycles();
         let mut failed: Option<(usize, Failure)> = None;
         let mut done = 0;
         while done < last && failed.is_none() {
             let until = (done + CHECKPOINT_EVERY).min(last);
-            let shared = Shared::new(&mut *self.conv);
-            let ctx = Ctx {
+            let shared = SharedConverter::new(&mut *self.conv);
+            let ctx = StormCtx {
                 conv: &shared,
                 boot: self.boot,
                 host_on,
@@ -137,7 +139,7 @@ impl T<'_> {
             }
             done = until;
         }
-        let cycles = arch::cycles().wrapping_sub(t0);
+        let cycles = Current::cycles().wrapping_sub(t0);
         let mut n = Counts::default();
         let mut ops = 0;
         for l in &lanes {
@@ -179,7 +181,7 @@ impl T<'_> {
         n: &Counts,
         cycles: u64,
     ) {
-        crate::tdiag!(
+        tdiag!(
             "storm: seed {:#x}, {ops} of {total} ops on {cpus} CPU(s) over {area}{}: {} shares + {} unshares ({} refused as predicted, {} calls), {} touches, {} guest verifies, {} host checks, {} ABI probes, {} checkpoints; straddles 2M {} 1G {}, 2M-aligned 2M {}",
             self.plan.seed,
             if storm::straddles(area, ONE_GIB) {
@@ -200,9 +202,9 @@ impl T<'_> {
             n.straddle_1g,
             n.hint_2m
         );
-        if let Ok(hz) = arch::cycle_freq() {
+        if let Ok(hz) = Current::cycle_freq() {
             let ns = convtest_proto::bench::cycles_to_ns(cycles, hz).max(1);
-            crate::tdiag!(
+            tdiag!(
                 "storm: {} ms, {} ops/s, {} conversions/s",
                 ns / 1_000_000,
                 u128::from(ops) * 1_000_000_000 / u128::from(ns),

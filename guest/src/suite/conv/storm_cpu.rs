@@ -11,13 +11,14 @@ use super::expect;
 use crate::boot::BootInfo;
 use crate::conv::Converter;
 use crate::hostcheck::{self, HostError, Reply};
+use crate::report::tdiag;
 use alloc::format;
 use alloc::string::String;
 use convtest_proto::crumbs::Doing;
 use convtest_proto::hostcheck::{Evidence, Request, pattern_word};
 use convtest_proto::prng::mix;
 use convtest_proto::range::MemRange;
-use convtest_proto::storm::{self, Fill, Model, Op, Outcome, Rule, Storm};
+use convtest_proto::storm::{self, ConversionOutcome, Fill, Model, Op, Rule, Storm};
 use convtest_proto::tracker::{PageState, Target};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -29,17 +30,17 @@ pub(super) const PROBES: u64 = 4;
 const PROGRESS_EVERY: u64 = 10_000;
 
 /// The converter, shared by the CPUs of a storm round.
-pub(super) struct Shared<'a>(spin::Mutex<&'a mut dyn Converter>);
+pub(super) struct SharedConverter<'a>(spin::Mutex<&'a mut dyn Converter>);
 
 // SAFETY: every CPU reaches the converter only through the lock, so its
 // state (the tracker, the pKVM ledger) is never touched by two CPUs at once;
-// the backends keep nothing per CPU (a MAP_GPA_RANGE or MEM_SHARE call is
+// the ABIs keep nothing per CPU (a MAP_GPA_RANGE or MEM_SHARE call is
 // valid from any vCPU of the VM), and the guest has no other threads.
-unsafe impl Sync for Shared<'_> {}
+unsafe impl Sync for SharedConverter<'_> {}
 
-impl<'a> Shared<'a> {
+impl<'a> SharedConverter<'a> {
     pub(super) fn new(conv: &'a mut dyn Converter) -> Self {
-        Shared(spin::Mutex::new(conv))
+        SharedConverter(spin::Mutex::new(conv))
     }
 
     pub(super) fn with<R>(&self, f: impl FnOnce(&mut dyn Converter) -> R) -> R {
@@ -96,8 +97,8 @@ pub(super) struct Lane {
 }
 
 /// What every CPU of a storm reads.
-pub(super) struct Ctx<'a> {
-    pub conv: &'a Shared<'a>,
+pub(super) struct StormCtx<'a> {
+    pub conv: &'a SharedConverter<'a>,
     pub boot: &'static BootInfo,
     pub host_on: bool,
     pub refusal: i64,
@@ -109,7 +110,7 @@ pub(super) struct Ctx<'a> {
     pub stop: &'a AtomicBool,
 }
 
-impl Ctx<'_> {
+impl StormCtx<'_> {
     fn word(&self, pa: u64) -> *mut u64 {
         self.boot.phys_to_virt(pa) as *mut u64
     }
@@ -122,7 +123,7 @@ impl Ctx<'_> {
             }
             let i = lane.storm.index();
             if cpu == 0 && i > 0 && i.is_multiple_of(PROGRESS_EVERY) {
-                crate::tdiag!(
+                tdiag!(
                     "storm: {i} of {} ops per CPU, no disagreement so far",
                     self.last
                 );
@@ -244,8 +245,8 @@ impl Ctx<'_> {
         n.hint_2m += u64::from(r.len() == TWO_MIB && r.start.is_multiple_of(TWO_MIB));
         let want = model.predict(r, to);
         let asked = match want {
-            Outcome::Done => r,
-            Outcome::RefusedAt(a) => MemRange::new(r.start, a + model.granule()),
+            ConversionOutcome::Done => r,
+            ConversionOutcome::RefusedAt(a) => MemRange::new(r.start, a + model.granule()),
         };
         let (got, calls) = self.conv.with(|c| {
             let calls = c.calls_for(asked, to).count;
@@ -257,8 +258,8 @@ impl Ctx<'_> {
         });
         n.calls += calls;
         let agrees = match (&got, want) {
-            (Ok(()), Outcome::Done) => true,
-            (Err(e), Outcome::RefusedAt(a)) => {
+            (Ok(()), ConversionOutcome::Done) => true,
+            (Err(e), ConversionOutcome::RefusedAt(a)) => {
                 r.start + e.done == a && e.kind.code() == Some(self.refusal)
             }
             _ => false,
@@ -269,8 +270,8 @@ impl Ctx<'_> {
                 Err(e) => format!("{e}"),
             };
             let expected = match want {
-                Outcome::Done => String::from("done"),
-                Outcome::RefusedAt(a) => format!(
+                ConversionOutcome::Done => String::from("done"),
+                ConversionOutcome::RefusedAt(a) => format!(
                     "refused with {} at {a:#x} (already {:?})",
                     self.refusal,
                     to.state()
@@ -280,7 +281,7 @@ impl Ctx<'_> {
                 "the platform answered {said}; the model expected {expected}"
             ));
         }
-        if matches!(want, Outcome::RefusedAt(_)) {
+        if matches!(want, ConversionOutcome::RefusedAt(_)) {
             n.refused += 1;
         }
         model.convert(r, to, want);

@@ -3,10 +3,11 @@
 //! unshare the host sees nothing the guest writes — with positive controls
 //! on a still-shared page, so a host that sees nothing at all cannot pass).
 
-use super::{SLOT_CONTROL, SLOT_SHARE, SLOT_UNSHARE, T, run_steps};
+use super::harness::{T, run_steps};
+use super::window::{SLOT_CONTROL, SLOT_SHARE, SLOT_UNSHARE};
 use crate::hostcheck::HostError;
-use crate::suite::Verdict;
-use crate::tdiag;
+use crate::report::tdiag;
+use crate::suite::verdict::Verdict;
 use alloc::format;
 use alloc::string::{String, ToString};
 use convtest_proto::hostcheck::Request;
