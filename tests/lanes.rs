@@ -237,7 +237,7 @@ fn injected_hang_fails_with_timeout_and_last_line() {
 
 /// Does this host's /dev/kvm run guests in hardware (VMX/SVM)? Software KVM
 /// (kvm_pvm on our CI machines) emulates every instruction and never returns
-/// from vmcall/vmmcall (DESIGN.md §3).
+/// from vmcall/vmmcall (docs/design.md §3).
 fn hardware_kvm() -> bool {
     std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
         c.lines()

@@ -1,6 +1,6 @@
 //! The nested lanes through the real `convtest` binary: QEMU TCG runs a
-//! Debian L1 with real KVM whose /init is convtest running its own VMM on
-//! the guest. Each lane must pass with the conversion tests really run (none
+//! Debian L1 with real KVM whose /init (convtest-l1) runs convtest's own VMM
+//! on the guest. Each lane must pass with the conversion tests really run (none
 //! skipped) and the JSON naming the converter, the VMM memory / VM type and
 //! the L1 kernel; the arm64 normal-VM lane must instead skip them with the
 //! reason pKVM gave.

@@ -1,4 +1,4 @@
-//! Answers the guest's host checks (DESIGN.md §2) from the VMM's own view of
+//! Answers the guest's host checks (docs/design.md §2) from the VMM's own view of
 //! guest memory. What "the host's view" is depends on the memory mode, so
 //! each arch's memory type implements [`HostView`]; every answer names its
 //! evidence: whether the kernel or hypervisor decided what the host could

@@ -80,7 +80,7 @@ pub fn detect(
         #[cfg(target_arch = "x86_64")]
         Finding::X86(X86Finding::Tdx) => Err(NoConverter {
             finding,
-            why: Some("this build has no TDX backend yet"),
+            why: Some("this build has no TDX conversion ABI yet"),
         }),
         _ => {
             let _ = (boot, free, gate);

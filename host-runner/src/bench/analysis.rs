@@ -183,10 +183,9 @@ impl LaneAnalysis {
             });
         let (hinted, hinted_missing) = hinted(bench);
         let mut vmm_breakdown: Vec<(String, u64, Latency)> = Vec::new();
-        for b in bench
-            .iter()
-            .filter(|b| b.op.starts_with(ops::VMM_PREFIX) && !ops::SIZED.contains(&b.op.as_str()))
-        {
+        for b in bench.iter().filter(|b| {
+            b.op.starts_with(ops::VMM_OP_PREFIX) && !ops::SIZED.contains(&b.op.as_str())
+        }) {
             let (Some(l), size) = (Latency::p50(b), b.size_bytes.unwrap_or(0)) else {
                 continue;
             };
@@ -205,7 +204,7 @@ impl LaneAnalysis {
         unknown_ops.dedup();
         let guest = bench
             .iter()
-            .filter(|b| !b.op.starts_with(ops::VMM_PREFIX))
+            .filter(|b| !b.op.starts_with(ops::VMM_OP_PREFIX))
             .filter_map(Latency::p50);
         let cycles_only = {
             let mut any = false;

@@ -28,7 +28,7 @@ pub const NOOP_PREFIX: &str = "noop_";
 /// and its breakdown (`vmm_set_attributes`, `vmm_clear`, `vmm_model`, …).
 pub const VMM_SHARE: &str = "vmm_share";
 pub const VMM_UNSHARE: &str = "vmm_unshare";
-pub const VMM_PREFIX: &str = "vmm_";
+pub const VMM_OP_PREFIX: &str = "vmm_";
 
 /// Ops with one line per size that the lane table has a column for.
 pub const SIZED: [&str; 7] = [
@@ -59,7 +59,7 @@ pub fn is_known(op: &str) -> bool {
         ]
         .contains(&op)
         || op.starts_with(NOOP_PREFIX)
-        || op.starts_with(VMM_PREFIX)
+        || op.starts_with(VMM_OP_PREFIX)
 }
 
 #[cfg(test)]

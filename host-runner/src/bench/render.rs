@@ -1,5 +1,5 @@
 //! The lane views written out: for the terminal and as Markdown (the
-//! README's cost section is pasted from `--md`).
+//! cost tables in docs/bench.md are pasted from `--md`).
 
 use super::judged::Judged;
 use super::view::LaneView;

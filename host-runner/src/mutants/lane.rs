@@ -88,7 +88,7 @@ impl Section {
     /// The sections a lane's tables have: all three on every lane. (The
     /// stock x86 lane's smp table was out for two stops: its clean
     /// two-vCPU run once ended in CI in a triple fault the guest never
-    /// raised — multi-threaded TCG's emulated SVM, README known problem —
+    /// raised — multi-threaded TCG's emulated SVM, docs/known-problems.md —
     /// which the single-threaded x86 L1 no longer shows.)
     pub fn of(_platform: Platform) -> Vec<Section> {
         Section::ALL.to_vec()

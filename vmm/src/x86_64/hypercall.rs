@@ -1,4 +1,4 @@
-//! `KVM_HC_MAP_GPA_RANGE` exits (DESIGN.md §4): decoding, the checks KVM
+//! `KVM_HC_MAP_GPA_RANGE` exits (docs/design.md §4): decoding, the checks KVM
 //! leaves to the VMM, and the page-state change. Pure logic, so the parts
 //! that cannot run on this host's /dev/kvm (it spins on vmcall) are
 //! unit-tested here.

@@ -1,4 +1,4 @@
-//! A guest reset the plan expects (`reboots=N`, see vmm/reboot.rs): the next
+//! A guest reset the plan expects (`reboots=N`, see vmm/src/reboot.rs): the next
 //! boot starts in the same process, on the same stdout, under the same
 //! watchdog. Every policy puts the vCPU back at the PVH entry state and
 //! reloads the kernel and the boot data (the plan with `boot=N`); what
@@ -41,7 +41,7 @@
 //! (KVM_SET_MP_STATE KVM_MP_STATE_UNINITIALIZED), where a fresh AP starts:
 //! the next boot starts them itself, and the INIT it sends first resets
 //! their registers as on hardware. Every vCPU has left KVM_RUN by then with
-//! whatever its last exit left pending completed (vmm/vcpus.rs), so no
+//! whatever its last exit left pending completed (vmm/src/vcpus.rs), so no
 //! stale completion lands on the new state. Under recreate the new VM has
 //! as many vCPUs as the old.
 

@@ -92,7 +92,7 @@ impl Platform for Aarch64 {
     }
 
     /// Secondary CPUs spin between jobs here (WFE/SEV was slower under TCG:
-    /// README, SMP); x86's halting idle has no arm64 half yet.
+    /// docs/storms.md); x86's halting idle has no arm64 half yet.
     fn idle_init() -> bool {
         false
     }

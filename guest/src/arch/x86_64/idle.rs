@@ -4,7 +4,7 @@
 //! spins keeps its vCPU in guest mode all the time, and under QEMU TCG's
 //! emulated SVM (the nested x86 lanes) the own VMM's other vCPU then ends in
 //! a triple fault about once in 20 boots — never once in 128 boots with the
-//! second vCPU left waiting for its SIPI (README, known problem).
+//! second vCPU left waiting for its SIPI (docs/known-problems.md).
 //!
 //! No wake-up is lost: `sti; hlt` takes a pending interrupt only after the
 //! HLT has begun (STI's one-instruction interrupt shadow), and an IPI that

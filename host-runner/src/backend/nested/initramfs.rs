@@ -15,12 +15,12 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub struct Contents<'a> {
-    /// The static convtest binary.
+    /// The static `convtest-l1` binary (the l1 crate).
     pub init: &'a Path,
     pub payload: &'a Path,
     /// In load order.
     pub modules: &'a [Module],
-    /// The inner runs, in order (labels checked by `many::check`).
+    /// The inner runs, in order (labels checked by `inner_run::check`).
     pub runs: &'a [InnerRun],
     /// Facts /init prints (`key=value`).
     pub conf: &'a [(String, String)],

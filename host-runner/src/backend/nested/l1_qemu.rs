@@ -22,8 +22,8 @@ pub fn l1_cpus(guest_vcpus: u32) -> u32 {
 /// host thread in turn. With multi-threaded TCG an inner vCPU on QEMU's
 /// emulated SVM now and then ends in a triple fault the guest never
 /// raised, whenever another L1 vCPU runs at the same time — an inner vCPU
-/// spinning, or busy threads in the L1 beside a one-CPU guest (README,
-/// known problem: the platform's, not the guest's — the guest took no
+/// spinning, or busy threads in the L1 beside a one-CPU guest
+/// (docs/known-problems.md: the platform's, not the guest's — the guest took no
 /// exception; QEMU's or the L1 KVM's, not isolated). Single-threaded it never
 /// did, and on two host cores the four-vCPU storm ran faster (82.2 s
 /// against 169 s: five L1 vCPU threads no longer fight over two cores).

@@ -94,7 +94,7 @@ impl Backend for Nested {
             return Err(Error::MissingTool {
                 tool: target.into(),
                 problem: format!(
-                    "--backend nested builds convtest for {target} as the L1's /init;"
+                    "--backend nested builds convtest-l1 for {target} as the L1's /init;"
                 ),
                 install: format!(
                     "add the target with `rustup target add {target}` or run `scripts/install-deps.sh`"
