@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod help;
+mod kcidb;
 mod matrix;
 mod mutants;
 mod parsers;
@@ -18,6 +19,7 @@ mod vmm;
 use help::{ABOUT, BENCH_AFTER, EXAMPLES, LONG_ABOUT, MUTANTS_AFTER, RUN_AFTER};
 
 pub use bench::BenchArgs;
+pub use kcidb::KcidbFlags;
 pub use matrix::MatrixArgs;
 pub use mutants::MutantsArgs;
 pub use run::{AccelArg, BackendArg, GuestFaultArg, InjectArg, L1Options, RunArgs};
