@@ -33,6 +33,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only move the bytes"
+)]
 pub enum Command {
     /// Build the guest, boot it, stream its KTAP and judge the run.
     #[command(after_long_help = RUN_AFTER)]
