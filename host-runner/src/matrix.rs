@@ -199,11 +199,11 @@ pub fn main(args: &MatrixArgs) -> i32 {
             return 2;
         }
     }
-    if let Some(path) = &args.kcidb.kcidb {
-        if let Err(e) = crate::report::write_file(path, kcidb.to_json().as_bytes()) {
-            eprintln!("convtest matrix: {e}");
-            return 2;
-        }
+    if let Some(path) = &args.kcidb.kcidb
+        && let Err(e) = crate::report::write_file(path, kcidb.to_json().as_bytes())
+    {
+        eprintln!("convtest matrix: {e}");
+        return 2;
     }
     println!(
         "{}  convtest matrix: {} kernel(s), {:.0} s",
