@@ -125,6 +125,7 @@ pub fn main(args: &MatrixArgs) -> i32 {
     };
     let started = Instant::now();
     let mut rows = Vec::new();
+    let mut kcidb = crate::report::kcidb::Document::new(&args.kcidb.kcidb_origin, "matrix");
     for (i, name) in names.iter().enumerate() {
         if !args.quiet {
             eprintln!(
@@ -163,6 +164,7 @@ pub fn main(args: &MatrixArgs) -> i32 {
             }
         };
         let record = crate::run::execute(&config);
+        kcidb.add_run(&record, &format!("{}.{name}", record.lane));
         let row = Row::of(name, &record);
         if !args.quiet {
             eprintln!(
@@ -196,6 +198,12 @@ pub fn main(args: &MatrixArgs) -> i32 {
             eprintln!("convtest matrix: {e}");
             return 2;
         }
+    }
+    if let Some(path) = &args.kcidb.kcidb
+        && let Err(e) = crate::report::write_file(path, kcidb.to_json().as_bytes())
+    {
+        eprintln!("convtest matrix: {e}");
+        return 2;
     }
     println!(
         "{}  convtest matrix: {} kernel(s), {:.0} s",

@@ -263,5 +263,10 @@ fn write_reports(config: &RunConfig, record: &RunRecord) -> Result<(), Error> {
     if let Some(path) = &config.ktap {
         report::write_file(path, report::ktap::render(record).as_bytes())?;
     }
+    if let Some(path) = &config.kcidb.kcidb {
+        let mut doc = report::kcidb::Document::new(&config.kcidb.kcidb_origin, "run");
+        doc.add_run(record, &record.lane);
+        report::write_file(path, doc.to_json().as_bytes())?;
+    }
     Ok(())
 }

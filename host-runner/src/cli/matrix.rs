@@ -20,6 +20,9 @@ pub struct MatrixArgs {
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub kcidb: super::KcidbFlags,
+
     /// Seconds each kernel's run may take.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,

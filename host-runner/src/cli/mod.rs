@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod help;
+mod kcidb;
 mod matrix;
 mod mutants;
 mod parsers;
@@ -18,6 +19,7 @@ mod vmm;
 use help::{ABOUT, BENCH_AFTER, EXAMPLES, LONG_ABOUT, MUTANTS_AFTER, RUN_AFTER};
 
 pub use bench::BenchArgs;
+pub use kcidb::KcidbFlags;
 pub use matrix::MatrixArgs;
 pub use mutants::MutantsArgs;
 pub use run::{AccelArg, BackendArg, GuestFaultArg, InjectArg, L1Options, RunArgs};
@@ -31,6 +33,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only move the bytes"
+)]
 pub enum Command {
     /// Build the guest, boot it, stream its KTAP and judge the run.
     #[command(after_long_help = RUN_AFTER)]

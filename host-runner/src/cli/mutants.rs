@@ -14,6 +14,9 @@ pub struct MutantsArgs {
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub kcidb: super::KcidbFlags,
+
     /// Repetitions for conv.flipflop and conv.cost in each run.
     #[arg(long, default_value_t = 100)]
     pub iters: u32,

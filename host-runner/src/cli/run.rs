@@ -107,9 +107,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
 
-    /// Save the guest's KTAP output here.
+    /// Save the guest's KTAP output here: one KTAP document (a reboot
+    /// series nests each boot as a subtest `bootN`), as kunit.py reads it.
     #[arg(long, value_name = "PATH")]
     pub ktap: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub kcidb: super::KcidbFlags,
 
     /// Use this prebuilt guest instead of building one: the ELF (x86_64:
     /// built with `--features bootloader` for bios/uefi) or, on aarch64, the

@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub json: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub ktap: Option<PathBuf>,
+    /// `--kcidb PATH` and its origin.
+    pub kcidb: crate::cli::KcidbFlags,
     pub kernel: Option<PathBuf>,
     pub workspace: PathBuf,
     pub quiet: bool,
@@ -168,6 +170,7 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         json: args.json.clone(),
         junit: args.junit.clone(),
         ktap: args.ktap.clone(),
+        kcidb: args.kcidb.clone(),
         kernel: args.kernel.clone(),
         workspace: args.workspace.clone().unwrap_or_else(default_workspace),
         quiet: args.quiet,

@@ -161,6 +161,11 @@ impl Log {
         value_of(&self.vmm, key)
     }
 
+    /// The nested L1's fact `key` (the first, where a key repeats).
+    pub fn l1_fact(&self, key: &str) -> Option<&str> {
+        value_of(&self.l1, key)
+    }
+
     pub fn count(&self, outcome: Outcome) -> usize {
         self.tests.iter().filter(|t| t.result == outcome).count()
     }

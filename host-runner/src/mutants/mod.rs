@@ -102,6 +102,19 @@ pub fn main(args: &MutantsArgs) -> i32 {
             return 2;
         }
     }
+    if let Some(path) = &args.kcidb.kcidb {
+        let mut doc = crate::report::kcidb::Document::new(&args.kcidb.kcidb_origin, "mutants");
+        doc.add_mutants(&tables, |name| {
+            lanes
+                .iter()
+                .find(|l| l.name == name)
+                .map_or_else(String::new, |l| l.arch.as_str().to_string())
+        });
+        if let Err(e) = crate::report::write_file(path, doc.to_json().as_bytes()) {
+            eprintln!("convtest mutants: {e}");
+            return 2;
+        }
+    }
     println!(
         "{}  convtest mutants: {} lane(s), {} kill table(s), {:.0} s",
         if ok { "PASS" } else { "FAIL" },

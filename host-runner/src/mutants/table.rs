@@ -43,6 +43,16 @@ impl Cell {
         }
     }
 
+    /// The word the JSON uses (serde's lowercase name).
+    pub fn word(self) -> &'static str {
+        match self {
+            Cell::Green => "green",
+            Cell::Red => "red",
+            Cell::Skip => "skip",
+            Cell::Missing => "missing",
+        }
+    }
+
     fn glyph(self) -> char {
         match self {
             Cell::Green => '.',

@@ -4,6 +4,7 @@
 
 pub mod json;
 pub mod junit;
+pub mod kcidb;
 pub mod ktap;
 pub mod summary;
 
