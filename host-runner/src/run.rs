@@ -121,6 +121,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         plan: &config.plan,
         work_dir: scratch.path(),
         quiet: config.quiet,
+        silent_loader: config.tee.is_some(),
     })?;
     record.timing.build = build_start.elapsed();
 
