@@ -214,6 +214,9 @@ fn reset_to_private(c: &mut dyn conv::Converter) {
         }
         Err(e) => report::diag(0, format_args!("reset-to-private: failed: {e}")),
     }
+    if let Some(note) = c.take_note() {
+        report::diag(0, format_args!("{note}"));
+    }
 }
 
 /// Consecutive runs of one suite (the catalog keeps each suite contiguous).

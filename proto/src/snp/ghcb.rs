@@ -44,7 +44,12 @@ impl PscOp {
 
 /// The MSR value asking the hypervisor to make the 4 KiB page `gfn` `op`.
 pub const fn psc_request(gfn: u64, op: PscOp) -> u64 {
-    ((op as u64) << 52) | ((gfn & GFN_MASK) << 12) | PSC_REQ
+    psc_request_raw(gfn, op as u8)
+}
+
+/// The same with any 4-bit op (the rejection tests send invalid ones).
+pub const fn psc_request_raw(gfn: u64, op: u8) -> u64 {
+    (((op & 0xf) as u64) << 52) | ((gfn & GFN_MASK) << 12) | PSC_REQ
 }
 
 /// Why a page state change response is not a success.

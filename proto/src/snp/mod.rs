@@ -15,3 +15,4 @@ mod model;
 pub mod pvalidate;
 #[cfg(test)]
 mod tests;
+pub mod vc;
