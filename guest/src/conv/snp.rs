@@ -21,8 +21,10 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use convtest_proto::cpuid::SEV_LEAF;
 use convtest_proto::range::MemRange;
 use convtest_proto::size_walk::SIZE_4K;
+use convtest_proto::snp::cbit::{c_bit_mask, c_bit_position};
 use convtest_proto::snp::convert::{SnpAnswer, SnpCall, SnpConversion};
 use convtest_proto::snp::ghcb::{PSC_REQ, PscOp, psc_request, psc_request_raw, psc_response};
 use convtest_proto::snp::pvalidate::PvalidateReport;
@@ -100,8 +102,14 @@ fn add(to: &Cell<PvalidateReport>, r: PvalidateReport) {
 }
 
 impl Snp {
-    /// With the shared view (RAM below `ram_end` mapped without the C-bit).
+    /// With the shared view (RAM below `ram_end` mapped without the C-bit,
+    /// whose position CPUID 0x8000001F EBX[5:0] gives).
     pub fn new(gate: Gate, ram_end: u64) -> Result<Snp, &'static str> {
+        let c_bit = c_bit_position(Current::cpuid(SEV_LEAF, 0).ebx)
+            .ok_or("CPUID 0x8000001F EBX names no usable C-bit position")?;
+        if ram_end > c_bit_mask(c_bit) {
+            return Err("RAM reaches the C-bit: its addresses cannot be mapped shared");
+        }
         let offset = Current::map_alias(ram_end, 0)
             .ok_or("no free page-table slot for the C-bit-clear mapping of RAM")?;
         Ok(Snp {
