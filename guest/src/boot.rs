@@ -24,6 +24,10 @@ pub struct BootInfo {
     /// CPU first); empty where the boot path does not describe them (x86:
     /// no ACPI parsing here, APIC IDs 0.. are assumed).
     pub cpus: CpuList,
+    /// Bytes the firmware reported unaccepted (UEFI memory type 15, what
+    /// TDVF and OVMF-AmdSev may leave for the OS to accept), kept out of
+    /// `ram`: never touched, so never accepted. 0 elsewhere.
+    pub unaccepted: u64,
 }
 
 /// Hardware CPU ids (arm64 MPIDR affinity, x86 APIC ID), at most `MAX_CPUS`.

@@ -51,7 +51,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         .as_ref()
         .map_or(Current::PAGE_SIZE, |c| c.granule());
     kprintln!(
-        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={} cpus={} boot={} boot_from={}",
+        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={} cpus={} boot={} boot_from={} unaccepted={}",
         ktap::HEADER_PREFIX,
         Current::NAME,
         boot.entry,
@@ -65,6 +65,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         smp::cpus(),
         series.index.index,
         series.index.source.as_str(),
+        Unaccepted(boot.unaccepted),
     );
     report::diag(0, format_args!("probe: {}", probe.finding()));
     report::diag(0, format_args!("plan: {}", parsed.plan));
@@ -214,6 +215,9 @@ fn reset_to_private(c: &mut dyn conv::Converter) {
         }
         Err(e) => report::diag(0, format_args!("reset-to-private: failed: {e}")),
     }
+    if let Some(note) = c.take_note() {
+        report::diag(0, format_args!("{note}"));
+    }
 }
 
 /// Consecutive runs of one suite (the catalog keeps each suite contiguous).
@@ -233,4 +237,17 @@ fn group_by_suite<'a>(
         }
     }
     groups
+}
+
+/// The header's `unaccepted=`: `none`, or `left-out:<bytes>` for memory the
+/// firmware left unaccepted, which this kernel keeps out of its RAM map.
+struct Unaccepted(u64);
+
+impl core::fmt::Display for Unaccepted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => f.write_str("none"),
+            n => write!(f, "left-out:{n}"),
+        }
+    }
 }

@@ -26,6 +26,9 @@ pub struct Request<'a> {
     /// Per-run scratch dir for the Image / disk images.
     pub work_dir: &'a Path,
     pub quiet: bool,
+    /// Disk images: the loader writes nothing to the serial port (in a TD
+    /// or an SEV-ES/SNP guest its port I/O would trap with no handler).
+    pub silent_loader: bool,
 }
 
 /// ELF magic, and the arm64 Image header magic `ARM\x64` at offset 56.
@@ -154,7 +157,10 @@ fn build_guest(req: &Request<'_>) -> Result<PathBuf, Error> {
 }
 
 fn build_disk_image(req: &Request<'_>, kernel: &Path) -> Result<PathBuf, Error> {
-    let args = image_build_args(req.workspace, kernel, req.work_dir, req.plan);
+    let mut args = image_build_args(req.workspace, kernel, req.work_dir, req.plan);
+    if req.silent_loader {
+        args.extend(["--loader-log", "off"].map(OsString::from));
+    }
     let cmd = nested_cargo(req.workspace, &args);
     let label = format!(
         "building {} disk image (the first build takes ~2 min)",

@@ -36,6 +36,8 @@ pub enum Machine {
     Virt,
     #[value(name = "virt-el2")]
     VirtEl2,
+    /// x86 q35 (the machine `--tee` runs on; bios/uefi boots may pick it).
+    Q35,
 }
 
 impl Machine {
@@ -45,6 +47,7 @@ impl Machine {
             Machine::Pc => "pc",
             Machine::Virt => "virt",
             Machine::VirtEl2 => "virt-el2",
+            Machine::Q35 => "q35",
         }
     }
 }

@@ -101,7 +101,10 @@ pub fn execute(config: &RunConfig) -> RunRecord {
 }
 
 fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Error> {
-    let backend = backend::select::for_kind(config.backend);
+    let backend = match config.tee {
+        Some(tee) => backend::select::for_tee(tee, config.tee_firmware.clone(), config.quiet),
+        None => backend::select::for_kind(config.backend),
+    };
     backend.preflight(config.arch, config.boot)?;
     if config.backend == BackendKind::Nested {
         // Before the guest build: a bad --l1-kernel answers in a second.
@@ -118,6 +121,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         plan: &config.plan,
         work_dir: scratch.path(),
         quiet: config.quiet,
+        silent_loader: config.tee.is_some(),
     })?;
     record.timing.build = build_start.elapsed();
 
@@ -187,7 +191,14 @@ pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
     };
     let fact = |k: &str| log.vmm.iter().any(|(key, v)| key == "vm_type" && v == k);
     match config.backend {
-        BackendKind::Qemu => format!("qemu-{}-{arch}", config.accel.accel.as_str()),
+        BackendKind::Qemu => {
+            let mut name = format!("qemu-{}-{arch}", config.accel.accel.as_str());
+            if let Some(tee) = config.tee {
+                name.push('-');
+                name.push_str(tee.as_str());
+            }
+            name
+        }
         BackendKind::Vmm => format!("vmm-{arch}"),
         BackendKind::Nested => {
             let mut name = format!("nested-{arch}");

@@ -10,8 +10,12 @@
 
 use super::hooks::{self, FatalHandler};
 use super::probe::Probe;
+#[cfg(target_arch = "x86_64")]
+use convtest_proto::size_walk::PageSize;
 #[cfg(target_arch = "aarch64")]
 use convtest_proto::smccc::SmcccAnswer;
+#[cfg(target_arch = "x86_64")]
+use convtest_proto::tdx::abi::{AcceptStatus, VmcallStatus};
 use core::fmt;
 
 /// What a deliberate trap looked like from inside the handler.
@@ -156,6 +160,31 @@ pub trait Platform {
     /// The same through `vmmcall` (AMD, Hygon).
     #[cfg(target_arch = "x86_64")]
     fn vmmcall(nr: u64, a0: u64, a1: u64, a2: u64) -> u64;
+    /// TDX: the TD's shared GPA bit (from `TDG.VP.INFO`); `None` outside a TD.
+    #[cfg(target_arch = "x86_64")]
+    fn tdx_shared_bit() -> Option<u64>;
+    /// TDX `TDG.VP.VMCALL<MapGPA>` of `[gpa, gpa + size)`: r10 decoded, r11.
+    #[cfg(target_arch = "x86_64")]
+    fn tdx_map_gpa(gpa: u64, size: u64) -> (VmcallStatus, u64);
+    /// TDX `TDG.MEM.PAGE.ACCEPT` of the page at `gpa`.
+    #[cfg(target_arch = "x86_64")]
+    fn tdx_accept(gpa: u64, size: PageSize) -> AcceptStatus;
+    /// SEV-SNP PVALIDATE of the page at physical `gpa` (through its private
+    /// mapping): rax and rFLAGS.CF.
+    #[cfg(target_arch = "x86_64")]
+    fn pvalidate(gpa: u64, size: PageSize, validate: bool) -> (u64, bool);
+    /// SEV-ES/SNP: one GHCB MSR protocol request and the answer.
+    #[cfg(target_arch = "x86_64")]
+    fn ghcb_msr_exchange(request: u64) -> u64;
+    /// SEV-ES/SNP: the GHCB page's GPA once the #VC handler registered it
+    /// (it stays shared: a reset must leave it so).
+    #[cfg(target_arch = "x86_64")]
+    fn ghcb_gpa() -> Option<u64>;
+    /// Maps physical memory below `end` a second time with `set` OR'ed into
+    /// every address (TDX's shared bit; 0 for SNP's C-bit-clear view); the
+    /// view's offset (view address = pa + offset), `None` if it cannot.
+    #[cfg(target_arch = "x86_64")]
+    fn map_alias(end: u64, set: u64) -> Option<u64>;
     /// One SMCCC call over the DTB's conduit; `None` when it names none.
     #[cfg(target_arch = "aarch64")]
     fn smccc_call(fid: u32, a1: u64, a2: u64, a3: u64) -> Option<SmcccAnswer<[u64; 4]>>;

@@ -106,7 +106,7 @@ impl ConversionAbi for MapGpa {
     fn raw(&mut self, call: RawCall) -> Result<i64, WrongAbi> {
         match call {
             RawCall::MapGpa(a) => Ok(self.trap(a) as i64),
-            RawCall::Smccc { .. } => Err(WrongAbi),
+            _ => Err(WrongAbi),
         }
     }
 

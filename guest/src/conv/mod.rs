@@ -11,7 +11,12 @@ mod map_gpa;
 #[cfg(target_arch = "aarch64")]
 mod pkvm;
 mod seam;
+#[cfg(target_arch = "x86_64")]
+mod snp;
+#[cfg(target_arch = "x86_64")]
+mod tdx;
 mod tracked;
+mod view;
 
 pub use seam::{Calls, ConvError, Issued, RawCall};
 pub use tracked::Converter;
@@ -26,6 +31,12 @@ use convtest_proto::range::RangeList;
 #[cfg(target_arch = "aarch64")]
 use convtest_proto::smccc::ArmFinding;
 use core::fmt;
+
+/// The end of the highest RAM range.
+#[cfg(target_arch = "x86_64")]
+fn ram_end(boot: &BootInfo) -> u64 {
+    boot.ram.iter().map(|r| r.end).max().unwrap_or(0)
+}
 
 /// Why no converter was chosen: the probe's finding (and, when the finding
 /// names a usable ABI, why it still is not used), shown as the SKIP reason.
@@ -77,11 +88,23 @@ pub fn detect(
                 }),
             }
         }
+        // Confidential guests map the shared view over all RAM.
         #[cfg(target_arch = "x86_64")]
-        Finding::X86(X86Finding::Tdx) => Err(NoConverter {
-            finding,
-            why: Some("this build has no TDX conversion ABI yet"),
-        }),
+        Finding::X86(X86Finding::Tdx) => match tdx::Tdx::new(gate, ram_end(boot)) {
+            Ok(t) => Ok(Box::new(tracked::Tracked::new(t, &boot.ram, fault))),
+            Err(why) => Err(NoConverter {
+                finding,
+                why: Some(why),
+            }),
+        },
+        #[cfg(target_arch = "x86_64")]
+        Finding::X86(X86Finding::SevSnp { .. }) => match snp::Snp::new(gate, ram_end(boot)) {
+            Ok(s) => Ok(Box::new(tracked::Tracked::new(s, &boot.ram, fault))),
+            Err(why) => Err(NoConverter {
+                finding,
+                why: Some(why),
+            }),
+        },
         _ => {
             let _ = (boot, free, gate);
             Err(NoConverter { finding, why: None })

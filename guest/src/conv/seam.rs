@@ -12,14 +12,24 @@ use convtest_proto::range::MemRange;
 #[cfg(target_arch = "aarch64")]
 use convtest_proto::smccc::SmcccError;
 use convtest_proto::smccc::{PKVM_MEM_SHARE, PKVM_MEM_UNSHARE, SMCCC_KVM_FEATURES};
+#[cfg(target_arch = "x86_64")]
+use convtest_proto::snp::convert::SnpError;
+#[cfg(target_arch = "x86_64")]
+use convtest_proto::tdx::convert::TdxError;
 use convtest_proto::tracker::{Target, TrackError};
 use core::fmt;
+
+use super::view::SharedView;
 
 /// Why a conversion call failed, typed per ABI, raw code kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrKind {
     #[cfg(target_arch = "x86_64")]
     MapGpa(MapGpaError),
+    #[cfg(target_arch = "x86_64")]
+    Tdx(TdxError),
+    #[cfg(target_arch = "x86_64")]
+    Snp(SnpError),
     #[cfg(target_arch = "aarch64")]
     Smccc(SmcccError),
     /// Refused before any call: the range is not whole tracked granules.
@@ -32,6 +42,10 @@ impl ErrKind {
         match self {
             #[cfg(target_arch = "x86_64")]
             ErrKind::MapGpa(e) => Some(e.code()),
+            #[cfg(target_arch = "x86_64")]
+            ErrKind::Tdx(e) => tdx_code(e),
+            #[cfg(target_arch = "x86_64")]
+            ErrKind::Snp(e) => snp_code(e),
             #[cfg(target_arch = "aarch64")]
             ErrKind::Smccc(e) => Some(e.code()),
             ErrKind::Track(_) => None,
@@ -44,10 +58,51 @@ impl fmt::Display for ErrKind {
         match self {
             #[cfg(target_arch = "x86_64")]
             ErrKind::MapGpa(e) => e.fmt(f),
+            #[cfg(target_arch = "x86_64")]
+            ErrKind::Tdx(e) => e.fmt(f),
+            #[cfg(target_arch = "x86_64")]
+            ErrKind::Snp(e) => e.fmt(f),
             #[cfg(target_arch = "aarch64")]
             ErrKind::Smccc(e) => e.fmt(f),
             ErrKind::Track(e) => write!(f, "not issued: {e}"),
         }
+    }
+}
+
+/// The raw status a TDX refusal carried (r10 of MapGPA, rax of ACCEPT).
+#[cfg(target_arch = "x86_64")]
+fn tdx_code(e: &TdxError) -> Option<i64> {
+    use convtest_proto::tdx::accept::AcceptError;
+    use convtest_proto::tdx::map_gpa::WalkError;
+    match *e {
+        TdxError::MapGpa(WalkError::Refused { status, .. }) => status.raw().map(|c| c as i64),
+        TdxError::MapGpa(_) => Some(convtest_proto::tdx::abi::VMCALL_RETRY as i64),
+        TdxError::Accept(AcceptError::Refused { status, .. }) => status.raw().map(|c| c as i64),
+        TdxError::Accept(AcceptError::Busy { .. }) => {
+            Some(convtest_proto::tdx::abi::ACCEPT_OPERAND_BUSY as i64)
+        }
+        TdxError::WrongAnswer { .. } => None,
+    }
+}
+
+/// The raw answer an SNP refusal carried (PVALIDATE's rax, the page state
+/// change's error code).
+#[cfg(target_arch = "x86_64")]
+fn snp_code(e: &SnpError) -> Option<i64> {
+    use convtest_proto::snp::ghcb::PscResponseError;
+    use convtest_proto::snp::pvalidate::PvalidateError;
+    match *e {
+        SnpError::Pvalidate(PvalidateError::Failed { rax, .. }) => Some(rax as i64),
+        SnpError::Pvalidate(PvalidateError::NoUpdate { .. }) => Some(0),
+        SnpError::Psc {
+            error: PscResponseError::Error { code },
+            ..
+        } => Some(i64::from(code)),
+        SnpError::Psc {
+            error: PscResponseError::NotPscResponse { msr },
+            ..
+        } => Some(msr as i64),
+        SnpError::WrongAnswer { .. } => None,
     }
 }
 
@@ -92,6 +147,14 @@ impl fmt::Display for ConvError {
 pub enum RawCall {
     /// KVM_HC_MAP_GPA_RANGE: rbx, rcx, rdx.
     MapGpa(MapGpaArgs),
+    #[cfg(target_arch = "x86_64")]
+    /// TDX `TDG.VP.VMCALL<MapGPA>` of `[gpa, gpa + size)`, issued with the
+    /// TD's shared bit OR'ed in when `shared` (the converter knows the bit).
+    TdxMapGpa { gpa: u64, size: u64, shared: bool },
+    #[cfg(target_arch = "x86_64")]
+    /// SEV-SNP page state change through the GHCB MSR: the request's GFN and
+    /// op (GHCBData[55:52], any 4-bit value); the answer is the MSR after it.
+    SnpPsc { gfn: u64, op: u8 },
     /// An SMCCC HVC64 call: function id and x1.
     Smccc { fid: u32, x1: u64 },
 }
@@ -102,6 +165,18 @@ impl RawCall {
         match *self {
             RawCall::MapGpa(a) if a.attrs & ATTR_ENC_STATUS != 0 => Some(Target::Private),
             RawCall::MapGpa(_) => Some(Target::Shared),
+            #[cfg(target_arch = "x86_64")]
+            RawCall::TdxMapGpa { shared, .. } => Some(if shared {
+                Target::Shared
+            } else {
+                Target::Private
+            }),
+            #[cfg(target_arch = "x86_64")]
+            RawCall::SnpPsc { op, .. } => match op {
+                1 => Some(Target::Private),
+                2 => Some(Target::Shared),
+                _ => None,
+            },
             RawCall::Smccc {
                 fid: PKVM_MEM_SHARE,
                 ..
@@ -122,6 +197,18 @@ impl fmt::Display for RawCall {
                 f,
                 "MAP_GPA_RANGE gpa={:#x} npages={} attrs={:#x}",
                 a.gpa, a.npages, a.attrs
+            ),
+            #[cfg(target_arch = "x86_64")]
+            RawCall::TdxMapGpa { gpa, size, shared } => write!(
+                f,
+                "TDG.VP.VMCALL<MapGPA> gpa={gpa:#x}{} size={size:#x}",
+                if shared { " | shared bit" } else { "" }
+            ),
+            #[cfg(target_arch = "x86_64")]
+            RawCall::SnpPsc { gfn, op } => write!(
+                f,
+                "GHCB MSR page state change gfn={gfn:#x} op={op} (request {:#x})",
+                convtest_proto::snp::ghcb::psc_request_raw(gfn, op)
             ),
             RawCall::Smccc { fid, x1 } => {
                 let name = match fid {
@@ -223,4 +310,15 @@ pub trait ConversionAbi {
     fn noop(&mut self, page: MemRange) -> Result<(), ConvError>;
     /// Bench op name of `noop`.
     fn noop_op(&self) -> &'static str;
+    /// Where the guest reaches a page while it is shared; `None`: at the
+    /// same address as while private (KVM, pKVM).
+    fn shared_view(&self) -> Option<SharedView> {
+        None
+    }
+    /// What the ABI counted since it was last asked and must be reported
+    /// (TDX: pages already accepted; SNP: pages already validated), as
+    /// one diagnostic line.
+    fn take_note(&mut self) -> Option<alloc::string::String> {
+        None
+    }
 }

@@ -11,6 +11,7 @@
 use super::seam::{
     Calls, ConvError, ConversionAbi, ErrKind, Issued, RawCall, ResetReport, WrongAbi,
 };
+use super::view::SharedView;
 use crate::arch::{Current, Platform};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -69,6 +70,12 @@ pub trait Converter {
     /// they would a `share`/`unshare`'s (whole granules of tracked RAM;
     /// anything else is ignored).
     fn record(&mut self, range: MemRange, to: Target, res: &Result<(), ConvError>);
+    /// Where the guest reaches a page while it is shared (see
+    /// [`SharedView`]); `None`: at the same address as while private.
+    fn shared_view(&self) -> Option<SharedView>;
+    /// What the ABI counted that must be reported (pages already accepted
+    /// or validated), once.
+    fn take_note(&mut self) -> Option<alloc::string::String>;
 }
 
 pub struct Tracked<A> {
@@ -276,5 +283,13 @@ impl<A: ConversionAbi> Converter for Tracked<A> {
         let _ = self.pages.set(range, PageState::Shared);
         let _ = self.pages.set(range, PageState::Private);
         self.abi.bookkeep(range);
+    }
+
+    fn shared_view(&self) -> Option<SharedView> {
+        self.abi.shared_view()
+    }
+
+    fn take_note(&mut self) -> Option<alloc::string::String> {
+        self.abi.take_note()
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! What a backend is asked (spec.rs), what it does (interface.rs), how its
 //! VM ended (run_end.rs); the kinds (kind.rs) and the backend of each
-//! (select.rs).
+//! (select.rs). `--tee` (tee/) is QEMU on hardware KVM as a TDX or SEV-SNP
+//! guest.
 
 pub mod interface;
 pub mod kind;
@@ -16,6 +17,7 @@ pub mod qemu;
 pub mod run_end;
 pub mod select;
 pub mod spec;
+pub mod tee;
 pub mod vmm;
 
 pub use interface::{Backend, ConsoleFn};

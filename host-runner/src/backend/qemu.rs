@@ -60,6 +60,7 @@ pub fn args(spec: &BootSpec<'_>, ovmf_code: &Path, uefi_vars: Option<&Path>) -> 
         Machine::Pc => "pc",
         Machine::Virt => "virt",
         Machine::VirtEl2 => "virt,virtualization=on",
+        Machine::Q35 => "q35",
     };
     push(&["-M", machine, "-accel", spec.accel.as_str(), "-cpu", "max"]);
     let mem = format!("{}M", spec.memory_mib);

@@ -185,7 +185,7 @@ mod tests {
             &["convtest", "run", "--arch", "riscv64"][..],
             &["convtest", "run", "--seed", "banana"],
             &["convtest", "run", "--timeout", "0"],
-            &["convtest", "run", "--machine", "q35"],
+            &["convtest", "run", "--machine", "sun4m"],
             &["convtest", "frobnicate"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");

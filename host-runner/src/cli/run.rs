@@ -4,6 +4,7 @@ use super::parsers::{keyword, parse_u64};
 use super::vmm::VmmFlags;
 use crate::backend::kind::BackendKind;
 use crate::backend::nested::kernels::L1Name;
+use crate::backend::tee::Tee;
 use crate::machine::{Boot, Machine};
 use clap::{Args, ValueEnum};
 use convtest_proto::arch::Arch;
@@ -113,7 +114,7 @@ pub struct RunArgs {
     pub ktap: Option<PathBuf>,
 
     #[command(flatten)]
-    pub kcidb: super::KcidbFlags,
+    pub kcidb: super::kcidb::KcidbFlags,
 
     /// Use this prebuilt guest instead of building one: the ELF (x86_64:
     /// built with `--features bootloader` for bios/uefi) or, on aarch64, the
@@ -129,6 +130,20 @@ pub struct RunArgs {
     /// Print only the verdict line (and errors).
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Boot the guest as an Intel TDX trust domain or an AMD SEV-SNP guest:
+    /// QEMU on hardware KVM with the UEFI image and Debian's TDVF /
+    /// OVMF-AmdSev (fetched once into the cache). Checks first that the host
+    /// has hardware KVM, a KVM offering the TDX / SNP VM type and a QEMU with
+    /// the object (TDX: QEMU >= 10.1), and exits 2 naming what is missing.
+    /// Never run on TDX or SNP hardware by this project (docs/tee.md).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub tee: Option<Tee>,
+
+    /// With --tee: boot this TDVF / OVMF image (loaded with -bios) instead of
+    /// Debian's; it must run an unsigned UEFI image.
+    #[arg(long, value_name = "PATH", requires = "tee")]
+    pub firmware: Option<PathBuf>,
 
     #[command(flatten)]
     pub vmm: VmmFlags,

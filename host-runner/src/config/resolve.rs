@@ -3,9 +3,11 @@
 //! and the plan string the guest receives.
 
 use super::auto_backend::choose_backend;
+use super::lane::Lane;
 use crate::accel::{self, Host};
 use crate::backend::kind::BackendKind;
 use crate::backend::nested::swprot;
+use crate::backend::tee::Tee;
 use crate::cli::{InjectArg, L1Options, RunArgs};
 use crate::error::Error;
 use crate::machine::{Boot, Machine};
@@ -44,6 +46,10 @@ pub struct RunConfig {
     pub quiet: bool,
     pub vmm: VmmOptions,
     pub l1: L1Options,
+    /// `--tee`: the guest runs as a TDX or SEV-SNP guest (backend qemu).
+    pub tee: Option<Tee>,
+    /// `--firmware`: the user's TDVF / OVMF for `--tee`.
+    pub tee_firmware: Option<PathBuf>,
 }
 
 /// The workspace this runner was built in (the crate's parent directory).
@@ -53,6 +59,18 @@ pub fn default_workspace() -> PathBuf {
 }
 
 pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
+    let lane = match args.tee {
+        Some(tee) => {
+            let lane = super::tee::lane(args, tee)?;
+            check_backend(args, lane.backend, lane.arch, lane.boot)?;
+            lane
+        }
+        None => lane(args, host)?,
+    };
+    finish(args, lane)
+}
+
+fn lane(args: &RunArgs, host: &Host) -> Result<Lane, Error> {
     let arch = match (args.arch, host.arch) {
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => {
@@ -85,12 +103,12 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         (Boot::Bios | Boot::Uefi, None) => Machine::Pc,
         (Boot::Image, None) => Machine::Virt,
         (Boot::Pvh, Some(m @ (Machine::Microvm | Machine::Pc))) => m,
-        (Boot::Bios | Boot::Uefi, Some(m @ Machine::Pc)) => m,
+        (Boot::Bios | Boot::Uefi, Some(m @ (Machine::Pc | Machine::Q35))) => m,
         (Boot::Image, Some(m @ (Machine::Virt | Machine::VirtEl2))) => m,
         (b, Some(m)) => {
             let valid = match b {
                 Boot::Pvh => "microvm or pc",
-                Boot::Bios | Boot::Uefi => "pc (microvm has no disk firmware)",
+                Boot::Bios | Boot::Uefi => "pc or q35 (microvm has no disk firmware)",
                 Boot::Image => "virt or virt-el2",
             };
             return Err(Error::Usage(format!(
@@ -126,6 +144,28 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             why: "L1 under QEMU TCG, guest under the L1's KVM".into(),
         },
     };
+    Ok(Lane {
+        arch,
+        boot,
+        machine,
+        backend,
+        backend_why: chosen.why,
+        swprot: chosen.swprot,
+        accel,
+    })
+}
+
+/// The plan and everything else, for the lane chosen.
+fn finish(args: &RunArgs, lane: Lane) -> Result<RunConfig, Error> {
+    let Lane {
+        arch,
+        boot,
+        machine,
+        backend,
+        backend_why,
+        swprot,
+        accel,
+    } = lane;
     let mut tests = test_globs(&args.tests, args.inject.is_some())?;
     // An SMP run always proves its CPUs came up.
     if args.vcpus > 1 && !catalog::selected(&tests, false).any(|t| t.name == "smp.online") {
@@ -151,11 +191,11 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         ..Plan::default()
     };
     let mut l1 = args.l1.clone();
-    l1.l1_swprot |= chosen.swprot;
+    l1.l1_swprot |= swprot;
     Ok(RunConfig {
         arch,
         backend,
-        backend_why: chosen.why,
+        backend_why,
         accel,
         boot,
         machine,
@@ -176,6 +216,8 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         quiet: args.quiet,
         vmm: args.vmm.options(),
         l1,
+        tee: args.tee,
+        tee_firmware: args.firmware.clone(),
     })
 }
 

@@ -200,6 +200,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         plan: &plans[0],
         work_dir: scratch.path(),
         quiet: args.quiet,
+        silent_loader: false,
     })?;
     let inner: Vec<InnerRun> = mutants
         .iter()

@@ -79,6 +79,7 @@ pub(super) unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relo
         phys_offset: 0,
         console: uart::name(),
         cpus,
+        unaccepted: 0,
     };
     hooks::enter_kernel(BOOT.call_once(|| info))
 }

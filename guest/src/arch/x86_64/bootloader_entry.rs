@@ -22,6 +22,9 @@ pub static CONFIG: BootloaderConfig = {
 
 entry_point!(main, config = &CONFIG);
 
+/// UEFI's EfiUnacceptedMemoryType (UEFI 2.9+).
+const UEFI_UNACCEPTED: u32 = 15;
+
 static BOOT: Once<BootInfo> = Once::new();
 
 fn main(info: &'static mut bootloader_api::BootInfo) -> ! {
@@ -43,7 +46,11 @@ fn main(info: &'static mut bootloader_api::BootInfo) -> ! {
 
 /// RAM is what the bootloader reports as Usable plus what it took for itself
 /// (kernel segments, page tables, stack, boot info: kind Bootloader); the
-/// latter is reserved, as is the kernel file it loaded.
+/// latter is reserved, as is the kernel file it loaded. Memory UEFI left
+/// unaccepted (type 15, EfiUnacceptedMemoryType) stays out of the RAM map
+/// and is counted: touching it before TDG.MEM.PAGE.ACCEPT / PVALIDATE would
+/// fault, and edk2 accepts all of it at ExitBootServices for a loader that
+/// does not ask otherwise, so it is normally none.
 fn boot_info(
     info: &'static bootloader_api::BootInfo,
     phys_offset: u64,
@@ -51,6 +58,7 @@ fn boot_info(
     let regions: &MemoryRegions = &info.memory_regions;
     let mut ram = RangeList::new();
     let mut reserved = RangeList::new();
+    let mut unaccepted = 0;
     for r in regions.iter() {
         let range = MemRange::new(r.start, r.end);
         match r.kind {
@@ -59,6 +67,7 @@ fn boot_info(
                 ram.insert_merged(range)?;
                 reserved.insert_merged(range)?;
             }
+            MemoryRegionKind::UnknownUefi(UEFI_UNACCEPTED) => unaccepted += r.end - r.start,
             _ => {}
         }
     }
@@ -84,6 +93,7 @@ fn boot_info(
         phys_offset,
         console: super::serial::CONSOLE,
         cpus: CpuList::EMPTY,
+        unaccepted,
     })
 }
 

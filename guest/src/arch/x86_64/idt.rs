@@ -2,7 +2,8 @@
 //! two interrupts a secondary CPU's idle loop takes ([`super::idle`]). All
 //! exceptions but the deliberate #UD of [`super::trap`] and the guarded
 //! RDMSR #GP of [`super::msr`] end the run through the crash path with vector, name,
-//! error code, RIP/RSP, for #PF and #DF CR2, and for #VE/#VC the likely cause.
+//! error code, RIP/RSP, for #PF and #DF CR2. #VE (a TD's) and #VC (an
+//! SEV-ES/SNP guest's) are served by ve.rs and vc.rs.
 
 use crate::arch::hooks;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -45,12 +46,18 @@ pub fn init() {
         idt.alignment_check.set_handler_fn(alignment_check);
         idt.machine_check.set_handler_fn(machine_check);
         idt.simd_floating_point.set_handler_fn(simd_floating_point);
-        idt.virtualization.set_handler_fn(virtualization);
+        // SAFETY: both entries are naked functions that save every register,
+        // call their handler and return with IRETQ, as an IDT gate needs
+        // (#VE pushes no error code, #VC does: each entry matches its frame).
+        unsafe {
+            idt.virtualization
+                .set_handler_addr(x86_64::VirtAddr::new(super::ve::entry as *const () as u64));
+            idt.vmm_communication_exception
+                .set_handler_addr(x86_64::VirtAddr::new(super::vc::entry as *const () as u64));
+        }
         idt.cp_protection_exception
             .set_handler_fn(control_protection);
         idt.hv_injection_exception.set_handler_fn(hv_injection);
-        idt.vmm_communication_exception
-            .set_handler_fn(vmm_communication);
         idt.security_exception.set_handler_fn(security);
         idt[super::idle::WAKE_VECTOR].set_handler_fn(wake);
         idt[super::idle::SPURIOUS_VECTOR].set_handler_fn(spurious);
@@ -81,26 +88,9 @@ fn fatal(vector: u8, name: &str, frame: &InterruptStackFrame, error: Option<u64>
             ))
         }
         _ => hooks::fatal(format_args!(
-            "x86 exception vector={vector} {name}{} rip={rip:#x} rsp={rsp:#x}{}",
-            ErrCode(error),
-            Cause(vector)
+            "x86 exception vector={vector} {name}{} rip={rip:#x} rsp={rsp:#x}",
+            ErrCode(error)
         )),
-    }
-}
-
-/// `: <likely cause>` for the vectors only a confidential guest receives.
-struct Cause(u8);
-
-impl core::fmt::Display for Cause {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let cause = match self.0 {
-            20 => "TDX guest: no #VE handler in this build",
-            29 => {
-                "SEV-ES/SEV-SNP guest: this build has no #VC handler (CPUID, port and MMIO access trap to it)"
-            }
-            _ => return Ok(()),
-        };
-        write!(f, ": {cause}")
     }
 }
 
@@ -185,7 +175,6 @@ plain! {
     device_not_available 7 "#NM device not available";
     x87_floating_point 16 "#MF x87 floating-point";
     simd_floating_point 19 "#XM SIMD floating-point";
-    virtualization 20 "#VE virtualization exception";
     hv_injection 28 "#HV hypervisor injection";
 }
 
@@ -195,6 +184,5 @@ with_code! {
     stack_segment 12 "#SS stack-segment fault";
     alignment_check 17 "#AC alignment check";
     control_protection 21 "#CP control protection";
-    vmm_communication 29 "#VC VMM communication";
     security 30 "#SX security exception";
 }

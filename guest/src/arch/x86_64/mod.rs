@@ -7,9 +7,11 @@
 //! already reaches the crash path. This file is only the [`Platform`]
 //! implementation: the files below it never reach back up here.
 
+mod alias;
 mod apic;
 mod armed;
 mod cache;
+mod coco;
 mod cpu;
 mod fatal;
 mod gdt;
@@ -23,8 +25,13 @@ mod power;
 mod probe;
 mod serial;
 mod smp;
+mod snp;
+mod td_io;
+mod tdcall;
 mod trampoline;
 mod trap;
+mod vc;
+mod ve;
 
 #[cfg(feature = "bootloader")]
 mod bootloader_entry;
@@ -37,6 +44,8 @@ mod pvh_paging;
 
 use crate::arch::platform::{Platform, StartError, TrapError, TrapReport};
 use crate::arch::probe::Probe;
+use convtest_proto::size_walk::PageSize;
+use convtest_proto::tdx::abi::{AcceptStatus, VmcallStatus};
 use core::arch::x86_64::CpuidResult;
 
 /// The x86_64 platform.
@@ -47,11 +56,19 @@ impl Platform for X86_64 {
     const PAGE_SIZE: u64 = paging::PAGE_SIZE;
 
     fn console_write(bytes: &[u8]) {
-        serial::console_write(bytes);
+        if coco::in_td() {
+            td_io::console_write(bytes);
+        } else {
+            serial::console_write(bytes);
+        }
     }
 
     fn console_read_byte() -> Option<u8> {
-        serial::console_read_byte()
+        if coco::in_td() {
+            td_io::console_read_byte()
+        } else {
+            serial::console_read_byte()
+        }
     }
 
     fn flush_dcache(va: u64, len: u64) {
@@ -121,5 +138,33 @@ impl Platform for X86_64 {
 
     fn vmmcall(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
         hypercall::vmmcall(nr, a0, a1, a2)
+    }
+
+    fn tdx_shared_bit() -> Option<u64> {
+        coco::td_shared_bit()
+    }
+
+    fn tdx_map_gpa(gpa: u64, size: u64) -> (VmcallStatus, u64) {
+        tdcall::map_gpa(gpa, size)
+    }
+
+    fn tdx_accept(gpa: u64, size: PageSize) -> AcceptStatus {
+        tdcall::accept(gpa, size)
+    }
+
+    fn pvalidate(gpa: u64, size: PageSize, validate: bool) -> (u64, bool) {
+        snp::pvalidate(gpa.wrapping_add(paging::phys_offset()), size, validate)
+    }
+
+    fn ghcb_msr_exchange(request: u64) -> u64 {
+        snp::ghcb_msr_exchange(request)
+    }
+
+    fn ghcb_gpa() -> Option<u64> {
+        vc::ghcb_gpa_registered()
+    }
+
+    fn map_alias(end: u64, set: u64) -> Option<u64> {
+        alias::map(end, set)
     }
 }

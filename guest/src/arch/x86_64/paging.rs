@@ -36,3 +36,18 @@ pub fn unmapped_address() -> Option<u64> {
         .find(|&i| !pml4[i].flags().contains(PageTableFlags::PRESENT))
         .map(|i| i as u64 * PML4_SPAN)
 }
+
+/// The physical address `va` maps to, walking the live page tables.
+pub fn virt_to_phys(va: u64) -> Option<u64> {
+    use x86_64::VirtAddr;
+    use x86_64::structures::paging::{OffsetPageTable, Translate};
+    let offset = PHYS_OFFSET.load(Ordering::Relaxed);
+    let (frame, _) = Cr3::read();
+    let l4 = (frame.start_address().as_u64() + offset) as *mut PageTable;
+    // SAFETY: CR3 holds the active PML4, reachable through the physical
+    // memory mapping at PHYS_OFFSET; the walk only reads it.
+    let table = unsafe { OffsetPageTable::new(&mut *l4, VirtAddr::new(offset)) };
+    table
+        .translate_addr(VirtAddr::try_new(va).ok()?)
+        .map(|p| p.as_u64())
+}

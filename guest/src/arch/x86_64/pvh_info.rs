@@ -208,6 +208,7 @@ pub fn boot_info(start_info: u64, kernel: MemRange, limit: u64) -> Result<BootIn
         phys_offset: 0,
         console: super::serial::CONSOLE,
         cpus: CpuList::EMPTY,
+        unaccepted: 0,
     })
 }
 

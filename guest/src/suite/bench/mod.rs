@@ -116,24 +116,27 @@ impl B<'_> {
     fn bounce(&mut self) -> Result<String, Verdict> {
         let src = MemRange::from_len(self.win.base + 4 * MIB, 2 * MIB);
         let dst = MemRange::from_len(self.win.base + 6 * MIB, 2 * MIB);
-        let shared = match &mut self.ctx.converter {
+        let (shared, view) = match &mut self.ctx.converter {
             Ok(c) => {
                 c.share(dst)
                     .map_err(|e| fail!("pre-sharing the bounce buffer {dst}: {e}"))?;
-                true
+                (true, c.shared_view())
             }
-            Err(_) => false,
+            Err(_) => (false, None),
         };
         let boot = self.ctx.boot;
         let va = |pa: u64| boot.phys_to_virt(pa);
+        // The shared buffer is reached through the converter's shared view.
+        let shared_va = |pa: u64| view.map_or_else(|| va(pa), |v| v.va(pa));
         let result = (|| {
             for n in sizes(self.granule) {
                 let len = n * self.granule;
-                let (s, d) = (va(src.start), va(dst.start));
+                let (s, d) = (va(src.start), shared_va(dst.start));
                 let copy_both = || {
                     // SAFETY: src and dst are disjoint 2 MiB ranges of the
-                    // test window (free RAM this test owns, mapped at
-                    // `phys_to_virt`); `len` is at most 2 MiB.
+                    // test window (free RAM this test owns, src mapped at
+                    // `phys_to_virt`, dst in the shared view, which maps all
+                    // RAM); `len` is at most 2 MiB.
                     unsafe {
                         core::ptr::copy_nonoverlapping(s as *const u8, d, len as usize);
                         core::ptr::copy_nonoverlapping(d as *const u8, s, len as usize);
@@ -216,17 +219,19 @@ fn convert(
     let extent = sweep_extent(sweep.clone());
     let granule = conv.granule();
     let count = sweep.clone().count();
+    let view = conv.shared_view();
     bare_in(conv, extent, |conv| {
         for (n, r) in sweep {
             if let Some(boot) = touch {
+                let shared_va = |pa: u64| view.map_or_else(|| boot.phys_to_virt(pa), |v| v.va(pa));
                 let mut s = meter.measure(|| {
                     let t0 = Current::cycles();
                     bare(conv, r, Target::Shared)?;
                     for pa in (r.start..r.end).step_by(granule as usize) {
                         // SAFETY: `r` is test-window RAM this test owns,
-                        // mapped at `phys_to_virt`; one aligned word per
-                        // granule.
-                        unsafe { (boot.phys_to_virt(pa) as *mut u64).write_volatile(pa) };
+                        // shared now and reached through the shared view
+                        // (which maps all RAM); one aligned word per granule.
+                        unsafe { (shared_va(pa) as *mut u64).write_volatile(pa) };
                     }
                     bare(conv, r, Target::Private)?;
                     Ok(Current::cycles().wrapping_sub(t0))

@@ -2,6 +2,7 @@
 //! repeated) and `conv.flipflop` (many round trips of one page), judged
 //! against the plan's `content=` when the VMM promised one.
 
+use super::expect::{self, ContentRule};
 use super::harness::{Step, T, at_iter, run_steps};
 use super::window::{SLOT_CONTENT, SLOT_FLIPFLOP};
 use crate::suite::verdict::{Verdict, fail};
@@ -9,6 +10,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use convtest_proto::content::ContentClass;
+use convtest_proto::tracker::Target;
 
 /// Repeats per direction in `conv.content`.
 const CONTENT_REPEATS: u32 = 3;
@@ -29,8 +31,8 @@ impl T<'_> {
                 self.unshare(p)?;
                 to_private.push(self.class(p, b));
             }
-            let s = self.judge("private->shared", &to_shared)?;
-            let u = self.judge("shared->private", &to_private)?;
+            let s = self.judge(Target::Shared, &to_shared)?;
+            let u = self.judge(Target::Private, &to_private)?;
             Ok(format!(
                 "private->shared {s}, shared->private {u} ({CONTENT_REPEATS} times each){}",
                 self.plan.content.map_or(String::new(), |c| format!(
@@ -41,8 +43,20 @@ impl T<'_> {
         })
     }
 
-    /// One class for every repeat, not `Neither`, and the plan's if it names one.
-    fn judge(&self, dir: &str, seen: &[ContentClass]) -> Step<&'static str> {
+    /// One class for every repeat, not `Neither`, and the plan's if it
+    /// names one; without one, what the ABI itself leaves (expect.rs).
+    fn judge(&self, to: Target, seen: &[ContentClass]) -> Step<&'static str> {
+        let dir = match to {
+            Target::Shared => "private->shared",
+            Target::Private => "shared->private",
+        };
+        let rule = match self.plan.content {
+            Some(c) => Some(ContentRule::Exactly(c)),
+            None => expect::content_rule(self.conv.name(), to),
+        };
+        if let Some(ContentRule::Unspecified(_)) = rule {
+            return Ok("not judged");
+        }
         let Some(&first) = seen.first() else {
             return Err(fail!("{dir}: no conversion was observed"));
         };
@@ -59,13 +73,25 @@ impl T<'_> {
                 i + 1
             ));
         }
-        if let Some(want) = self.plan.content
-            && first.as_content() != Some(want)
-        {
-            return Err(fail!(
-                "{dir}: page {first}, but the plan says content={}",
-                want.as_str()
-            ));
+        match rule {
+            Some(ContentRule::Exactly(want)) if first.as_content() != Some(want) => {
+                return Err(fail!(
+                    "{dir}: page {first}, but {} says content={}",
+                    if self.plan.content.is_some() {
+                        "the plan"
+                    } else {
+                        "the ABI"
+                    },
+                    want.as_str()
+                ));
+            }
+            Some(ContentRule::NotPreserved) if first == ContentClass::Preserved => {
+                return Err(fail!(
+                    "{dir}: page {first}, but {} converts destructively",
+                    self.conv.name()
+                ));
+            }
+            _ => {}
         }
         Ok(first.name())
     }
@@ -81,14 +107,14 @@ impl T<'_> {
                 self.share(p).map_err(|v| at_iter(v, i))?;
                 let c = self.class(p, a);
                 let s = self
-                    .judge("private->shared", &[*s_class.get_or_insert(c), c])
+                    .judge(Target::Shared, &[*s_class.get_or_insert(c), c])
                     .map_err(|v| at_iter(v, i))?;
                 let b = self.seed(p.start ^ (u64::from(i) << 1) ^ 1);
                 self.fill(p, b);
                 self.unshare(p).map_err(|v| at_iter(v, i))?;
                 let c = self.class(p, b);
                 let u = self
-                    .judge("shared->private", &[*u_class.get_or_insert(c), c])
+                    .judge(Target::Private, &[*u_class.get_or_insert(c), c])
                     .map_err(|v| at_iter(v, i))?;
                 if i + 1 == iters {
                     return Ok(format!(

@@ -15,6 +15,18 @@ use convtest_proto::tracker::Target;
 
 pub const MAP_GPA_RANGE: &str = "kvm-map-gpa-range";
 pub const PKVM: &str = "pkvm";
+pub const TDX: &str = "tdx";
+pub const SNP: &str = "snp";
+
+/// TDVMCALL statuses in r10 (GHCI; KVM `tdx_map_gpa` answers these itself).
+#[cfg(target_arch = "x86_64")]
+const TDVMCALL_INVALID_OPERAND: i64 = 0x8000_0000_0000_0000_u64 as i64;
+#[cfg(target_arch = "x86_64")]
+const TDVMCALL_ALIGN_ERROR: i64 = 0x8000_0000_0000_0002_u64 as i64;
+/// The GHCB MSR after a page state change KVM refuses itself
+/// (`GHCB_MSR_PSC_RESP_ERROR`: bit 63 of the error field, response 0x015).
+#[cfg(target_arch = "x86_64")]
+const PSC_RESP_ERROR: i64 = ((1u64 << 63) | 0x015) as i64;
 
 /// -EINVAL as KVM returns it in rax.
 const EINVAL: i64 = -22;
@@ -153,6 +165,64 @@ pub fn rejections(
                 },
             ])
         }
+        // KVM (`tdx_map_gpa`, arch/x86/kvm/vmx/tdx.c) refuses these before
+        // any exit: size 0 (gpa + size <= gpa), and a range that is not
+        // 4 KiB-aligned. All ask for private, so a wrongly accepted one
+        // changes nothing.
+        #[cfg(target_arch = "x86_64")]
+        TDX => {
+            let tdx = |gpa, size| RawCall::TdxMapGpa {
+                gpa,
+                size,
+                shared: false,
+            };
+            Some(vec![
+                Step {
+                    what: "size 0",
+                    call: tdx(g, 0),
+                    want: Want::Code(TDVMCALL_INVALID_OPERAND),
+                    role: Role::Check,
+                    from: "KVM",
+                },
+                Step {
+                    what: "unaligned gpa",
+                    call: tdx(g + 8, 4096),
+                    want: Want::Code(TDVMCALL_ALIGN_ERROR),
+                    role: Role::Check,
+                    from: "KVM",
+                },
+                Step {
+                    what: "unaligned size",
+                    call: tdx(g, 8),
+                    want: Want::Code(TDVMCALL_ALIGN_ERROR),
+                    role: Role::Check,
+                    from: "KVM",
+                },
+            ])
+        }
+        // KVM (`snp_begin_psc_msr`, arch/x86/kvm/svm/sev.c) answers an op
+        // other than 1 (private) or 2 (shared) with GHCB_MSR_PSC_RESP_ERROR
+        // before any exit; the page is left alone.
+        #[cfg(target_arch = "x86_64")]
+        SNP => {
+            let psc = |op| RawCall::SnpPsc { gfn: g / 4096, op };
+            Some(vec![
+                Step {
+                    what: "op 0",
+                    call: psc(0),
+                    want: Want::Code(PSC_RESP_ERROR),
+                    role: Role::Check,
+                    from: "KVM",
+                },
+                Step {
+                    what: "op 15",
+                    call: psc(15),
+                    want: Want::Code(PSC_RESP_ERROR),
+                    role: Role::Check,
+                    from: "KVM",
+                },
+            ])
+        }
         _ => None,
     }
 }
@@ -200,6 +270,38 @@ pub fn issue(abi: &str, range: MemRange, to: Target, granule: u64) -> Option<Iss
                 },
             })
         }
+        // One MapGPA for the whole range, the shared alias when sharing
+        // (the accepts after a MapGPA to private are not counted).
+        #[cfg(target_arch = "x86_64")]
+        TDX => {
+            let call = RawCall::TdxMapGpa {
+                gpa: range.start,
+                size: range.len(),
+                shared: to == Target::Shared,
+            };
+            Some(Issued {
+                count: 1,
+                first: call,
+                last: call,
+            })
+        }
+        // The MSR protocol changes one 4 KiB page per request (op 2 shared,
+        // 1 private); the PVALIDATEs around them are not counted.
+        #[cfg(target_arch = "x86_64")]
+        SNP => {
+            let op = if to == Target::Shared { 2 } else { 1 };
+            Some(Issued {
+                count: range.len() / 4096,
+                first: RawCall::SnpPsc {
+                    gfn: range.start / 4096,
+                    op,
+                },
+                last: RawCall::SnpPsc {
+                    gfn: (range.end - 4096) / 4096,
+                    op,
+                },
+            })
+        }
         _ => None,
     }
 }
@@ -211,6 +313,20 @@ pub fn reset_calls(abi: &str, ram: &[MemRange], shared: &[MemRange], granule: u6
     match abi {
         MAP_GPA_RANGE => Some(ram.len() as u64),
         PKVM => Some(shared.iter().map(|r| r.len() / granule).sum()),
+        // One MapGPA per RAM range, then at most one accept per 4 KiB page
+        // and one 2 MiB try per 2 MiB (a 2 MiB page split into 4 KiB).
+        TDX => Some(
+            ram.iter()
+                .map(|r| 1 + r.len() / 4096 + r.len() / (2 << 20))
+                .sum(),
+        ),
+        // A page state change per 4 KiB page, then the PVALIDATE probe: at
+        // most one per page plus one 2 MiB try per 2 MiB.
+        SNP => Some(
+            ram.iter()
+                .map(|r| 2 * (r.len() / 4096) + r.len() / (2 << 20))
+                .sum(),
+        ),
         _ => None,
     }
 }
@@ -244,6 +360,39 @@ pub fn storm_rule(abi: &str) -> Option<(convtest_proto::storm::Rule, i64)> {
     match abi {
         MAP_GPA_RANGE => Some((Rule::AnyState, 0)),
         PKVM => Some((Rule::RefuseSameState, INVALID_PARAMETER)),
+        // MapGPA sets the range's attributes whatever they were (KVM hands
+        // it to the VMM as MAP_GPA_RANGE); a page accepted already is
+        // counted, not refused. SNP has no entry: re-validating a page
+        // that never left sets CF=1, which ends the run by design.
+        TDX => Some((Rule::AnyState, 0)),
+        _ => None,
+    }
+}
+
+/// What a conversion in one direction must leave in the page, by ABI,
+/// when the plan names no VMM promise (`content=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentRule {
+    Exactly(convtest_proto::plan::Content),
+    /// Anything but the bytes written before: the conversion is destructive.
+    NotPreserved,
+    /// No claim can be made; the reason says why.
+    Unspecified(&'static str),
+}
+
+/// TDX converts destructively: to shared, the private page is removed and
+/// the shared one is another page (TDX Module spec, TDH.MEM.PAGE.REMOVE);
+/// to private, TDG.MEM.PAGE.ACCEPT zeroes it. SEV-SNP: the shared page is
+/// another page too; the page made private again holds what its new
+/// encrypted page decrypts to, which no one promises.
+pub fn content_rule(abi: &str, to: Target) -> Option<ContentRule> {
+    use convtest_proto::plan::Content;
+    match (abi, to) {
+        (TDX, Target::Shared) | (SNP, Target::Shared) => Some(ContentRule::NotPreserved),
+        (TDX, Target::Private) => Some(ContentRule::Exactly(Content::Zero)),
+        (SNP, Target::Private) => Some(ContentRule::Unspecified(
+            "SEV-SNP: a page made private again reads as whatever its new encrypted page decrypts to",
+        )),
         _ => None,
     }
 }

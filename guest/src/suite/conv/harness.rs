@@ -37,7 +37,16 @@ pub(super) type Step<T> = Result<T, Verdict>;
 impl T<'_> {
     // ---- memory access ---------------------------------------------------
 
+    /// Where the word at `pa` is reached now: through the converter's shared
+    /// view while the tracker calls its granule shared (a TD's alias, an
+    /// SNP guest's C-bit-clear mapping; the same address on KVM and pKVM).
+    /// Without a view (KVM, pKVM) the tracker is not asked.
     pub(super) fn word(&self, pa: u64) -> *mut u64 {
+        if let Some(view) = self.conv.shared_view()
+            && self.conv.state(pa) == Some(PageState::Shared)
+        {
+            return view.va(pa) as *mut u64;
+        }
         self.boot.phys_to_virt(pa) as *mut u64
     }
 

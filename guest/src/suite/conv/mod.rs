@@ -81,5 +81,8 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
         other => fail!("{other}: no such conversion test in this guest"),
     };
     let verdict = t.leave_private(verdict);
+    if let Some(note) = t.conv.take_note() {
+        crate::report::tdiag!("{note}");
+    }
     t.note_evidence(verdict)
 }

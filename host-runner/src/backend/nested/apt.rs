@@ -5,7 +5,7 @@
 //! A .deb already in the cache is used without any network access.
 
 use super::cache::{self, Cache};
-use super::kernels;
+use super::kernels::{self, Suite};
 use crate::error::{Error, shell_line};
 use crate::step;
 use std::cell::RefCell;
@@ -13,9 +13,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The private sources list: every suite the kernel table names.
-pub fn sources() -> String {
-    kernels::suites()
+/// The private sources list: every suite given.
+fn sources_of(suites: &[Suite]) -> String {
+    suites
         .iter()
         .map(|s| format!("deb {} {} main\n", s.url, s.name))
         .collect()
@@ -24,13 +24,20 @@ pub fn sources() -> String {
 /// The state directory's name, one per set of suites: convtest builds that
 /// read different suites share the cache without each `apt-get update`
 /// dropping the others' lists.
-fn state_name() -> String {
-    let names: Vec<&str> = kernels::suites().iter().map(|s| s.name).collect();
+fn state_name_of(suites: &[Suite]) -> String {
+    let names: Vec<&str> = suites.iter().map(|s| s.name).collect();
     format!("apt-{}", names.join("+"))
 }
 
+/// The Debian architectures the kernel table needs: both kernels'.
+const KERNEL_ARCHS: &[&str] = &["amd64", "arm64"];
+
 pub struct Apt<'a> {
     cache: &'a Cache,
+    /// The suites the private sources list names, and the architectures
+    /// whose package lists apt reads.
+    suites: Vec<Suite>,
+    archs: &'static [&'static str],
     /// apt-get; tests point it at a missing binary to prove a warm cache
     /// needs no network.
     pub apt_get: OsString,
@@ -40,9 +47,23 @@ pub struct Apt<'a> {
 }
 
 impl<'a> Apt<'a> {
+    /// The kernel table's suites, for both kernel architectures.
     pub fn new(cache: &'a Cache, quiet: bool) -> Apt<'a> {
+        Apt::for_suites(cache, quiet, kernels::suites(), KERNEL_ARCHS)
+    }
+
+    /// Other suites (with their own state directory), reading `archs`'
+    /// package lists (`all` packages are listed in each).
+    pub fn for_suites(
+        cache: &'a Cache,
+        quiet: bool,
+        suites: Vec<Suite>,
+        archs: &'static [&'static str],
+    ) -> Apt<'a> {
         Apt {
             cache,
+            suites,
+            archs,
             apt_get: "apt-get".into(),
             quiet,
             downloaded: RefCell::new(Vec::new()),
@@ -50,14 +71,14 @@ impl<'a> Apt<'a> {
     }
 
     fn state(&self) -> Result<PathBuf, Error> {
-        let state = self.cache.dir(&state_name())?;
+        let state = self.cache.dir(&state_name_of(&self.suites))?;
         for sub in ["lists/partial", "cache"] {
             let d = state.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| Error::io("creating", &d, e))?;
         }
         let list = state.join("sources.list");
         let current = std::fs::read_to_string(&list).unwrap_or_default();
-        let wanted = sources();
+        let wanted = sources_of(&self.suites);
         if current != wanted {
             std::fs::write(&list, wanted).map_err(|e| Error::io("writing", &list, e))?;
         }
@@ -65,7 +86,7 @@ impl<'a> Apt<'a> {
     }
 
     /// The `-o` options that make apt use only the private state.
-    fn options(state: &Path) -> Vec<OsString> {
+    fn options(state: &Path, archs: &[&str]) -> Vec<OsString> {
         let dir = |key: &str, sub: &str| {
             let mut o = OsString::from(format!("{key}="));
             o.push(state.join(sub));
@@ -78,15 +99,17 @@ impl<'a> Apt<'a> {
             dir("Dir::State::Lists", "lists"),
             dir("Dir::Cache", "cache"),
             dir("Dir::Cache::Archives", "cache"),
-            // Both kernels' packages, whatever this host's own arch is.
-            "APT::Architectures::=amd64".into(),
-            "APT::Architectures::=arm64".into(),
             "Acquire::Languages=none".into(),
             // Root downloads into our own temp dir, which _apt cannot enter.
             "APT::Sandbox::User=root".into(),
         ] {
             opts.push("-o".into());
             opts.push(o);
+        }
+        // These architectures' packages, whatever this host's own is.
+        for a in archs {
+            opts.push("-o".into());
+            opts.push(format!("APT::Architectures::={a}").into());
         }
         opts
     }
@@ -122,7 +145,7 @@ impl<'a> Apt<'a> {
     }
 
     fn run(&self, state: &Path, args: &[&str], cwd: &Path, label: &str) -> Result<(), Error> {
-        let mut all = Self::options(state);
+        let mut all = Self::options(state, self.archs);
         all.extend(args.iter().map(OsString::from));
         let call = shell_line(self.apt_get.clone(), all.clone());
         let mut cmd = Command::new(&self.apt_get);
@@ -131,7 +154,7 @@ impl<'a> Apt<'a> {
     }
 
     fn update(&self, state: &Path) -> Result<(), Error> {
-        let names: Vec<&str> = kernels::suites().iter().map(|s| s.name).collect();
+        let names: Vec<&str> = self.suites.iter().map(|s| s.name).collect();
         self.run(
             state,
             &["-q", "update"],
@@ -220,11 +243,14 @@ mod tests {
     #[test]
     fn sources_name_every_suite_of_the_table() {
         assert_eq!(
-            sources(),
+            sources_of(&kernels::suites()),
             "deb http://deb.debian.org/debian trixie-backports main\n\
              deb http://deb.debian.org/debian-security bookworm-security main\n"
         );
-        assert_eq!(state_name(), "apt-trixie-backports+bookworm-security");
+        assert_eq!(
+            state_name_of(&kernels::suites()),
+            "apt-trixie-backports+bookworm-security"
+        );
     }
 
     #[test]
@@ -268,10 +294,11 @@ mod tests {
 
     #[test]
     fn private_options_point_into_the_state_dir() {
-        let opts = Apt::options(Path::new("/c/apt"));
+        let opts = Apt::options(Path::new("/c/apt"), KERNEL_ARCHS);
         let line = shell_line(OsString::from("apt-get"), opts);
         assert!(line.contains("-o Dir::Etc::SourceList=/c/apt/sources.list"));
         assert!(line.contains("-o Dir::Etc::SourceParts=/dev/null"));
         assert!(line.contains("-o Dir::State::Lists=/c/apt/lists"));
+        assert!(line.contains("-o APT::Architectures::=amd64 -o APT::Architectures::=arm64"));
     }
 }

@@ -13,11 +13,11 @@
 //! inner VMM's (watch.rs); `run_many` (batch.rs) gets several runs out of
 //! one L1 boot.
 
-mod apt;
+pub(in crate::backend) mod apt;
 mod assets;
 mod batch;
 mod boot;
-mod cache;
+pub(in crate::backend) mod cache;
 mod collect;
 mod initramfs;
 mod inner_run;
