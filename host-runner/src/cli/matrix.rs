@@ -21,7 +21,7 @@ pub struct MatrixArgs {
     pub json: Option<PathBuf>,
 
     #[command(flatten)]
-    pub kcidb: super::KcidbFlags,
+    pub kcidb: super::kcidb::KcidbFlags,
 
     /// Seconds each kernel's run may take.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]

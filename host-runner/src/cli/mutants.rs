@@ -15,7 +15,7 @@ pub struct MutantsArgs {
     pub json: Option<PathBuf>,
 
     #[command(flatten)]
-    pub kcidb: super::KcidbFlags,
+    pub kcidb: super::kcidb::KcidbFlags,
 
     /// Repetitions for conv.flipflop and conv.cost in each run.
     #[arg(long, default_value_t = 100)]

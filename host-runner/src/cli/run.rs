@@ -113,7 +113,7 @@ pub struct RunArgs {
     pub ktap: Option<PathBuf>,
 
     #[command(flatten)]
-    pub kcidb: super::KcidbFlags,
+    pub kcidb: super::kcidb::KcidbFlags,
 
     /// Use this prebuilt guest instead of building one: the ELF (x86_64:
     /// built with `--features bootloader` for bios/uefi) or, on aarch64, the

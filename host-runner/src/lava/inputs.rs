@@ -138,12 +138,12 @@ fn run_tar(args: &[OsString]) -> Result<String, Error> {
 
 /// The busybox ramdisk of scripts/lava-local.sh, or what to do without it.
 pub fn local_ramdisk() -> Result<PathBuf, Error> {
-    let path = super::local_dir().join(super::LOCAL_RAMDISK);
+    let path = super::local::local_dir().join(super::local::LOCAL_RAMDISK);
     if path.is_file() {
         Ok(path)
     } else {
         Err(Error::MissingTool {
-            tool: super::LOCAL_RAMDISK.into(),
+            tool: super::local::LOCAL_RAMDISK.into(),
             problem: format!(
                 "--ramdisk not given and {} is missing: give your lab's ramdisk (a cpio with a shell on the console),",
                 path.display()

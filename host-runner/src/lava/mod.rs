@@ -6,25 +6,14 @@
 //! - job.rs: the job definition (qemu device type and boards);
 //! - inputs.rs: the kernel, ramdisk, kit and DTB as the URLs a job names;
 //! - cases.rs: a run's JSON report as `lava-test-case` calls;
-//! - command.rs: the two subcommands.
+//! - command.rs: the two subcommands;
+//! - local.rs: where scripts/lava-local.sh puts the private LAVA.
 
 pub mod cases;
 mod command;
 pub mod inputs;
 pub mod job;
+pub mod local;
 
 pub use command::{cases_main, job_main};
-
-/// Where scripts/lava-local.sh installs the private LAVA dispatcher
-/// (`$CONVTEST_LAVA_DIR` overrides).
-pub const LOCAL_DIR_ENV: &str = "CONVTEST_LAVA_DIR";
-pub const LOCAL_DIR: &str = "/var/cache/convtest/lava";
-/// The busybox ramdisk the script builds there.
-pub const LOCAL_RAMDISK: &str = "rootfs-arm64.cpio.gz";
-
-/// The private LAVA's directory.
-pub fn local_dir() -> std::path::PathBuf {
-    std::env::var_os(LOCAL_DIR_ENV)
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| LOCAL_DIR.into(), Into::into)
-}
+pub use local::{LOCAL_RAMDISK, local_dir};
