@@ -222,10 +222,15 @@ impl JobSpec {
             r.insert(s("compression"), s(c));
         }
         r.insert(s("format"), s("cpio.newc"));
-        r.insert(
-            s("overlays"),
-            map([("lava", Value::Bool(true)), ("kit", Value::Mapping(kit))]),
-        );
+        // tmpfs deploys lay LAVA's own overlay (the test shell) into the
+        // ramdisk only when asked; tftp deploys always do, after the
+        // downloads, and must not be asked again.
+        let mut overlays = Mapping::new();
+        if self.is_qemu() {
+            overlays.insert(s("lava"), Value::Bool(true));
+        }
+        overlays.insert(s("kit"), Value::Mapping(kit));
+        r.insert(s("overlays"), Value::Mapping(overlays));
         Value::Mapping(r)
     }
 
@@ -488,6 +493,7 @@ mod tests {
             get(deploy, &["ramdisk", "overlays", "kit", "path"]),
             KIT_DIR
         );
+        assert!(get(deploy, &["ramdisk", "overlays", "lava"]).is_null());
         let boot = &job["actions"][1]["boot"];
         assert_eq!(
             (&boot["method"], &boot["commands"]),
