@@ -190,6 +190,43 @@ mod tests {
     }
 
     #[test]
+    fn lava_job_needs_a_device_type_and_a_kit() {
+        let cli = Cli::try_parse_from([
+            "convtest",
+            "lava-job",
+            "--device-type",
+            "qemu",
+            "--kit",
+            "kit",
+            "--run-arg",
+            "--vcpus",
+            "--run-arg",
+            "2",
+            "--kernel-arg",
+            "loglevel=4",
+        ])
+        .expect("parses");
+        let Command::LavaJob(j) = cli.command else {
+            panic!("not lava-job")
+        };
+        assert_eq!((j.device_type.as_str(), j.kit.as_str()), ("qemu", "kit"));
+        assert_eq!(j.run_args, ["--vcpus", "2"]);
+        assert_eq!(
+            (j.out.to_str(), j.timeout, j.memory, j.cpus),
+            (Some("lava-job.yaml"), 300, 2048, 2)
+        );
+        for missing in [
+            &["convtest", "lava-job", "--kit", "k"][..],
+            &["convtest", "lava-job", "--device-type", "qemu"],
+        ] {
+            let e = Cli::try_parse_from(missing).expect_err("required");
+            assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+        let cli = Cli::try_parse_from(["convtest", "lava-cases", "r.json", "--print"]).expect("ok");
+        assert!(matches!(cli.command, Command::LavaCases(c) if c.print));
+    }
+
+    #[test]
     fn rejects_bad_values() {
         for bad in [
             &["convtest", "run", "--arch", "riscv64"][..],
