@@ -23,7 +23,7 @@
 #
 # DIR is $CONVTEST_LAVA_DIR, default /var/cache/convtest/lava. Idempotent:
 # each step is skipped when its result is there. Needs root (lava-run itself
-# refuses to run as anyone else). Takes ~30 s and ~70 MB on a warm network.
+# refuses to run as anyone else). Takes ~30 s and ~100 MB the first time.
 set -euo pipefail
 dir=${CONVTEST_LAVA_DIR:-/var/cache/convtest/lava}
 log() { printf 'lava-local: %s\n' "$*" >&2; }

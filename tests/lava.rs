@@ -250,7 +250,7 @@ fn lava_run_of_the_qemu_job_matches_convtests_json() {
         Err(why) => {
             say(&format!(
                 "\nSKIP tests/lava.rs lava_run_of_the_qemu_job_matches_convtests_json: no private LAVA \
-                 dispatcher ({why}).\n     Install it with `sudo scripts/lava-local.sh` (~1 min, ~100 MB \
+                 dispatcher ({why}).\n     Install it with `sudo scripts/lava-local.sh` (~30 s, ~100 MB \
                  under /var/cache/convtest/lava), then run \
                  `flock /tmp/convtest-vm.lock cargo test --test lava` (docs/lava.md).\n"
             ));
