@@ -49,14 +49,6 @@ fn write_job(args: &LavaJobArgs) -> Result<(), Error> {
         _ => Path::new(".").to_path_buf(),
     };
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io("creating", &out_dir, e))?;
-    let kernel = match &args.kernel {
-        Some(k) => inputs::url_of(k, "--kernel")?,
-        None => {
-            let path =
-                crate::backend::nested::debian_kernel(L1Name::Debian73, Arch::Aarch64, false)?;
-            inputs::file_url(&path)?
-        }
-    };
     let ramdisk = match &args.ramdisk {
         Some(r) => inputs::url_of(r, "--ramdisk")?,
         None => inputs::file_url(&inputs::local_ramdisk()?)?,
@@ -67,6 +59,15 @@ fn write_job(args: &LavaJobArgs) -> Result<(), Error> {
         .as_deref()
         .map(|d| inputs::url_of(d, "--dtb"))
         .transpose()?;
+    // Last: the default kernel may be a download; a bad kit is said first.
+    let kernel = match &args.kernel {
+        Some(k) => inputs::url_of(k, "--kernel")?,
+        None => {
+            let path =
+                crate::backend::nested::debian_kernel(L1Name::Debian73, Arch::Aarch64, false)?;
+            inputs::file_url(&path)?
+        }
+    };
     let mut run_args: Vec<String> = Vec::new();
     if let Some(t) = &args.tests {
         run_args.extend(["--tests".into(), t.clone()]);
