@@ -181,3 +181,93 @@ fn bench_redraws_a_saved_report() {
     let bad = convtest(&["bench", "--lanes", "nested-riscv"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
 }
+
+/// `lava-cases` outside a LAVA test shell: `--print` shows the calls, a
+/// real run names what is missing, a missing report is the verdict failing.
+#[test]
+fn lava_cases_prints_records_or_says_why_not() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let json = dir.path().join("r.json");
+    std::fs::write(
+        &json,
+        r#"{"verdict":"pass","reason":"","boots":[{}],
+            "tests":[{"name":"conv.cost","result":"pass","reason":"","boot":0},
+                     {"name":"clock.frequency","result":"skip","reason":"no counter","boot":0}],
+            "bench":[{"op":"share_unshare","size_bytes":4096,"ns_p50":49694,"test":"conv.cost","boot":0}]}"#,
+    )
+    .expect("json");
+    let path = json.to_str().expect("utf8");
+    let out = convtest(&["lava-cases", path, "--print"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "lava-test-case conv.cost --result pass\n\
+         lava-test-case conv.cost.share_unshare.4096 --result pass --measurement 49694 --units ns\n\
+         lava-test-case clock.frequency --result skip\n\
+         lava-test-case convtest --result pass\n"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args(["lava-cases", path])
+        .env("PATH", dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("lava-test-case is not on PATH"),
+        "{}",
+        text(&out.stderr)
+    );
+    // In a test shell: LAVA's two helpers are on PATH (stand-ins here
+    // that log their arguments); a reboot series goes in test sets.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let calls = dir.path().join("calls");
+    for tool in ["lava-test-case", "lava-test-set"] {
+        let script = bin.join(tool);
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"{tool} $*\" >> {}\n", calls.display()),
+        )
+        .expect("stand-in");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let series = dir.path().join("series.json");
+    std::fs::write(
+        &series,
+        r#"{"verdict":"fail","reason":"reset.content failed","boots":[{},{}],
+            "tests":[{"name":"boot.plan","result":"pass","boot":0},
+                     {"name":"reset.content","result":"fail","reason":"page 3 kept its canary","boot":1}]}"#,
+    )
+    .expect("json");
+    let out = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args(["lava-cases", series.to_str().expect("utf8")])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&calls).expect("calls"),
+        "lava-test-set start boot0\n\
+         lava-test-case boot.plan --result pass\n\
+         lava-test-set stop\n\
+         lava-test-set start boot1\n\
+         lava-test-case reset.content --result fail\n\
+         lava-test-set stop\n\
+         lava-test-case convtest --result fail\n"
+    );
+    assert!(
+        text(&out.stdout).contains("reset.content fail: page 3 kept its canary"),
+        "{}",
+        text(&out.stdout)
+    );
+    let missing = dir.path().join("none.json");
+    let out = convtest(&["lava-cases", missing.to_str().expect("utf8"), "--print"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "lava-test-case convtest --result fail\n");
+    assert!(
+        text(&out.stderr).contains("cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod guest_build;
 pub mod ktap;
+pub mod lava;
 pub mod list;
 pub mod machine;
 pub mod matrix;

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
         Command::Mutants(args) => convtest::mutants::main(&args),
         Command::Matrix(args) => convtest::matrix::main(&args),
         Command::Bench(args) => convtest::bench::main(&args),
+        Command::LavaJob(args) => convtest::lava::job_main(&args),
+        Command::LavaCases(args) => convtest::lava::cases_main(&args),
         Command::List => {
             print!("{}", convtest::list::render());
             0

@@ -23,6 +23,10 @@ struct BenchIn {
     cycles_p99: Option<u64>,
     cycles_min: Option<u64>,
     lane: Option<String>,
+    #[serde(default)]
+    test: Option<String>,
+    #[serde(default)]
+    boot: Option<usize>,
 }
 
 impl From<BenchIn> for Bench {
@@ -39,6 +43,8 @@ impl From<BenchIn> for Bench {
             cycles_p99: b.cycles_p99,
             cycles_min: b.cycles_min,
             lane: b.lane,
+            test: b.test,
+            boot: b.boot,
         }
     }
 }

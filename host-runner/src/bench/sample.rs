@@ -42,7 +42,7 @@ fn line(op: &str, size: u64, ns: u64, shape: Shape) -> Bench {
         cycles_p50: (!vmm).then(|| cycles(ns)),
         cycles_p99: (!vmm).then(|| cycles(ns * 3 / 2)),
         cycles_min: (!vmm).then(|| cycles(ns * 9 / 10)),
-        lane: None,
+        ..Bench::default()
     }
 }
 

@@ -109,3 +109,33 @@ Examples:
   convtest bench --lanes nested-x86 --memory 2560           the 1 GiB hint too (x86; pKVM has no hints)
   convtest bench --from cost.json --svg cost.svg            draw a saved report again, no boot
   convtest run --backend nested --tests 'bench.*' --json r.json && convtest bench --from r.json";
+
+pub(super) const LAVA_JOB_AFTER: &str = "\
+What the job does: deploy the kernel and the lab's ramdisk with the kit laid over it at \
+/convtest-kit (a LAVA ramdisk overlay: the board needs no network), boot with \
+kvm-arm.mode=protected, then in LAVA's test shell: `./convtest run --backend vmm --kernel ./Image \
+--json /tmp/convtest.json`, `./convtest lava-cases /tmp/convtest.json` (one lava-test-case per \
+test, per bench measurement, and `convtest` for the verdict; a reboot series in test sets bootN), \
+and the JSON report once more as a base64 line (convtest-json-base64:) for whoever reads the log.
+
+Device types:
+  qemu     arm64 virt, virtualization=on, gic-version=3, -cpu max under TCG: pKVM at EL2 with no \
+board. lava-run runs it on this machine: scripts/lava-local.sh installs a private LAVA (docs/lava.md)
+  others   a board: tftp deploy, U-Boot `ramdisk` boot, --dtb; kvm-arm.mode=protected goes in \
+context.extra_kernel_args (never run here: no board)
+
+Exit status: 0 the job was written; 2 bad arguments or an input that is missing or not a kit.
+
+Examples:
+  convtest bundle --arch aarch64 --out kit && convtest lava-job --device-type qemu --kit kit
+  convtest lava-job --device-type qemu --kit kit --tests 'conv.*' --reboots 1 --out job.yaml
+  convtest lava-job --device-type rk3399-gru-kevin --kit https://lab/kit.tar.gz \\
+      --kernel https://lab/Image --ramdisk https://lab/rootfs.cpio.gz --dtb https://lab/kevin.dtb";
+
+pub(super) const LAVA_CASES_AFTER: &str = "\
+Case names are convtest's test names (`conv.sizes`); each `# bench:` line of a test is a case \
+`<test>.<op>.<size_bytes>` with its p50 as the measurement (ns, or cycles); the last case, \
+`convtest`, is the run's verdict. A missing or unreadable report is recorded as `convtest` fail.
+
+Exit status: 0 every case was recorded; 1 the report was missing or unreadable (recorded as a \
+fail); 2 lava-test-case is not on PATH (not in a LAVA test shell: use --print) or a call failed.";

@@ -10,16 +10,21 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod help;
 mod kcidb;
+mod lava;
 mod matrix;
 mod mutants;
 mod parsers;
 mod run;
 mod vmm;
 
-use help::{ABOUT, BENCH_AFTER, EXAMPLES, LONG_ABOUT, MUTANTS_AFTER, RUN_AFTER};
+use help::{
+    ABOUT, BENCH_AFTER, EXAMPLES, LAVA_CASES_AFTER, LAVA_JOB_AFTER, LONG_ABOUT, MUTANTS_AFTER,
+    RUN_AFTER,
+};
 
 pub use bench::BenchArgs;
 pub use kcidb::KcidbFlags;
+pub use lava::{LavaCasesArgs, LavaJobArgs};
 pub use matrix::MatrixArgs;
 pub use mutants::MutantsArgs;
 pub use run::{AccelArg, BackendArg, GuestFaultArg, InjectArg, L1Options, RunArgs};
@@ -33,10 +38,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once per process; boxing would only move the bytes"
-)]
 pub enum Command {
     /// Build the guest, boot it, stream its KTAP and judge the run.
     #[command(after_long_help = RUN_AFTER)]
@@ -57,6 +58,15 @@ pub enum Command {
     /// one table: kernel × capabilities, memory mode, conv results,
     /// evidence, conversion cost.
     Matrix(MatrixArgs),
+    /// Write a LAVA job definition: deploy a pKVM kernel and the board kit,
+    /// boot with kvm-arm.mode=protected, run convtest on the board's KVM,
+    /// one LAVA test case per convtest test.
+    #[command(after_long_help = LAVA_JOB_AFTER)]
+    LavaJob(LavaJobArgs),
+    /// On a LAVA board: record a `convtest run --json` report as LAVA test
+    /// cases (lava-test-case, one per test and measurement).
+    #[command(after_long_help = LAVA_CASES_AFTER)]
+    LavaCases(LavaCasesArgs),
     /// Internal: convtest's own KVM VMM, one guest, console on stdout. The
     /// `vmm` and `nested` backends start this; run it by hand to debug a VMM
     /// on a KVM host.
@@ -177,6 +187,43 @@ mod tests {
         // --l1-swprot with --l1 parses; which kernels have the recipe is
         // the nested backend's usage error.
         assert!(run(&["--l1", "debian-6.12", "--l1-swprot"]).is_ok());
+    }
+
+    #[test]
+    fn lava_job_needs_a_device_type_and_a_kit() {
+        let cli = Cli::try_parse_from([
+            "convtest",
+            "lava-job",
+            "--device-type",
+            "qemu",
+            "--kit",
+            "kit",
+            "--run-arg",
+            "--vcpus",
+            "--run-arg",
+            "2",
+            "--kernel-arg",
+            "loglevel=4",
+        ])
+        .expect("parses");
+        let Command::LavaJob(j) = cli.command else {
+            panic!("not lava-job")
+        };
+        assert_eq!((j.device_type.as_str(), j.kit.as_str()), ("qemu", "kit"));
+        assert_eq!(j.run_args, ["--vcpus", "2"]);
+        assert_eq!(
+            (j.out.to_str(), j.timeout, j.memory, j.cpus),
+            (Some("lava-job.yaml"), 300, 2048, 2)
+        );
+        for missing in [
+            &["convtest", "lava-job", "--kit", "k"][..],
+            &["convtest", "lava-job", "--device-type", "qemu"],
+        ] {
+            let e = Cli::try_parse_from(missing).expect_err("required");
+            assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+        let cli = Cli::try_parse_from(["convtest", "lava-cases", "r.json", "--print"]).expect("ok");
+        assert!(matches!(cli.command, Command::LavaCases(c) if c.print));
     }
 
     #[test]

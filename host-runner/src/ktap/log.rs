@@ -88,6 +88,12 @@ pub struct Bench {
     pub cycles_min: Option<u64>,
     /// The lane that measured it (set by the runner, `None` until then).
     pub lane: Option<String>,
+    /// The test that printed it (the result line that followed it at its
+    /// depth) and that test's boot; `None` when no test result followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<usize>,
 }
 
 /// One boot's part of the console (a reboot series has several).

@@ -42,6 +42,9 @@ pub struct Parser {
     /// The host's answers since the last case result: they belong to the
     /// case that reports next.
     host_answers: Vec<(Option<Evidence>, String)>,
+    /// `log.bench` indices since the last case result: the next case
+    /// printed them.
+    pending_bench: Vec<usize>,
 }
 
 impl Parser {
@@ -160,6 +163,7 @@ impl Parser {
         self.subtest.clear();
         self.diags.clear();
         self.host_answers.clear();
+        self.pending_bench.clear();
         self.cases_in_suite = 0;
         events.push(Event::Version);
     }
@@ -187,6 +191,7 @@ impl Parser {
             self.record_crash(rest.trim(), events);
         } else if let Some(rest) = body.strip_prefix(BENCH_PREFIX) {
             let bench = parse_bench(rest);
+            self.pending_bench.push(self.log.bench.len());
             self.log.bench.push(bench.clone());
             events.push(Event::Bench(bench));
         } else if let Some(name) = text.strip_prefix("Subtest:") {
@@ -230,9 +235,12 @@ impl Parser {
             self.cases_in_suite = 0;
             self.subtest.clear();
             if leaf {
+                self.own_bench(&result);
                 self.log.tests.push(result.clone());
                 events.push(Event::Case(result));
             } else {
+                // A bench line after a suite's last case has no test.
+                self.pending_bench.clear();
                 self.log.suites.push(result.clone());
                 events.push(Event::Suite(result));
             }
@@ -251,8 +259,19 @@ impl Parser {
             }
         }
         self.cases_in_suite += 1;
+        self.own_bench(&result);
         self.log.tests.push(result.clone());
         events.push(Event::Case(result));
+    }
+
+    /// The bench lines printed since the last case belong to `result`.
+    fn own_bench(&mut self, result: &TestResult) {
+        for i in self.pending_bench.drain(..) {
+            if let Some(b) = self.log.bench.get_mut(i) {
+                b.test = Some(result.name.clone());
+                b.boot = Some(result.boot);
+            }
+        }
     }
 }
 
@@ -658,6 +677,37 @@ mod tests {
         let done = log.done.expect("done");
         assert_eq!(done.counts, None, "skip= missing: malformed");
         assert_eq!(done.raw, "# convtest-done: pass=1 fail=0");
+    }
+
+    /// A bench line belongs to the case that reports after it, in its boot;
+    /// one after a suite's last case belongs to none.
+    #[test]
+    fn bench_lines_name_their_test_and_boot() {
+        let boot = |n: u32, cost: &str| {
+            format!(
+                "KTAP version 1\n# convtest: boot={n}\n1..1\n    KTAP version 1\n    # Subtest: conv\n    1..2\n\
+                 \x20   ok 1 conv.sizes\n    # bench: op=share_unshare size_bytes=4096 ns_p50={cost}\n\
+                 \x20   # bench: op=noop size_bytes=0 ns_p50=9\n    ok 2 cost\n\
+                 \x20   # bench: op=stray ns_p50=1\nok 1 conv\n"
+            )
+        };
+        let log = parse_all(format!("{}{}", boot(0, "50"), boot(1, "60")).as_bytes());
+        let owners: Vec<(&str, Option<&str>, Option<usize>)> = log
+            .bench
+            .iter()
+            .map(|b| (b.op.as_str(), b.test.as_deref(), b.boot))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ("share_unshare", Some("conv.cost"), Some(0)),
+                ("noop", Some("conv.cost"), Some(0)),
+                ("stray", None, None),
+                ("share_unshare", Some("conv.cost"), Some(1)),
+                ("noop", Some("conv.cost"), Some(1)),
+                ("stray", None, None),
+            ]
+        );
     }
 
     #[test]

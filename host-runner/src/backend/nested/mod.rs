@@ -44,6 +44,15 @@ pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, L1Name, Layout, Suite, known};
 /// guest first call it before (a nested boot checks again).
 pub use l1_choice::check as check_l1_options;
 
+/// The Debian kernel `name` for `arch` as the nested lane keeps it (the
+/// cache; downloaded once): `convtest lava-job` deploys the same pKVM kernel
+/// to a LAVA board.
+pub fn debian_kernel(name: L1Name, arch: Arch, quiet: bool) -> Result<std::path::PathBuf, Error> {
+    let cache = cache::Cache::locate()?;
+    let apt = apt::Apt::new(&cache, quiet);
+    assets::debian(&cache, &apt, known(name), arch, quiet).map(|k| k.kernel)
+}
+
 use crate::backend::interface::{Backend, ConsoleFn};
 use crate::backend::kind::BackendKind;
 use crate::backend::qemu;
