@@ -141,6 +141,7 @@ fn make_kit(dir: &Path) {
         plan: "",
         work_dir: dir,
         quiet: true,
+        silent_loader: false,
     })
     .expect("the arm64 guest Image");
     assert_eq!(image, dir.join("Image"));
