@@ -1,7 +1,9 @@
 //! `boot_main`: the boot CPU's first Rust after entry.rs. Vectors, the DTB,
 //! the identity map and caches, the console, then the kernel.
 
-use super::{dtb, dtb_nops, exceptions, first_touch, mmu, power, probe, psci, smccc, uart};
+use super::{
+    dtb, dtb_nops, exceptions, first_touch, mmio_guard, mmu, power, probe, psci, smccc, uart,
+};
 use crate::arch::hooks;
 use crate::boot::BootInfo;
 use aarch64_cpu::registers::{MPIDR_EL1, Readable};
@@ -53,6 +55,7 @@ pub(super) unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relo
         Err(_) => Ok(()),
     };
     if let Some(u) = console {
+        mmio_guard::console(&early, &u);
         uart::init(u);
     }
     if bad_relocs != 0 {

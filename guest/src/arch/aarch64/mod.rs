@@ -16,6 +16,7 @@ mod entry;
 mod exceptions;
 mod fatal;
 mod first_touch;
+mod mmio_guard;
 mod mmu;
 mod power;
 mod probe;
@@ -84,7 +85,8 @@ impl Platform for Aarch64 {
     }
 
     fn boot_words(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
-        first_touch::word(out)
+        first_touch::word(out)?;
+        mmio_guard::word(out)
     }
 
     fn first_touch(range: convtest_proto::range::MemRange) {
