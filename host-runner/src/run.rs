@@ -186,7 +186,11 @@ pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
         Arch::Aarch64 => "arm64",
     };
     let fact = |k: &str| log.vmm.iter().any(|(key, v)| key == "vm_type" && v == k);
-    match config.backend {
+    let layout = match config.vmm.layout {
+        convtest_vmm::config::Layout::Convtest => String::new(),
+        other => format!("-{}", convtest_proto::keyword::Keyword::as_str(other)),
+    };
+    let name = match config.backend {
         BackendKind::Qemu => format!("qemu-{}-{arch}", config.accel.accel.as_str()),
         BackendKind::Vmm => format!("vmm-{arch}"),
         BackendKind::Nested => {
@@ -213,7 +217,8 @@ pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
             }
             name
         }
-    }
+    };
+    name + &layout
 }
 
 /// Prints what the guest just reported, one line per test.
