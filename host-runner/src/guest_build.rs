@@ -42,15 +42,26 @@ pub enum KernelKind {
 pub fn prepare(req: &Request<'_>) -> Result<PathBuf, Error> {
     let (kernel, kind) = match req.kernel {
         Some(path) => (path.to_path_buf(), kernel_kind(path, req.arch)?),
-        None => (build_guest(req)?, KernelKind::Elf),
+        None => {
+            crate::kit::refuse_build("building the guest (no --kernel given) needs cargo")?;
+            (build_guest(req)?, KernelKind::Elf)
+        }
     };
     match (req.arch, req.boot, kind) {
         (Arch::Aarch64, _, KernelKind::Elf) => {
+            crate::kit::refuse_build(
+                "--kernel is an ELF: turning it into an arm64 Image needs rustup's llvm-objcopy",
+            )?;
             let image = req.work_dir.join("Image");
             objcopy_binary(req.workspace, &kernel, &image)?;
             Ok(image)
         }
-        (_, Boot::Bios | Boot::Uefi, _) => build_disk_image(req, &kernel),
+        (_, Boot::Bios | Boot::Uefi, _) => {
+            crate::kit::refuse_build(
+                "--boot bios|uefi packs the guest into a disk image with the bootloader crate (cargo)",
+            )?;
+            build_disk_image(req, &kernel)
+        }
         _ => Ok(kernel),
     }
 }

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Mutants(args) => convtest::mutants::main(&args),
         Command::Matrix(args) => convtest::matrix::main(&args),
         Command::Bench(args) => convtest::bench::main(&args),
+        Command::Bundle(args) => convtest::bundle::main(&args),
         Command::List => {
             print!("{}", convtest::list::render());
             0

@@ -136,6 +136,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         l1: &config.l1,
         workspace: &config.workspace,
         quiet: config.quiet,
+        kit: None,
     };
     let mut parser = Parser::new();
     let mut first_line: Option<Duration> = None;

@@ -8,6 +8,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bundle;
 mod help;
 mod matrix;
 mod mutants;
@@ -18,6 +19,7 @@ mod vmm;
 use help::{ABOUT, BENCH_AFTER, EXAMPLES, LONG_ABOUT, MUTANTS_AFTER, RUN_AFTER};
 
 pub use bench::BenchArgs;
+pub use bundle::{BundleArgs, CheckArg};
 pub use matrix::MatrixArgs;
 pub use mutants::MutantsArgs;
 pub use run::{AccelArg, BackendArg, GuestFaultArg, InjectArg, L1Options, RunArgs};
@@ -51,6 +53,11 @@ pub enum Command {
     /// one table: kernel × capabilities, memory mode, conv results,
     /// evidence, conversion cost.
     Matrix(MatrixArgs),
+    /// Write a board kit: one archive with a static convtest (no cargo, no
+    /// rustup, no network needed), the prebuilt guest and a README; on the
+    /// board `./convtest run --backend vmm --kernel ./Image --json r.json`
+    /// runs and judges. `--check nested` tries it in the nested L1 first.
+    Bundle(BundleArgs),
     /// Internal: convtest's own KVM VMM, one guest, console on stdout. The
     /// `vmm` and `nested` backends start this; run it by hand to debug a VMM
     /// on a KVM host.

@@ -99,6 +99,9 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
             )));
         }
     };
+    if args.kernel.is_none() {
+        crate::kit::refuse_build("building the guest (no --kernel given) needs cargo")?;
+    }
     let chosen = choose_backend(args, arch, host, swprot::readiness);
     let backend = chosen.kind;
     check_backend(args, backend, arch, boot)?;

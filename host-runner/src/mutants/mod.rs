@@ -73,7 +73,8 @@ pub fn main(args: &MutantsArgs) -> i32 {
                 | Error::Unavailable { .. }
                 | Error::UnusableModules { .. }
                 | Error::UnusableBuild { .. }
-                | Error::BadRunList { .. }),
+                | Error::BadRunList { .. }
+                | Error::NeedsBuild { .. }),
             ) => {
                 eprintln!("convtest mutants: {}: {e}", lane.name);
                 return 2;
@@ -238,6 +239,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         l1: &l1,
         workspace,
         quiet: args.quiet,
+        kit: None,
     };
     let quiet = args.quiet;
     let mut seen = vec![false; inner.len()];

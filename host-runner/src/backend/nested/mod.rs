@@ -44,6 +44,9 @@ pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, L1Name, Layout, Suite, known};
 /// guest first call it before (a nested boot checks again).
 pub use l1_choice::check as check_l1_options;
 
+/// `<arch>-unknown-linux-musl`: what the L1's /init and a board kit are built for.
+pub use l1_build::musl_target;
+
 use crate::backend::interface::{Backend, ConsoleFn};
 use crate::backend::kind::BackendKind;
 use crate::backend::qemu;
@@ -69,6 +72,10 @@ impl Backend for Nested {
     }
 
     fn preflight(&self, arch: Arch, _boot: Boot) -> Result<(), Error> {
+        crate::kit::refuse_build(format!(
+            "--backend nested builds the L1's /init for {} with cargo and downloads Debian's L1 kernel",
+            l1_build::musl_target(arch)
+        ))?;
         let binary = qemu::binary(arch);
         if qemu::find_in_path(binary).is_none() {
             return Err(Error::QemuMissing {
