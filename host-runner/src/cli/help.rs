@@ -64,6 +64,8 @@ Lanes:
   nested-x86-swprot   x86, KVM_SW_PROTECTED_VM (guest_memfd + memory attributes): VMM and guest faults
   nested-x86          x86, stock KVM, emulated-private memory (isolation is VMM bookkeeping)
   nested-arm64-pkvm   arm64 pKVM protected VM: guest faults only (pKVM converts at EL2, no VMM exit)
+  nested-arm64-pkvm-16k   the same on Debian's 16 KiB-page kernel (16 KiB granules); only when
+                      named in --lanes (each run pays ~25 s of pKVM teardown under TCG)
 
 Mutants: vmm:ignore|deny|partial|leak|wrong-content|garbage (see `convtest run --help`,
 --vmm-fault) and guest:skip-share|skip-unshare|skip-reset|forget-tracker (--guest-fault).

@@ -122,7 +122,7 @@ struct Report<'a> {
 
 fn resolve_lanes(names: &[String]) -> Result<Vec<Lane>, String> {
     if names.is_empty() {
-        return Ok(lane::LANES.to_vec());
+        return Ok(lane::LANES.into_iter().filter(|l| l.by_default).collect());
     }
     names
         .iter()
@@ -218,6 +218,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         .collect();
     let l1 = L1Options {
         l1_swprot: lane.l1_swprot,
+        l1_name: lane.l1,
         ..L1Options::default()
     };
     let vmm_opts = VmmOptions::default();
