@@ -61,7 +61,9 @@ pub enum Error {
     /// This binary is a board kit's (`convtest bundle`): it carries no
     /// toolchain, and `what` would need one.
     #[error(
-        "{what}: this convtest is a board kit's (built by `convtest bundle`) and builds nothing          (no cargo, no rustup, no network); it runs the kit's prebuilt guest:          `./convtest run --backend vmm --kernel ./{kernel}` (README.md)"
+        "{what}: this convtest is a board kit's (built by `convtest bundle`) and builds nothing \
+         (no cargo, no rustup, no network); it runs the kit's prebuilt guest: \
+         `./convtest run --backend vmm --kernel ./{kernel}` (README.md)"
     )]
     NeedsBuild { what: String, kernel: &'static str },
 

@@ -66,7 +66,9 @@ impl Failure {
             Failure::Spawn { err } => format!("error=spawn errno={}", errno(err)),
             Failure::Wait { err } => format!("error=wait errno={}", errno(err)),
             Failure::Panic => "error=panic".into(),
-            Failure::Kit { what } => format!("error=kit what={}", what.replace(char::is_whitespace, "_")),
+            Failure::Kit { what } => {
+                format!("error=kit what={}", what.replace(char::is_whitespace, "_"))
+            }
         }
     }
 }

@@ -56,7 +56,11 @@ fn unpacked(con: &Console) -> Result<PathBuf, Failure> {
         archive.unpack(root).map_err(|e| Failure::Kit {
             what: format!("unpacking {}: {e}", kit::ARCHIVE),
         })?;
-        con.fact(&format!("kit_unpacked={} kit_ms={}", kit::DIR, started.elapsed().as_millis()));
+        con.fact(&format!(
+            "kit_unpacked={} kit_ms={}",
+            kit::DIR,
+            started.elapsed().as_millis()
+        ));
     }
     // The archive holds one top directory (convtest-kit-<arch>).
     let mut dirs = std::fs::read_dir(root)

@@ -1,8 +1,9 @@
 //! The kit's two binaries: the guest (as `convtest run` builds it) and the
 //! whole `convtest` built static for `<arch>-unknown-linux-musl` with
 //! `CONVTEST_KIT=<arch>` (crate::kit), linked by rust-lld like the L1's
-//! /init (l1_build.rs), in its own target dir so the kit flag never leaks
-//! into the workspace's normal builds.
+//! /init, in the /init's target dir (target/l1: the same profile, so the
+//! dependencies they share are built once; the kit flag reaches only the
+//! convtest crate, and no normal build uses that dir).
 
 use crate::backend::nested::musl_target;
 use crate::error::{Error, shell_line};
@@ -19,7 +20,7 @@ pub struct Built {
 }
 
 pub fn target_dir(workspace: &Path) -> PathBuf {
-    workspace.join("target").join("kit")
+    crate::backend::nested::l1_target_dir(workspace)
 }
 
 pub fn build_args(workspace: &Path, arch: Arch) -> Vec<OsString> {
@@ -82,7 +83,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_kit_builds_in_its_own_target_dir() {
+    fn the_kit_builds_in_the_l1_target_dir() {
         let line = shell_line(
             OsString::from("cargo"),
             build_args(Path::new("/ws"), Arch::Aarch64),
@@ -90,7 +91,7 @@ mod tests {
         assert_eq!(
             line,
             "cargo build --release -p convtest --bin convtest --target aarch64-unknown-linux-musl \
-             --target-dir /ws/target/kit"
+             --target-dir /ws/target/l1"
         );
     }
 }

@@ -51,7 +51,12 @@ struct Report<'a> {
     commands: &'a [Checked],
 }
 
-pub fn nested(args: &BundleArgs, arch: Arch, workspace: &Path, built: &Built) -> Result<i32, Error> {
+pub fn nested(
+    args: &BundleArgs,
+    arch: Arch,
+    workspace: &Path,
+    built: &Built,
+) -> Result<i32, Error> {
     let cmds = commands(arch);
     let limit = Duration::from_secs(args.timeout);
     let runs: Vec<InnerRun> = cmds
@@ -156,7 +161,10 @@ fn with_timeout(c: &KitCommand, secs: u64) -> Vec<String> {
     let mut argv = c.argv.clone();
     if c.expect_exit == 0 {
         // Under the L1's limit: the kit's own timeout ends a hang first.
-        argv.extend(["--timeout".into(), secs.saturating_sub(20).max(30).to_string()]);
+        argv.extend([
+            "--timeout".into(),
+            secs.saturating_sub(20).max(30).to_string(),
+        ]);
     }
     argv
 }
@@ -165,7 +173,10 @@ fn with_timeout(c: &KitCommand, secs: u64) -> Vec<String> {
 fn facts(console: &str) -> Vec<(String, String)> {
     console
         .lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix(convtest_proto::wire::L1_PREFIX))
+        .filter_map(|l| {
+            l.trim_end_matches('\r')
+                .strip_prefix(convtest_proto::wire::L1_PREFIX)
+        })
         .flat_map(|l| l.split_whitespace())
         .filter_map(|w| w.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -248,10 +259,22 @@ mod tests {
         );
         let ok = judge(c, &console);
         assert!(ok.ok, "{}", ok.why);
-        assert_eq!(ok.report.as_ref().map(|r| &r["verdict"]), Some(&Value::from("pass")));
-        let failed = judge(c, &console.replace("vmm_exit=0", "vmm_exit=1").replace("\"pass\"", "\"fail\""));
+        assert_eq!(
+            ok.report.as_ref().map(|r| &r["verdict"]),
+            Some(&Value::from("pass"))
+        );
+        let failed = judge(
+            c,
+            &console
+                .replace("vmm_exit=0", "vmm_exit=1")
+                .replace("\"pass\"", "\"fail\""),
+        );
         assert!(!failed.ok);
-        assert!(failed.why.contains("exited 1") && failed.why.contains("verdict is \"fail\""), "{}", failed.why);
+        assert!(
+            failed.why.contains("exited 1") && failed.why.contains("verdict is \"fail\""),
+            "{}",
+            failed.why
+        );
         let lost = judge(c, "# convtest-l1: run_end=run vmm_exit=0 run_ms=1\n");
         assert!(lost.why.contains("no file_begin"), "{}", lost.why);
         let refusal = commands(Arch::Aarch64).pop().expect("needs-build");

@@ -118,7 +118,10 @@ pub struct Kit {
 pub const EXIT_STATUS: [(&str, &str); 3] = [
     ("0", "pass"),
     ("1", "fail: a test failed, or the guest crashed or hung"),
-    ("2", "could not run (bad arguments, no /dev/kvm, or something that needs a build)"),
+    (
+        "2",
+        "could not run (bad arguments, no /dev/kvm, or something that needs a build)",
+    ),
 ];
 
 #[cfg(test)]
@@ -139,7 +142,11 @@ mod tests {
         assert_eq!(x86.len(), 2, "no crosvm layout on x86");
         assert!(x86[0].argv.contains(&"./kernel.elf".to_string()));
         for c in c.iter().chain(&x86) {
-            assert!(convtest_proto::l1::runs::valid_label(c.label), "{}", c.label);
+            assert!(
+                convtest_proto::l1::runs::valid_label(c.label),
+                "{}",
+                c.label
+            );
         }
         assert_eq!(top_dir(Arch::Aarch64), "convtest-kit-aarch64");
     }

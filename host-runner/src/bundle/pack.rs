@@ -40,7 +40,8 @@ pub fn write(out: &Path, arch: Arch, built: &Built) -> Result<Kit, Error> {
         archive_bytes: 0,
     };
     let readme = readme(&kit);
-    kit.files.push(file(layout::README, readme.as_bytes(), "how to run it"));
+    kit.files
+        .push(file(layout::README, readme.as_bytes(), "how to run it"));
     let manifest = serde_json::to_vec_pretty(&kit).map_err(|e| Error::UnusableBuild {
         what: format!("kit.json: {e}"),
     })?;
@@ -110,7 +111,11 @@ pub fn readme(kit: &Kit) -> String {
          Unpack (`tar xzf convtest-kit-*.tar.gz`), enter the directory, then:\n\n",
     );
     for c in &kit.commands {
-        s.push_str(&format!("    {}\n\n{}", c.argv.join(" "), upper_first(c.what)));
+        s.push_str(&format!(
+            "    {}\n\n{}",
+            c.argv.join(" "),
+            upper_first(c.what)
+        ));
         match c.expect_exit {
             0 => s.push_str(&format!(
                 ": exit 0 when it passes; `{}` is the report (the verdict, every test, what \
@@ -199,8 +204,13 @@ mod tests {
             }
             if name.ends_with("README.md") {
                 e.read_to_string(&mut body).expect("readme");
-                assert!(body.contains("./convtest run --backend vmm --kernel ./Image --json r.json"));
-                assert!(body.contains("not run here") && body.contains("--protected-vm-without-firmware"));
+                assert!(
+                    body.contains("./convtest run --backend vmm --kernel ./Image --json r.json")
+                );
+                assert!(
+                    body.contains("not run here")
+                        && body.contains("--protected-vm-without-firmware")
+                );
             }
             names.push((name, mode));
         }

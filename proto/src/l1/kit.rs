@@ -82,7 +82,10 @@ pub enum FileError {
     NoBegin,
     NoEnd,
     /// `bytes=` said one length, the console carried another.
-    Length { said: usize, got: usize },
+    Length {
+        said: usize,
+        got: usize,
+    },
 }
 
 impl core::fmt::Display for FileError {
@@ -166,7 +169,10 @@ mod tests {
         );
         assert_eq!(read_file(&console, "r.json"), Ok(json.into()));
         assert_eq!(read_file(&console, "other.json"), Err(FileError::NoBegin));
-        let cut = console.split("# convtest-l1: file_end").next().unwrap_or("");
+        let cut = console
+            .split("# convtest-l1: file_end")
+            .next()
+            .unwrap_or("");
         assert_eq!(read_file(cut, "r.json"), Err(FileError::NoEnd));
         let wrong = console.replace("bytes=", "bytes=1");
         assert!(matches!(

@@ -89,7 +89,10 @@ fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
         ));
     }
     if let Some(kit) = c.kit {
-        list.push((strip(l1::kit::ARCHIVE), Data::File(kit.to_path_buf(), 0o644)));
+        list.push((
+            strip(l1::kit::ARCHIVE),
+            Data::File(kit.to_path_buf(), 0o644),
+        ));
     }
     let conf: String = c.conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     list.push((strip(l1::CONF), Data::Bytes(conf.into_bytes(), 0o644)));
@@ -284,7 +287,11 @@ mod tests {
         // Rounded up: /init keeps whole seconds.
         assert_eq!(find("runs/01-vmm-ignore/limit_s").3, b"2\n");
         assert_eq!(find("convtest-l1.conf").3, b"kvm=stock\n");
-        assert_eq!(find("kit.tar.gz").3, b"guest kernel!", "the kit, when given");
+        assert_eq!(
+            find("kit.tar.gz").3,
+            b"guest kernel!",
+            "the kit, when given"
+        );
         // A directory comes before what is in it, or the kernel cannot unpack it.
         let at = |n: &str| seen.iter().position(|s| s.0 == n);
         assert!(at("runs") < at("runs/00-clean") && at("runs/00-clean") < at("runs/00-clean/argv"));

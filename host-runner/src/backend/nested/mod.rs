@@ -45,7 +45,7 @@ pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, L1Name, Layout, Suite, known};
 pub use l1_choice::check as check_l1_options;
 
 /// `<arch>-unknown-linux-musl`: what the L1's /init and a board kit are built for.
-pub use l1_build::musl_target;
+pub use l1_build::{musl_target, target_dir as l1_target_dir};
 
 use crate::backend::interface::{Backend, ConsoleFn};
 use crate::backend::kind::BackendKind;
