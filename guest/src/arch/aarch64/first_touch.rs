@@ -47,17 +47,32 @@ fn touch_upwards(r: MemRange, step: u64) {
     }
 }
 
+/// FDT magic, and the most a blob may take (the boot protocol's 2 MiB).
+const FDT_MAGIC: u32 = 0xd00d_feed;
+const FDT_MAX: u32 = 2 << 20;
+
 /// The blob at `dtb_addr`, upwards from its header, before anything parses
-/// it out of order. Reads `totalsize` from the header (offset 4) first: a
-/// load in the blob's first 4 KiB, which has no mapped page above it yet.
+/// it out of order. Reads the header's first two words (magic, totalsize)
+/// first: loads in the blob's first 4 KiB, which has no mapped page above
+/// it yet. Anything that is not a plausible blob is left to the parser to
+/// refuse.
 ///
 /// # Safety
 /// `dtb_addr` must be the loader's DTB pointer, readable for the
 /// `totalsize` bytes its header states.
 pub unsafe fn dtb(dtb_addr: u64) {
-    // SAFETY: the header's second word, inside the blob (caller's contract).
-    let size = u32::from_be(unsafe { ptr::read_volatile((dtb_addr + 4) as *const u32) });
-    touch_upwards(MemRange::from_len(dtb_addr, u64::from(size)), PAGE_SIZE);
+    let mut head = [0u8; 8];
+    for (i, b) in head.iter_mut().enumerate() {
+        // SAFETY: the header's first eight bytes, inside the blob (caller's
+        // contract); byte loads, so no alignment is assumed (with the MMU
+        // off a misaligned load would fault).
+        *b = unsafe { ptr::read_volatile((dtb_addr + i as u64) as *const u8) };
+    }
+    let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let size = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    if magic == FDT_MAGIC && size <= FDT_MAX {
+        touch_upwards(MemRange::from_len(dtb_addr, u64::from(size)), PAGE_SIZE);
+    }
 }
 
 /// After the boot-time probe: from now on [`range`] touches granule starts
