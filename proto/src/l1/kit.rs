@@ -159,13 +159,12 @@ mod tests {
     #[test]
     fn the_file_comes_back_through_a_crlf_console() {
         let json = "{\n  \"verdict\": \"pass\"\n}\n";
+        let prefix = crate::wire::L1_PREFIX;
+        let body = json.replace('\n', "\r\n");
         let console = format!(
-            "noise\r\n{}{}\r\n{}{}\r\n{}\r\ntail\n",
-            crate::wire::L1_PREFIX,
+            "noise\r\n{prefix}{}\r\n{body}{prefix}{}\r\ntail\n",
             file_begin_text("r.json", json.len()),
-            json.replace('\n', "\r\n").trim_end_matches("\r\n"),
-            "",
-            format!("{}{}", crate::wire::L1_PREFIX, file_end_text("r.json"))
+            file_end_text("r.json"),
         );
         assert_eq!(read_file(&console, "r.json"), Ok(json.into()));
         assert_eq!(read_file(&console, "other.json"), Err(FileError::NoBegin));
