@@ -203,6 +203,22 @@ fn objcopy_binary(workspace: &Path, elf: &Path, out: &Path) -> Result<(), Error>
     captured(cmd, call).map(drop)
 }
 
+/// `elf` without its `.debug*` sections, at `out` (what a board kit ships).
+pub fn strip_debug(workspace: &Path, elf: &Path, out: &Path) -> Result<(), Error> {
+    let objcopy = llvm_objcopy(workspace)?;
+    let mut cmd = Command::new(&objcopy);
+    cmd.arg("--strip-debug").arg(elf).arg(out);
+    let call = shell_line(
+        objcopy.as_os_str(),
+        [
+            OsString::from("--strip-debug").as_os_str(),
+            elf.as_os_str(),
+            out.as_os_str(),
+        ],
+    );
+    captured(cmd, call).map(drop)
+}
+
 /// Runs `cmd` to completion with its output captured; a non-zero exit is an
 /// error carrying the call, the code and what it printed on stderr.
 fn captured(mut cmd: Command, call: String) -> Result<std::process::Output, Error> {

@@ -55,6 +55,16 @@ pub fn build(workspace: &Path, arch: Arch, work: &Path, quiet: bool) -> Result<B
         work_dir: work,
         quiet,
     })?;
+    // The PVH ELF carries debug info (the release profile's debug = 1): a
+    // board needs none of it.
+    let guest = match arch {
+        Arch::X86_64 => {
+            let stripped = work.join(crate::kit::guest_file(arch));
+            guest_build::strip_debug(workspace, &guest, &stripped)?;
+            stripped
+        }
+        Arch::Aarch64 => guest,
+    };
     let mut cmd = Command::new(guest_build::cargo());
     cmd.args(build_args(workspace, arch))
         .current_dir(workspace)
