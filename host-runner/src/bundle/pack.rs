@@ -150,7 +150,7 @@ pub fn readme(kit: &Kit) -> String {
              \x20     --params 'host=off' ./{guest}\n\n\
              `host=off`: crosvm does not answer the guest's host-check requests, so the\n\
              conversion tests check from inside the guest only. The KTAP is the console\n\
-             output; save it and judge it elsewhere with `convtest` if wanted. Android\n\
+             output; a plan that completed ends with a `# convtest-done:` line. Android\n\
              ships crosvm at /apex/com.android.virt/bin/crosvm.\n"
         ));
     }
