@@ -1,6 +1,7 @@
 //! The kernel heap: one block of boot-reported free RAM handed to
 //! linked_list_allocator.
 
+use crate::arch::{Current, Platform};
 use crate::boot::BootInfo;
 use convtest_proto::range::{MemRange, RangeList, align_up};
 use linked_list_allocator::LockedHeap;
@@ -43,6 +44,7 @@ pub fn init(boot: &BootInfo, free: &RangeList) -> Result<MemRange, HeapError> {
         });
     };
     let heap = MemRange::from_len(align_up(r.start, 4096), HEAP_BYTES);
+    Current::first_touch(heap);
     // SAFETY: `heap` lies in RAM the boot path reported free and reserved
     // nothing in; it is mapped at `phys_offset`, and init runs once, before
     // any allocation.

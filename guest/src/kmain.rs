@@ -12,6 +12,15 @@ use convtest_proto::catalog::{self, TestDef};
 use convtest_proto::ktap::{self, Outcome, Word};
 use convtest_proto::plan::Plan;
 
+/// The platform's [`Platform::boot_words`], for the header line.
+struct BootWords;
+
+impl core::fmt::Display for BootWords {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        Current::boot_words(f)
+    }
+}
+
 pub fn kmain(boot: &'static BootInfo) -> ! {
     kprintln!();
     kprintln!("{}", ktap::VERSION_LINE);
@@ -51,7 +60,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         .as_ref()
         .map_or(Current::PAGE_SIZE, |c| c.granule());
     kprintln!(
-        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} ram={} console={} counter_hz={} cpus={} boot={} boot_from={} unaccepted={}",
+        "{}arch={} entry={} mode={} hypervisor={} converter={} granule={} page_size={} ram={} console={} counter_hz={} cpus={} boot={} boot_from={} unaccepted={}{}",
         ktap::HEADER_PREFIX,
         Current::NAME,
         boot.entry,
@@ -59,6 +68,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         Word(&alloc::format!("{}", probe.hypervisor())),
         converter.as_ref().map_or("none", |c| c.name()),
         granule,
+        Current::PAGE_SIZE,
         boot.ram.total(),
         boot.console,
         Current::cycle_freq().unwrap_or(0),
@@ -66,6 +76,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         series.index.index,
         series.index.source.as_str(),
         Unaccepted(boot.unaccepted),
+        BootWords,
     );
     report::diag(0, format_args!("probe: {}", probe.finding()));
     report::diag(0, format_args!("plan: {}", parsed.plan));

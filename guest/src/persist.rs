@@ -21,10 +21,12 @@ impl PersistentPage {
         let top = free.iter().max_by_key(|r| r.end)?;
         let end = align_down(top.end, granule);
         let start = end.checked_sub(granule)?;
-        (start >= top.start && granule >= bytes).then_some(PersistentPage {
-            at: MemRange::new(start, end),
-            phys_offset,
-        })
+        let at = MemRange::new(start, end);
+        if start < top.start || granule < bytes {
+            return None;
+        }
+        Current::first_touch(at);
+        Some(PersistentPage { at, phys_offset })
     }
 
     pub fn range(&self) -> MemRange {

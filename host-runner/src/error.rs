@@ -5,7 +5,7 @@
 //! or as an `error` verdict after it). `convtest mutants` exits 2 on the
 //! kinds that say what the user must change — `Usage`, `MissingTool`,
 //! `Unsupported`, `Unavailable`, `UnusableModules`, `UnusableBuild`,
-//! `BadRunList` — and fails only the lane on the others.
+//! `BadRunList`, `NeedsBuild` — and fails only the lane on the others.
 
 use std::io;
 use std::path::PathBuf;
@@ -57,6 +57,15 @@ pub enum Error {
     /// An inner run list the L1's /init could not carry out as asked.
     #[error("{what}")]
     BadRunList { what: String },
+
+    /// This binary is a board kit's (`convtest bundle`): it carries no
+    /// toolchain, and `what` would need one.
+    #[error(
+        "{what}: this convtest is a board kit's (built by `convtest bundle`) and builds nothing \
+         (no cargo, no rustup, no network); it runs the kit's prebuilt guest: \
+         `./convtest run --backend vmm --kernel ./{kernel}` (README.md)"
+    )]
+    NeedsBuild { what: String, kernel: &'static str },
 
     #[error("`{call}` could not start: {source}")]
     Spawn {

@@ -45,15 +45,26 @@ pub enum KernelKind {
 pub fn prepare(req: &Request<'_>) -> Result<PathBuf, Error> {
     let (kernel, kind) = match req.kernel {
         Some(path) => (path.to_path_buf(), kernel_kind(path, req.arch)?),
-        None => (build_guest(req)?, KernelKind::Elf),
+        None => {
+            crate::kit::refuse_build("building the guest (no --kernel given) needs cargo")?;
+            (build_guest(req)?, KernelKind::Elf)
+        }
     };
     match (req.arch, req.boot, kind) {
         (Arch::Aarch64, _, KernelKind::Elf) => {
+            crate::kit::refuse_build(
+                "--kernel is an ELF: turning it into an arm64 Image needs rustup's llvm-objcopy",
+            )?;
             let image = req.work_dir.join("Image");
             objcopy_binary(req.workspace, &kernel, &image)?;
             Ok(image)
         }
-        (_, Boot::Bios | Boot::Uefi, _) => build_disk_image(req, &kernel),
+        (_, Boot::Bios | Boot::Uefi, _) => {
+            crate::kit::refuse_build(
+                "--boot bios|uefi packs the guest into a disk image with the bootloader crate (cargo)",
+            )?;
+            build_disk_image(req, &kernel)
+        }
         _ => Ok(kernel),
     }
 }
@@ -191,6 +202,22 @@ fn objcopy_binary(workspace: &Path, elf: &Path, out: &Path) -> Result<(), Error>
         [
             OsString::from("-O").as_os_str(),
             "binary".as_ref(),
+            elf.as_os_str(),
+            out.as_os_str(),
+        ],
+    );
+    captured(cmd, call).map(drop)
+}
+
+/// `elf` without its `.debug*` sections, at `out` (what a board kit ships).
+pub fn strip_debug(workspace: &Path, elf: &Path, out: &Path) -> Result<(), Error> {
+    let objcopy = llvm_objcopy(workspace)?;
+    let mut cmd = Command::new(&objcopy);
+    cmd.arg("--strip-debug").arg(elf).arg(out);
+    let call = shell_line(
+        objcopy.as_os_str(),
+        [
+            OsString::from("--strip-debug").as_os_str(),
             elf.as_os_str(),
             out.as_os_str(),
         ],

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => convtest::bench::main(&args),
         Command::LavaJob(args) => convtest::lava::job_main(&args),
         Command::LavaCases(args) => convtest::lava::cases_main(&args),
+        Command::Bundle(args) => convtest::bundle::main(&args),
         Command::List => {
             print!("{}", convtest::list::render());
             0

@@ -140,6 +140,7 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
         l1: &config.l1,
         workspace: &config.workspace,
         quiet: config.quiet,
+        kit: None,
     };
     let mut parser = Parser::new();
     let mut first_line: Option<Duration> = None;
@@ -190,7 +191,11 @@ pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
         Arch::Aarch64 => "arm64",
     };
     let fact = |k: &str| log.vmm.iter().any(|(key, v)| key == "vm_type" && v == k);
-    match config.backend {
+    let layout = match config.vmm.layout {
+        convtest_vmm::config::Layout::Convtest => String::new(),
+        other => format!("-{}", convtest_proto::keyword::Keyword::as_str(other)),
+    };
+    let name = match config.backend {
         BackendKind::Qemu => {
             let mut name = format!("qemu-{}-{arch}", config.accel.accel.as_str());
             if let Some(tee) = config.tee {
@@ -224,7 +229,8 @@ pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
             }
             name
         }
-    }
+    };
+    name + &layout
 }
 
 /// Prints what the guest just reported, one line per test.

@@ -33,6 +33,10 @@ pub enum Failure {
     },
     /// /init's own code panicked during a run.
     Panic,
+    /// A kit run: its argv, or unpacking the kit.
+    Kit {
+        what: String,
+    },
 }
 
 fn errno(err: &io::Error) -> i32 {
@@ -62,6 +66,9 @@ impl Failure {
             Failure::Spawn { err } => format!("error=spawn errno={}", errno(err)),
             Failure::Wait { err } => format!("error=wait errno={}", errno(err)),
             Failure::Panic => "error=panic".into(),
+            Failure::Kit { what } => {
+                format!("error=kit what={}", what.replace(char::is_whitespace, "_"))
+            }
         }
     }
 }

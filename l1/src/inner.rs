@@ -23,7 +23,8 @@ pub fn run(con: &Console, plan: &RunPlan) -> Result<VmmExit, Failure> {
     run_command(con, cmd, plan.limit)
 }
 
-fn run_command(con: &Console, mut cmd: Command, limit: Duration) -> Result<VmmExit, Failure> {
+/// `cmd` as a run: relayed, limited, its end as /init reports it.
+pub fn run_command(con: &Console, mut cmd: Command, limit: Duration) -> Result<VmmExit, Failure> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -14,6 +14,7 @@
 mod console;
 mod failure;
 mod inner;
+mod kit;
 mod pid1;
 mod runs;
 

@@ -3,7 +3,7 @@
 
 use crate::console::Console;
 use crate::failure::Failure;
-use crate::{inner, runs};
+use crate::{inner, kit, runs};
 use convtest_proto::l1::marker::{self, VmmExit};
 use convtest_proto::l1::runs::{RUNS_DIR, RunSlot};
 use convtest_proto::l1::{CONF, MODULES_DIR, VENDOR_MODULES, module_name, parse_conf};
@@ -79,7 +79,11 @@ fn run_all(con: &Console, slots: &[RunSlot]) {
         let attempt = panic::catch_unwind(AssertUnwindSafe(|| {
             let plan = runs::load(Path::new(RUNS_DIR), slot)?;
             limit_s = Some(plan.limit.as_secs());
-            inner::run(con, &plan)
+            if plan.argv.first().map(String::as_str) == Some(convtest_proto::l1::kit::COMMAND) {
+                kit::run(con, &plan)
+            } else {
+                inner::run(con, &plan)
+            }
         }));
         let exit = match attempt.unwrap_or(Err(Failure::Panic)) {
             Ok(exit) => exit,

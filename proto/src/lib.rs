@@ -24,6 +24,7 @@ pub mod ktap;
 pub mod l1;
 pub mod ledger;
 pub mod map_gpa;
+pub mod mmio_guard;
 pub mod overlap;
 pub mod plan;
 pub mod prng;

@@ -112,6 +112,14 @@ impl SmcccProbe {
         }
     }
 
+    /// pKVM's granule, when this is a protected VM with a valid one.
+    pub fn pkvm_granule(&self) -> Option<u64> {
+        match self.finding() {
+            ArmFinding::Pkvm { granule } => Some(granule),
+            _ => None,
+        }
+    }
+
     /// Name for the header's `hypervisor=`.
     pub fn hypervisor_name(&self) -> HypervisorName {
         match self.uid {
@@ -229,6 +237,7 @@ mod tests {
             meminfo: Some(4096),
         };
         assert_eq!(base.finding(), ArmFinding::Pkvm { granule: 4096 });
+        assert_eq!(base.pkvm_granule(), Some(4096));
         assert_eq!(base.hypervisor_name().to_string(), "KVM");
         // A normal KVM VM: features only has bit 0.
         let normal = SmcccProbe {
@@ -237,6 +246,7 @@ mod tests {
             ..base
         };
         assert!(normal.finding().to_string().contains("not a protected VM"));
+        assert_eq!(normal.pkvm_granule(), None);
         assert_eq!(
             SmcccProbe {
                 meminfo: Some(12288),

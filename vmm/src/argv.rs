@@ -4,7 +4,9 @@
 //! flags, so one argv works for both; the L1's /init reads it here without a
 //! command-line crate (it is copied through TCG at every L1 boot).
 
-use crate::config::{MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions};
+use crate::config::{
+    Layout, MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
+};
 use convtest_proto::arch::Arch;
 use convtest_proto::keyword::Keyword;
 use convtest_proto::plan::{Content, ResetPolicy};
@@ -62,6 +64,8 @@ impl VmmConfig {
             o.vcpu_watchdog_s.to_string().into(),
             "--reset-policy".into(),
             o.reset_policy.as_str().into(),
+            "--layout".into(),
+            o.layout.as_str().into(),
         ]);
         if !o.faults.is_empty() {
             let kinds: Vec<&str> = o.faults.iter().map(|f| f.as_str()).collect();
@@ -122,6 +126,7 @@ impl VmmConfig {
                 "--reset-policy" => {
                     o.reset_policy = keyword(value).ok_or_else(|| bad(&names::<ResetPolicy>()))?
                 }
+                "--layout" => o.layout = keyword(value).ok_or_else(|| bad(&names::<Layout>()))?,
                 "--vmm-fault" => {
                     for kind in value.split(',') {
                         let f =
@@ -138,7 +143,7 @@ impl VmmConfig {
     }
 }
 
-const FLAGS: [&str; 11] = [
+const FLAGS: [&str; 12] = [
     "--arch",
     "--kernel",
     "--cmdline",
@@ -149,6 +154,7 @@ const FLAGS: [&str; 11] = [
     "--vm-type",
     "--vcpu-watchdog",
     "--reset-policy",
+    "--layout",
     "--vmm-fault",
 ];
 
@@ -193,6 +199,7 @@ mod tests {
                 vcpu_watchdog_s: 5,
                 faults: vec![VmmFault::Leak, VmmFault::WrongContent],
                 reset_policy: ResetPolicy::Recreate,
+                layout: Layout::Crosvm,
             },
         }
     }
@@ -235,6 +242,7 @@ mod tests {
         assert!(err(&["--kernel", "/k", "--arch", "mips"]).contains("x86_64, aarch64"));
         assert!(err(&["--kernel", "/k", "--vmm-fault", "leak,nope"]).contains("no-reset"));
         assert!(err(&["--kernel", "/k", "--vmm-fault", "ignore,deny"]).contains("at most one"));
+        assert!(err(&["--kernel", "/k", "--layout", "qemu"]).contains("convtest, crosvm"));
         assert!(err(&["--kernel", "/k", "positional"]).contains("unknown argument"));
     }
 }

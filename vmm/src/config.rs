@@ -45,6 +45,8 @@ pub struct VmmOptions {
     pub faults: Vec<VmmFault>,
     /// What the VMM does to guest memory on a planned reset.
     pub reset_policy: ResetPolicy,
+    /// arm64: whose machine the guest sees.
+    pub layout: Layout,
 }
 
 impl Default for VmmOptions {
@@ -56,6 +58,27 @@ impl Default for VmmOptions {
             vcpu_watchdog_s: 60,
             faults: Vec::new(),
             reset_policy: ResetPolicy::Keep,
+            layout: Layout::Convtest,
+        }
+    }
+}
+
+/// arm64: the memory map and device tree the guest boots with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// The own VMM's: a 16550 at 0x0900_0000, only the nodes it backs
+    /// (aarch64/fdt.rs).
+    Convtest,
+    /// crosvm's, as on an Android board (crosvm_layout.rs).
+    Crosvm,
+}
+
+impl Keyword for Layout {
+    const ALL: &'static [Self] = &[Layout::Convtest, Layout::Crosvm];
+    fn as_str(self) -> &'static str {
+        match self {
+            Layout::Convtest => "convtest",
+            Layout::Crosvm => "crosvm",
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod argv;
 pub mod config;
 pub mod console;
+pub mod crosvm_layout;
 pub mod crumbs;
 pub mod end;
 pub mod error;

@@ -128,6 +128,19 @@ pub trait Platform {
     /// Runs the discovery instructions (CPUID, SMCCC); `Probe` decodes them.
     fn probe() -> Probe;
 
+    /// What the boot path did because of the hypervisor before the kernel
+    /// ran, as ` key=value` words for the header (each with its leading
+    /// space); nothing by default.
+    fn boot_words(_out: &mut dyn fmt::Write) -> fmt::Result {
+        Ok(())
+    }
+
+    /// Called with every physical range the kernel hands out (the heap,
+    /// persistent pages, the tests' windows) before anything in it is
+    /// touched: where the hypervisor needs memory faulted in a certain
+    /// order, the arch layer does it here. Nothing by default.
+    fn first_touch(_range: convtest_proto::range::MemRange) {}
+
     // ---- secondary CPUs (see `crate::smp`) ----
 
     /// Asks the platform to start CPU `cpu` (hardware id `hw_id`: x86 APIC

@@ -3,6 +3,7 @@
 
 use super::ctx::Ctx;
 use super::verdict::{Verdict, fail};
+use crate::arch::{Current, Platform};
 use crate::report::tdiag;
 use convtest_proto::prng::mix;
 use convtest_proto::range::{MemRange, RangeList};
@@ -30,6 +31,7 @@ fn coverage(ctx: &Ctx) -> RangeList {
         }
         let take = MemRange::from_len(r.start, r.len().min(budget));
         budget -= take.len();
+        Current::first_touch(take);
         // Capacity equals the source list's, so this cannot overflow.
         let _ = out.push(take);
     }

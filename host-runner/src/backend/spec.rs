@@ -33,6 +33,9 @@ pub struct BootSpec<'a> {
     pub workspace: &'a Path,
     /// Print nothing but errors (no progress lines).
     pub quiet: bool,
+    /// nested: a board kit archive for the L1's kit runs
+    /// (`convtest_proto::l1::kit`).
+    pub kit: Option<&'a Path>,
 }
 
 /// A BootSpec with the CLI's defaults, for backend unit tests.
@@ -56,5 +59,6 @@ pub(crate) fn test_spec(arch: Arch, boot: Boot, machine: Machine, payload: &Path
         l1: &L1,
         workspace: Path::new("."),
         quiet: true,
+        kit: None,
     }
 }

@@ -25,6 +25,8 @@ Examples:
   convtest run --backend qemu                   boot-only lane under QEMU (fastest; conv.* SKIP)
   convtest mutants                              break each nested lane on purpose: which tests notice
   convtest matrix                               the default suite on each Debian L1 kernel
+  convtest bundle --arch aarch64 --out kit.tar.gz --check nested
+                                                a board kit (no toolchain needed), tried in the pKVM L1
   convtest run --tests 'mem.*,boot.ram_map'     only some tests (names: convtest list)
   convtest run --boot uefi --json out.json      x86 UEFI disk image under OVMF, JSON report
   convtest run --arch aarch64 --machine virt-el2 --junit junit.xml
@@ -45,6 +47,10 @@ Lanes (what each one proves):
                                         KVM (x86) or pKVM (arm64); first run downloads the kernel
   --backend nested --l1-swprot          x86 with KVM_SW_PROTECTED_VM: guest_memfd private memory
   --backend nested --l1 debian-6.1      another Debian kernel as L1 (debian-7.3|debian-6.12|debian-6.1)
+  aarch64 --backend nested --l1 debian-7.3-16k
+                                        pKVM with 16 KiB pages: conversions on 16 KiB granules
+  aarch64 --backend nested --layout crosvm
+                                        the guest on crosvm's memory map and device tree
   --backend nested --l1 debian-6.12     the same VMM on another Debian kernel (debian-7.3 default,
                                         debian-6.12, debian-6.1): what KVM offers there
   --arch aarch64 --backend nested --vm-type normal   conv.* SKIP with pKVM's answer
@@ -64,6 +70,8 @@ Lanes:
   nested-x86-swprot   x86, KVM_SW_PROTECTED_VM (guest_memfd + memory attributes): VMM and guest faults
   nested-x86          x86, stock KVM, emulated-private memory (isolation is VMM bookkeeping)
   nested-arm64-pkvm   arm64 pKVM protected VM: guest faults only (pKVM converts at EL2, no VMM exit)
+  nested-arm64-pkvm-16k   the same on Debian's 16 KiB-page kernel (16 KiB granules); only when
+                      named in --lanes (each run pays ~25 s of pKVM teardown under TCG)
 
 Mutants: vmm:ignore|deny|partial|leak|wrong-content|garbage (see `convtest run --help`,
 --vmm-fault) and guest:skip-share|skip-unshare|skip-reset|forget-tracker (--guest-fault).

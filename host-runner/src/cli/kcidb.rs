@@ -1,9 +1,18 @@
 //! `--kcidb PATH` and `--kcidb-origin NAME`, shared by `run`, `matrix` and
 //! `mutants`.
 
-use crate::report::kcidb::{DEFAULT_ORIGIN, valid_origin};
 use clap::Args;
 use std::path::PathBuf;
+
+/// The origin when the user names none: a lab submits under its own.
+pub const DEFAULT_ORIGIN: &str = "convtest";
+/// Whether `origin` is a KCIDB origin name (`^[a-z0-9_]+$`).
+pub fn valid_origin(origin: &str) -> bool {
+    !origin.is_empty()
+        && origin
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
 
 #[derive(Clone, Debug, Args)]
 pub struct KcidbFlags {
@@ -27,5 +36,16 @@ fn origin(name: &str) -> Result<String, String> {
         Err(format!(
             "{name:?} is not a KCIDB origin: use lowercase letters, digits and _"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_kcidb_origins() {
+        assert!(valid_origin("convtest") && valid_origin("my_lab2"));
+        assert!(!valid_origin("") && !valid_origin("Lab") && !valid_origin("a-b"));
     }
 }

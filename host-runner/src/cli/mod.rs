@@ -8,6 +8,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bundle;
 mod help;
 mod kcidb;
 mod lava;
@@ -23,6 +24,7 @@ use help::{
 };
 
 pub use bench::BenchArgs;
+pub use bundle::{BundleArgs, CheckArg};
 pub use kcidb::KcidbFlags;
 pub use lava::{LavaCasesArgs, LavaJobArgs};
 pub use matrix::MatrixArgs;
@@ -67,6 +69,11 @@ pub enum Command {
     /// cases (lava-test-case, one per test and measurement).
     #[command(after_long_help = LAVA_CASES_AFTER)]
     LavaCases(LavaCasesArgs),
+    /// Write a board kit: one archive with a static convtest (no cargo, no
+    /// rustup, no network needed), the prebuilt guest and a README; on the
+    /// board `./convtest run --backend vmm --kernel ./Image --json r.json`
+    /// runs and judges. `--check nested` tries it in the nested L1 first.
+    Bundle(BundleArgs),
     /// Internal: convtest's own KVM VMM, one guest, console on stdout. The
     /// `vmm` and `nested` backends start this; run it by hand to debug a VMM
     /// on a KVM host.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct MutantsArgs {
-    /// Lanes to break (comma-separated) [default: every lane].
+    /// Lanes to break (comma-separated) [default: every lane but
+    /// nested-arm64-pkvm-16k].
     #[arg(long, value_name = "LANE,...", value_delimiter = ',')]
     pub lanes: Vec<String>,
 

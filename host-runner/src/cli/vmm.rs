@@ -7,7 +7,7 @@ use clap::Args;
 use convtest_proto::arch::Arch;
 use convtest_proto::plan::{Content, ResetPolicy};
 use convtest_vmm::config::{
-    MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
+    Layout, MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
 };
 use std::path::PathBuf;
 
@@ -60,6 +60,14 @@ pub struct VmmFlags {
     /// (`reset=` in its plan) and checks what survived against it.
     #[arg(long, value_parser = keyword::<ResetPolicy>(), default_value = "keep")]
     pub reset_policy: ResetPolicy,
+
+    /// arm64: whose machine the guest sees. convtest = the own VMM's (a
+    /// 16550 at 0x0900_0000, only the nodes it backs); crosvm = crosvm's
+    /// memory map and device tree as on an Android board (RAM at
+    /// 0x8000_0000, FDT at the end of RAM, a 16550 at 0x3f8 without
+    /// reg-shift, PSCI over hvc, GICv3, PCI, RTC and swiotlb nodes).
+    #[arg(long, value_parser = keyword::<Layout>(), default_value = "convtest")]
+    pub layout: Layout,
 }
 
 impl VmmFlags {
@@ -72,6 +80,7 @@ impl VmmFlags {
             vcpu_watchdog_s: self.vcpu_watchdog,
             faults: self.vmm_fault.clone(),
             reset_policy: self.reset_policy,
+            layout: self.layout,
         }
     }
 }

@@ -119,6 +119,9 @@ fn lane(args: &RunArgs, host: &Host) -> Result<Lane, Error> {
             )));
         }
     };
+    if args.kernel.is_none() {
+        crate::kit::refuse_build("building the guest (no --kernel given) needs cargo")?;
+    }
     let chosen = choose_backend(args, arch, host, swprot::readiness);
     let backend = chosen.kind;
     check_backend(args, backend, arch, boot)?;
@@ -255,10 +258,11 @@ fn check_backend(
             || args.vmm.vmm_memory != convtest_vmm::config::MemoryKind::Auto
             || args.vmm.vm_type != convtest_vmm::config::VmType::Auto
             || !args.vmm.vmm_fault.is_empty()
-            || args.vmm.reset_policy != convtest_proto::plan::ResetPolicy::Keep)
+            || args.vmm.reset_policy != convtest_proto::plan::ResetPolicy::Keep
+            || args.vmm.layout != convtest_vmm::config::Layout::Convtest)
     {
         return Err(Error::Usage(
-            "--content, --vmm-memory, --vm-type, --vmm-fault and --reset-policy configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
+            "--content, --vmm-memory, --vm-type, --vmm-fault, --reset-policy and --layout configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
         ));
     }
     if args.replay.is_some()
@@ -304,6 +308,11 @@ fn check_backend(
     if args.vmm.vm_type != convtest_vmm::config::VmType::Auto && arch != Arch::Aarch64 {
         return Err(Error::Usage(
             "--vm-type chooses an arm64 VM type; x86 memory is chosen with --vmm-memory".into(),
+        ));
+    }
+    if args.vmm.layout != convtest_vmm::config::Layout::Convtest && arch != Arch::Aarch64 {
+        return Err(Error::Usage(
+            "--layout picks the arm64 machine the own VMM builds (crosvm's or its own); x86 has one".into(),
         ));
     }
     if args.vmm.vmm_memory != convtest_vmm::config::MemoryKind::Auto && arch != Arch::X86_64 {
@@ -394,6 +403,8 @@ mod tests {
             "convtest run --backend qemu --l1 debian-6.1",
             "convtest run --backend nested --vmm-fault ignore,deny",
             "convtest run --backend nested --arch aarch64 --vmm-fault leak",
+            "convtest run --backend nested --layout crosvm",
+            "convtest run --backend qemu --arch aarch64 --layout crosvm",
         ] {
             assert!(matches!(resolve_line(line), Err(Error::Usage(_))), "{line}");
         }

@@ -2,6 +2,7 @@
 //! table with the tests each one runs, and the mutants: a deliberate VMM
 //! fault or a deliberate guest firmware fault, one per run.
 
+use crate::backend::nested::L1Name;
 use convtest_proto::arch::Arch;
 use convtest_proto::keyword::Keyword;
 use convtest_proto::plan::{GuestFault, ResetPolicy};
@@ -35,27 +36,47 @@ pub struct Lane {
     pub name: &'static str,
     pub arch: Arch,
     pub l1_swprot: bool,
+    /// Debian's L1 kernel other than the default one.
+    pub l1: Option<L1Name>,
     pub platform: Platform,
+    /// Run when `--lanes` names none (the 16 KiB lane only when named: its
+    /// pKVM teardowns cost ~25 s a run under TCG, docs/known-problems.md).
+    pub by_default: bool,
 }
 
-pub const LANES: [Lane; 3] = [
+pub const LANES: [Lane; 4] = [
     Lane {
         name: "nested-x86-swprot",
         arch: Arch::X86_64,
         l1_swprot: true,
+        l1: None,
         platform: Platform::X86SwProtected,
+        by_default: true,
     },
     Lane {
         name: "nested-x86",
         arch: Arch::X86_64,
         l1_swprot: false,
+        l1: None,
         platform: Platform::X86EmulatedPrivate,
+        by_default: true,
     },
     Lane {
         name: "nested-arm64-pkvm",
         arch: Arch::Aarch64,
         l1_swprot: false,
+        l1: None,
         platform: Platform::Arm64Pkvm,
+        by_default: true,
+    },
+    // The same pKVM with 16 KiB pages: the same tables, on 16 KiB granules.
+    Lane {
+        name: "nested-arm64-pkvm-16k",
+        arch: Arch::Aarch64,
+        l1_swprot: false,
+        l1: Some(L1Name::Debian73_16k),
+        platform: Platform::Arm64Pkvm,
+        by_default: false,
     },
 ];
 

@@ -73,7 +73,8 @@ pub fn main(args: &MutantsArgs) -> i32 {
                 | Error::Unavailable { .. }
                 | Error::UnusableModules { .. }
                 | Error::UnusableBuild { .. }
-                | Error::BadRunList { .. }),
+                | Error::BadRunList { .. }
+                | Error::NeedsBuild { .. }),
             ) => {
                 eprintln!("convtest mutants: {}: {e}", lane.name);
                 return 2;
@@ -134,7 +135,7 @@ struct Report<'a> {
 
 fn resolve_lanes(names: &[String]) -> Result<Vec<Lane>, String> {
     if names.is_empty() {
-        return Ok(lane::LANES.to_vec());
+        return Ok(lane::LANES.into_iter().filter(|l| l.by_default).collect());
     }
     names
         .iter()
@@ -231,6 +232,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         .collect();
     let l1 = L1Options {
         l1_swprot: lane.l1_swprot,
+        l1_name: lane.l1,
         ..L1Options::default()
     };
     let vmm_opts = VmmOptions::default();
@@ -252,6 +254,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         l1: &l1,
         workspace,
         quiet: args.quiet,
+        kit: None,
     };
     let quiet = args.quiet;
     let mut seen = vec![false; inner.len()];

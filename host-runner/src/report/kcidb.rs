@@ -27,18 +27,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version written (kcidb-io's `LATEST` when this was written).
 pub const SCHEMA: (u32, u32) = (5, 3);
-/// The origin when the user names none: a lab submits under its own.
-pub const DEFAULT_ORIGIN: &str = "convtest";
 /// KCIDB caps `log_excerpt` at this many characters.
 const MAX_EXCERPT: usize = 16384;
-
-/// Whether `origin` is a KCIDB origin name (`^[a-z0-9_]+$`).
-pub fn valid_origin(origin: &str) -> bool {
-    !origin.is_empty()
-        && origin
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
 
 #[derive(Serialize)]
 pub struct Document {
@@ -385,8 +375,6 @@ mod tests {
         assert_eq!(path_safe("conv.share_verify"), "conv.share_verify");
         assert_eq!(path_safe("vmm:leak"), "vmm_leak");
         assert_eq!(path_safe("a..b c"), "a._.b_c");
-        assert!(valid_origin("convtest") && valid_origin("my_lab2"));
-        assert!(!valid_origin("") && !valid_origin("Lab") && !valid_origin("a-b"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! where the initramfs puts things (here), the run list (runs.rs) and the
 //! marker lines around each inner run (marker.rs).
 
+pub mod kit;
 pub mod marker;
 pub mod runs;
 

@@ -300,6 +300,32 @@ mod tests {
         );
     }
 
+    /// pKVM on 16 KiB pages: every range the storm asks for, and every
+    /// guest access, is whole 16 KiB granules of the area.
+    #[test]
+    fn a_16k_granule_storm_stays_on_16k_granules() {
+        const G16: u64 = 16 << 10;
+        let m = Model::new(area(), G16, Rule::RefuseSameState, Some(Content::Preserve));
+        let mut s = Storm::new(5, 1 << 40);
+        let on_granules = |r: MemRange| {
+            area().covers(&r)
+                && !r.is_empty()
+                && r.start.is_multiple_of(G16)
+                && r.end.is_multiple_of(G16)
+        };
+        for _ in 0..5000 {
+            match s.next(&m) {
+                Op::Share(r) | Op::Unshare(r) | Op::GuestVerify(r) => {
+                    assert!(on_granules(r), "{r}");
+                }
+                Op::Touch { range, .. }
+                | Op::HostVerify { range, .. }
+                | Op::HostPrivate { range, .. } => assert!(on_granules(range), "{range}"),
+                Op::Checkpoint => {}
+            }
+        }
+    }
+
     #[test]
     fn checkpoints_come_every_k_and_host_ops_are_rare() {
         let m = Model::new(area(), G, Rule::AnyState, None);

@@ -20,12 +20,14 @@ pub mod vcpu;
 use super::facts::{self, Facts};
 use super::reboot::{self, Reboots, ResetDone};
 use super::vcpus::Runner;
-use crate::config::{VmType, VmmConfig, VmmFault};
+use crate::config::{Layout, VmType, VmmConfig, VmmFault};
+use crate::crosvm_layout;
 use crate::end::GuestEnd;
 use crate::error::VmmError;
 use convtest_proto::keyword::Keyword;
 use convtest_proto::plan::Content;
 use convtest_proto::plan::ResetPolicy;
+use convtest_proto::range::MemRange;
 use kvm_ioctls::{Kvm, VmFd};
 use memory::GuestRam;
 use std::io::Write;
@@ -33,6 +35,16 @@ use std::time::{Duration, Instant};
 
 /// KVM_VM_TYPE_ARM_PROTECTED (uapi kvm.h): a pKVM protected VM.
 const VM_TYPE_ARM_PROTECTED: u64 = 1 << 31;
+/// The IPA size of a VM type without KVM_VM_TYPE_ARM_IPA_SIZE bits.
+const DEFAULT_IPA_BITS: u32 = 40;
+
+/// The UART's MMIO window in `layout`.
+fn uart_at(layout: Layout) -> MemRange {
+    match layout {
+        Layout::Convtest => uart::MMIO,
+        Layout::Crosvm => crosvm_layout::SERIAL,
+    }
+}
 
 /// Declared in this order so the vCPU and VM fds close before the memory
 /// they map is unmapped.
@@ -78,17 +90,35 @@ impl Guest<'_> {
         ram: &GuestRam,
         boot: u32,
         mpidrs: &[u64],
+        protected: bool,
     ) -> Result<(image::Loaded, u64, usize), VmmError> {
-        // The DTB in the last 2 MiB of RAM, the Image at the start.
-        let dtb_at = ram.range().end - fdt::FDT_MAX;
+        // The DTB in the last 2 MiB of RAM, the Image at the start (both
+        // layouts; crosvm rounds the DTB's place down to 2 MiB, which RAM
+        // in whole 2 MiB makes the same).
+        let dtb_at = match self.args.options.layout {
+            Layout::Convtest => ram.range().end - fdt::FDT_MAX,
+            Layout::Crosvm => crosvm_layout::fdt_address(ram.range()),
+        };
         let loaded = image::load(&self.args.kernel, &self.image, ram, ram.base, dtb_at)?;
         let bootargs = self.plan(boot);
-        let blob = fdt::build(&fdt::Layout {
-            ram: ram.range(),
-            uart: uart::MMIO,
-            bootargs: &bootargs,
-            mpidrs,
-        })?;
+        let blob = match self.args.options.layout {
+            Layout::Convtest => fdt::build(&fdt::Layout {
+                ram: ram.range(),
+                uart: uart::MMIO,
+                bootargs: &bootargs,
+                mpidrs,
+            })?,
+            Layout::Crosvm => crosvm_layout::fdt(&crosvm_layout::Machine {
+                ram: ram.range(),
+                kernel: MemRange::new(loaded.entry, loaded.end),
+                plan: &bootargs,
+                mpidrs,
+                protected,
+                seed: u64::from(std::process::id()) ^ dtb_at,
+                ipa_bits: DEFAULT_IPA_BITS,
+            })
+            .map_err(VmmError::Config)?,
+        };
         ram.load(dtb_at, &blob)?;
         Ok((loaded, dtb_at, blob.len()))
     }
@@ -105,7 +135,7 @@ impl Guest<'_> {
         // vcpu.rs).
         let vcpus = vcpu::create_all(&vm, self.args.vcpus)?;
         let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
-        let (loaded, dtb_at, dtb_len) = self.load(&ram, boot, &mpidrs)?;
+        let (loaded, dtb_at, dtb_len) = self.load(&ram, boot, &mpidrs, protected)?;
         let regs = vcpu::BootRegs {
             entry: loaded.entry,
             dtb: dtb_at,
@@ -169,7 +199,7 @@ impl Guest<'_> {
                 } else if applies {
                     // Same Image, same RAM, same vCPUs: the same places
                     // as at boot 0.
-                    self.load(&m.ram, boot, &m.mpidrs())?;
+                    self.load(&m.ram, boot, &m.mpidrs(), m.protected)?;
                     reload = "image,dtb";
                 }
                 // KVM left every vCPU stopped at the reset (psci.c
@@ -324,8 +354,19 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
             format!("{:#x}-{:#x}", m.loaded.entry, m.loaded.end),
         )
         .add("dtb", format!("{:#x}+{:#x}", m.regs.dtb, m.dtb_len))
-        .add("uart", format!("ns16550a@{:#x}", uart::MMIO.start))
-        .add("gic", "none")
+        .add("layout", args.options.layout.as_str())
+        .add(
+            "uart",
+            format!("ns16550a@{:#x}", uart_at(args.options.layout).start),
+        )
+        .add(
+            "gic",
+            match args.options.layout {
+                Layout::Convtest => "none",
+                // crosvm's tree names a GICv3 the guest never uses.
+                Layout::Crosvm => "described-not-created",
+            },
+        )
         .add("create_vm_ms", m.create_ms);
     f.emit(&mut out);
 
@@ -335,7 +376,13 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
         machine.vcpus.len(),
     )?;
     let end = loop {
-        let (end, exit_at) = run::run_boot(&runner, &mut machine.vcpus, &machine.ram, &mut out)?;
+        let (end, exit_at) = run::run_boot(
+            &runner,
+            &mut machine.vcpus,
+            &machine.ram,
+            uart_at(args.options.layout),
+            &mut out,
+        )?;
         // A reset the plan does not expect ends the run, as before.
         let Some(boot) = next_boot(end, &mut reboots) else {
             break end;
@@ -347,10 +394,17 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
     };
     // pKVM tears a VM down page by page at EL2 (seconds in the nested lane):
     // worth its own number.
+    // In the order the fields would drop: the vCPU fds, the VM fd (the
+    // VM's teardown runs once both are gone), then the RAM.
     let t_drop = Instant::now();
-    drop(machine);
+    let Vm { vcpus, vm, ram, .. } = machine;
+    drop(vcpus);
+    drop(vm);
+    let vm_ms = t_drop.elapsed().as_millis();
+    drop(ram);
     let mut f = Facts::default();
-    f.add("teardown_ms", t_drop.elapsed().as_millis());
+    f.add("teardown_ms", t_drop.elapsed().as_millis())
+        .add("teardown_vm_ms", vm_ms);
     f.emit(&mut out);
     Ok(end)
 }

@@ -24,6 +24,7 @@ use super::memory::GuestRam;
 use super::{uart, vcpu};
 use crate::end::GuestEnd;
 use crate::error::VmmError;
+use convtest_proto::range::MemRange;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
@@ -68,6 +69,8 @@ struct Exits<'a> {
     epoch: Instant,
     console: Mutex<Console<'a>>,
     ram: &'a GuestRam,
+    /// The UART's MMIO window in this layout.
+    uart_at: MemRange,
 }
 
 impl<'a> Exits<'a> {
@@ -111,17 +114,17 @@ impl ExitServer for Exits<'_> {
         arrived: Instant,
     ) -> Option<Ending> {
         match exit {
-            Ok(VcpuExit::MmioWrite(addr, data)) if uart::owns(addr) => {
+            Ok(VcpuExit::MmioWrite(addr, data)) if self.uart_at.contains(addr) => {
                 let mut c = self.console();
                 c.stats.uart_exits += 1;
-                uart::write(&mut c.uart, addr, data);
+                uart::write(&mut c.uart, addr - self.uart_at.start, data);
                 self.pump(&mut c);
                 None
             }
-            Ok(VcpuExit::MmioRead(addr, data)) if uart::owns(addr) => {
+            Ok(VcpuExit::MmioRead(addr, data)) if self.uart_at.contains(addr) => {
                 let mut c = self.console();
                 c.stats.uart_exits += 1;
-                uart::read(&mut c.uart, addr, data);
+                uart::read(&mut c.uart, addr - self.uart_at.start, data);
                 self.pump(&mut c);
                 None
             }
@@ -175,6 +178,7 @@ pub fn run_boot(
     runner: &Runner,
     vcpus: &mut [vcpu::Vcpu],
     ram: &GuestRam,
+    uart_at: MemRange,
     out: &mut (dyn Write + Send),
 ) -> Result<(GuestEnd, Instant), VmmError> {
     let epoch = Instant::now();
@@ -187,6 +191,7 @@ pub fn run_boot(
             stats: Stats::default(),
         }),
         ram,
+        uart_at,
     };
     let boot = runner.boot(vcpus.iter_mut().map(|v| &mut v.fd).collect(), &exits)?;
     let c = exits

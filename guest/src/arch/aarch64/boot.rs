@@ -1,7 +1,9 @@
 //! `boot_main`: the boot CPU's first Rust after entry.rs. Vectors, the DTB,
 //! the identity map and caches, the console, then the kernel.
 
-use super::{dtb, dtb_nops, exceptions, mmu, power, psci, smccc, uart};
+use super::{
+    dtb, dtb_nops, exceptions, first_touch, mmio_guard, mmu, power, probe, psci, smccc, uart,
+};
 use crate::arch::hooks;
 use crate::boot::BootInfo;
 use aarch64_cpu::registers::{MPIDR_EL1, Readable};
@@ -24,8 +26,10 @@ pub(super) unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relo
         &raw const __image_start as u64,
         &raw const __image_end as u64,
     );
-    // SAFETY: x0 as the loader passed it (the boot protocol's DTB pointer);
-    // the blob is ours from here on and nothing else is running.
+    // SAFETY: x0 as the loader passed it (the boot protocol's DTB pointer).
+    unsafe { first_touch::dtb(dtb_addr) };
+    // SAFETY: as above; the blob is ours from here on and nothing else is
+    // running.
     let nops = unsafe { dtb_nops::remove(dtb_addr) };
     // SAFETY: as above.
     let Ok(fdt) = (unsafe { dtb::open(dtb_addr) }) else {
@@ -40,11 +44,18 @@ pub(super) unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relo
     // accesses still reach the UART) just long enough to say why.
     let blob = MemRange::from_len(dtb_addr, fdt.total_size() as u64);
     power::keep_for_reboot(image, blob);
+    // pKVM's answers before anything uses RAM or the console: its granule
+    // decides the first-touch order.
+    let early = probe::smccc_probe();
+    if let Ok(p) = &platform {
+        first_touch::set_granule(early.pkvm_granule(), &p.ram);
+    }
     let mmu = match &platform {
         Ok(p) => mmu::enable(&p.ram, &[image, blob]),
         Err(_) => Ok(()),
     };
     if let Some(u) = console {
+        mmio_guard::console(&early, &u);
         uart::init(u);
     }
     if bad_relocs != 0 {

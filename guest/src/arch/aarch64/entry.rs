@@ -2,6 +2,10 @@
 //! started us there, enable FP/SIMD (Rust code uses NEON everywhere), zero
 //! bss, set up the boot stack, relocate, then call `boot_main`.
 //!
+//! Before anything writes to the Image, one load per 4 KiB touches it from
+//! its first byte upwards (first_touch.rs says why pKVM on 16 KiB hosts
+//! needs that order).
+//!
 //! Boot protocol (Documentation/arch/arm64/booting.rst): x0 = DTB physical
 //! address, MMU off, D-cache off for our image, interrupts masked, entered at
 //! EL2 or EL1. The DTB pointer lives in x19 and the "came from EL2" flag in
@@ -104,6 +108,17 @@ convtest_entry:
     msr     spsel, #1
     isb
 
+    adrp    x9, __image_start
+    add     x9, x9, :lo12:__image_start
+    adrp    x10, __image_end
+    add     x10, x10, :lo12:__image_end
+5:
+    cmp     x9, x10
+    b.hs    6f
+    ldrb    w11, [x9]
+    add     x9, x9, #4096
+    b       5b
+6:
     adrp    x9, __bss_start
     add     x9, x9, :lo12:__bss_start
     adrp    x10, __bss_end

@@ -15,6 +15,8 @@ mod dtb_nops;
 mod entry;
 mod exceptions;
 mod fatal;
+mod first_touch;
+mod mmio_guard;
 mod mmu;
 mod power;
 mod probe;
@@ -80,6 +82,15 @@ impl Platform for Aarch64 {
 
     fn probe() -> Probe {
         probe::probe()
+    }
+
+    fn boot_words(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        first_touch::word(out)?;
+        mmio_guard::word(out)
+    }
+
+    fn first_touch(range: convtest_proto::range::MemRange) {
+        first_touch::range(range);
     }
 
     fn start_cpu(

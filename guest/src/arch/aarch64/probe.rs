@@ -10,6 +10,12 @@ use convtest_proto::smccc::{
 };
 
 pub fn probe() -> Probe {
+    Probe::Arm(smccc_probe())
+}
+
+/// The answers themselves, for the boot path that needs them before the
+/// kernel runs (first_touch.rs, mmio_guard.rs).
+pub fn smccc_probe() -> SmcccProbe {
     let conduit = smccc::conduit();
     let mut p = SmcccProbe {
         conduit,
@@ -18,7 +24,7 @@ pub fn probe() -> Probe {
         meminfo: None,
     };
     let Some(uid) = smccc::call(SMCCC_VENDOR_HYP_CALL_UID, 0, 0, 0) else {
-        return Probe::Arm(p);
+        return p;
     };
     // The UID comes back as four 32-bit words in w0..w3.
     p.uid = match uid {
@@ -28,7 +34,7 @@ pub fn probe() -> Probe {
         }
     };
     if p.uid != SmcccAnswer::Value(KVM_UID) {
-        return Probe::Arm(p);
+        return p;
     }
     // x1 = 0: the first 32-function page of the bitmap.
     p.features = match smccc::call(SMCCC_KVM_FEATURES, 0, 0, 0) {
@@ -43,5 +49,5 @@ pub fn probe() -> Probe {
             _ => None,
         };
     }
-    Probe::Arm(p)
+    p
 }

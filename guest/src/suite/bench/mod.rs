@@ -316,4 +316,5 @@ fn gib_range(test_ram: &convtest_proto::range::RangeList) -> Option<MemRange> {
         .map(|r| r.align_inward(GIB))
         .find(|r| r.len() >= GIB)
         .map(|r| MemRange::from_len(r.start, GIB))
+        .inspect(|&r| Current::first_touch(r))
 }

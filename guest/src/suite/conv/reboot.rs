@@ -36,6 +36,7 @@ use convtest_proto::tracker::PageState;
 fn area(test_ram: &RangeList, win: &Window) -> Result<MemRange, String> {
     let a = MemRange::from_len(win.base + WINDOW, AREA);
     if test_ram.covers(&a) {
+        Current::first_touch(a);
         Ok(a)
     } else {
         Err(format!(

@@ -53,6 +53,7 @@ pub(super) fn area(test_ram: &RangeList, win: &Window, bytes: u64) -> Result<Mem
     let above = MemRange::from_len(taken.end, bytes);
     across_gib
         .or_else(|| test_ram.covers(&above).then_some(above))
+        .inspect(|&a| Current::first_touch(a))
         .ok_or_else(|| {
             format!(
                 "no room for the storm's {} MiB above {:#x}: give the guest more RAM",

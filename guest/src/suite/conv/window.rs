@@ -3,6 +3,7 @@
 //! `suite::conv` says why there), and the granule slots of its first 2 MiB,
 //! one per test.
 
+use crate::arch::{Current, Platform};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -49,10 +50,13 @@ impl Window {
             .filter(|r| !r.is_empty())
             .max_by_key(MemRange::len);
         match best {
-            Some(r) if r.len() >= WINDOW => Ok(Window {
-                base: r.start,
-                granule,
-            }),
+            Some(r) if r.len() >= WINDOW => {
+                Current::first_touch(MemRange::from_len(r.start, WINDOW));
+                Ok(Window {
+                    base: r.start,
+                    granule,
+                })
+            }
             other => Err(format!(
                 "no {WINDOW}-byte 2 MiB-aligned window in free RAM above {floor:#x} (largest: {})",
                 other.map_or(0, |r| r.len())

@@ -47,6 +47,7 @@ pub fn boot(
             modules: &l1.kernel.modules,
             runs,
             conf: &[("kvm".into(), l1.kvm.into())],
+            kit: spec.kit,
         },
     )?;
     if !quiet {

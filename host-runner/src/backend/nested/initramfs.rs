@@ -24,6 +24,8 @@ pub struct Contents<'a> {
     pub runs: &'a [InnerRun],
     /// Facts /init prints (`key=value`).
     pub conf: &'a [(String, String)],
+    /// A board kit for the kit runs, at `convtest_proto::l1::kit::ARCHIVE`.
+    pub kit: Option<&'a Path>,
 }
 
 enum Data {
@@ -84,6 +86,12 @@ fn entries(c: &Contents<'_>) -> Result<Vec<(String, Data)>, Error> {
         list.push((
             format!("{dir}/{}", runs::LIMIT_FILE),
             Data::Bytes(limit.into_bytes(), 0o644),
+        ));
+    }
+    if let Some(kit) = c.kit {
+        list.push((
+            strip(l1::kit::ARCHIVE),
+            Data::File(kit.to_path_buf(), 0o644),
         ));
     }
     let conf: String = c.conf.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
@@ -247,6 +255,7 @@ mod tests {
                 modules: &modules,
                 runs: &runs,
                 conf: &[("kvm".into(), "stock".into())],
+                kit: Some(&payload),
             },
         )
         .expect("writes");
@@ -278,6 +287,11 @@ mod tests {
         // Rounded up: /init keeps whole seconds.
         assert_eq!(find("runs/01-vmm-ignore/limit_s").3, b"2\n");
         assert_eq!(find("convtest-l1.conf").3, b"kvm=stock\n");
+        assert_eq!(
+            find("kit.tar.gz").3,
+            b"guest kernel!",
+            "the kit, when given"
+        );
         // A directory comes before what is in it, or the kernel cannot unpack it.
         let at = |n: &str| seen.iter().position(|s| s.0 == n);
         assert!(at("runs") < at("runs/00-clean") && at("runs/00-clean") < at("runs/00-clean/argv"));
@@ -345,6 +359,7 @@ mod tests {
                 modules: &[],
                 runs,
                 conf: &[],
+                kit: None,
             })
             .map(|_| ())
         };

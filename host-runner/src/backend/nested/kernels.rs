@@ -25,16 +25,26 @@ pub enum L1Name {
     /// and no KVM_SET_USER_MEMORY_REGION2.
     #[value(name = "debian-6.1")]
     Debian61,
+    /// 7.3.4+deb13 built with 16 KiB pages (trixie-backports' `arm64-16k`
+    /// flavour; arm64 only, ~12 MB): pKVM with a 16 KiB granule.
+    #[value(name = "debian-7.3-16k")]
+    Debian73_16k,
 }
 
 impl L1Name {
-    pub const ALL: [L1Name; 3] = [L1Name::Debian73, L1Name::Debian612, L1Name::Debian61];
+    pub const ALL: [L1Name; 4] = [
+        L1Name::Debian73,
+        L1Name::Debian612,
+        L1Name::Debian61,
+        L1Name::Debian73_16k,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             L1Name::Debian73 => "debian-7.3",
             L1Name::Debian612 => "debian-6.12",
             L1Name::Debian61 => "debian-6.1",
+            L1Name::Debian73_16k => "debian-7.3-16k",
         }
     }
 }
@@ -101,11 +111,13 @@ pub struct KnownL1 {
     pub arches: &'static [ArchBuild],
     /// `--l1-swprot` has a kvm.ko rebuild recipe for this kernel.
     pub swprot: bool,
+    /// Debian's flavour suffix after the arch (`-16k`), or empty.
+    pub flavour: &'static str,
 }
 
 /// Every kernel `--l1` names, the default first. Package versions when
 /// pinned: 7.3.4-1~bpo13+1, 6.12.117-1~deb12u1, 6.1.192-3.
-pub const KNOWN_L1: [KnownL1; 3] = [
+pub const KNOWN_L1: [KnownL1; 4] = [
     KnownL1 {
         name: L1Name::Debian73,
         abi: "7.3.4+deb13",
@@ -126,6 +138,7 @@ pub const KNOWN_L1: [KnownL1; 3] = [
             },
         ],
         swprot: true,
+        flavour: "",
     },
     KnownL1 {
         name: L1Name::Debian612,
@@ -145,6 +158,7 @@ pub const KNOWN_L1: [KnownL1; 3] = [
             },
         ],
         swprot: false,
+        flavour: "",
     },
     KnownL1 {
         name: L1Name::Debian61,
@@ -164,6 +178,21 @@ pub const KNOWN_L1: [KnownL1; 3] = [
             },
         ],
         swprot: false,
+        flavour: "",
+    },
+    KnownL1 {
+        name: L1Name::Debian73_16k,
+        abi: "7.3.4+deb13",
+        suite: TRIXIE_BACKPORTS,
+        layout: Layout::Split,
+        // linux-binary only (12.2 MB): KVM is built in.
+        arches: &[ArchBuild {
+            arch: Arch::Aarch64,
+            download_mb: 12,
+            modules: &[],
+        }],
+        swprot: false,
+        flavour: "-16k",
     },
 ];
 
@@ -200,10 +229,10 @@ impl KnownL1 {
         self.build(arch).is_some()
     }
 
-    /// `6.12.117+deb12-amd64`: what `uname -r` prints in the L1, the
+    /// `6.12.117+deb12-amd64`, `7.3.4+deb13-arm64-16k`: what `uname -r` prints in the L1, the
     /// package name suffix and the cache directory's name.
     pub fn release(&self, arch: Arch) -> String {
-        format!("{}-{}", self.abi, deb_arch(arch))
+        format!("{}-{}{}", self.abi, deb_arch(arch), self.flavour)
     }
 
     /// Where the kernel is inside the unpacked packages.
@@ -300,13 +329,27 @@ mod tests {
 
     #[test]
     fn every_kernel_runs_on_both_arches_and_only_7_3_has_swprot() {
-        for k in &KNOWN_L1 {
+        for k in KNOWN_L1.iter().filter(|k| k.flavour.is_empty()) {
             assert!(k.supports(Arch::X86_64) && k.supports(Arch::Aarch64));
             let x86 = k.build(Arch::X86_64).expect("x86");
             assert_eq!(x86.modules, AMD64_KVM_MODULES, "{:?}", k.name);
             assert!(k.build(Arch::Aarch64).expect("arm").modules.is_empty());
             assert_eq!(k.swprot, k.name == L1Name::Debian73);
         }
+    }
+
+    #[test]
+    fn the_16k_flavour_is_arm64_only_and_named_like_debian() {
+        let k = known(L1Name::Debian73_16k);
+        assert!(!k.supports(Arch::X86_64) && !k.swprot);
+        assert_eq!(k.release(Arch::Aarch64), "7.3.4+deb13-arm64-16k");
+        assert_eq!(
+            k.debs(Arch::Aarch64),
+            [DebPart {
+                package: "linux-binary-7.3.4+deb13-arm64-16k:arm64".into(),
+                members: vec!["./usr/lib/modules/7.3.4+deb13-arm64-16k/vmlinuz".into()],
+            }]
+        );
     }
 
     #[test]

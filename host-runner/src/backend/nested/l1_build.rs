@@ -66,6 +66,10 @@ fn command(workspace: &Path, arch: Arch) -> Command {
 
 /// Builds (incrementally) and returns the static binary.
 pub fn build(workspace: &Path, arch: Arch, quiet: bool) -> Result<PathBuf, Error> {
+    crate::kit::refuse_build(format!(
+        "--backend nested builds the L1's /init for {} with cargo and downloads Debian's L1 kernel",
+        musl_target(arch)
+    ))?;
     let call = shell_line(OsString::from("cargo"), build_args(workspace, arch));
     let label = format!("building the L1 /init ({})", musl_target(arch));
     step::run(command(workspace, arch), &call, &label, quiet)?;

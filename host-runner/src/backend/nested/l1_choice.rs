@@ -80,7 +80,7 @@ pub fn check(arch: Arch, opts: &L1Options) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::backend::nested::kernel_image::tests::bzimage;
-    use crate::backend::nested::kernels::L1Name;
+    use crate::backend::nested::kernels::{L1Name, known};
     use std::path::PathBuf;
 
     fn opts(name: Option<L1Name>, swprot: bool, kernel: Option<PathBuf>) -> L1Options {
@@ -102,10 +102,16 @@ mod tests {
         for name in L1Name::ALL {
             for arch in [Arch::X86_64, Arch::Aarch64] {
                 let asked = opts(Some(name), false, None);
+                if !known(name).supports(arch) {
+                    let e = choose(arch, &asked).expect_err("no such build");
+                    assert!(e.to_string().contains("Debian builds no"), "{e}");
+                    continue;
+                }
                 let got = choose(arch, &asked).expect("known");
                 assert!(matches!(got, L1Choice::Debian { known, .. } if known.name == name));
             }
         }
+        assert!(choose(Arch::X86_64, &opts(Some(L1Name::Debian73_16k), false, None)).is_err());
     }
 
     #[test]

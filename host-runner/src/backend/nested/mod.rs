@@ -52,6 +52,8 @@ pub fn debian_kernel(name: L1Name, arch: Arch, quiet: bool) -> Result<std::path:
     let apt = apt::Apt::new(&cache, quiet);
     assets::debian(&cache, &apt, known(name), arch, quiet).map(|k| k.kernel)
 }
+/// `<arch>-unknown-linux-musl`: what the L1's /init and a board kit are built for.
+pub use l1_build::{musl_target, target_dir as l1_target_dir};
 
 use crate::backend::interface::{Backend, ConsoleFn};
 use crate::backend::kind::BackendKind;
@@ -78,6 +80,10 @@ impl Backend for Nested {
     }
 
     fn preflight(&self, arch: Arch, _boot: Boot) -> Result<(), Error> {
+        crate::kit::refuse_build(format!(
+            "--backend nested builds the L1's /init for {} with cargo and downloads Debian's L1 kernel",
+            l1_build::musl_target(arch)
+        ))?;
         let binary = qemu::binary(arch);
         if qemu::find_in_path(binary).is_none() {
             return Err(Error::QemuMissing {
