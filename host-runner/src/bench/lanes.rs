@@ -110,7 +110,7 @@ mod tests {
         let e = resolve(&["nested-x86".into(), "qemu-tcg-x86".into()]).expect_err("unknown");
         assert_eq!(
             e.to_string(),
-            "--lanes qemu-tcg-x86: no such lane; lanes are nested-x86-swprot, nested-x86, nested-arm64-pkvm"
+            "--lanes qemu-tcg-x86: no such lane; lanes are nested-x86-swprot, nested-x86, nested-arm64-pkvm, nested-arm64-pkvm-16k"
         );
     }
 
