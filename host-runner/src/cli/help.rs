@@ -104,6 +104,7 @@ Lanes:
                       build tools (first run builds it, ~5 min on 2 cores)
   nested-x86          x86, stock KVM, emulated-private memory
   nested-arm64-pkvm   arm64 pKVM protected VM (MEM_SHARE/MEM_UNSHARE at EL2, one call per granule)
+  nested-arm64-pkvm-16k   the same on 16 KiB granules (only when named in --lanes)
 
 Exit status: 0 when every lane ran, its run passed and it has at least 10 sizes with share, \
 unshare, io_round_trip, bounce_warm and bounce_cold, and a null exit (and --svg had something to \
