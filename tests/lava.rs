@@ -85,9 +85,10 @@ fn run(cmd: &mut Command, what: &str) -> String {
     stdout
 }
 
-/// The board kit: `convtest bundle --arch aarch64 --out DIR` where this
-/// convtest has it; otherwise what the kit holds, built the same way: the
-/// static arm64 `convtest` and the guest's arm64 `Image`.
+/// The board kit: `convtest bundle --arch aarch64` (one `.tar.gz` holding
+/// one `convtest-kit-aarch64/` directory) unpacked into DIR, so DIR holds
+/// the static `convtest` and the guest's `Image` at its top; where this
+/// convtest has no `bundle`, what the kit holds, built the same way.
 fn make_kit(dir: &Path) {
     let bin = env!("CARGO_BIN_EXE_convtest");
     let has_bundle = Command::new(bin)
@@ -95,11 +96,21 @@ fn make_kit(dir: &Path) {
         .output()
         .is_ok_and(|o| o.status.success());
     if has_bundle {
+        let archive = dir.with_extension("tar.gz");
         run(
             Command::new(bin)
                 .args(["bundle", "--arch", "aarch64", "--out"])
-                .arg(dir),
+                .arg(&archive),
             "convtest bundle",
+        );
+        std::fs::create_dir_all(dir).expect("kit dir");
+        run(
+            Command::new("tar")
+                .args(["-xzf"])
+                .arg(&archive)
+                .args(["--strip-components=1", "-C"])
+                .arg(dir),
+            "unpacking the kit",
         );
         return;
     }
