@@ -29,6 +29,7 @@ pub mod plan;
 pub mod prng;
 pub mod range;
 pub mod reboot;
+pub mod relay;
 pub mod smccc;
 pub mod storm;
 pub mod tracker;
