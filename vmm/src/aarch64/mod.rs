@@ -297,7 +297,8 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
     ];
     // Not locked for the run: every vCPU thread writes the console (under
     // run.rs's console mutex); a held StdoutLock would block them.
-    let mut out = std::io::stdout();
+    let mut out = crate::stream::Relayed::new(std::io::stdout());
+    let mut tap = crate::console::ConsoleTap::default();
     let mut f = Facts::default();
     let m = &machine;
     f.add("arch", "aarch64")
@@ -335,7 +336,13 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
         machine.vcpus.len(),
     )?;
     let end = loop {
-        let (end, exit_at) = run::run_boot(&runner, &mut machine.vcpus, &machine.ram, &mut out)?;
+        let (end, exit_at) = run::run_boot(
+            &runner,
+            &mut machine.vcpus,
+            &machine.ram,
+            &mut tap,
+            &mut out,
+        )?;
         // A reset the plan does not expect ends the run, as before.
         let Some(boot) = next_boot(end, &mut reboots) else {
             break end;

@@ -31,6 +31,7 @@
 
 use super::super::console::ConsoleTap;
 use super::super::facts::Facts;
+use super::super::stream::ConsoleStream;
 use super::super::uart16550::Uart16550;
 use super::super::vcpus::{self, End, ExitServer, Runner};
 use super::super::watchdog;
@@ -46,7 +47,6 @@ use crate::end::{GuestEnd, Unserved};
 use crate::error::VmmError;
 use kvm_bindings as kb;
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,7 @@ struct Devices<'a> {
     ram: &'a mut GuestRam<KvmPlatform>,
     faults: &'a Faults,
     run: &'a mut RunState,
-    out: &'a mut (dyn Write + Send),
+    out: &'a mut dyn ConsoleStream,
     /// Per vCPU, the KVM_EXIT_* and detail word of the exit it had last:
     /// what a triple fault's report names as the vCPU's last exit before
     /// it (SVM loses the registers, see `triple_fault_facts`).
@@ -319,7 +319,7 @@ fn run_boot(
     m: &mut Vm,
     runner: &Runner,
     run: &mut RunState,
-    out: &mut (dyn Write + Send),
+    out: &mut dyn ConsoleStream,
 ) -> Result<vcpus::Boot<Ending>, VmmError> {
     let exits = Exits(Mutex::new(Devices {
         ram: &mut m.ram,
@@ -351,7 +351,7 @@ fn mp_state_name(s: u32) -> String {
 pub(super) fn run_loop(
     mut m: Vm,
     limit: Duration,
-    out: &mut (dyn Write + Send),
+    out: &mut dyn ConsoleStream,
     resetter: &mut Resetter<'_>,
 ) -> Result<GuestEnd, VmmError> {
     let vcpus = m.vcpus.len();
@@ -387,9 +387,7 @@ pub(super) fn run_loop(
                     m = next;
                     resets += 1;
                     run.com1 = Uart16550::default();
-                    let answered = run.tap.answered;
-                    run.tap = ConsoleTap::default();
-                    run.tap.answered = answered;
+                    run.tap.new_boot();
                     parts.emit(&done, out);
                     continue;
                 }
@@ -409,8 +407,9 @@ pub(super) fn run_loop(
         .add("rejected", stats.rejected)
         .add("faulted", stats.faulted)
         .add("serve_errors", stats.serve_errors)
-        .add("fault_retries", stats.fault_retries)
-        .add("host_checks", tap.answered)
+        .add("fault_retries", stats.fault_retries);
+    tap.add_facts(&mut f);
+    f.add("forged_lines", out.forged())
         .add("resets", resets)
         .add("run_ms", started.elapsed().as_millis());
     times.add_facts(&mut f);
