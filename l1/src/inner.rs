@@ -53,6 +53,7 @@ fn run_command(con: &Console, mut cmd: Command, limit: Duration) -> Result<VmmEx
     for t in relays.into_iter().flatten() {
         let _ = t.join();
     }
+    con.end_raw();
     let status = status.map_err(|err| Failure::Wait { err })?;
     Ok(exit_of(status, limit_struck))
 }
