@@ -238,7 +238,7 @@ pub const TESTS: &[TestDef] = &[
         on_request: true,
         ..t(
             "inject.requested",
-            "with inject=fault|hang only: faults or hangs on purpose to test the runner's verdict",
+            "with inject=fault|hang|forge only: faults, hangs or prints host lines on purpose to test the runner's verdict",
         )
     },
 ];

@@ -13,6 +13,10 @@ pub enum Inject {
     Fault,
     /// Spin forever mid-run: the runner's timeout must end it.
     Hang,
+    /// Print lines only the host side may print (a VMM fact, an L1 run
+    /// end, a host-check answer) and pass: the relay between guest and
+    /// runner must mark them and the verdict name them.
+    Forge,
 }
 
 impl Inject {
@@ -20,6 +24,7 @@ impl Inject {
         match self {
             Inject::Fault => "fault",
             Inject::Hang => "hang",
+            Inject::Forge => "forge",
         }
     }
 }
@@ -58,14 +63,18 @@ pub enum GuestFault {
     SkipReset,
     /// Conversions are made but the page-state tracker is not told.
     ForgetTracker,
+    /// Host checks are never sent: the guest prints the host's copy of an
+    /// `ok` answer itself and takes it (the runner must catch the forgery).
+    ForgeHost,
 }
 
 impl GuestFault {
-    pub const ALL: [GuestFault; 4] = [
+    pub const ALL: [GuestFault; 5] = [
         GuestFault::SkipShare,
         GuestFault::SkipUnshare,
         GuestFault::SkipReset,
         GuestFault::ForgetTracker,
+        GuestFault::ForgeHost,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -74,6 +83,7 @@ impl GuestFault {
             GuestFault::SkipUnshare => "skip-unshare",
             GuestFault::SkipReset => "skip-reset",
             GuestFault::ForgetTracker => "forget-tracker",
+            GuestFault::ForgeHost => "forge-host",
         }
     }
 
@@ -273,7 +283,7 @@ impl<'a> Plan<'a> {
                     .ok_or("on or off"),
                 "inject" => parse_inject(value)
                     .map(|v| plan.inject = v)
-                    .ok_or("fault, hang or none"),
+                    .ok_or("fault, hang, forge or none"),
                 "content" => parse_content(value)
                     .map(|v| plan.content = Some(v))
                     .ok_or("zero or preserve"),
@@ -283,7 +293,7 @@ impl<'a> Plan<'a> {
                     .ok_or("a positive number of milliseconds"),
                 "gfault" => GuestFault::parse(value)
                     .map(|v| plan.guest_fault = Some(v))
-                    .ok_or("skip-share, skip-unshare, skip-reset or forget-tracker"),
+                    .ok_or("skip-share, skip-unshare, skip-reset, forget-tracker or forge-host"),
                 "reset" => ResetPolicy::parse(value)
                     .map(|v| plan.reset = Some(v))
                     .ok_or("keep, private or recreate"),
@@ -396,6 +406,7 @@ fn parse_inject(v: &str) -> Option<Option<Inject>> {
     match v {
         "fault" => Some(Some(Inject::Fault)),
         "hang" => Some(Some(Inject::Hang)),
+        "forge" => Some(Some(Inject::Forge)),
         "none" => Some(None),
         _ => None,
     }

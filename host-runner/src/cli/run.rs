@@ -71,7 +71,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub vcpus: u32,
 
-    /// Make the guest crash or hang on purpose, to check the verdict path.
+    /// Make the guest crash, hang or print the host side's lines on
+    /// purpose, to check the verdict path.
     #[arg(long, value_enum)]
     pub inject: Option<InjectArg>,
 
@@ -167,8 +168,12 @@ pub enum AccelArg {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InjectArg {
+    /// Touch an unmapped address mid-run.
     Fault,
+    /// Spin forever mid-run.
     Hang,
+    /// Print a VMM fact, an L1 run end and a host-check answer as the guest.
+    Forge,
 }
 
 /// A deliberate firmware bug in the guest (`--guest-fault`, carried in the plan).
@@ -182,6 +187,9 @@ pub enum GuestFaultArg {
     SkipReset,
     /// Conversions are made but the guest's page tracker is not told.
     ForgetTracker,
+    /// Host checks are never sent: the guest prints the host's answer
+    /// itself (the relay marks the line forged and the run fails naming it).
+    ForgeHost,
 }
 
 impl GuestFaultArg {
@@ -192,6 +200,7 @@ impl GuestFaultArg {
             GuestFaultArg::SkipUnshare => GuestFault::SkipUnshare,
             GuestFaultArg::SkipReset => GuestFault::SkipReset,
             GuestFaultArg::ForgetTracker => GuestFault::ForgetTracker,
+            GuestFaultArg::ForgeHost => GuestFault::ForgeHost,
         }
     }
 }

@@ -138,6 +138,7 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<RunConfig, Error> {
         inject: args.inject.map(|i| match i {
             InjectArg::Fault => Inject::Fault,
             InjectArg::Hang => Inject::Hang,
+            InjectArg::Forge => Inject::Forge,
         }),
         guest_fault: args.guest_fault.map(|g| g.fault()),
         bench_ms: args

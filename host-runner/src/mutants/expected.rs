@@ -34,6 +34,19 @@ const ALL_BUT_REJECTS: Red = &[
     "stress.storm",
 ];
 
+/// The forged host (`guest:forge-host`): every test that asks the host
+/// prints the host's copy of an `ok` answer itself instead of asking; the
+/// relay between guest and runner marks each such line forged, and a test
+/// that printed one is red whatever it reported. The tests that ask the
+/// host, on every lane (content, flipflop, rejects and cost do not).
+const ASKS_THE_HOST: Red = &[
+    "reset_private",
+    "share_verify",
+    "unshare_private",
+    "sizes",
+    "stress.storm",
+];
+
 /// sw-protected memory, content=zero: private and shared are different pages.
 const SW_PROTECTED: &[(Mutant, Red)] = &[
     // Shares answered 0 but not made: the host never sees the guest's
@@ -106,6 +119,7 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
+    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
 ];
 
 /// Emulated-private memory, content=preserve: one page, the VMM's tracking
@@ -165,6 +179,7 @@ const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
+    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
 ];
 
 /// pKVM protected VM, content=preserve; one call per granule, -3 for a
@@ -216,6 +231,7 @@ const PKVM: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
+    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
 ];
 
 // ---- the reboot section: two boots per run (boot 0 leaves its dirty
@@ -246,6 +262,11 @@ const REBOOT_SW_PROTECTED: &[(Mutant, Red)] = &[
         Mutant::Guest(G::SkipShare),
         &["reboot.leave_dirty", "reset.content"],
     ),
+    // The host's answers forged: the tests that ask the host.
+    (
+        Mutant::Guest(G::ForgeHost),
+        &["reboot.leave_dirty", "reset.private_again"],
+    ),
 ];
 
 const REBOOT_EMULATED_PRIVATE: &[(Mutant, Red)] = &[
@@ -259,6 +280,11 @@ const REBOOT_EMULATED_PRIVATE: &[(Mutant, Red)] = &[
     (Mutant::Vmm(V::NoReset), &["reset.content"]),
     // Never shared, still preserved: only the host's missing view shows.
     (Mutant::Guest(G::SkipShare), &["reboot.leave_dirty"]),
+    // The host's answers forged: the tests that ask the host.
+    (
+        Mutant::Guest(G::ForgeHost),
+        &["reboot.leave_dirty", "reset.private_again"],
+    ),
 ];
 
 const REBOOT_PKVM: &[(Mutant, Red)] = &[
@@ -277,6 +303,11 @@ const REBOOT_PKVM: &[(Mutant, Red)] = &[
     (
         Mutant::Guest(G::SkipShare),
         &["reboot.leave_dirty", "reset.calls"],
+    ),
+    // The host's answers forged: the tests that ask the host.
+    (
+        Mutant::Guest(G::ForgeHost),
+        &["reboot.leave_dirty", "reset.private_again"],
     ),
 ];
 
@@ -302,6 +333,8 @@ const SMP_X86: &[(Mutant, Red)] = &[
     // again what is shared, then calls it private and the host finds the
     // canary.
     (Mutant::Guest(G::ForgetTracker), ALL_SMP),
+    // Every smp test asks the host.
+    (Mutant::Guest(G::ForgeHost), ALL_SMP),
 ];
 
 const SMP_PKVM: &[(Mutant, Red)] = &[
@@ -309,6 +342,8 @@ const SMP_PKVM: &[(Mutant, Red)] = &[
     (Mutant::Guest(G::SkipUnshare), ALL_SMP),
     // The second share of a granule pKVM shared answers -3.
     (Mutant::Guest(G::ForgetTracker), ALL_SMP),
+    // Every smp test asks the host.
+    (Mutant::Guest(G::ForgeHost), ALL_SMP),
 ];
 
 /// The tests `mutant` must turn red on `platform` in `section`, `None`

@@ -136,7 +136,7 @@ impl T<'_> {
     /// Host check that must answer `ok`; a refusal or silence becomes the
     /// failing verdict.
     pub(super) fn host(&mut self, req: Request, why: &str) -> Step<String> {
-        match hostcheck::ask(self.plan.host, &req) {
+        match hostcheck::ask(hostcheck::Host::of(&self.plan), &req) {
             Ok(Reply { evidence, detail }) => {
                 self.weigh(evidence);
                 Ok(detail)
@@ -154,7 +154,7 @@ impl T<'_> {
     /// Host check that must answer `fail` (a positive control: the host
     /// must see what it can see, or the checks that passed prove nothing).
     pub(super) fn host_sees(&mut self, req: Request, why: &str) -> Step<String> {
-        match hostcheck::ask(self.plan.host, &req) {
+        match hostcheck::ask(hostcheck::Host::of(&self.plan), &req) {
             Err(HostError::Failed {
                 evidence, detail, ..
             }) => {

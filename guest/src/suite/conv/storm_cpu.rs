@@ -100,7 +100,7 @@ pub(super) struct Lane {
 pub(super) struct StormCtx<'a> {
     pub conv: &'a SharedConverter<'a>,
     pub boot: &'static BootInfo,
-    pub host_on: bool,
+    pub host: hostcheck::Host,
     pub refusal: i64,
     pub abi: &'static str,
     pub seed: u64,
@@ -215,7 +215,7 @@ impl StormCtx<'_> {
             let e = e.unwrap_or(Evidence::Bookkeeping);
             *evidence = Some(evidence.map_or(e, |old| old.weakest(e)));
         };
-        match hostcheck::ask(self.host_on, &req) {
+        match hostcheck::ask(self.host, &req) {
             Ok(Reply { evidence, .. }) => {
                 weigh(evidence);
                 Ok(())
