@@ -5,6 +5,7 @@
 //! options) and named in the guest's header; a known key with a bad value is
 //! an error the guest reports as a failing `boot.plan` test.
 
+use crate::tracker::Target;
 use core::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,15 +67,36 @@ pub enum GuestFault {
     /// Host checks are never sent: the guest prints the host's copy of an
     /// `ok` answer itself and takes it (the runner must catch the forgery).
     ForgeHost,
+    /// A conversion to this state of a range of several granules leaves one
+    /// granule out (its call skipped, or the range split around it) while
+    /// the tracker and the ABI's record take the whole range.
+    Partial(Target, Omitted),
+}
+
+/// Which granule of a multi-granule conversion a `Partial` fault leaves out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Omitted {
+    /// The first (ranges of 2 granules and more).
+    First,
+    /// The one at half the length (3 granules and more: never an end).
+    Middle,
+    /// The last (2 granules and more).
+    Last,
 }
 
 impl GuestFault {
-    pub const ALL: [GuestFault; 5] = [
+    pub const ALL: [GuestFault; 11] = [
         GuestFault::SkipShare,
         GuestFault::SkipUnshare,
         GuestFault::SkipReset,
         GuestFault::ForgetTracker,
         GuestFault::ForgeHost,
+        GuestFault::Partial(Target::Shared, Omitted::First),
+        GuestFault::Partial(Target::Shared, Omitted::Middle),
+        GuestFault::Partial(Target::Shared, Omitted::Last),
+        GuestFault::Partial(Target::Private, Omitted::First),
+        GuestFault::Partial(Target::Private, Omitted::Middle),
+        GuestFault::Partial(Target::Private, Omitted::Last),
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -84,11 +106,37 @@ impl GuestFault {
             GuestFault::SkipReset => "skip-reset",
             GuestFault::ForgetTracker => "forget-tracker",
             GuestFault::ForgeHost => "forge-host",
+            GuestFault::Partial(Target::Shared, Omitted::First) => "partial-share-first",
+            GuestFault::Partial(Target::Shared, Omitted::Middle) => "partial-share-middle",
+            GuestFault::Partial(Target::Shared, Omitted::Last) => "partial-share-last",
+            GuestFault::Partial(Target::Private, Omitted::First) => "partial-unshare-first",
+            GuestFault::Partial(Target::Private, Omitted::Middle) => "partial-unshare-middle",
+            GuestFault::Partial(Target::Private, Omitted::Last) => "partial-unshare-last",
         }
     }
 
     pub fn parse(s: &str) -> Option<GuestFault> {
         GuestFault::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// The granule (index from 0) a conversion of `granules` granules to
+    /// `to` leaves out under this fault; `None`: it converts them all.
+    pub const fn omits(self, to: Target, granules: u64) -> Option<u64> {
+        let GuestFault::Partial(t, at) = self else {
+            return None;
+        };
+        if !matches!(
+            (t, to),
+            (Target::Shared, Target::Shared) | (Target::Private, Target::Private)
+        ) {
+            return None;
+        }
+        match at {
+            Omitted::First if granules >= 2 => Some(0),
+            Omitted::Last if granules >= 2 => Some(granules - 1),
+            Omitted::Middle if granules >= 3 => Some(granules / 2),
+            _ => None,
+        }
     }
 }
 
@@ -293,7 +341,7 @@ impl<'a> Plan<'a> {
                     .ok_or("a positive number of milliseconds"),
                 "gfault" => GuestFault::parse(value)
                     .map(|v| plan.guest_fault = Some(v))
-                    .ok_or("skip-share, skip-unshare, skip-reset, forget-tracker or forge-host"),
+                    .ok_or("skip-share, skip-unshare, skip-reset, forget-tracker, forge-host or partial-share|partial-unshare-first|middle|last"),
                 "reset" => ResetPolicy::parse(value)
                     .map(|v| plan.reset = Some(v))
                     .ok_or("keep, private or recreate"),
@@ -537,10 +585,32 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_fault_leaves_out_one_granule_of_its_direction() {
+        let f = |t, at| GuestFault::Partial(t, at);
+        let (s, p) = (Target::Shared, Target::Private);
+        assert_eq!(f(s, Omitted::First).omits(s, 512), Some(0));
+        assert_eq!(f(s, Omitted::Last).omits(s, 512), Some(511));
+        assert_eq!(f(s, Omitted::Middle).omits(s, 512), Some(256));
+        assert_eq!(f(p, Omitted::Middle).omits(p, 3), Some(1));
+        // One granule is all or nothing, not partial; two have no middle.
+        assert_eq!(f(s, Omitted::First).omits(s, 1), None);
+        assert_eq!(f(s, Omitted::Last).omits(s, 2), Some(1));
+        assert_eq!(f(s, Omitted::Middle).omits(s, 2), None);
+        // The other direction is untouched.
+        assert_eq!(f(s, Omitted::First).omits(p, 512), None);
+        assert_eq!(f(p, Omitted::Last).omits(s, 512), None);
+        assert_eq!(GuestFault::SkipShare.omits(s, 512), None);
+    }
+
+    #[test]
     fn guest_fault_and_vmm_keys() {
         for g in GuestFault::ALL {
             let line = alloc::format!("gfault={}", g.as_str());
             assert_eq!(Plan::parse(&line).plan.guest_fault, Some(g));
+        }
+        let names: alloc::vec::Vec<&str> = GuestFault::ALL.iter().map(|g| g.as_str()).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[..i].contains(n), "{n} twice");
         }
         let bad = Plan::parse("gfault=skip-everything vmm=qemu");
         assert_eq!(bad.error.map(|e| e.key), Some("gfault"));

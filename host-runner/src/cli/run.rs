@@ -190,17 +190,36 @@ pub enum GuestFaultArg {
     /// Host checks are never sent: the guest prints the host's answer
     /// itself (the relay marks the line forged and the run fails naming it).
     ForgeHost,
+    /// A share of several granules leaves the first out (tracked as shared).
+    PartialShareFirst,
+    /// A share of 3+ granules leaves the one at half the length out.
+    PartialShareMiddle,
+    /// A share of several granules leaves the last out.
+    PartialShareLast,
+    /// An unshare of several granules leaves the first out (tracked as private).
+    PartialUnshareFirst,
+    /// An unshare of 3+ granules leaves the one at half the length out.
+    PartialUnshareMiddle,
+    /// An unshare of several granules leaves the last out.
+    PartialUnshareLast,
 }
 
 impl GuestFaultArg {
     pub fn fault(self) -> convtest_proto::plan::GuestFault {
-        use convtest_proto::plan::GuestFault;
+        use convtest_proto::plan::{GuestFault, Omitted};
+        use convtest_proto::tracker::Target::{Private, Shared};
         match self {
             GuestFaultArg::SkipShare => GuestFault::SkipShare,
             GuestFaultArg::SkipUnshare => GuestFault::SkipUnshare,
             GuestFaultArg::SkipReset => GuestFault::SkipReset,
             GuestFaultArg::ForgetTracker => GuestFault::ForgetTracker,
             GuestFaultArg::ForgeHost => GuestFault::ForgeHost,
+            GuestFaultArg::PartialShareFirst => GuestFault::Partial(Shared, Omitted::First),
+            GuestFaultArg::PartialShareMiddle => GuestFault::Partial(Shared, Omitted::Middle),
+            GuestFaultArg::PartialShareLast => GuestFault::Partial(Shared, Omitted::Last),
+            GuestFaultArg::PartialUnshareFirst => GuestFault::Partial(Private, Omitted::First),
+            GuestFaultArg::PartialUnshareMiddle => GuestFault::Partial(Private, Omitted::Middle),
+            GuestFaultArg::PartialUnshareLast => GuestFault::Partial(Private, Omitted::Last),
         }
     }
 }
@@ -209,14 +228,18 @@ impl GuestFaultArg {
 #[derive(Clone, Debug, Default, Args)]
 pub struct L1Options {
     /// Debian kernel the nested L1 boots (x86_64 or aarch64), downloaded
-    /// once into the cache [default: debian-7.3].
+    /// once into the cache: debian-7.3 (default), debian-6.12 or debian-6.1.
+    /// Each is pinned to one build; when neither the cache nor Debian's
+    /// archive has it any more, the newest build of the same series is
+    /// booted instead and the run says so. NAME=ABI boots that build
+    /// (e.g. debian-7.3=7.3.4+deb13), never another.
     #[arg(
         long = "l1",
-        value_enum,
-        value_name = "NAME",
+        value_name = "NAME[=ABI]",
+        value_parser = parse_l1,
         conflicts_with = "l1_kernel"
     )]
-    pub l1_name: Option<L1Name>,
+    pub l1_name: Option<L1Pick>,
 
     /// Your own L1 kernel for --backend nested instead of a Debian one
     /// (x86_64: a bzImage; aarch64: an Image, a gzip'd Image or an EFI zboot
