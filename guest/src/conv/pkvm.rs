@@ -308,6 +308,9 @@ impl ConversionAbi for Pkvm {
         };
         match (fid, x0) {
             (PKVM_MEM_SHARE, 0) => self.ledger.note_shared(g),
+            // Refused: nothing became shared (a shared granule probed with a
+            // second MEM_SHARE stays recorded as shared).
+            (PKVM_MEM_SHARE, _) => self.ledger.drop_pending(g),
             (PKVM_MEM_UNSHARE, 0) => self.ledger.note_private(g),
             _ => {}
         }

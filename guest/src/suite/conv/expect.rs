@@ -221,15 +221,21 @@ pub fn reset_calls(abi: &str, ram: &[MemRange], shared: &[MemRange], granule: u6
 /// one, so the probe also leaves it private). `None`: the ABI only asks and
 /// never tells (MAP_GPA_RANGE converts whatever state the page was in).
 pub fn private_probe(abi: &str, ipa: u64) -> Option<(RawCall, i64, &'static str)> {
+    state_probe(abi, ipa, Target::Private)
+}
+
+/// The same for either state: a granule at `ipa` that is `state` must
+/// answer the code. pKVM refuses MEM_SHARE of a granule already shared as
+/// it refuses MEM_UNSHARE of a private one (measured: a second MEM_SHARE →
+/// -3); a granule in the other state is converted by the probe, which
+/// leaves it as the tracker has it.
+pub fn state_probe(abi: &str, ipa: u64, state: Target) -> Option<(RawCall, i64, &'static str)> {
+    let fid = match state {
+        Target::Private => PKVM_MEM_UNSHARE,
+        Target::Shared => PKVM_MEM_SHARE,
+    };
     match abi {
-        PKVM => Some((
-            RawCall::Smccc {
-                fid: PKVM_MEM_UNSHARE,
-                x1: ipa,
-            },
-            INVALID_PARAMETER,
-            "pKVM",
-        )),
+        PKVM => Some((RawCall::Smccc { fid, x1: ipa }, INVALID_PARAMETER, "pKVM")),
         _ => None,
     }
 }
