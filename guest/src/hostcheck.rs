@@ -99,6 +99,11 @@ impl Host {
             forge: plan.guest_fault == Some(GuestFault::ForgeHost),
         }
     }
+
+    /// Whether anyone answers (`host=on`).
+    pub fn on(&self) -> bool {
+        self.on
+    }
 }
 
 /// Asks the host; `Ok` when it answered `ok`.

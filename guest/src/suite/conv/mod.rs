@@ -23,6 +23,7 @@ mod race;
 mod reboot;
 mod reset;
 mod storm;
+mod storm_confirm;
 mod storm_cpu;
 mod visibility;
 pub(in crate::suite) mod window;
