@@ -262,6 +262,44 @@ pub struct L1Options {
 impl L1Options {
     /// The Debian kernel asked for, or the default one.
     pub fn debian(&self) -> L1Name {
-        self.l1_name.unwrap_or_default()
+        self.l1_name.as_ref().map(|p| p.name).unwrap_or_default()
     }
+
+    /// The build `--l1 NAME=ABI` pins, if one.
+    pub fn pin(&self) -> Option<&str> {
+        self.l1_name.as_ref().and_then(|p| p.abi.as_deref())
+    }
+}
+
+/// `--l1 NAME[=ABI]`: a kernel of the table, and the build of its series to
+/// boot when the user pins one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L1Pick {
+    pub name: L1Name,
+    pub abi: Option<String>,
+}
+
+fn parse_l1(s: &str) -> Result<L1Pick, String> {
+    let (name, abi) = match s.split_once('=') {
+        Some((n, a)) => (n, Some(a)),
+        None => (s, None),
+    };
+    let names: Vec<&str> = L1Name::ALL.iter().map(|n| n.as_str()).collect();
+    let name = <L1Name as ValueEnum>::from_str(name, false)
+        .map_err(|_| format!("{name:?} is not one of {}", names.join(", ")))?;
+    let known = crate::backend::nested::known(name);
+    if let Some(a) = abi
+        && known.series.number(a).is_none()
+    {
+        return Err(format!(
+            "{a:?} is not a build of the series {} of {} (e.g. {})",
+            known.series.pattern(),
+            name.as_str(),
+            known.abi
+        ));
+    }
+    Ok(L1Pick {
+        name,
+        abi: abi.map(str::to_string),
+    })
 }

@@ -4,7 +4,9 @@
 //!
 //! Before QEMU starts (not under `--timeout`): which L1 kernel (l1_choice.rs:
 //! one of Debian's of the table in kernels.rs, or `--l1-kernel`, its header
-//! checked in kernel_image.rs), its kernel and modules (cached; assets.rs),
+//! checked in kernel_image.rs), which build of it (series.rs: the pin, a
+//! `--l1 <name>=<abi>`, or the newest of the series when the pin is gone),
+//! its kernel and modules (cached; assets.rs),
 //! the swprot kvm.ko if asked (swprot.rs),
 //! the L1's /init built static (l1_build.rs), and the initramfs
 //! holding all of it plus the guest and the run list (inner_run.rs,
@@ -27,6 +29,7 @@ mod l1_build;
 mod l1_choice;
 mod l1_qemu;
 mod modules;
+mod series;
 mod split;
 pub mod swprot;
 mod watch;
@@ -43,6 +46,20 @@ pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, L1Name, Layout, Suite, known};
 /// arch without fetching or building anything: callers that build the
 /// guest first call it before (a nested boot checks again).
 pub use l1_choice::check as check_l1_options;
+
+/// Which build of a Debian L1 a run would boot, found before the guest is
+/// built: a pin that neither the cache nor the archive has, with no other
+/// build of its series to stand in, fails in a second instead of after
+/// the build. Asks the cache, then the archive's lists (fetching them only
+/// when the private apt state has none).
+pub fn check_l1_build(arch: Arch, opts: &crate::cli::L1Options) -> Result<(), Error> {
+    let l1_choice::L1Choice::Debian { known, swprot, pin } = l1_choice::choose(arch, opts)? else {
+        return Ok(());
+    };
+    let cache = cache::Cache::locate()?;
+    let apt = apt::Apt::new(&cache, true);
+    assets::choose_build(&cache, &apt, known, arch, swprot, pin, false).map(drop)
+}
 
 use crate::backend::interface::{Backend, ConsoleFn};
 use crate::backend::kind::BackendKind;
