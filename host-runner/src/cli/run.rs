@@ -287,7 +287,7 @@ fn parse_l1(s: &str) -> Result<L1Pick, String> {
     let names: Vec<&str> = L1Name::ALL.iter().map(|n| n.as_str()).collect();
     let name = <L1Name as ValueEnum>::from_str(name, false)
         .map_err(|_| format!("{name:?} is not one of {}", names.join(", ")))?;
-    let known = crate::backend::nested::known(name);
+    let known = crate::backend::nested::kernels::known(name);
     if let Some(a) = abi
         && known.series.number(a).is_none()
     {

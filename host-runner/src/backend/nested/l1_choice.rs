@@ -80,6 +80,20 @@ pub fn check(arch: Arch, opts: &L1Options) -> Result<(), Error> {
     choose(arch, opts).map(drop)
 }
 
+/// Which build of a Debian L1 `opts` would boot on `arch`, found before
+/// the guest is built: a pin that neither the cache nor the archive has,
+/// with no other build of its series to stand in, fails in a second
+/// instead of after the build. Asks the cache, then the archive's lists
+/// (fetching them only when the private apt state has none).
+pub fn check_build(arch: Arch, opts: &L1Options) -> Result<(), Error> {
+    let L1Choice::Debian { known, swprot, pin } = choose(arch, opts)? else {
+        return Ok(());
+    };
+    let cache = super::cache::Cache::locate()?;
+    let apt = super::apt::Apt::new(&cache, true);
+    super::assets::choose_build(&cache, &apt, known, arch, swprot, pin, false).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

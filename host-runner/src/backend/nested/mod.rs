@@ -48,18 +48,8 @@ pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, L1Name, Layout, Suite, known};
 pub use l1_choice::check as check_l1_options;
 
 /// Which build of a Debian L1 a run would boot, found before the guest is
-/// built: a pin that neither the cache nor the archive has, with no other
-/// build of its series to stand in, fails in a second instead of after
-/// the build. Asks the cache, then the archive's lists (fetching them only
-/// when the private apt state has none).
-pub fn check_l1_build(arch: Arch, opts: &crate::cli::L1Options) -> Result<(), Error> {
-    let l1_choice::L1Choice::Debian { known, swprot, pin } = l1_choice::choose(arch, opts)? else {
-        return Ok(());
-    };
-    let cache = cache::Cache::locate()?;
-    let apt = apt::Apt::new(&cache, true);
-    assets::choose_build(&cache, &apt, known, arch, swprot, pin, false).map(drop)
-}
+/// built (l1_choice.rs).
+pub use l1_choice::check_build as check_l1_build;
 
 use crate::backend::interface::{Backend, ConsoleFn};
 use crate::backend::kind::BackendKind;
