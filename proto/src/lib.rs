@@ -18,6 +18,7 @@ pub mod cpuid;
 pub mod crumbs;
 pub mod glob;
 pub mod hostcheck;
+pub mod hostile;
 pub mod hypervisor;
 pub mod keyword;
 pub mod ktap;

@@ -231,6 +231,9 @@ pub struct Plan<'a> {
     /// Operations in a seeded storm (`storm_ops=`; default iters × 100).
     /// The sequence does not depend on it: a longer storm extends a shorter.
     pub storm_ops: Option<u64>,
+    /// Operations of the hostile traffic (`hostile.vmm`; `hostile_ops=`;
+    /// default iters × 10).
+    pub hostile_ops: Option<u64>,
 }
 
 pub const DEFAULT_SEED: u64 = 0x5eed;
@@ -240,6 +243,8 @@ pub const DEFAULT_BENCH_MS: u32 = 100;
 /// Storm operations per `iters=` unit when the plan names no `storm_ops=`:
 /// the default iters=1000 gives 1e5.
 pub const STORM_OPS_PER_ITER: u64 = 100;
+/// Hostile operations per `iters=` unit when the plan names no `hostile_ops=`.
+pub const HOSTILE_OPS_PER_ITER: u64 = 10;
 /// Most CPUs a plan may name (the guest's per-CPU tables are this big).
 pub const MAX_CPUS: u32 = 64;
 
@@ -263,6 +268,7 @@ impl Default for Plan<'_> {
             cpus: 1,
             replay: None,
             storm_ops: None,
+            hostile_ops: None,
         }
     }
 }
@@ -356,6 +362,10 @@ impl<'a> Plan<'a> {
                     .filter(|&v| v > 0)
                     .map(|v| plan.storm_ops = Some(v))
                     .ok_or("a positive operation count"),
+                "hostile_ops" => parse_u64(value)
+                    .filter(|&v| v > 0)
+                    .map(|v| plan.hostile_ops = Some(v))
+                    .ok_or("a positive operation count"),
                 "vmm" => match value {
                     "convtest" => {
                         plan.vmm = Some(VmmKind::Convtest);
@@ -389,6 +399,12 @@ impl Plan<'_> {
     pub fn storm_len(&self) -> u64 {
         self.storm_ops
             .unwrap_or(u64::from(self.iters.max(1)) * STORM_OPS_PER_ITER)
+    }
+
+    /// Operations of the hostile traffic: `hostile_ops=`, else iters × 10.
+    pub fn hostile_len(&self) -> u64 {
+        self.hostile_ops
+            .unwrap_or(u64::from(self.iters.max(1)) * HOSTILE_OPS_PER_ITER)
     }
 }
 
@@ -434,6 +450,9 @@ impl fmt::Display for Plan<'_> {
         }
         if let Some(n) = self.storm_ops {
             write!(f, " storm_ops={n}")?;
+        }
+        if let Some(n) = self.hostile_ops {
+            write!(f, " hostile_ops={n}")?;
         }
         Ok(())
     }
@@ -519,11 +538,21 @@ mod tests {
 
     #[test]
     fn cpus_and_replay_round_trip_and_bounds() {
-        let p = Plan::parse("cpus=4 replay=0x10 storm_ops=2000");
+        let p = Plan::parse("cpus=4 replay=0x10 storm_ops=2000 hostile_ops=10000");
         assert_eq!(p.error, None);
         assert_eq!(
-            (p.plan.cpus, p.plan.replay, p.plan.storm_ops),
-            (4, Some(16), Some(2000))
+            (
+                p.plan.cpus,
+                p.plan.replay,
+                p.plan.storm_ops,
+                p.plan.hostile_len()
+            ),
+            (4, Some(16), Some(2000), 10_000)
+        );
+        assert_eq!(Plan::parse("iters=7").plan.hostile_len(), 70);
+        assert_eq!(
+            Plan::parse("hostile_ops=0").error.map(|e| e.key),
+            Some("hostile_ops")
         );
         let text = p.plan.to_string();
         let again = Plan::parse(&text).plan;
