@@ -242,6 +242,22 @@ impl<'a> Ack<'a> {
 
 /// Longest input line an `AckReader` keeps; longer ones are skipped whole.
 pub const LINE_MAX: usize = 512;
+/// Longest detail a host puts in an ack, so the whole ack fits in
+/// [`LINE_MAX`] (the id, status and evidence take under 50 bytes).
+pub const ACK_DETAIL_MAX: usize = 400;
+
+/// `detail` cut to [`ACK_DETAIL_MAX`] bytes at a character boundary, `...`
+/// marking the cut.
+pub fn clip_detail(detail: &str) -> alloc::borrow::Cow<'_, str> {
+    if detail.len() <= ACK_DETAIL_MAX {
+        return alloc::borrow::Cow::Borrowed(detail);
+    }
+    let mut cut = ACK_DETAIL_MAX - 3;
+    while !detail.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    alloc::borrow::Cow::Owned(alloc::format!("{}...", &detail[..cut]))
+}
 
 /// What one input byte completed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -310,6 +326,22 @@ mod tests {
     use super::*;
     use std::format;
     use std::string::ToString;
+
+    #[test]
+    fn a_clipped_detail_keeps_the_ack_within_what_a_reader_keeps() {
+        let long: std::string::String = "\u{e9}".repeat(1000);
+        let d = clip_detail(&long);
+        assert!(d.len() <= ACK_DETAIL_MAX && d.ends_with("..."));
+        let ack = Ack {
+            id: u32::MAX,
+            ok: false,
+            evidence: Some(Evidence::Bookkeeping),
+            detail: &d,
+        }
+        .to_string();
+        assert!(ack.len() < LINE_MAX, "{}", ack.len());
+        assert_eq!(clip_detail("short"), "short");
+    }
 
     #[test]
     fn requests_roundtrip() {

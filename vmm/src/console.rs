@@ -10,7 +10,9 @@
 
 use super::hostcheck::{self, HostView};
 use super::stream::ConsoleStream;
-use convtest_proto::hostcheck::{Ack, AnswerCounts, AnswerKind, Evidence, Request, split_request};
+use convtest_proto::hostcheck::{
+    Ack, AnswerCounts, AnswerKind, Evidence, Request, clip_detail, split_request,
+};
 use convtest_proto::wire::HOST_PREFIX;
 
 /// A line longer than this is not a request; keep memory bounded.
@@ -75,14 +77,20 @@ impl ConsoleTap {
             None => hostcheck::Answer {
                 ok: false,
                 evidence: Evidence::Bookkeeping,
-                detail: format!("unparsable request {body:?}"),
+                detail: format!(
+                    "unparsable request ({} bytes): {:?}",
+                    body.len(),
+                    body.chars().take(48).collect::<String>()
+                ),
             },
         };
+        // The guest's ack reader keeps 512 bytes: a longer ack would never
+        // reach the test that waits for it.
         let ack = Ack {
             id,
             ok: a.ok,
             evidence: Some(a.evidence),
-            detail: &a.detail,
+            detail: &clip_detail(&a.detail),
         }
         .to_string();
         Some((kind, ack))
@@ -128,11 +136,9 @@ mod tests {
              more"
         );
         let bad = tap.feed(b"\n# convtest-req 5 dance\n", &mut out, &view);
-        assert!(
-            String::from_utf8(bad)
-                .unwrap()
-                .starts_with("convtest-ack 5 fail bookkeeping unparsable")
-        );
+        assert!(String::from_utf8(bad).unwrap().starts_with(
+            "convtest-ack 5 fail bookkeeping unparsable request (5 bytes): \"dance\""
+        ));
         assert_eq!(tap.answered.total(), 2);
         assert_eq!(tap.answered.get(AnswerKind::Unparsable), 1);
         let mut f = crate::facts::Facts::default();
@@ -141,6 +147,28 @@ mod tests {
             f.line(),
             "# convtest-vmm: host_checks=2 host_verify=0 host_scan=1 host_noread=0 host_unparsable=1\n"
         );
+    }
+
+    #[test]
+    fn an_answer_to_a_long_binary_line_fits_what_the_guest_reads() {
+        let view = FlatView::new(0x1000, 0x2000);
+        let mut tap = ConsoleTap::default();
+        let mut out = Relayed::new(Vec::new());
+        let mut line = b"# convtest-req 4294967295 ".to_vec();
+        line.extend((0..=255u8).filter(|b| *b != b'\n').cycle().take(2000));
+        line.push(b'\n');
+        let ack = tap.feed(&line, &mut out, &view);
+        assert!(
+            ack.len() < convtest_proto::hostcheck::LINE_MAX,
+            "{}",
+            ack.len()
+        );
+        let mut reader = convtest_proto::hostcheck::AckReader::new(u32::MAX);
+        let fed: Vec<bool> = ack
+            .iter()
+            .map(|&b| matches!(reader.feed(b), convtest_proto::hostcheck::Fed::Ack(_)))
+            .collect();
+        assert_eq!(fed.last(), Some(&true), "the guest reads it as its answer");
     }
 
     #[test]
