@@ -195,7 +195,7 @@ impl Guest<'_> {
 fn boot_plan(cmdline: &str, content: Content, policy: ResetPolicy, boot: u32) -> String {
     reboot::guest_plan(
         cmdline,
-        &format!("content={}", content.as_str()),
+        &format!("content={} vmm=convtest", content.as_str()),
         policy,
         boot,
     )
@@ -369,7 +369,10 @@ mod tests {
     #[test]
     fn later_boots_find_their_index_and_the_policy_in_the_dtb() {
         let plan = boot_plan("tests=conv.*", Content::Preserve, ResetPolicy::Recreate, 2);
-        assert_eq!(plan, "tests=conv.* content=preserve reset=recreate boot=2");
+        assert_eq!(
+            plan,
+            "tests=conv.* content=preserve vmm=convtest reset=recreate boot=2"
+        );
         let blob = fdt::build(&fdt::Layout {
             ram: convtest_proto::range::MemRange::new(0x8000_0000, 0x9000_0000),
             uart: uart::MMIO,
@@ -379,7 +382,7 @@ mod tests {
         .unwrap();
         assert!(String::from_utf8_lossy(&blob).contains("reset=recreate boot=2"));
         let first = boot_plan("", Content::Preserve, ResetPolicy::Keep, 0);
-        assert_eq!(first, "content=preserve reset=keep");
+        assert_eq!(first, "content=preserve vmm=convtest reset=keep");
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl<'a> Exits<'a> {
             out,
             stats,
         } = c;
-        if uart.pump(&mut **tap, &mut **out, self.ram) {
+        if uart.pump(tap, &mut **out, self.ram) {
             stats
                 .first_output_ms
                 .get_or_insert_with(|| self.epoch.elapsed().as_millis());

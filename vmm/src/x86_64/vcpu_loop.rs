@@ -63,6 +63,13 @@ struct Stats {
     serve_errors: u64,
     /// Memory-fault exits that raced a conversion and were re-entered.
     fault_retries: u64,
+    /// Loads and stores where no RAM and no device is (loads read all
+    /// ones, as a floating bus does; stores are dropped), and the first.
+    stray_mmio: u64,
+    first_stray_mmio: Option<u64>,
+    /// Port writes and reads no device claims (reads answer all ones).
+    stray_io_out: u64,
+    stray_io_in: u64,
 }
 
 impl Stats {
@@ -235,7 +242,10 @@ impl ExitServer for Exits<'_> {
                     Some(Ending::new(GuestEnd::DebugExit(code)))
                 }
                 Some(ports::PortEnd::Reset) => Some(Ending::reset(arrived)),
-                None => None,
+                None => {
+                    d.run.stats.stray_io_out += u64::from(!ports::claimed(port));
+                    None
+                }
             },
             Ok(VcpuExit::IoIn(port, data)) if serial::owns(port) => {
                 serial::input(&mut d.run.com1, port, data);
@@ -244,6 +254,22 @@ impl ExitServer for Exits<'_> {
             Ok(VcpuExit::IoIn(_, data)) => {
                 // Nothing else is there: a floating bus reads all ones.
                 data.fill(0xff);
+                d.run.stats.stray_io_in += 1;
+                None
+            }
+            // No device and no RAM behind the address (RAM is all in
+            // memory slots, which KVM serves without an exit): a floating
+            // bus, as on a PC. A guest's stray access is its own business,
+            // counted, never the run's end.
+            Ok(VcpuExit::MmioRead(gpa, data)) => {
+                data.fill(0xff);
+                d.run.stats.stray_mmio += 1;
+                d.run.stats.first_stray_mmio.get_or_insert(gpa);
+                None
+            }
+            Ok(VcpuExit::MmioWrite(gpa, _)) => {
+                d.run.stats.stray_mmio += 1;
+                d.run.stats.first_stray_mmio.get_or_insert(gpa);
                 None
             }
             Ok(VcpuExit::Hypercall(hc)) => {
@@ -407,7 +433,16 @@ pub(super) fn run_loop(
         .add("rejected", stats.rejected)
         .add("faulted", stats.faulted)
         .add("serve_errors", stats.serve_errors)
-        .add("fault_retries", stats.fault_retries);
+        .add("fault_retries", stats.fault_retries)
+        .add("stray_mmio", stats.stray_mmio)
+        .add(
+            "first_stray_mmio",
+            stats
+                .first_stray_mmio
+                .map_or_else(|| "-".to_string(), |a| format!("{a:#x}")),
+        )
+        .add("stray_io_out", stats.stray_io_out)
+        .add("stray_io_in", stats.stray_io_in);
     tap.add_facts(&mut f);
     f.add("forged_lines", out.forged())
         .add("resets", resets)
