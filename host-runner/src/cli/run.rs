@@ -65,6 +65,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "I", value_parser = parse_u64)]
     pub replay: Option<u64>,
 
+    /// Operations of hostile traffic `hostile.vmm` aims at the VMM (with
+    /// --tests 'hostile.vmm,conv.*': the attack, then the conversion suite
+    /// the VMM must still serve) [default: iters × 10].
+    #[arg(long, value_name = "N", value_parser = parse_u64)]
+    pub hostile_ops: Option<u64>,
+
     /// CPUs the guest gets (QEMU `-smp N`); the guest brings up every one and
     /// `smp.online` fails if one does not check in. The own VMMs (--backend
     /// vmm, nested) run one thread per vCPU; nested gives the L1 as many.

@@ -268,17 +268,20 @@ impl Parser {
             }
             return;
         }
-        for (evidence, text) in self.host_answers.drain(..) {
-            // A host that names no evidence proves no more than bookkeeping.
-            let e = evidence.unwrap_or(Evidence::Bookkeeping);
-            result.evidence = Some(result.evidence.map_or(e, |old| old.weakest(e)));
-            result.diagnostics.push(text);
-        }
         if !result.name.contains('.') {
             let suite = self.subtest.get(depth).and_then(Option::as_ref);
             if let Some(suite) = suite {
                 result.name = format!("{suite}.{}", result.name);
             }
+        }
+        let vouches = convtest_proto::catalog::vouches(&result.name);
+        for (evidence, text) in self.host_answers.drain(..) {
+            if vouches {
+                // A host that names no evidence proves no more than bookkeeping.
+                let e = evidence.unwrap_or(Evidence::Bookkeeping);
+                result.evidence = Some(result.evidence.map_or(e, |old| old.weakest(e)));
+            }
+            result.diagnostics.push(text);
         }
         for i in std::mem::take(&mut self.forged) {
             if let Some(f) = self.log.forged.get_mut(i) {

@@ -19,7 +19,7 @@ pub const PKVM: &str = "pkvm";
 /// -EINVAL as KVM returns it in rax.
 const EINVAL: i64 = -22;
 /// SMCCC INVALID_PARAMETER.
-const INVALID_PARAMETER: i64 = -3;
+pub(super) const INVALID_PARAMETER: i64 = -3;
 /// MAP_GPA_RANGE attribute bit 4: private (encrypted).
 const ENC: u64 = 1 << 4;
 
@@ -251,5 +251,121 @@ pub fn storm_rule(abi: &str) -> Option<(convtest_proto::storm::Rule, i64)> {
         MAP_GPA_RANGE => Some((Rule::AnyState, 0)),
         PKVM => Some((Rule::RefuseSameState, INVALID_PARAMETER)),
         _ => None,
+    }
+}
+
+// ---- the hostile traffic's answers (`hostile.vmm`) ----
+
+/// KVM's answer to a hypercall it does not know (-KVM_ENOSYS).
+const KVM_ENOSYS: i64 = -1000;
+/// PSCI INVALID_PARAMETERS and ALREADY_ON.
+const PSCI_INVALID_PARAMETERS: i64 = -2;
+const PSCI_ALREADY_ON: i64 = -4;
+
+/// What a hostile hypercall must be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Left to KVM's feature set (the PV calls KVM implements).
+    Unjudged,
+    /// A MAP_GPA_RANGE that must be refused with `code`: by KVM before any
+    /// exit (unaligned, empty, gfn overflow: arch/x86/kvm/x86.c), or by the
+    /// convtest VMM (attribute bits it does not know, a page-size hint
+    /// above 1G, a length that overflows, a range not all RAM).
+    Refused { code: i64, by_vmm: bool },
+    /// A MAP_GPA_RANGE the VMM must carry out (answer 0).
+    Applied,
+    /// Another fixed answer.
+    Code(i64),
+}
+
+/// The hypercalls KVM x86 implements (include/uapi/linux/kvm_para.h).
+const KVM_HYPERCALLS: [u64; 6] = [1, 5, 9, 10, 11, 12];
+
+pub fn hostile_hypercall(nr: u64, args: [u64; 3], ram: &[MemRange]) -> Answer {
+    if nr != convtest_proto::map_gpa::KVM_HC_MAP_GPA_RANGE {
+        return if KVM_HYPERCALLS.contains(&nr) {
+            Answer::Unjudged
+        } else {
+            Answer::Code(KVM_ENOSYS)
+        };
+    }
+    let [gpa, npages, _] = args;
+    let gfn = gpa >> 12;
+    if !gpa.is_multiple_of(4096) || npages == 0 || gfn.wrapping_add(npages) <= gfn {
+        return Answer::Refused {
+            code: EINVAL,
+            by_vmm: false,
+        };
+    }
+    match convtest_proto::hostile::applies(args) {
+        Some(r) if ram.iter().any(|m| m.covers(&r)) => Answer::Applied,
+        _ => Answer::Refused {
+            code: EINVAL,
+            by_vmm: true,
+        },
+    }
+}
+
+/// pKVM's MEM_SHARE / MEM_UNSHARE (SMC64) of a granule of `scratch` with
+/// x2 and x3 clear: the conversion direction. pKVM converts the granule
+/// or refuses it by its state, which the caller's model predicts.
+pub fn pkvm_mem_call(fid: u32, args: [u64; 3], scratch: MemRange) -> Option<Target> {
+    let to = match fid {
+        PKVM_MEM_SHARE => Target::Shared,
+        PKVM_MEM_UNSHARE => Target::Private,
+        _ => return None,
+    };
+    (args[1] == 0 && args[2] == 0 && scratch.contains(args[0])).then_some(to)
+}
+
+/// The fixed answer to a hostile SMCCC call, if it has one: pKVM refuses
+/// MEM_SHARE / MEM_UNSHARE with x2 or x3 set before looking at the IPA
+/// (arch/arm64/kvm/hyp/nvhe/pkvm.c, kvm_handle_pvm_hvc64); PSCI CPU_ON of
+/// the running CPU answers ALREADY_ON, of a CPU that does not exist
+/// INVALID_PARAMETERS (arch/arm64/kvm/psci.c; SMC32 narrows x1 to 32 bits).
+pub fn hostile_smccc(fid: u32, args: [u64; 3], self_mpidr: u64) -> Option<(i64, &'static str)> {
+    match fid {
+        PKVM_MEM_SHARE | PKVM_MEM_UNSHARE if args[1] != 0 || args[2] != 0 => Some((
+            INVALID_PARAMETER,
+            "pKVM refuses MEM_SHARE/MEM_UNSHARE with x2 or x3 set",
+        )),
+        0x8400_0003 | 0xc400_0003 => {
+            let x1 = if fid & 0x4000_0000 == 0 {
+                args[0] & 0xffff_ffff
+            } else {
+                args[0]
+            };
+            let target = x1 & 0xff_00ff_ffff;
+            Some(if x1 != target {
+                (
+                    PSCI_INVALID_PARAMETERS,
+                    "PSCI CPU_ON of an MPIDR with bits outside the affinity fields",
+                )
+            } else if target == self_mpidr & 0xff_00ff_ffff {
+                (PSCI_ALREADY_ON, "PSCI CPU_ON of the running CPU")
+            } else {
+                (
+                    PSCI_INVALID_PARAMETERS,
+                    "PSCI CPU_ON of a CPU that does not exist",
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The raw calls that make `range` private whatever state its granules are
+/// in (the answers do not matter: pKVM refuses the ones already private).
+pub fn make_private(abi: &str, range: MemRange, granule: u64) -> Vec<RawCall> {
+    match abi {
+        MAP_GPA_RANGE => vec![map(range.start, range.len() / 4096, hint(range) | ENC)],
+        PKVM => (range.start..range.end)
+            .step_by(granule as usize)
+            .map(|x1| RawCall::Smccc {
+                fid: PKVM_MEM_UNSHARE,
+                x1,
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
