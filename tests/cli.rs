@@ -271,3 +271,86 @@ fn lava_cases_prints_records_or_says_why_not() {
         text(&out.stderr)
     );
 }
+
+/// A Debian archive that has dropped the pinned L1 build, faked with
+/// apt-get / apt-cache scripts on PATH that answer from the recorded index
+/// (host-runner/tests/fixtures/debian-index.madison) minus the lines of
+/// `dropped`, and an empty cache. Returns the run's exit code and stderr.
+fn nested_run_with_an_archive_without(dropped: &str, extra: &[&str]) -> (Option<i32>, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let index = dir.path().join("index.madison");
+    let recorded = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/debian-index.madison"
+    ))
+    .expect("fixture");
+    let kept: String = recorded
+        .lines()
+        .filter(|l| !l.contains(dropped))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&index, kept).expect("index");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let scripts = [
+        // update succeeds and fetches nothing; a download fails as apt does.
+        (
+            "apt-get",
+            "#!/bin/sh\nfor a; do [ \"$a\" = download ] && { echo 'E: Unable to locate package' >&2; exit 100; }; done\nexit 0\n",
+        ),
+        (
+            "apt-cache",
+            "#!/bin/sh\nwhile [ \"$1\" = -o ]; do shift 2; done\ncmd=$1; shift\ncase $cmd in\n\
+             pkgnames) cut -d' ' -f1 \"$FAKE_INDEX\" | sed 's/:.*//' | grep \"^$1\" | sort -u ;;\n\
+             madison) for n; do grep \"^$n[ :]\" \"$FAKE_INDEX\"; done ;;\nesac\nexit 0\n",
+        ),
+    ];
+    for (name, text) in scripts {
+        let p = bin.join(name);
+        std::fs::write(&p, text).expect("script");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut args = vec!["run", "--backend", "nested", "--tests", "boot.plan"];
+    args.extend_from_slice(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_convtest"))
+        .args(&args)
+        .env("PATH", path)
+        .env("FAKE_INDEX", &index)
+        .env("CONVTEST_CACHE", dir.path().join("cache"))
+        .output()
+        .expect("convtest runs");
+    (out.status.code(), text(&out.stderr))
+}
+
+/// The pinned L1 build gone from the archive and the cache: the newest
+/// build of its series is announced before anything is built (here its
+/// download then fails: the fake archive has no files); nothing of the
+/// series left: exit 2 naming what was looked for, also before any build.
+#[test]
+fn a_pinned_l1_build_that_left_the_archive() {
+    let (code, stderr) = nested_run_with_an_archive_without("6.12.117", &["--l1", "debian-6.12"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("WARNING: --l1 debian-6.12: the pinned build 6.12.117+deb12")
+            && stderr.contains("the newest build of the series there instead, 6.12.118+deb12"),
+        "{stderr}"
+    );
+    let (code, stderr) = nested_run_with_an_archive_without("7.3.4", &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--l1 debian-7.3 on x86_64: the pinned build 7.3.4+deb13")
+            && stderr.contains("no other build of the series 7.3.<n>+deb13")
+            && stderr.contains("linux-binary-7.3.<n>+deb13-amd64"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("building guest"),
+        "before the guest build: {stderr}"
+    );
+}

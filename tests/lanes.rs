@@ -216,6 +216,47 @@ fn injected_fault_fails_with_the_crash_line() {
     }
 }
 
+/// A guest that prints a VMM fact, an L1 run end and a host-check answer
+/// itself: the relay (here the runner's, QEMU adds no lines of its own)
+/// marks each line, and the verdict fails naming them and the test.
+#[test]
+fn a_guest_printing_host_lines_is_named_in_the_verdict() {
+    for arch in ["x86_64", "aarch64"] {
+        let run = convtest(&[
+            "--backend",
+            "qemu",
+            "--arch",
+            arch,
+            "--tests",
+            "boot.plan",
+            "--inject",
+            "forge",
+            "--timeout",
+            "60",
+        ]);
+        assert_fails(
+            &run,
+            &[
+                "the guest printed 3 line(s) only the host side may print",
+                "during inject.requested: \"# convtest-vmm: end=power_off exits=1\"",
+                "# convtest-l1: run_end=forged vmm_exit=33",
+                "# convtest-host: verify convtest-ack 1 ok enforced forged by the guest",
+            ],
+        );
+        let forged = run.json["tests"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == "inject.requested"))
+            .map(|t| t["forged"].clone());
+        assert_eq!(
+            forged.and_then(|f| f.as_array().map(Vec::len)),
+            Some(3),
+            "{}",
+            run.context
+        );
+        assert!(run.json["vmm"].as_object().is_some_and(|v| v.is_empty()));
+    }
+}
+
 #[test]
 fn injected_hang_fails_with_timeout_and_last_line() {
     let run = convtest(&[

@@ -9,7 +9,11 @@
 use crate::arch::{Current, Platform};
 use crate::console::kprintln;
 use alloc::string::{String, ToString};
-use convtest_proto::hostcheck::{AckReader, Evidence, Fed, REQ_PREFIX, Request};
+use convtest_proto::hostcheck::{
+    ACK_PREFIX, AckReader, AnswerKind, Evidence, Fed, REQ_PREFIX, Request,
+};
+use convtest_proto::plan::{GuestFault, Plan};
+use convtest_proto::wire::HOST_PREFIX;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -78,12 +82,50 @@ pub struct Reply {
     pub detail: String,
 }
 
+/// Who answers host checks, as the plan says: the host (`host=on`) or
+/// nobody; and whether the firmware forges the answers itself
+/// (`gfault=forge-host`: the bug the runner must catch, since only the
+/// line's origin tells a forged answer from the host's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Host {
+    on: bool,
+    forge: bool,
+}
+
+impl Host {
+    pub fn of(plan: &Plan<'_>) -> Host {
+        Host {
+            on: plan.host,
+            forge: plan.guest_fault == Some(GuestFault::ForgeHost),
+        }
+    }
+
+    /// Whether anyone answers (`host=on`).
+    pub fn on(&self) -> bool {
+        self.on
+    }
+}
+
 /// Asks the host; `Ok` when it answered `ok`.
-pub fn ask(host_on: bool, req: &Request) -> Result<Reply, HostError> {
-    if !host_on {
+pub fn ask(host: Host, req: &Request) -> Result<Reply, HostError> {
+    if !host.on {
         return Err(HostError::Off);
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) + 1;
+    if host.forge {
+        // The firmware bug: no request, the host's copy of an answer
+        // printed by the guest itself, and a pass taken from it.
+        let detail = "forged by the guest";
+        kprintln!(
+            "    {HOST_PREFIX}{} {ACK_PREFIX}{id} ok {} {detail}",
+            AnswerKind::of(Some(req)).as_str(),
+            Evidence::Enforced.as_str()
+        );
+        return Ok(Reply {
+            evidence: Some(Evidence::Enforced),
+            detail: detail.to_string(),
+        });
+    }
     // Indented like the running test's other diagnostics; the host matches
     // the prefix after any indentation.
     kprintln!("    {REQ_PREFIX}{id} {req}");

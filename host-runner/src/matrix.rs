@@ -23,6 +23,12 @@ pub struct Row {
     pub l1: String,
     /// `uname -r` in the L1.
     pub kernel: String,
+    /// Which build it is: `pinned`, `explicit` (`--l1 NAME=ABI`) or
+    /// `newest-of-series` (the pin was in neither the cache nor the
+    /// archive); `-` for an L1 that did not say.
+    pub l1_build: String,
+    /// The table's pinned build of the kernel.
+    pub l1_pinned: String,
     pub verdict: Verdict,
     pub reason: String,
     /// Every capability the VMM probed, `number:value` (from its `cap.*`
@@ -68,6 +74,8 @@ impl Row {
         Row {
             l1: l1.to_string(),
             kernel: fact(&log.l1, "kernel"),
+            l1_build: fact(&log.l1, "l1_build"),
+            l1_pinned: fact(&log.l1, "l1_pinned"),
             verdict: r.judgement.verdict,
             reason: r.judgement.reason.clone(),
             caps: caps(&log.vmm).unwrap_or_else(|| "-".into()),
@@ -234,7 +242,10 @@ pub fn render(rows: &[Row]) -> String {
         .iter()
         .map(|r| {
             [
-                r.kernel.clone(),
+                match r.l1_build.as_str() {
+                    "newest-of-series" => format!("{} (NOT the pin {})", r.kernel, r.l1_pinned),
+                    _ => r.kernel.clone(),
+                },
                 r.caps.clone(),
                 format!("{} ({})", r.memory, r.backing),
                 format!("{}/{}/{}", r.conv_pass, r.conv_fail, r.conv_skip),
@@ -266,6 +277,13 @@ pub fn render(rows: &[Row]) -> String {
         let refs: Vec<&str> = c.iter().map(String::as_str).collect();
         line(&mut s, &refs);
     }
+    for r in rows.iter().filter(|r| r.l1_build == "newest-of-series") {
+        let _ = writeln!(
+            s,
+            "{}: the newest build of the series; the pinned {} is in neither the cache nor the archive",
+            r.kernel, r.l1_pinned
+        );
+    }
     for r in rows.iter().filter(|r| !r.reason.is_empty()) {
         let _ = writeln!(s, "{}: {}", r.kernel, r.reason);
     }
@@ -281,6 +299,8 @@ mod tests {
         let row = |kernel: &str, memory: &str, skip: usize, verdict| Row {
             l1: "debian-x".into(),
             kernel: kernel.into(),
+            l1_build: "pinned".into(),
+            l1_pinned: "-".into(),
             verdict,
             reason: if verdict == Verdict::Pass {
                 String::new()
@@ -317,5 +337,23 @@ mod tests {
             "{t}"
         );
         assert_eq!(lines[3], "6.1.0-41-amd64: boom");
+        let moved = Row {
+            l1_build: "newest-of-series".into(),
+            l1_pinned: "6.12.117+deb12".into(),
+            ..row("6.12.118+deb12-amd64", "emulated-private", 0, Verdict::Pass)
+        };
+        let t = render(&[moved]);
+        assert!(
+            t.lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("6.12.118+deb12-amd64 (NOT the pin 6.12.117+deb12)")),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "6.12.118+deb12-amd64: the newest build of the series; the pinned 6.12.117+deb12 is in neither the cache nor the archive"
+            ),
+            "{t}"
+        );
     }
 }

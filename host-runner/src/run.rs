@@ -107,8 +107,11 @@ fn boot_and_judge(config: &RunConfig, record: &mut RunRecord) -> Result<(), Erro
     };
     backend.preflight(config.arch, config.boot)?;
     if config.backend == BackendKind::Nested {
-        // Before the guest build: a bad --l1-kernel answers in a second.
+        // Before the guest build: a bad --l1-kernel, or a pinned Debian
+        // build gone with nothing of its series to stand in, answers in a
+        // second.
         backend::nested::check_l1_options(config.arch, &config.l1)?;
+        backend::nested::check_l1_build(config.arch, &config.l1)?;
     }
 
     let scratch = crate::cleanup::Scratch::new("convtest-run-")?;
@@ -216,6 +219,8 @@ pub fn lane_name(config: &RunConfig, log: &crate::ktap::Log) -> String {
             if let Some(k) = config
                 .l1
                 .l1_name
+                .as_ref()
+                .map(|p| p.name)
                 .filter(|k| *k != crate::backend::nested::L1Name::default())
             {
                 use clap::ValueEnum;

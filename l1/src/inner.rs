@@ -54,6 +54,7 @@ pub fn run_command(con: &Console, mut cmd: Command, limit: Duration) -> Result<V
     for t in relays.into_iter().flatten() {
         let _ = t.join();
     }
+    con.end_raw();
     let status = status.map_err(|err| Failure::Wait { err })?;
     Ok(exit_of(status, limit_struck))
 }

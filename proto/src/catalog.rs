@@ -140,6 +140,13 @@ pub const TESTS: &[TestDef] = &[
         "clock.frequency",
         "the platform states the counter frequency and it is plausible",
     ),
+    TestDef {
+        explicit: true,
+        ..t(
+            "hostile.vmm",
+            "a seeded, bounded flood of hostile traffic at the VMM through real exits (hostile_ops=, default iters×10): random hypercalls and MAP_GPA_RANGE edges, port I/O over every port, loads and stores where no RAM is, malformed, binary, too long and out-of-order host-check lines, console floods, random SMCCC/PSCI on arm64; every answer the ABI fixes is checked, every host line must be answered, the scratch area ends private. Run it before conv.* to show the VMM still serves them",
+        )
+    },
     host(
         "conv.reset_private",
         "reset-to-private ran at boot; ranges shared on purpose (the dirty state a crashed OS leaves) are private after a second reset, proven by the host: a canary written afterwards is invisible to it",
@@ -238,7 +245,7 @@ pub const TESTS: &[TestDef] = &[
         on_request: true,
         ..t(
             "inject.requested",
-            "with inject=fault|hang only: faults or hangs on purpose to test the runner's verdict",
+            "with inject=fault|hang|forge only: faults, hangs or prints host lines on purpose to test the runner's verdict",
         )
     },
 ];
@@ -254,6 +261,13 @@ pub fn converts(name: &str) -> bool {
     ((name.starts_with("conv.") || name.starts_with("bench.") || name.starts_with("stress."))
         && name != "bench.bounce")
         || name == "reboot.leave_dirty"
+}
+
+/// Whether the host's answers during `name` vouch for what the platform
+/// did: not the hostile traffic's, whose host-check lines are junk on
+/// purpose.
+pub fn vouches(name: &str) -> bool {
+    suite_of(name) != "hostile"
 }
 
 /// The suite part of a dotted name.

@@ -86,6 +86,77 @@ impl fmt::Display for Request {
     }
 }
 
+/// What a host answered, by kind: the word before the VMM's copy of each
+/// ack (`# convtest-host: <kind> convtest-ack …`), and the VMM's count of
+/// each (`host_<kind>=`), which the runner holds against the copies it read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerKind {
+    Verify,
+    Scan,
+    NoRead,
+    /// A request line the host could not parse (answered `fail`).
+    Unparsable,
+}
+
+impl AnswerKind {
+    pub const ALL: [AnswerKind; 4] = [
+        AnswerKind::Verify,
+        AnswerKind::Scan,
+        AnswerKind::NoRead,
+        AnswerKind::Unparsable,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AnswerKind::Verify => "verify",
+            AnswerKind::Scan => "scan",
+            AnswerKind::NoRead => "noread",
+            AnswerKind::Unparsable => "unparsable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AnswerKind> {
+        AnswerKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The VMM's fact key for how many it answered (`host_verify`, …).
+    pub const fn fact_key(self) -> &'static str {
+        match self {
+            AnswerKind::Verify => "host_verify",
+            AnswerKind::Scan => "host_scan",
+            AnswerKind::NoRead => "host_noread",
+            AnswerKind::Unparsable => "host_unparsable",
+        }
+    }
+
+    pub const fn of(req: Option<&Request>) -> AnswerKind {
+        match req {
+            Some(Request::Verify { .. }) => AnswerKind::Verify,
+            Some(Request::Scan { .. }) => AnswerKind::Scan,
+            Some(Request::NoRead { .. }) => AnswerKind::NoRead,
+            None => AnswerKind::Unparsable,
+        }
+    }
+}
+
+/// Per kind, how many answers (the VMM's count or the runner's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnswerCounts(pub [u64; 4]);
+
+impl AnswerCounts {
+    pub fn add(&mut self, k: AnswerKind) {
+        self.0[k as usize] += 1;
+    }
+
+    pub fn get(&self, k: AnswerKind) -> u64 {
+        self.0[k as usize]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
 fn hex(v: &str) -> Option<u64> {
     u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
 }
@@ -171,6 +242,22 @@ impl<'a> Ack<'a> {
 
 /// Longest input line an `AckReader` keeps; longer ones are skipped whole.
 pub const LINE_MAX: usize = 512;
+/// Longest detail a host puts in an ack, so the whole ack fits in
+/// [`LINE_MAX`] (the id, status and evidence take under 50 bytes).
+pub const ACK_DETAIL_MAX: usize = 400;
+
+/// `detail` cut to [`ACK_DETAIL_MAX`] bytes at a character boundary, `...`
+/// marking the cut.
+pub fn clip_detail(detail: &str) -> alloc::borrow::Cow<'_, str> {
+    if detail.len() <= ACK_DETAIL_MAX {
+        return alloc::borrow::Cow::Borrowed(detail);
+    }
+    let mut cut = ACK_DETAIL_MAX - 3;
+    while !detail.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    alloc::borrow::Cow::Owned(alloc::format!("{}...", &detail[..cut]))
+}
 
 /// What one input byte completed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,6 +326,22 @@ mod tests {
     use super::*;
     use std::format;
     use std::string::ToString;
+
+    #[test]
+    fn a_clipped_detail_keeps_the_ack_within_what_a_reader_keeps() {
+        let long: std::string::String = "\u{e9}".repeat(1000);
+        let d = clip_detail(&long);
+        assert!(d.len() <= ACK_DETAIL_MAX && d.ends_with("..."));
+        let ack = Ack {
+            id: u32::MAX,
+            ok: false,
+            evidence: Some(Evidence::Bookkeeping),
+            detail: &d,
+        }
+        .to_string();
+        assert!(ack.len() < LINE_MAX, "{}", ack.len());
+        assert_eq!(clip_detail("short"), "short");
+    }
 
     #[test]
     fn requests_roundtrip() {

@@ -101,6 +101,17 @@ impl Ledger {
         }
     }
 
+    /// After the hypervisor refused to share `r`: nothing of it became
+    /// shared by that call (what was shared before stays recorded so).
+    pub fn drop_pending(&mut self, r: MemRange) {
+        if self.overflowed {
+            return;
+        }
+        if self.pending.subtract(&r).is_err() {
+            self.overflowed = true;
+        }
+    }
+
     /// After the hypervisor confirmed `r` is private again. An overflowed
     /// record stays overflowed: it no longer knows what else is shared.
     pub fn note_private(&mut self, r: MemRange) {
@@ -219,6 +230,21 @@ mod tests {
         let (pending, shared) = ranges(Ledger::decode(&l.encode()));
         assert_eq!(pending.as_slice(), [MemRange::new(0x5000, 0x8000)]);
         assert_eq!(shared.as_slice(), [MemRange::new(0x4000, 0x5000)]);
+    }
+
+    #[test]
+    fn a_refused_share_leaves_only_what_was_shared_before() {
+        let mut l = Ledger::new();
+        let g = MemRange::new(0x4000, 0x5000);
+        l.note_pending(g);
+        l.note_shared(g);
+        // A second MEM_SHARE of the shared granule (a state probe): noted
+        // before the call, refused with -3.
+        l.note_pending(g);
+        l.drop_pending(g);
+        let (pending, shared) = ranges(Ledger::decode(&l.encode()));
+        assert!(pending.is_empty());
+        assert_eq!(shared.as_slice(), [g]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! options) and named in the guest's header; a known key with a bad value is
 //! an error the guest reports as a failing `boot.plan` test.
 
+use crate::tracker::Target;
 use core::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +14,10 @@ pub enum Inject {
     Fault,
     /// Spin forever mid-run: the runner's timeout must end it.
     Hang,
+    /// Print lines only the host side may print (a VMM fact, an L1 run
+    /// end, a host-check answer) and pass: the relay between guest and
+    /// runner must mark them and the verdict name them.
+    Forge,
 }
 
 impl Inject {
@@ -20,6 +25,7 @@ impl Inject {
         match self {
             Inject::Fault => "fault",
             Inject::Hang => "hang",
+            Inject::Forge => "forge",
         }
     }
 }
@@ -58,14 +64,39 @@ pub enum GuestFault {
     SkipReset,
     /// Conversions are made but the page-state tracker is not told.
     ForgetTracker,
+    /// Host checks are never sent: the guest prints the host's copy of an
+    /// `ok` answer itself and takes it (the runner must catch the forgery).
+    ForgeHost,
+    /// A conversion to this state of a range of several granules leaves one
+    /// granule out (its call skipped, or the range split around it) while
+    /// the tracker and the ABI's record take the whole range.
+    Partial(Target, Omitted),
+}
+
+/// Which granule of a multi-granule conversion a `Partial` fault leaves out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Omitted {
+    /// The first (ranges of 2 granules and more).
+    First,
+    /// The one at half the length (3 granules and more: never an end).
+    Middle,
+    /// The last (2 granules and more).
+    Last,
 }
 
 impl GuestFault {
-    pub const ALL: [GuestFault; 4] = [
+    pub const ALL: [GuestFault; 11] = [
         GuestFault::SkipShare,
         GuestFault::SkipUnshare,
         GuestFault::SkipReset,
         GuestFault::ForgetTracker,
+        GuestFault::ForgeHost,
+        GuestFault::Partial(Target::Shared, Omitted::First),
+        GuestFault::Partial(Target::Shared, Omitted::Middle),
+        GuestFault::Partial(Target::Shared, Omitted::Last),
+        GuestFault::Partial(Target::Private, Omitted::First),
+        GuestFault::Partial(Target::Private, Omitted::Middle),
+        GuestFault::Partial(Target::Private, Omitted::Last),
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -74,11 +105,38 @@ impl GuestFault {
             GuestFault::SkipUnshare => "skip-unshare",
             GuestFault::SkipReset => "skip-reset",
             GuestFault::ForgetTracker => "forget-tracker",
+            GuestFault::ForgeHost => "forge-host",
+            GuestFault::Partial(Target::Shared, Omitted::First) => "partial-share-first",
+            GuestFault::Partial(Target::Shared, Omitted::Middle) => "partial-share-middle",
+            GuestFault::Partial(Target::Shared, Omitted::Last) => "partial-share-last",
+            GuestFault::Partial(Target::Private, Omitted::First) => "partial-unshare-first",
+            GuestFault::Partial(Target::Private, Omitted::Middle) => "partial-unshare-middle",
+            GuestFault::Partial(Target::Private, Omitted::Last) => "partial-unshare-last",
         }
     }
 
     pub fn parse(s: &str) -> Option<GuestFault> {
         GuestFault::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// The granule (index from 0) a conversion of `granules` granules to
+    /// `to` leaves out under this fault; `None`: it converts them all.
+    pub const fn omits(self, to: Target, granules: u64) -> Option<u64> {
+        let GuestFault::Partial(t, at) = self else {
+            return None;
+        };
+        if !matches!(
+            (t, to),
+            (Target::Shared, Target::Shared) | (Target::Private, Target::Private)
+        ) {
+            return None;
+        }
+        match at {
+            Omitted::First if granules >= 2 => Some(0),
+            Omitted::Last if granules >= 2 => Some(granules - 1),
+            Omitted::Middle if granules >= 3 => Some(granules / 2),
+            _ => None,
+        }
     }
 }
 
@@ -173,6 +231,9 @@ pub struct Plan<'a> {
     /// Operations in a seeded storm (`storm_ops=`; default iters × 100).
     /// The sequence does not depend on it: a longer storm extends a shorter.
     pub storm_ops: Option<u64>,
+    /// Operations of the hostile traffic (`hostile.vmm`; `hostile_ops=`;
+    /// default iters × 10).
+    pub hostile_ops: Option<u64>,
 }
 
 pub const DEFAULT_SEED: u64 = 0x5eed;
@@ -182,6 +243,8 @@ pub const DEFAULT_BENCH_MS: u32 = 100;
 /// Storm operations per `iters=` unit when the plan names no `storm_ops=`:
 /// the default iters=1000 gives 1e5.
 pub const STORM_OPS_PER_ITER: u64 = 100;
+/// Hostile operations per `iters=` unit when the plan names no `hostile_ops=`.
+pub const HOSTILE_OPS_PER_ITER: u64 = 10;
 /// Most CPUs a plan may name (the guest's per-CPU tables are this big).
 pub const MAX_CPUS: u32 = 64;
 
@@ -205,6 +268,7 @@ impl Default for Plan<'_> {
             cpus: 1,
             replay: None,
             storm_ops: None,
+            hostile_ops: None,
         }
     }
 }
@@ -273,7 +337,7 @@ impl<'a> Plan<'a> {
                     .ok_or("on or off"),
                 "inject" => parse_inject(value)
                     .map(|v| plan.inject = v)
-                    .ok_or("fault, hang or none"),
+                    .ok_or("fault, hang, forge or none"),
                 "content" => parse_content(value)
                     .map(|v| plan.content = Some(v))
                     .ok_or("zero or preserve"),
@@ -283,7 +347,7 @@ impl<'a> Plan<'a> {
                     .ok_or("a positive number of milliseconds"),
                 "gfault" => GuestFault::parse(value)
                     .map(|v| plan.guest_fault = Some(v))
-                    .ok_or("skip-share, skip-unshare, skip-reset or forget-tracker"),
+                    .ok_or("skip-share, skip-unshare, skip-reset, forget-tracker, forge-host or partial-share|partial-unshare-first|middle|last"),
                 "reset" => ResetPolicy::parse(value)
                     .map(|v| plan.reset = Some(v))
                     .ok_or("keep, private or recreate"),
@@ -297,6 +361,10 @@ impl<'a> Plan<'a> {
                 "storm_ops" => parse_u64(value)
                     .filter(|&v| v > 0)
                     .map(|v| plan.storm_ops = Some(v))
+                    .ok_or("a positive operation count"),
+                "hostile_ops" => parse_u64(value)
+                    .filter(|&v| v > 0)
+                    .map(|v| plan.hostile_ops = Some(v))
                     .ok_or("a positive operation count"),
                 "vmm" => match value {
                     "convtest" => {
@@ -331,6 +399,12 @@ impl Plan<'_> {
     pub fn storm_len(&self) -> u64 {
         self.storm_ops
             .unwrap_or(u64::from(self.iters.max(1)) * STORM_OPS_PER_ITER)
+    }
+
+    /// Operations of the hostile traffic: `hostile_ops=`, else iters × 10.
+    pub fn hostile_len(&self) -> u64 {
+        self.hostile_ops
+            .unwrap_or(u64::from(self.iters.max(1)) * HOSTILE_OPS_PER_ITER)
     }
 }
 
@@ -377,6 +451,9 @@ impl fmt::Display for Plan<'_> {
         if let Some(n) = self.storm_ops {
             write!(f, " storm_ops={n}")?;
         }
+        if let Some(n) = self.hostile_ops {
+            write!(f, " hostile_ops={n}")?;
+        }
         Ok(())
     }
 }
@@ -396,6 +473,7 @@ fn parse_inject(v: &str) -> Option<Option<Inject>> {
     match v {
         "fault" => Some(Some(Inject::Fault)),
         "hang" => Some(Some(Inject::Hang)),
+        "forge" => Some(Some(Inject::Forge)),
         "none" => Some(None),
         _ => None,
     }
@@ -460,11 +538,21 @@ mod tests {
 
     #[test]
     fn cpus_and_replay_round_trip_and_bounds() {
-        let p = Plan::parse("cpus=4 replay=0x10 storm_ops=2000");
+        let p = Plan::parse("cpus=4 replay=0x10 storm_ops=2000 hostile_ops=10000");
         assert_eq!(p.error, None);
         assert_eq!(
-            (p.plan.cpus, p.plan.replay, p.plan.storm_ops),
-            (4, Some(16), Some(2000))
+            (
+                p.plan.cpus,
+                p.plan.replay,
+                p.plan.storm_ops,
+                p.plan.hostile_len()
+            ),
+            (4, Some(16), Some(2000), 10_000)
+        );
+        assert_eq!(Plan::parse("iters=7").plan.hostile_len(), 70);
+        assert_eq!(
+            Plan::parse("hostile_ops=0").error.map(|e| e.key),
+            Some("hostile_ops")
         );
         let text = p.plan.to_string();
         let again = Plan::parse(&text).plan;
@@ -526,10 +614,32 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_fault_leaves_out_one_granule_of_its_direction() {
+        let f = |t, at| GuestFault::Partial(t, at);
+        let (s, p) = (Target::Shared, Target::Private);
+        assert_eq!(f(s, Omitted::First).omits(s, 512), Some(0));
+        assert_eq!(f(s, Omitted::Last).omits(s, 512), Some(511));
+        assert_eq!(f(s, Omitted::Middle).omits(s, 512), Some(256));
+        assert_eq!(f(p, Omitted::Middle).omits(p, 3), Some(1));
+        // One granule is all or nothing, not partial; two have no middle.
+        assert_eq!(f(s, Omitted::First).omits(s, 1), None);
+        assert_eq!(f(s, Omitted::Last).omits(s, 2), Some(1));
+        assert_eq!(f(s, Omitted::Middle).omits(s, 2), None);
+        // The other direction is untouched.
+        assert_eq!(f(s, Omitted::First).omits(p, 512), None);
+        assert_eq!(f(p, Omitted::Last).omits(s, 512), None);
+        assert_eq!(GuestFault::SkipShare.omits(s, 512), None);
+    }
+
+    #[test]
     fn guest_fault_and_vmm_keys() {
         for g in GuestFault::ALL {
             let line = alloc::format!("gfault={}", g.as_str());
             assert_eq!(Plan::parse(&line).plan.guest_fault, Some(g));
+        }
+        let names: alloc::vec::Vec<&str> = GuestFault::ALL.iter().map(|g| g.as_str()).collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[..i].contains(n), "{n} twice");
         }
         let bad = Plan::parse("gfault=skip-everything vmm=qemu");
         assert_eq!(bad.error.map(|e| e.key), Some("gfault"));

@@ -1,7 +1,8 @@
 //! Line prefixes of what the host side adds to a guest's console: the own
 //! VMM's facts, the nested L1's facts and relayed stderr, and the VMM's copy
 //! of each host-check answer. The VMM and the L1 write them; the runner's
-//! KTAP reader sorts lines by them.
+//! KTAP reader sorts lines by them. No guest line ever starts with one:
+//! the relay between guest and runner (relay.rs) sees to that.
 
 /// Facts of convtest's own VMM (`key=value` words).
 pub const VMM_PREFIX: &str = "# convtest-vmm: ";
@@ -9,9 +10,26 @@ pub const VMM_PREFIX: &str = "# convtest-vmm: ";
 pub const L1_PREFIX: &str = "# convtest-l1: ";
 /// Each line an inner VMM wrote on its stderr, relayed by the L1 `/init`.
 pub const L1_STDERR_PREFIX: &str = "# convtest-l1-stderr: ";
-/// The VMM's copy of each host-check answer it typed into the guest
-/// (`# convtest-host: convtest-ack <id> ok|fail <evidence> …`).
+/// The VMM's copy of each host-check answer it typed into the guest,
+/// after the kind of request it answered
+/// (`# convtest-host: verify convtest-ack <id> ok|fail <evidence> …`).
 pub const HOST_PREFIX: &str = "# convtest-host: ";
+/// A guest line that would have read as a host layer's, passed on behind
+/// this by the relay between guest and runner: the runner names it.
+pub const FORGED_PREFIX: &str = "# convtest-forged: ";
+/// The rest of a line the L1's /init cut to put one of its own lines in
+/// (it cannot tell whose the rest is, so it is nobody's line start).
+pub const CUT_PREFIX: &str = "# convtest-cut: ";
+
+/// Every prefix only a host layer may start a line with.
+pub const HOST_LAYER_PREFIXES: [&str; 6] = [
+    VMM_PREFIX,
+    L1_PREFIX,
+    L1_STDERR_PREFIX,
+    HOST_PREFIX,
+    FORGED_PREFIX,
+    CUT_PREFIX,
+];
 
 /// Key prefix of the VMM's per-capability facts
 /// (`cap.<NAME>=<number>:<value>@<fd>`, written by the VMM's facts.rs).

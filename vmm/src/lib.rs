@@ -2,7 +2,8 @@
 //! host, started by the vmm backend; the L1's /init inside the nested
 //! lane). One thread per vCPU, a polled UART, the conversion exits of the
 //! guest's ABI, and the host side of the host checks. The guest console goes to
-//! stdout unchanged; the VMM's own facts go there as `# convtest-vmm:` lines
+//! stdout through a relay that keeps its lines from reading as the host's
+//! (stream.rs); the VMM's own facts go there as `# convtest-vmm:` lines
 //! (the runner copies them into the JSON `vmm` object). Exit codes copy
 //! QEMU's so the runner judges every backend alike.
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod facts;
 pub mod hostcheck;
 pub mod reboot;
+pub mod stream;
 pub mod uart16550;
 pub mod vcpus;
 pub mod watchdog;

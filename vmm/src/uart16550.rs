@@ -5,7 +5,8 @@
 
 use super::console::ConsoleTap;
 use super::hostcheck::HostView;
-use std::io::{self, Write};
+use super::stream::ConsoleStream;
+use std::io;
 use vm_superio::{Serial, Trigger};
 
 /// A 16550 has 8 registers.
@@ -49,7 +50,12 @@ impl Uart16550 {
     /// After every exit: hands new output to the tap (which writes it to
     /// `out` and answers host checks) and types pending acks into the FIFO.
     /// Returns whether the guest printed anything.
-    pub fn pump(&mut self, tap: &mut ConsoleTap, out: &mut dyn Write, view: &dyn HostView) -> bool {
+    pub fn pump(
+        &mut self,
+        tap: &mut ConsoleTap,
+        out: &mut dyn ConsoleStream,
+        view: &dyn HostView,
+    ) -> bool {
         let output = std::mem::take(self.uart.writer_mut());
         if !output.is_empty() {
             let acks = tap.feed(&output, out, view);
@@ -73,15 +79,17 @@ mod tests {
         let view = FlatView::new(0x1000, 0x2000);
         let mut u = Uart16550::default();
         let mut tap = ConsoleTap::default();
-        let mut out = Vec::new();
+        let mut out = crate::stream::Relayed::new(Vec::new());
         for &b in b"ok\n# convtest-req 1 scan 0x5\n" {
             u.write(0, b);
         }
         assert!(u.pump(&mut tap, &mut out, &view));
         assert!(
-            out.starts_with(b"ok\n# convtest-req 1 scan 0x5\n# convtest-host: convtest-ack 1 ok"),
+            out.get_ref().starts_with(
+                b"ok\n# convtest-req 1 scan 0x5\n# convtest-host: scan convtest-ack 1 ok"
+            ),
             "{}",
-            String::from_utf8_lossy(&out)
+            String::from_utf8_lossy(out.get_ref())
         );
         let mut typed = Vec::new();
         // The ack is longer than the FIFO: it arrives over several pumps.

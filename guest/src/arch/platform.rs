@@ -161,6 +161,27 @@ pub trait Platform {
     /// From CPU 0, after posting a job: wakes every idle secondary CPU.
     fn wake_others();
 
+    // ---- hostile traffic (`hostile.vmm`): raw accesses aimed at the VMM ----
+
+    /// A load of `size` bytes (1, 2, 4, 8) at `va`, which the kernel maps
+    /// but no RAM is behind: an MMIO exit.
+    ///
+    /// # Safety
+    /// `va` is mapped, aligned to `size`, and no memory of the kernel's.
+    unsafe fn stray_load(va: u64, size: u8) -> u64;
+    /// A store of `size` bytes there.
+    ///
+    /// # Safety
+    /// As for [`Self::stray_load`].
+    unsafe fn stray_store(va: u64, size: u8, value: u64);
+    /// `in` of `size` (1, 2, 4) bytes from `port`.
+    #[cfg(target_arch = "x86_64")]
+    fn port_in(port: u16, size: u8) -> u32;
+    /// `out` of `size` bytes to `port` (never one that ends the run or
+    /// carries the console).
+    #[cfg(target_arch = "x86_64")]
+    fn port_out(port: u16, size: u8, value: u32);
+
     // ---- conversion traps: one small function per instruction, with its
     // register contract beside it in the arch module ----
 

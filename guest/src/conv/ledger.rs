@@ -50,6 +50,12 @@ impl LedgerStore {
         self.save();
     }
 
+    /// After the hypervisor refused to share `r`.
+    pub fn drop_pending(&mut self, r: MemRange) {
+        self.ledger.drop_pending(r);
+        self.save();
+    }
+
     pub fn note_private(&mut self, r: MemRange) {
         if r.is_empty() {
             return;

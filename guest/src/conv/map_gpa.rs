@@ -59,9 +59,29 @@ impl MapGpa {
     }
 }
 
+impl MapGpa {
+    /// A conversion's calls: one for the whole range, or, under a partial
+    /// fault, one for each side of the granule it leaves out.
+    fn convert(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
+        let Some(k) = self.gate.omits(to, range.len() / PAGE_4K) else {
+            return self.call(range, to);
+        };
+        let gap = range.start + k * PAGE_4K;
+        for part in [
+            MemRange::new(range.start, gap),
+            MemRange::new(gap + PAGE_4K, range.end),
+        ] {
+            if !part.is_empty() {
+                self.call(part, to).map_err(|e| ConvError { range, ..e })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Calls for MapGpa {
     fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
-        self.call(range, to)
+        self.convert(range, to)
     }
 }
 
@@ -76,7 +96,7 @@ impl ConversionAbi for MapGpa {
 
     /// MAP_GPA_RANGE keeps no record in the guest: the call is all.
     fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
-        self.call(range, to)
+        self.convert(range, to)
     }
 
     fn calls(&self) -> Box<dyn Calls> {

@@ -93,10 +93,19 @@ impl PkvmCalls {
         MemRange::from_len(ipa & !(self.granule - 1), self.granule)
     }
 
-    /// One call per granule of `range`; stops at the first refusal.
-    fn each_granule(&self, fid: u32, range: MemRange) -> Result<(), ConvError> {
+    /// One call per granule of `range`; stops at the first refusal. A
+    /// partial fault's granule is passed over as if it had answered 0.
+    fn each_granule(&self, fid: u32, to: Target, range: MemRange) -> Result<(), ConvError> {
+        let omitted = self
+            .gate
+            .omits(to, range.len() / self.granule)
+            .map(|k| range.start + k * self.granule);
         let mut ipa = range.start;
         while ipa < range.end {
+            if omitted == Some(ipa) {
+                ipa += self.granule;
+                continue;
+            }
             self.mem(fid, ipa).map_err(|e| ConvError {
                 call: fid_name(fid),
                 id: u64::from(fid),
@@ -113,7 +122,7 @@ impl PkvmCalls {
 
 impl Calls for PkvmCalls {
     fn issue(&self, range: MemRange, to: Target) -> Result<(), ConvError> {
-        self.each_granule(fid_for(to), range)
+        self.each_granule(fid_for(to), to, range)
     }
 }
 
@@ -299,6 +308,9 @@ impl ConversionAbi for Pkvm {
         };
         match (fid, x0) {
             (PKVM_MEM_SHARE, 0) => self.ledger.note_shared(g),
+            // Refused: nothing became shared (a shared granule probed with a
+            // second MEM_SHARE stays recorded as shared).
+            (PKVM_MEM_SHARE, _) => self.ledger.drop_pending(g),
             (PKVM_MEM_UNSHARE, 0) => self.ledger.note_private(g),
             _ => {}
         }

@@ -34,7 +34,9 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
         "clock.monotonic" => clock::monotonic(ctx),
         "clock.frequency" => clock::frequency(ctx),
         "inject.requested" => inject::requested(ctx),
-        n if n.starts_with("conv.") || n.starts_with("stress.") => conv::run(n, ctx),
+        n if n.starts_with("conv.") || n.starts_with("stress.") || n.starts_with("hostile.") => {
+            conv::run(n, ctx)
+        }
         n if n.starts_with("reset.") || n.starts_with("reboot.") => conv::run_reboot(n, ctx),
         n if n.starts_with("bench.") => bench::run(n, ctx),
         other => fail!("catalog names {other} but the guest has no such test"),

@@ -1,6 +1,9 @@
 //! The QEMU backend: one command line per arch / machine / boot / accel,
 //! the serial console on stdio, and the exit status read as the guest's
-//! power-off hint (run_end.rs).
+//! power-off hint (run_end.rs). QEMU adds no lines of its own to the
+//! console, so the runner is the first host side to read the guest's
+//! bytes: they go through the relay (convtest_proto::relay) before
+//! anything reads them, so no guest line can read as a host layer's.
 
 use super::interface::{Backend, ConsoleFn};
 use super::kind::BackendKind;
@@ -10,6 +13,7 @@ use super::spec::BootSpec;
 use crate::error::{Error, shell_line};
 use crate::machine::{Boot, Machine};
 use convtest_proto::arch::Arch;
+use convtest_proto::relay::GuestRelay;
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -159,13 +163,24 @@ impl Backend for Qemu {
         let command = shell_line(OsString::from(bin), args.iter().cloned());
         let mut cmd = Command::new(bin);
         cmd.args(&args);
-        let finished =
-            process::supervise(cmd, &command, spec.timeout, console).map_err(|e| match e {
-                Error::Spawn { source, .. } if source.kind() == ErrorKind::NotFound => {
-                    Error::QemuMissing { binary: bin.into() }
-                }
-                other => other,
-            })?;
+        let mut relay = GuestRelay::new();
+        let mut relayed = |bytes: &[u8]| {
+            let mut out = Vec::with_capacity(bytes.len());
+            relay.guest(bytes, &mut out);
+            console(&out)
+        };
+        let finished = process::supervise(cmd, &command, spec.timeout, &mut relayed);
+        let mut rest = Vec::new();
+        relay.finish(&mut rest);
+        if !rest.is_empty() {
+            console(&rest);
+        }
+        let finished = finished.map_err(|e| match e {
+            Error::Spawn { source, .. } if source.kind() == ErrorKind::NotFound => {
+                Error::QemuMissing { binary: bin.into() }
+            }
+            other => other,
+        })?;
         Ok(run_end::run_end(finished, spec, command))
     }
 }

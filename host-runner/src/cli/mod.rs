@@ -29,7 +29,7 @@ pub use kcidb::KcidbFlags;
 pub use lava::{LavaCasesArgs, LavaJobArgs};
 pub use matrix::MatrixArgs;
 pub use mutants::MutantsArgs;
-pub use run::{AccelArg, BackendArg, GuestFaultArg, InjectArg, L1Options, RunArgs};
+pub use run::{AccelArg, BackendArg, GuestFaultArg, InjectArg, L1Options, L1Pick, RunArgs};
 pub use vmm::{VMM_COMMAND, VmmArgs, VmmFlags};
 
 #[derive(Debug, Parser)]
@@ -43,7 +43,7 @@ pub struct Cli {
 pub enum Command {
     /// Build the guest, boot it, stream its KTAP and judge the run.
     #[command(after_long_help = RUN_AFTER)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every test the guest knows with what it checks.
     List,
     /// Break the platform on purpose and show which tests notice: per lane,
@@ -186,9 +186,20 @@ mod tests {
         assert_eq!(run(&[]).expect("default").debian(), L1Name::Debian73);
         for name in L1Name::ALL {
             let l1 = run(&["--l1", name.as_str()]).expect("known name");
-            assert_eq!((l1.l1_name, l1.debian()), (Some(name), name));
+            assert_eq!((l1.debian(), l1.pin()), (name, None));
         }
         assert!(run(&["--l1", "debian-5.10"]).is_err());
+        let pinned = run(&["--l1", "debian-7.3=7.3.5+deb13"]).expect("a build of the series");
+        assert_eq!(
+            (pinned.debian(), pinned.pin()),
+            (L1Name::Debian73, Some("7.3.5+deb13"))
+        );
+        let e = run(&["--l1", "debian-7.3=6.12.118+deb12"]).expect_err("another series");
+        assert!(
+            e.to_string()
+                .contains("not a build of the series 7.3.<n>+deb13"),
+            "{e}"
+        );
         let e = run(&["--l1", "debian-6.1", "--l1-kernel", "/boot/vmlinuz"]).expect_err("both");
         assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
         // --l1-swprot with --l1 parses; which kernels have the recipe is

@@ -66,13 +66,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "I", value_parser = parse_u64)]
     pub replay: Option<u64>,
 
+    /// Operations of hostile traffic `hostile.vmm` aims at the VMM (with
+    /// --tests 'hostile.vmm,conv.*': the attack, then the conversion suite
+    /// the VMM must still serve) [default: iters × 10].
+    #[arg(long, value_name = "N", value_parser = parse_u64)]
+    pub hostile_ops: Option<u64>,
+
     /// CPUs the guest gets (QEMU `-smp N`); the guest brings up every one and
     /// `smp.online` fails if one does not check in. The own VMMs (--backend
     /// vmm, nested) run one thread per vCPU; nested gives the L1 as many.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub vcpus: u32,
 
-    /// Make the guest crash or hang on purpose, to check the verdict path.
+    /// Make the guest crash, hang or print the host side's lines on
+    /// purpose, to check the verdict path.
     #[arg(long, value_enum)]
     pub inject: Option<InjectArg>,
 
@@ -186,8 +193,12 @@ pub enum AccelArg {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InjectArg {
+    /// Touch an unmapped address mid-run.
     Fault,
+    /// Spin forever mid-run.
     Hang,
+    /// Print a VMM fact, an L1 run end and a host-check answer as the guest.
+    Forge,
 }
 
 /// A deliberate firmware bug in the guest (`--guest-fault`, carried in the plan).
@@ -201,16 +212,39 @@ pub enum GuestFaultArg {
     SkipReset,
     /// Conversions are made but the guest's page tracker is not told.
     ForgetTracker,
+    /// Host checks are never sent: the guest prints the host's answer
+    /// itself (the relay marks the line forged and the run fails naming it).
+    ForgeHost,
+    /// A share of several granules leaves the first out (tracked as shared).
+    PartialShareFirst,
+    /// A share of 3+ granules leaves the one at half the length out.
+    PartialShareMiddle,
+    /// A share of several granules leaves the last out.
+    PartialShareLast,
+    /// An unshare of several granules leaves the first out (tracked as private).
+    PartialUnshareFirst,
+    /// An unshare of 3+ granules leaves the one at half the length out.
+    PartialUnshareMiddle,
+    /// An unshare of several granules leaves the last out.
+    PartialUnshareLast,
 }
 
 impl GuestFaultArg {
     pub fn fault(self) -> convtest_proto::plan::GuestFault {
-        use convtest_proto::plan::GuestFault;
+        use convtest_proto::plan::{GuestFault, Omitted};
+        use convtest_proto::tracker::Target::{Private, Shared};
         match self {
             GuestFaultArg::SkipShare => GuestFault::SkipShare,
             GuestFaultArg::SkipUnshare => GuestFault::SkipUnshare,
             GuestFaultArg::SkipReset => GuestFault::SkipReset,
             GuestFaultArg::ForgetTracker => GuestFault::ForgetTracker,
+            GuestFaultArg::ForgeHost => GuestFault::ForgeHost,
+            GuestFaultArg::PartialShareFirst => GuestFault::Partial(Shared, Omitted::First),
+            GuestFaultArg::PartialShareMiddle => GuestFault::Partial(Shared, Omitted::Middle),
+            GuestFaultArg::PartialShareLast => GuestFault::Partial(Shared, Omitted::Last),
+            GuestFaultArg::PartialUnshareFirst => GuestFault::Partial(Private, Omitted::First),
+            GuestFaultArg::PartialUnshareMiddle => GuestFault::Partial(Private, Omitted::Middle),
+            GuestFaultArg::PartialUnshareLast => GuestFault::Partial(Private, Omitted::Last),
         }
     }
 }
@@ -219,14 +253,18 @@ impl GuestFaultArg {
 #[derive(Clone, Debug, Default, Args)]
 pub struct L1Options {
     /// Debian kernel the nested L1 boots (x86_64 or aarch64), downloaded
-    /// once into the cache [default: debian-7.3].
+    /// once into the cache: debian-7.3 (default), debian-6.12 or debian-6.1.
+    /// Each is pinned to one build; when neither the cache nor Debian's
+    /// archive has it any more, the newest build of the same series is
+    /// booted instead and the run says so. NAME=ABI boots that build
+    /// (e.g. debian-7.3=7.3.4+deb13), never another.
     #[arg(
         long = "l1",
-        value_enum,
-        value_name = "NAME",
+        value_name = "NAME[=ABI]",
+        value_parser = parse_l1,
         conflicts_with = "l1_kernel"
     )]
-    pub l1_name: Option<L1Name>,
+    pub l1_name: Option<L1Pick>,
 
     /// Your own L1 kernel for --backend nested instead of a Debian one
     /// (x86_64: a bzImage; aarch64: an Image, a gzip'd Image or an EFI zboot
@@ -249,6 +287,44 @@ pub struct L1Options {
 impl L1Options {
     /// The Debian kernel asked for, or the default one.
     pub fn debian(&self) -> L1Name {
-        self.l1_name.unwrap_or_default()
+        self.l1_name.as_ref().map(|p| p.name).unwrap_or_default()
     }
+
+    /// The build `--l1 NAME=ABI` pins, if one.
+    pub fn pin(&self) -> Option<&str> {
+        self.l1_name.as_ref().and_then(|p| p.abi.as_deref())
+    }
+}
+
+/// `--l1 NAME[=ABI]`: a kernel of the table, and the build of its series to
+/// boot when the user pins one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L1Pick {
+    pub name: L1Name,
+    pub abi: Option<String>,
+}
+
+fn parse_l1(s: &str) -> Result<L1Pick, String> {
+    let (name, abi) = match s.split_once('=') {
+        Some((n, a)) => (n, Some(a)),
+        None => (s, None),
+    };
+    let names: Vec<&str> = L1Name::ALL.iter().map(|n| n.as_str()).collect();
+    let name = <L1Name as ValueEnum>::from_str(name, false)
+        .map_err(|_| format!("{name:?} is not one of {}", names.join(", ")))?;
+    let known = crate::backend::nested::kernels::known(name);
+    if let Some(a) = abi
+        && known.series.number(a).is_none()
+    {
+        return Err(format!(
+            "{a:?} is not a build of the series {} of {} (e.g. {})",
+            known.series.pattern(),
+            name.as_str(),
+            known.abi
+        ));
+    }
+    Ok(L1Pick {
+        name,
+        abi: abi.map(str::to_string),
+    })
 }

@@ -183,6 +183,7 @@ fn finish(args: &RunArgs, lane: Lane) -> Result<RunConfig, Error> {
         inject: args.inject.map(|i| match i {
             InjectArg::Fault => Inject::Fault,
             InjectArg::Hang => Inject::Hang,
+            InjectArg::Forge => Inject::Forge,
         }),
         guest_fault: args.guest_fault.map(|g| g.fault()),
         bench_ms: args
@@ -191,6 +192,7 @@ fn finish(args: &RunArgs, lane: Lane) -> Result<RunConfig, Error> {
         reboots: args.reboots,
         cpus: args.vcpus,
         replay: args.replay,
+        hostile_ops: args.hostile_ops,
         ..Plan::default()
     };
     let mut l1 = args.l1.clone();
@@ -207,7 +209,8 @@ fn finish(args: &RunArgs, lane: Lane) -> Result<RunConfig, Error> {
         vcpus: args.vcpus,
         // --timeout is per boot, plus what a selected storm needs.
         timeout: Duration::from_secs(
-            (args.timeout + storm_allowance(&plan)).saturating_mul(u64::from(args.reboots) + 1),
+            (args.timeout + storm_allowance(&plan) + hostile_allowance(&plan))
+                .saturating_mul(u64::from(args.reboots) + 1),
         ),
         memory_mib: args.memory,
         json: args.json.clone(),
@@ -235,6 +238,17 @@ fn storm_allowance(plan: &Plan<'_>) -> u64 {
     }
     let ops = plan.storm_len();
     plan.replay.map_or(ops, |r| r.min(ops)) / STORM_OPS_PER_S_FLOOR
+}
+
+/// Slowest hostile rate seen (pKVM under TCG: about half the traffic is
+/// MMIO exits to the VMM at 1-3 ms each), in operations per second.
+const HOSTILE_OPS_PER_S_FLOOR: u64 = 100;
+
+fn hostile_allowance(plan: &Plan<'_>) -> u64 {
+    if !catalog::selected(plan.tests, false).any(|t| t.name == "hostile.vmm") {
+        return 0;
+    }
+    plan.hostile_len() / HOSTILE_OPS_PER_S_FLOOR
 }
 
 /// Options that only one backend understands are errors elsewhere, so a
@@ -272,6 +286,19 @@ fn check_backend(
             "--replay replays a seeded storm, but --tests {:?} selects none; add --tests 'stress.storm'",
             args.tests
         )));
+    }
+    if args.hostile_ops.is_some()
+        && !catalog::selected(&args.tests, false).any(|t| t.name == "hostile.vmm")
+    {
+        return Err(Error::Usage(format!(
+            "--hostile-ops sizes the hostile traffic, but --tests {:?} selects none; add --tests 'hostile.vmm,conv.*'",
+            args.tests
+        )));
+    }
+    if args.hostile_ops == Some(0) {
+        return Err(Error::Usage(
+            "--hostile-ops 0: the hostile traffic needs at least one operation".into(),
+        ));
     }
     if args.vmm.reset_policy == convtest_proto::plan::ResetPolicy::Private && arch == Arch::Aarch64
     {

@@ -1,7 +1,7 @@
 //! What was read from the console: the tests with their results, the
 //! boots, the guest's markers and measurements, the VMM layers' facts.
 
-use convtest_proto::hostcheck::Evidence;
+use convtest_proto::hostcheck::{AnswerCounts, Evidence};
 use convtest_proto::ktap::Outcome;
 use serde::{Serialize, Serializer};
 
@@ -22,6 +22,11 @@ pub struct TestResult {
     /// `# convtest-host:` lines, not from what the guest says.
     #[serde(serialize_with = "evidence_name")]
     pub evidence: Option<Evidence>,
+    /// Lines the guest printed during this test that only a host layer may
+    /// print (the relay passed them on as `# convtest-forged:`): a test
+    /// that forges the host's word is red whatever it reported.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forged: Vec<String>,
     /// Which boot of the run printed it (0 = the first).
     pub boot: usize,
     #[serde(skip)]
@@ -44,6 +49,18 @@ fn evidence_name<S: Serializer>(e: &Option<Evidence>, s: S) -> Result<S::Ok, S::
         Some(e) => s.serialize_str(e.as_str()),
         None => s.serialize_none(),
     }
+}
+
+/// A guest line that would have read as a host layer's: the relay between
+/// guest and runner passed it on behind `# convtest-forged:`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Forged {
+    /// The line as the guest printed it.
+    pub line: String,
+    /// Which boot printed it.
+    pub boot: usize,
+    /// The test it came in (`None`: outside any test's output).
+    pub test: Option<String>,
 }
 
 /// `# convtest-done: pass= fail= skip=` as the guest counted it.
@@ -151,6 +168,12 @@ pub struct Log {
     pub vmm: Vec<(String, String)>,
     /// `# convtest-l1: k=v …` facts from the nested lane's L1 /init.
     pub l1: Vec<(String, String)>,
+    /// The host's answers (the VMM's `# convtest-host:` copies) by kind.
+    pub host_answers: AnswerCounts,
+    /// `# convtest-host:` lines that name no kind or no readable ack.
+    pub malformed_host_lines: Vec<String>,
+    /// Guest lines the relay marked forged, in order.
+    pub forged: Vec<Forged>,
     /// Last non-empty console line, firmware noise included.
     pub last_line: Option<String>,
     /// The console ended in the middle of a line.

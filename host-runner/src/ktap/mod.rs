@@ -7,5 +7,5 @@ mod clean;
 mod log;
 mod parse;
 
-pub use log::{Bench, BootLog, Counts, Done, Log, TestResult};
+pub use log::{Bench, BootLog, Counts, Done, Forged, Log, TestResult};
 pub use parse::{Event, Parser, RESET_PREFIX, parse_all};

@@ -2,15 +2,20 @@
 //! the first `KTAP version 1` (or convtest header) is read as a result.
 //! Case results are the lines nested one level or more (4-space indent);
 //! top-level results are suites. The VMM layers' `# convtest-vmm:`,
-//! `# convtest-l1:` and `# convtest-host:` lines are read anywhere.
+//! `# convtest-l1:` and `# convtest-host:` lines are read anywhere, and so
+//! are the guest lines the relay between guest and runner marked
+//! `# convtest-forged:` (convtest_proto::relay): each is kept with the test
+//! it came in, for the verdict to name.
 
 use super::clean::LineCleaner;
-use super::log::{Bench, BootLog, Counts, Done, Log, TestResult};
-use convtest_proto::hostcheck::{Ack, Evidence};
+use super::log::{Bench, BootLog, Counts, Done, Forged, Log, TestResult};
+use convtest_proto::hostcheck::{Ack, AnswerKind, Evidence};
 use convtest_proto::ktap::{
     BENCH_PREFIX, CRASH_PREFIX, DONE_PREFIX, HEADER_PREFIX, INDENT, Outcome, VERSION_LINE,
 };
-use convtest_proto::wire::{BOOT_KEY, HOST_PREFIX, L1_PREFIX, VMM_PREFIX};
+use convtest_proto::wire::{
+    BOOT_KEY, CUT_PREFIX, FORGED_PREFIX, HOST_LAYER_PREFIXES, HOST_PREFIX, L1_PREFIX, VMM_PREFIX,
+};
 
 /// Something the runner may want to show as it arrives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +50,9 @@ pub struct Parser {
     /// `log.bench` indices since the last case result: the next case
     /// printed them.
     pending_bench: Vec<usize>,
+    /// Forged lines since the last case result (indices into the log's):
+    /// the case that reports next printed them.
+    forged: Vec<usize>,
 }
 
 impl Parser {
@@ -83,8 +91,9 @@ impl Parser {
     fn end_line(&mut self, line: String, events: &mut Vec<Event>) {
         // The VMM layers' lines are not what the guest last said.
         let trimmed = line.trim_start();
-        if ![VMM_PREFIX, L1_PREFIX, HOST_PREFIX]
+        if !HOST_LAYER_PREFIXES
             .iter()
+            .filter(|p| **p != FORGED_PREFIX)
             .any(|p| trimmed.starts_with(p))
         {
             self.log.last_line = Some(line.clone());
@@ -117,14 +126,34 @@ impl Parser {
             }
         }
         if let Some(rest) = body.trim_start().strip_prefix(HOST_PREFIX) {
-            if let Some(ack) = Ack::parse(rest) {
-                let status = if ack.ok { "ok" } else { "fail" };
-                let evidence = ack.evidence.map_or("(no evidence named)", Evidence::as_str);
-                self.host_answers.push((
-                    ack.evidence,
-                    format!("host: {status} {evidence} {}", ack.detail),
-                ));
+            let (kind, ack) = rest.split_once(' ').unwrap_or((rest, ""));
+            match (AnswerKind::parse(kind), Ack::parse(ack)) {
+                (Some(kind), Some(ack)) => {
+                    self.log.host_answers.add(kind);
+                    let status = if ack.ok { "ok" } else { "fail" };
+                    let evidence = ack.evidence.map_or("(no evidence named)", Evidence::as_str);
+                    self.host_answers.push((
+                        ack.evidence,
+                        format!("host: {status} {evidence} {}", ack.detail),
+                    ));
+                }
+                _ => self
+                    .log
+                    .malformed_host_lines
+                    .push(body.trim_start().to_string()),
             }
+            return;
+        }
+        if let Some(rest) = body.trim_start().strip_prefix(FORGED_PREFIX) {
+            self.forged.push(self.log.forged.len());
+            self.log.forged.push(Forged {
+                line: rest.trim().to_string(),
+                boot: self.log.boot_logs.len().saturating_sub(1),
+                test: None,
+            });
+            return;
+        }
+        if body.trim_start().starts_with(CUT_PREFIX) {
             return;
         }
         // Before the first boot, firmware may leave text on the guest's first line.
@@ -164,6 +193,7 @@ impl Parser {
         self.diags.clear();
         self.host_answers.clear();
         self.pending_bench.clear();
+        self.forged.clear();
         self.cases_in_suite = 0;
         events.push(Event::Version);
     }
@@ -246,16 +276,25 @@ impl Parser {
             }
             return;
         }
-        for (evidence, text) in self.host_answers.drain(..) {
-            // A host that names no evidence proves no more than bookkeeping.
-            let e = evidence.unwrap_or(Evidence::Bookkeeping);
-            result.evidence = Some(result.evidence.map_or(e, |old| old.weakest(e)));
-            result.diagnostics.push(text);
-        }
         if !result.name.contains('.') {
             let suite = self.subtest.get(depth).and_then(Option::as_ref);
             if let Some(suite) = suite {
                 result.name = format!("{suite}.{}", result.name);
+            }
+        }
+        let vouches = convtest_proto::catalog::vouches(&result.name);
+        for (evidence, text) in self.host_answers.drain(..) {
+            if vouches {
+                // A host that names no evidence proves no more than bookkeeping.
+                let e = evidence.unwrap_or(Evidence::Bookkeeping);
+                result.evidence = Some(result.evidence.map_or(e, |old| old.weakest(e)));
+            }
+            result.diagnostics.push(text);
+        }
+        for i in std::mem::take(&mut self.forged) {
+            if let Some(f) = self.log.forged.get_mut(i) {
+                f.test = Some(result.name.clone());
+                result.forged.push(f.line.clone());
             }
         }
         self.cases_in_suite += 1;
@@ -311,6 +350,7 @@ fn parse_result(body: &str, depth: usize) -> Option<TestResult> {
         reason: reason.to_string(),
         diagnostics: Vec::new(),
         evidence: None,
+        forged: Vec::new(),
         boot: 0,
         number,
         depth,
@@ -450,12 +490,12 @@ mod tests {
     fn host_answers_give_each_test_its_evidence() {
         let text = "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: conv\n    1..3\n\
             \x20   # convtest-req 5 verify 0xa01000 0x1000 0xc8cb19933f89b2a4\n\
-            # convtest-host: convtest-ack 5 ok enforced 4096 bytes at [0xa01000-0xa02000) hold the guest's pattern\n\
+            # convtest-host: verify convtest-ack 5 ok enforced 4096 bytes at [0xa01000-0xa02000) hold the guest's pattern\n\
             \x20   ok 1 conv.share_verify\n\
             \x20   # convtest-req 6 scan 0xaf50cada31eb87bb\n\
-            # convtest-host: convtest-ack 6 ok enforced canary absent from 4096 host-visible bytes\n\
+            # convtest-host: scan convtest-ack 6 ok enforced canary absent from 4096 host-visible bytes\n\
             \x20   # convtest-req 7 noread 0xa02000 0x1000 0xaf50cada31eb87bb\n\
-            # convtest-host: convtest-ack 7 ok bookkeeping [0xa02000-0xa03000) is private in the VMM's tracking\n\
+            # convtest-host: noread convtest-ack 7 ok bookkeeping [0xa02000-0xa03000) is private in the VMM's tracking\n\
             \x20   ok 2 conv.unshare_private # bookkeeping only\n\
             \x20   ok 3 conv.content\n\
             ok 1 conv\n";
@@ -479,7 +519,7 @@ mod tests {
         assert_eq!(log.last_line.as_deref(), Some("ok 1 conv"));
         // A host that names no evidence counts as bookkeeping.
         let old = parse_all(
-            b"KTAP version 1\n    # Subtest: conv\n# convtest-host: convtest-ack 1 ok fine\n    ok 1 conv.x\n",
+            b"KTAP version 1\n    # Subtest: conv\n# convtest-host: scan convtest-ack 1 ok fine\n    ok 1 conv.x\n",
         );
         assert_eq!(old.tests[0].evidence, Some(Evidence::Bookkeeping));
     }

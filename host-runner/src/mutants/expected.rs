@@ -8,6 +8,8 @@
 
 use super::lane::{Mutant, Platform, Section};
 use convtest_proto::plan::GuestFault as G;
+use convtest_proto::plan::Omitted::{First, Last, Middle};
+use convtest_proto::tracker::Target::{Private, Shared};
 use convtest_vmm::config::VmmFault as V;
 
 /// Tests a mutant must turn red: `conv.*` ones without the prefix, others
@@ -33,6 +35,30 @@ const ALL_BUT_REJECTS: Red = &[
     "cost",
     "stress.storm",
 ];
+
+/// The forged host (`guest:forge-host`): every test that asks the host
+/// prints the host's copy of an `ok` answer itself instead of asking; the
+/// relay between guest and runner marks each such line forged, and a test
+/// that printed one is red whatever it reported. The tests that ask the
+/// host, on every lane (content, flipflop, rejects and cost do not).
+const ASKS_THE_HOST: Red = &[
+    "reset_private",
+    "share_verify",
+    "unshare_private",
+    "sizes",
+    "stress.storm",
+];
+
+/// A share of several granules that leaves one out (`guest:partial-share-*`):
+/// the tests that share a multi-granule range and confirm every granule on
+/// the platform — reset_private's dirty 2 MiB, the size walk, the storm's
+/// sampled confirmations. Written from the fault and those confirmations;
+/// no nested `convtest mutants` run has checked these rows yet.
+const PARTIAL_SHARE: Red = &["reset_private", "sizes", "stress.storm"];
+
+/// An unshare of several granules that leaves one out
+/// (`guest:partial-unshare-*`): the size walk's unshares and the storm's.
+const PARTIAL_UNSHARE: Red = &["sizes", "stress.storm"];
 
 /// sw-protected memory, content=zero: private and shared are different pages.
 const SW_PROTECTED: &[(Mutant, Red)] = &[
@@ -106,6 +132,13 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
+    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
+    (Mutant::Guest(G::Partial(Shared, First)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Shared, Middle)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Shared, Last)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Private, First)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::Partial(Private, Middle)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::Partial(Private, Last)), PARTIAL_UNSHARE),
 ];
 
 /// Emulated-private memory, content=preserve: one page, the VMM's tracking
@@ -165,6 +198,13 @@ const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
+    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
+    (Mutant::Guest(G::Partial(Shared, First)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Shared, Middle)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Shared, Last)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Private, First)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::Partial(Private, Middle)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::Partial(Private, Last)), PARTIAL_UNSHARE),
 ];
 
 /// pKVM protected VM, content=preserve; one call per granule, -3 for a
@@ -216,6 +256,13 @@ const PKVM: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
+    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
+    (Mutant::Guest(G::Partial(Shared, First)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Shared, Middle)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Shared, Last)), PARTIAL_SHARE),
+    (Mutant::Guest(G::Partial(Private, First)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::Partial(Private, Middle)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::Partial(Private, Last)), PARTIAL_UNSHARE),
 ];
 
 // ---- the reboot section: two boots per run (boot 0 leaves its dirty
@@ -246,6 +293,11 @@ const REBOOT_SW_PROTECTED: &[(Mutant, Red)] = &[
         Mutant::Guest(G::SkipShare),
         &["reboot.leave_dirty", "reset.content"],
     ),
+    // The host's answers forged: the tests that ask the host.
+    (
+        Mutant::Guest(G::ForgeHost),
+        &["reboot.leave_dirty", "reset.private_again"],
+    ),
 ];
 
 const REBOOT_EMULATED_PRIVATE: &[(Mutant, Red)] = &[
@@ -259,6 +311,11 @@ const REBOOT_EMULATED_PRIVATE: &[(Mutant, Red)] = &[
     (Mutant::Vmm(V::NoReset), &["reset.content"]),
     // Never shared, still preserved: only the host's missing view shows.
     (Mutant::Guest(G::SkipShare), &["reboot.leave_dirty"]),
+    // The host's answers forged: the tests that ask the host.
+    (
+        Mutant::Guest(G::ForgeHost),
+        &["reboot.leave_dirty", "reset.private_again"],
+    ),
 ];
 
 const REBOOT_PKVM: &[(Mutant, Red)] = &[
@@ -277,6 +334,11 @@ const REBOOT_PKVM: &[(Mutant, Red)] = &[
     (
         Mutant::Guest(G::SkipShare),
         &["reboot.leave_dirty", "reset.calls"],
+    ),
+    // The host's answers forged: the tests that ask the host.
+    (
+        Mutant::Guest(G::ForgeHost),
+        &["reboot.leave_dirty", "reset.private_again"],
     ),
 ];
 
@@ -302,6 +364,8 @@ const SMP_X86: &[(Mutant, Red)] = &[
     // again what is shared, then calls it private and the host finds the
     // canary.
     (Mutant::Guest(G::ForgetTracker), ALL_SMP),
+    // Every smp test asks the host.
+    (Mutant::Guest(G::ForgeHost), ALL_SMP),
 ];
 
 const SMP_PKVM: &[(Mutant, Red)] = &[
@@ -309,6 +373,8 @@ const SMP_PKVM: &[(Mutant, Red)] = &[
     (Mutant::Guest(G::SkipUnshare), ALL_SMP),
     // The second share of a granule pKVM shared answers -3.
     (Mutant::Guest(G::ForgetTracker), ALL_SMP),
+    // Every smp test asks the host.
+    (Mutant::Guest(G::ForgeHost), ALL_SMP),
 ];
 
 /// The tests `mutant` must turn red on `platform` in `section`, `None`

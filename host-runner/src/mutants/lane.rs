@@ -149,10 +149,12 @@ impl Section {
                 Mutant::Guest(GuestFault::SkipReset),
                 Mutant::Vmm(VmmFault::NoReset),
                 Mutant::Guest(GuestFault::SkipShare),
+                Mutant::Guest(GuestFault::ForgeHost),
                 Mutant::Covered(GuestFault::SkipReset),
             ],
-            // The conversion faults; the skipped reset is not one here (the
-            // storm's and the race's memory is a fresh VM's, private anyway).
+            // The conversion faults and the forged host; the skipped reset
+            // is not one here (the storm's and the race's memory is a fresh
+            // VM's, private anyway).
             Section::Smp => vec![
                 Mutant::Clean,
                 Mutant::Vmm(VmmFault::Ignore),
@@ -160,6 +162,7 @@ impl Section {
                 Mutant::Guest(GuestFault::SkipShare),
                 Mutant::Guest(GuestFault::SkipUnshare),
                 Mutant::Guest(GuestFault::ForgetTracker),
+                Mutant::Guest(GuestFault::ForgeHost),
             ],
         };
         all.into_iter()

@@ -232,7 +232,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
         .collect();
     let l1 = L1Options {
         l1_swprot: lane.l1_swprot,
-        l1_name: lane.l1,
+        l1_name: lane.l1.map(|name| crate::cli::L1Pick { name, abi: None }),
         ..L1Options::default()
     };
     let vmm_opts = VmmOptions::default();

@@ -238,9 +238,9 @@ mod tests {
     #[test]
     fn bookkeeping_passes_are_counted_and_said_apart() {
         let text = "KTAP version 1\n1..1\n    # Subtest: conv\n\
-            # convtest-host: convtest-ack 1 ok bookkeeping private in the VMM's tracking\n\
+            # convtest-host: noread convtest-ack 1 ok bookkeeping private in the VMM's tracking\n\
             \x20   ok 1 conv.unshare_private # bookkeeping only\n\
-            # convtest-host: convtest-ack 2 ok enforced canary absent\n\
+            # convtest-host: scan convtest-ack 2 ok enforced canary absent\n\
             \x20   ok 2 conv.share_verify\n\
             # convtest-done: pass=2 fail=0 skip=0\n";
         let r = sample(text, Verdict::Pass, "");

@@ -27,6 +27,10 @@ pub struct FinishedRun<'a> {
 pub fn judge(f: &FinishedRun<'_>) -> Judgement {
     let log = f.log;
     let last = last_line(log);
+    // Before anything the output says: it cannot be taken at its word.
+    if let Some(why) = super::origin::forged(log) {
+        return Judgement::fail(why);
+    }
     if log.boot_logs.is_empty() {
         return match f.ending {
             Ending::TimedOut { after } => Judgement::fail(format!(
@@ -92,6 +96,9 @@ pub fn judge(f: &FinishedRun<'_>) -> Judgement {
         });
     }
     if let Some(why) = series {
+        return Judgement::fail(why);
+    }
+    if let Some(why) = super::origin::unserved_answers(log) {
         return Judgement::fail(why);
     }
     if let Some(why) = offered_but_unused(log) {

@@ -6,6 +6,7 @@ mod ending;
 mod explain;
 mod judge;
 mod judgement;
+mod origin;
 
 pub use ending::{Ending, ExitHint};
 pub use explain::qualified_name;

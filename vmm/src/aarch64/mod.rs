@@ -225,7 +225,7 @@ impl Guest<'_> {
 fn boot_plan(cmdline: &str, content: Content, policy: ResetPolicy, boot: u32) -> String {
     reboot::guest_plan(
         cmdline,
-        &format!("content={}", content.as_str()),
+        &format!("content={} vmm=convtest", content.as_str()),
         policy,
         boot,
     )
@@ -327,7 +327,8 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
     ];
     // Not locked for the run: every vCPU thread writes the console (under
     // run.rs's console mutex); a held StdoutLock would block them.
-    let mut out = std::io::stdout();
+    let mut out = crate::stream::Relayed::new(std::io::stdout());
+    let mut tap = crate::console::ConsoleTap::default();
     let mut f = Facts::default();
     let m = &machine;
     f.add("arch", "aarch64")
@@ -381,6 +382,7 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
             &mut machine.vcpus,
             &machine.ram,
             uart_at(args.options.layout),
+            &mut tap,
             &mut out,
         )?;
         // A reset the plan does not expect ends the run, as before.
@@ -416,7 +418,10 @@ mod tests {
     #[test]
     fn later_boots_find_their_index_and_the_policy_in_the_dtb() {
         let plan = boot_plan("tests=conv.*", Content::Preserve, ResetPolicy::Recreate, 2);
-        assert_eq!(plan, "tests=conv.* content=preserve reset=recreate boot=2");
+        assert_eq!(
+            plan,
+            "tests=conv.* content=preserve vmm=convtest reset=recreate boot=2"
+        );
         let blob = fdt::build(&fdt::Layout {
             ram: convtest_proto::range::MemRange::new(0x8000_0000, 0x9000_0000),
             uart: uart::MMIO,
@@ -426,7 +431,7 @@ mod tests {
         .unwrap();
         assert!(String::from_utf8_lossy(&blob).contains("reset=recreate boot=2"));
         let first = boot_plan("", Content::Preserve, ResetPolicy::Keep, 0);
-        assert_eq!(first, "content=preserve reset=keep");
+        assert_eq!(first, "content=preserve vmm=convtest reset=keep");
     }
 
     #[test]

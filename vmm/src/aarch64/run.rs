@@ -18,6 +18,7 @@
 
 use super::super::console::ConsoleTap;
 use super::super::facts::Facts;
+use super::super::stream::ConsoleStream;
 use super::super::uart16550::Uart16550;
 use super::super::vcpus::{End, ExitServer, Runner};
 use super::memory::GuestRam;
@@ -26,7 +27,6 @@ use crate::end::GuestEnd;
 use crate::error::VmmError;
 use convtest_proto::range::MemRange;
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -49,8 +49,8 @@ struct Stats {
 /// Behind the one mutex: the console device, its tap and the stream.
 struct Console<'a> {
     uart: Uart16550,
-    tap: ConsoleTap,
-    out: &'a mut (dyn Write + Send),
+    tap: &'a mut ConsoleTap,
+    out: &'a mut dyn ConsoleStream,
     stats: Stats,
 }
 
@@ -173,20 +173,23 @@ fn pc(fd: &VcpuFd) -> String {
 }
 
 /// Runs one boot on every vCPU to its end; also returns when the exit that
-/// ended it came back (a reset's cost is counted from there).
+/// ended it came back (a reset's cost is counted from there). `tap` lives
+/// across the run's boots: its host-check counts are the run's.
 pub fn run_boot(
     runner: &Runner,
     vcpus: &mut [vcpu::Vcpu],
     ram: &GuestRam,
     uart_at: MemRange,
-    out: &mut (dyn Write + Send),
+    tap: &mut ConsoleTap,
+    out: &mut dyn ConsoleStream,
 ) -> Result<(GuestEnd, Instant), VmmError> {
     let epoch = Instant::now();
+    tap.new_boot();
     let exits = Exits {
         epoch,
         console: Mutex::new(Console {
             uart: Uart16550::default(),
-            tap: ConsoleTap::default(),
+            tap,
             out,
             stats: Stats::default(),
         }),
@@ -234,7 +237,8 @@ pub fn run_boot(
     if let Some(a) = stats.first_stray {
         f.add("first_stray_mmio", format!("{a:#x}"));
     }
-    f.add("host_checks", c.tap.answered)
+    c.tap.add_facts(&mut f);
+    f.add("forged_lines", out.forged())
         .add("tap_ms", stats.tap.as_millis())
         .add("host_copy_refusals", ram.refusals())
         .add(

@@ -50,9 +50,10 @@ use vm::Setup;
 pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
     let setup = Setup::new(args)?;
     let (machine, facts) = setup.build(0)?;
-    // Not locked: every vCPU thread writes the console, and so does the
-    // watchdog's last word when a vCPU never comes back.
-    let mut out = std::io::stdout();
+    // Not locked: every vCPU thread writes the console (under the run
+    // loop's one lock), and so does the watchdog's last word when a vCPU
+    // never comes back (it ends the process right after).
+    let mut out = crate::stream::Relayed::new(std::io::stdout());
     facts.emit(&mut out);
     let mut resetter = reset::Resetter {
         setup: &setup,

@@ -13,6 +13,11 @@ pub enum PortEnd {
     Reset,
 }
 
+/// Whether a device of this VMM answers at `port` (besides COM1).
+pub fn claimed(port: u16) -> bool {
+    port == DEBUG_EXIT_PORT || port == RESET_PORT
+}
+
 /// What a guest OUT to a non-UART port means for the run.
 pub fn out(port: u16, data: &[u8]) -> Option<PortEnd> {
     let first = *data.first()?;

@@ -31,6 +31,7 @@
 
 use super::super::console::ConsoleTap;
 use super::super::facts::Facts;
+use super::super::stream::ConsoleStream;
 use super::super::uart16550::Uart16550;
 use super::super::vcpus::{self, End, ExitServer, Runner};
 use super::super::watchdog;
@@ -46,7 +47,6 @@ use crate::end::{GuestEnd, Unserved};
 use crate::error::VmmError;
 use kvm_bindings as kb;
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,13 @@ struct Stats {
     serve_errors: u64,
     /// Memory-fault exits that raced a conversion and were re-entered.
     fault_retries: u64,
+    /// Loads and stores where no RAM and no device is (loads read all
+    /// ones, as a floating bus does; stores are dropped), and the first.
+    stray_mmio: u64,
+    first_stray_mmio: Option<u64>,
+    /// Port writes and reads no device claims (reads answer all ones).
+    stray_io_out: u64,
+    stray_io_in: u64,
 }
 
 impl Stats {
@@ -134,7 +141,7 @@ struct Devices<'a> {
     ram: &'a mut GuestRam<KvmPlatform>,
     faults: &'a Faults,
     run: &'a mut RunState,
-    out: &'a mut (dyn Write + Send),
+    out: &'a mut dyn ConsoleStream,
     /// Per vCPU, the KVM_EXIT_* and detail word of the exit it had last:
     /// what a triple fault's report names as the vCPU's last exit before
     /// it (SVM loses the registers, see `triple_fault_facts`).
@@ -235,7 +242,10 @@ impl ExitServer for Exits<'_> {
                     Some(Ending::new(GuestEnd::DebugExit(code)))
                 }
                 Some(ports::PortEnd::Reset) => Some(Ending::reset(arrived)),
-                None => None,
+                None => {
+                    d.run.stats.stray_io_out += u64::from(!ports::claimed(port));
+                    None
+                }
             },
             Ok(VcpuExit::IoIn(port, data)) if serial::owns(port) => {
                 serial::input(&mut d.run.com1, port, data);
@@ -244,6 +254,22 @@ impl ExitServer for Exits<'_> {
             Ok(VcpuExit::IoIn(_, data)) => {
                 // Nothing else is there: a floating bus reads all ones.
                 data.fill(0xff);
+                d.run.stats.stray_io_in += 1;
+                None
+            }
+            // No device and no RAM behind the address (RAM is all in
+            // memory slots, which KVM serves without an exit): a floating
+            // bus, as on a PC. A guest's stray access is its own business,
+            // counted, never the run's end.
+            Ok(VcpuExit::MmioRead(gpa, data)) => {
+                data.fill(0xff);
+                d.run.stats.stray_mmio += 1;
+                d.run.stats.first_stray_mmio.get_or_insert(gpa);
+                None
+            }
+            Ok(VcpuExit::MmioWrite(gpa, _)) => {
+                d.run.stats.stray_mmio += 1;
+                d.run.stats.first_stray_mmio.get_or_insert(gpa);
                 None
             }
             Ok(VcpuExit::Hypercall(hc)) => {
@@ -319,7 +345,7 @@ fn run_boot(
     m: &mut Vm,
     runner: &Runner,
     run: &mut RunState,
-    out: &mut (dyn Write + Send),
+    out: &mut dyn ConsoleStream,
 ) -> Result<vcpus::Boot<Ending>, VmmError> {
     let exits = Exits(Mutex::new(Devices {
         ram: &mut m.ram,
@@ -351,7 +377,7 @@ fn mp_state_name(s: u32) -> String {
 pub(super) fn run_loop(
     mut m: Vm,
     limit: Duration,
-    out: &mut (dyn Write + Send),
+    out: &mut dyn ConsoleStream,
     resetter: &mut Resetter<'_>,
 ) -> Result<GuestEnd, VmmError> {
     let vcpus = m.vcpus.len();
@@ -387,9 +413,7 @@ pub(super) fn run_loop(
                     m = next;
                     resets += 1;
                     run.com1 = Uart16550::default();
-                    let answered = run.tap.answered;
-                    run.tap = ConsoleTap::default();
-                    run.tap.answered = answered;
+                    run.tap.new_boot();
                     parts.emit(&done, out);
                     continue;
                 }
@@ -410,7 +434,17 @@ pub(super) fn run_loop(
         .add("faulted", stats.faulted)
         .add("serve_errors", stats.serve_errors)
         .add("fault_retries", stats.fault_retries)
-        .add("host_checks", tap.answered)
+        .add("stray_mmio", stats.stray_mmio)
+        .add(
+            "first_stray_mmio",
+            stats
+                .first_stray_mmio
+                .map_or_else(|| "-".to_string(), |a| format!("{a:#x}")),
+        )
+        .add("stray_io_out", stats.stray_io_out)
+        .add("stray_io_in", stats.stray_io_in);
+    tap.add_facts(&mut f);
+    f.add("forged_lines", out.forged())
         .add("resets", resets)
         .add("run_ms", started.elapsed().as_millis());
     times.add_facts(&mut f);

@@ -25,6 +25,7 @@ mod reloc;
 mod secondary;
 mod smccc;
 mod smp;
+mod stray;
 mod timer;
 mod trap;
 mod uart;
@@ -116,5 +117,15 @@ impl Platform for Aarch64 {
 
     fn smccc_call(fid: u32, a1: u64, a2: u64, a3: u64) -> Option<SmcccAnswer<[u64; 4]>> {
         smccc::call(fid, a1, a2, a3)
+    }
+
+    unsafe fn stray_load(va: u64, size: u8) -> u64 {
+        // SAFETY: the trait's contract is `stray::load`'s.
+        unsafe { stray::load(va, size) }
+    }
+
+    unsafe fn stray_store(va: u64, size: u8, value: u64) {
+        // SAFETY: the trait's contract is `stray::store`'s.
+        unsafe { stray::store(va, size, value) }
     }
 }

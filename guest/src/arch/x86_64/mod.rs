@@ -26,6 +26,7 @@ mod probe;
 mod serial;
 mod smp;
 mod snp;
+mod stray;
 mod td_io;
 mod tdcall;
 mod trampoline;
@@ -130,6 +131,24 @@ impl Platform for X86_64 {
 
     fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
         cpu::cpuid(leaf, subleaf)
+    }
+
+    unsafe fn stray_load(va: u64, size: u8) -> u64 {
+        // SAFETY: the trait's contract is `stray::load`'s.
+        unsafe { stray::load(va, size) }
+    }
+
+    unsafe fn stray_store(va: u64, size: u8, value: u64) {
+        // SAFETY: the trait's contract is `stray::store`'s.
+        unsafe { stray::store(va, size, value) }
+    }
+
+    fn port_in(port: u16, size: u8) -> u32 {
+        stray::port_in(port, size)
+    }
+
+    fn port_out(port: u16, size: u8, value: u32) {
+        stray::port_out(port, size, value);
     }
 
     fn vmcall(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {

@@ -1,6 +1,8 @@
 //! The ABI itself: `conv.rejects` (malformed and out-of-state requests get
-//! the documented refusal) and `conv.sizes` (ranges of several sizes are
-//! encoded as the ABI wants, converted whole and seen whole by the host).
+//! the documented refusal, and the page stays private) and `conv.sizes`
+//! (ranges of several sizes are encoded as the ABI wants, converted whole
+//! and seen whole by the host; every granule confirmed on the platform
+//! after the share and after the unshare).
 //! The expected answers and encodings come from `expect.rs`.
 
 use super::expect::{self, Role, Want};
@@ -69,7 +71,14 @@ impl T<'_> {
                     "the tracker changed although no conversion was asked of it"
                 ));
             }
-            Ok(format!("{judged} malformed calls refused as the ABI says"))
+            let still = self.confirm(
+                p,
+                Target::Private,
+                "after the refused calls the page must still be private",
+            )?;
+            Ok(format!(
+                "{judged} malformed calls refused as the ABI says; {still}"
+            ))
         })
     }
 
@@ -119,9 +128,16 @@ impl T<'_> {
                     Err(Verdict::Skip(_)) => "host check off",
                     Err(v) => return Err(v),
                 };
+                if let Some(probed) =
+                    self.probe_states(r, Target::Shared, "every granule shared must be shared")?
+                {
+                    tdiag!("{what}: {probed}");
+                }
                 self.unshare(r)?;
+                let back =
+                    self.confirm(r, Target::Private, "every granule unshared must be private")?;
                 tdiag!(
-                    "{what}: {r}, {n} granule(s) as {} call(s) from {}: ok, {host}",
+                    "{what}: {r}, {n} granule(s) as {} call(s) from {}: ok, {host}; unshared: {back}",
                     issued.count,
                     issued.first
                 );

@@ -5,6 +5,7 @@
 
 use super::harness::{T, run_steps};
 use super::window::SLOT_COST;
+use crate::report::tdiag;
 use crate::suite::bench::meter::{Meter, timed};
 use crate::suite::verdict::{Verdict, fail};
 use alloc::format;
@@ -44,6 +45,14 @@ impl T<'_> {
         run_steps(|| {
             let (round, noop) = measured?;
             self.expect_state(p, PageState::Private, "after the benchmark")?;
+            // The timed calls are not each checked (a check would be timed
+            // with them); where they left the granule is.
+            let after = self.confirm(
+                p,
+                Target::Private,
+                "after the benchmark the granule must be private",
+            )?;
+            tdiag!("after the benchmark: {after}");
             if round == 0 || noop == 0 {
                 return Err(fail!("the cycle counter did not advance across a call"));
             }

@@ -31,7 +31,7 @@ const PSC_RESP_ERROR: i64 = ((1u64 << 63) | 0x015) as i64;
 /// -EINVAL as KVM returns it in rax.
 const EINVAL: i64 = -22;
 /// SMCCC INVALID_PARAMETER.
-const INVALID_PARAMETER: i64 = -3;
+pub(super) const INVALID_PARAMETER: i64 = -3;
 /// MAP_GPA_RANGE attribute bit 4: private (encrypted).
 const ENC: u64 = 1 << 4;
 
@@ -337,15 +337,21 @@ pub fn reset_calls(abi: &str, ram: &[MemRange], shared: &[MemRange], granule: u6
 /// one, so the probe also leaves it private). `None`: the ABI only asks and
 /// never tells (MAP_GPA_RANGE converts whatever state the page was in).
 pub fn private_probe(abi: &str, ipa: u64) -> Option<(RawCall, i64, &'static str)> {
+    state_probe(abi, ipa, Target::Private)
+}
+
+/// The same for either state: a granule at `ipa` that is `state` must
+/// answer the code. pKVM refuses MEM_SHARE of a granule already shared as
+/// it refuses MEM_UNSHARE of a private one (measured: a second MEM_SHARE →
+/// -3); a granule in the other state is converted by the probe, which
+/// leaves it as the tracker has it.
+pub fn state_probe(abi: &str, ipa: u64, state: Target) -> Option<(RawCall, i64, &'static str)> {
+    let fid = match state {
+        Target::Private => PKVM_MEM_UNSHARE,
+        Target::Shared => PKVM_MEM_SHARE,
+    };
     match abi {
-        PKVM => Some((
-            RawCall::Smccc {
-                fid: PKVM_MEM_UNSHARE,
-                x1: ipa,
-            },
-            INVALID_PARAMETER,
-            "pKVM",
-        )),
+        PKVM => Some((RawCall::Smccc { fid, x1: ipa }, INVALID_PARAMETER, "pKVM")),
         _ => None,
     }
 }
@@ -394,5 +400,121 @@ pub fn content_rule(abi: &str, to: Target) -> Option<ContentRule> {
             "SEV-SNP: a page made private again reads as whatever its new encrypted page decrypts to",
         )),
         _ => None,
+    }
+}
+
+// ---- the hostile traffic's answers (`hostile.vmm`) ----
+
+/// KVM's answer to a hypercall it does not know (-KVM_ENOSYS).
+const KVM_ENOSYS: i64 = -1000;
+/// PSCI INVALID_PARAMETERS and ALREADY_ON.
+const PSCI_INVALID_PARAMETERS: i64 = -2;
+const PSCI_ALREADY_ON: i64 = -4;
+
+/// What a hostile hypercall must be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Left to KVM's feature set (the PV calls KVM implements).
+    Unjudged,
+    /// A MAP_GPA_RANGE that must be refused with `code`: by KVM before any
+    /// exit (unaligned, empty, gfn overflow: arch/x86/kvm/x86.c), or by the
+    /// convtest VMM (attribute bits it does not know, a page-size hint
+    /// above 1G, a length that overflows, a range not all RAM).
+    Refused { code: i64, by_vmm: bool },
+    /// A MAP_GPA_RANGE the VMM must carry out (answer 0).
+    Applied,
+    /// Another fixed answer.
+    Code(i64),
+}
+
+/// The hypercalls KVM x86 implements (include/uapi/linux/kvm_para.h).
+const KVM_HYPERCALLS: [u64; 6] = [1, 5, 9, 10, 11, 12];
+
+pub fn hostile_hypercall(nr: u64, args: [u64; 3], ram: &[MemRange]) -> Answer {
+    if nr != convtest_proto::map_gpa::KVM_HC_MAP_GPA_RANGE {
+        return if KVM_HYPERCALLS.contains(&nr) {
+            Answer::Unjudged
+        } else {
+            Answer::Code(KVM_ENOSYS)
+        };
+    }
+    let [gpa, npages, _] = args;
+    let gfn = gpa >> 12;
+    if !gpa.is_multiple_of(4096) || npages == 0 || gfn.wrapping_add(npages) <= gfn {
+        return Answer::Refused {
+            code: EINVAL,
+            by_vmm: false,
+        };
+    }
+    match convtest_proto::hostile::applies(args) {
+        Some(r) if ram.iter().any(|m| m.covers(&r)) => Answer::Applied,
+        _ => Answer::Refused {
+            code: EINVAL,
+            by_vmm: true,
+        },
+    }
+}
+
+/// pKVM's MEM_SHARE / MEM_UNSHARE (SMC64) of a granule of `scratch` with
+/// x2 and x3 clear: the conversion direction. pKVM converts the granule
+/// or refuses it by its state, which the caller's model predicts.
+pub fn pkvm_mem_call(fid: u32, args: [u64; 3], scratch: MemRange) -> Option<Target> {
+    let to = match fid {
+        PKVM_MEM_SHARE => Target::Shared,
+        PKVM_MEM_UNSHARE => Target::Private,
+        _ => return None,
+    };
+    (args[1] == 0 && args[2] == 0 && scratch.contains(args[0])).then_some(to)
+}
+
+/// The fixed answer to a hostile SMCCC call, if it has one: pKVM refuses
+/// MEM_SHARE / MEM_UNSHARE with x2 or x3 set before looking at the IPA
+/// (arch/arm64/kvm/hyp/nvhe/pkvm.c, kvm_handle_pvm_hvc64); PSCI CPU_ON of
+/// the running CPU answers ALREADY_ON, of a CPU that does not exist
+/// INVALID_PARAMETERS (arch/arm64/kvm/psci.c; SMC32 narrows x1 to 32 bits).
+pub fn hostile_smccc(fid: u32, args: [u64; 3], self_mpidr: u64) -> Option<(i64, &'static str)> {
+    match fid {
+        PKVM_MEM_SHARE | PKVM_MEM_UNSHARE if args[1] != 0 || args[2] != 0 => Some((
+            INVALID_PARAMETER,
+            "pKVM refuses MEM_SHARE/MEM_UNSHARE with x2 or x3 set",
+        )),
+        0x8400_0003 | 0xc400_0003 => {
+            let x1 = if fid & 0x4000_0000 == 0 {
+                args[0] & 0xffff_ffff
+            } else {
+                args[0]
+            };
+            let target = x1 & 0xff_00ff_ffff;
+            Some(if x1 != target {
+                (
+                    PSCI_INVALID_PARAMETERS,
+                    "PSCI CPU_ON of an MPIDR with bits outside the affinity fields",
+                )
+            } else if target == self_mpidr & 0xff_00ff_ffff {
+                (PSCI_ALREADY_ON, "PSCI CPU_ON of the running CPU")
+            } else {
+                (
+                    PSCI_INVALID_PARAMETERS,
+                    "PSCI CPU_ON of a CPU that does not exist",
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The raw calls that make `range` private whatever state its granules are
+/// in (the answers do not matter: pKVM refuses the ones already private).
+pub fn make_private(abi: &str, range: MemRange, granule: u64) -> Vec<RawCall> {
+    match abi {
+        MAP_GPA_RANGE => vec![map(range.start, range.len() / 4096, hint(range) | ENC)],
+        PKVM => (range.start..range.end)
+            .step_by(granule as usize)
+            .map(|x1| RawCall::Smccc {
+                fid: PKVM_MEM_UNSHARE,
+                x1,
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }

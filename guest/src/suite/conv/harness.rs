@@ -3,6 +3,7 @@
 //! host checks that weigh the host's evidence, and the cleanup that leaves
 //! every window granule private whatever happened.
 
+use super::expect;
 use super::window::Window;
 use crate::arch::{Current, Platform};
 use crate::boot::BootInfo;
@@ -19,7 +20,7 @@ use convtest_proto::hostcheck::{Evidence, Request, pattern_word};
 use convtest_proto::plan::Plan;
 use convtest_proto::prng::mix;
 use convtest_proto::range::MemRange;
-use convtest_proto::tracker::PageState;
+use convtest_proto::tracker::{PageState, Target};
 
 /// Everything a conversion test needs, borrowed from the context.
 pub(super) struct T<'a> {
@@ -136,6 +137,79 @@ impl T<'_> {
         self.expect_state(r, PageState::Private, "after a confirmed unshare")
     }
 
+    /// Where the ABI can tell a granule's state (pKVM), one probe per
+    /// granule of `r`, each of which must refuse to convert it to `to`
+    /// again; `None` when the ABI cannot tell (only the host can say).
+    pub(super) fn probe_states(
+        &mut self,
+        r: MemRange,
+        to: Target,
+        why: &str,
+    ) -> Step<Option<String>> {
+        let abi = self.conv.name();
+        let g = self.win.granule;
+        if expect::state_probe(abi, r.start, to).is_none() {
+            return Ok(None);
+        }
+        for a in (r.start..r.end).step_by(g as usize) {
+            let Some((call, want, from)) = expect::state_probe(abi, a, to) else {
+                continue;
+            };
+            let got = self
+                .conv
+                .raw(call)
+                .map_err(|_| fail!("{why}: {abi} cannot issue its own state probe {call}"))?;
+            if got != want {
+                return Err(fail!(
+                    "{why}: {from} answered {got} to {call} for granule {a:#x} of {r}, which the \
+                     tracker calls {}: a {} granule answers {want}, so the conversion left it {}",
+                    to.as_str(),
+                    to.as_str(),
+                    match to {
+                        Target::Shared => "private",
+                        Target::Private => "shared",
+                    }
+                ));
+            }
+        }
+        Ok(Some(format!(
+            "{} {} granule(s) of {r}: each refused again by pKVM",
+            r.len() / g,
+            to.as_str()
+        )))
+    }
+
+    /// After a conversion of `r` to `to` that the tracker took whole, the
+    /// platform is asked about every granule of it: where the ABI can tell
+    /// (pKVM), one state probe per granule at EL2, which must refuse to
+    /// convert it again; otherwise the host, over all of `r` — it must read
+    /// the pattern written into a shared range, and not see the canary
+    /// written into a private one. Overwrites `r`; callers read what the
+    /// conversion left first. Says what was asked.
+    pub(super) fn confirm(&mut self, r: MemRange, to: Target, why: &str) -> Step<String> {
+        if let Some(probed) = self.probe_states(r, to, why)? {
+            return Ok(probed);
+        }
+        let req = match to {
+            Target::Shared => {
+                let seed = self.seed(r.start ^ 0x5eed_c0f1);
+                self.fill(r, seed);
+                Request::Verify { range: r, seed }
+            }
+            Target::Private => {
+                let canary = self.canary(r.start ^ 0xc0f1);
+                self.fill_const(r, canary);
+                Request::NoRead { range: r, canary }
+            }
+        };
+        match self.host(req, why) {
+            Ok(detail) => Ok(format!("{} {r}: host: {detail}", to.as_str())),
+            // Nobody to ask: the test goes on, and says so.
+            Err(Verdict::Skip(_)) => Ok(format!("{} {r}: not asked (host=off)", to.as_str())),
+            Err(v) => Err(v),
+        }
+    }
+
     pub(super) fn weigh(&mut self, evidence: Option<Evidence>) {
         // A host that names no evidence proves no more than bookkeeping.
         let e = evidence.unwrap_or(Evidence::Bookkeeping);
@@ -145,7 +219,7 @@ impl T<'_> {
     /// Host check that must answer `ok`; a refusal or silence becomes the
     /// failing verdict.
     pub(super) fn host(&mut self, req: Request, why: &str) -> Step<String> {
-        match hostcheck::ask(self.plan.host, &req) {
+        match hostcheck::ask(hostcheck::Host::of(&self.plan), &req) {
             Ok(Reply { evidence, detail }) => {
                 self.weigh(evidence);
                 Ok(detail)
@@ -163,7 +237,7 @@ impl T<'_> {
     /// Host check that must answer `fail` (a positive control: the host
     /// must see what it can see, or the checks that passed prove nothing).
     pub(super) fn host_sees(&mut self, req: Request, why: &str) -> Step<String> {
-        match hostcheck::ask(self.plan.host, &req) {
+        match hostcheck::ask(hostcheck::Host::of(&self.plan), &req) {
             Err(HostError::Failed {
                 evidence, detail, ..
             }) => {

@@ -18,11 +18,13 @@ mod content;
 mod cost;
 mod expect;
 mod harness;
+mod hostile;
 mod overlap;
 mod race;
 mod reboot;
 mod reset;
 mod storm;
+mod storm_confirm;
 mod storm_cpu;
 mod visibility;
 pub(in crate::suite) mod window;
@@ -59,6 +61,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
     let storm_area = name
         .starts_with("stress.")
         .then(|| storm::area(test_ram, &win, storm::area_bytes(crate::smp::cpus())));
+    let scratch = (name == "hostile.vmm").then(|| storm::area(test_ram, &win, hostile::SCRATCH));
     let mut t = T {
         conv,
         boot,
@@ -70,6 +73,7 @@ pub fn run(name: &str, ctx: &mut Ctx) -> Verdict {
         "stress.storm" => t.storm(storm_area.unwrap_or_else(|| Err(String::new()))),
         "stress.race" => t.race(storm_area.unwrap_or_else(|| Err(String::new()))),
         "stress.overlap" => t.overlap(storm_area.unwrap_or_else(|| Err(String::new()))),
+        "hostile.vmm" => t.hostile(scratch.unwrap_or_else(|| Err(String::new()))),
         "conv.reset_private" => t.reset_private(),
         "conv.share_verify" => t.share_verify(),
         "conv.unshare_private" => t.unshare_private(),

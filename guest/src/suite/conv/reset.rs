@@ -7,7 +7,9 @@
 //! range shared, canaries in them), checks the host really sees it, runs the
 //! firmware's reset again, and then asks the host: a canary written after
 //! the reset must be invisible to it and the host must be refused the
-//! pages. The tracker's word is not evidence; the host's is.
+//! pages (and pKVM must call every granule private). The tracker's word is
+//! not evidence; the platform's is: every granule shared is confirmed
+//! shared before the reset, too.
 
 use super::expect;
 use super::harness::{T, run_steps};
@@ -18,7 +20,7 @@ use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
 use convtest_proto::hostcheck::Request;
-use convtest_proto::tracker::PageState;
+use convtest_proto::tracker::{PageState, Target};
 
 impl T<'_> {
     pub(super) fn reset_private(&mut self) -> Verdict {
@@ -33,6 +35,9 @@ impl T<'_> {
             let dirty = [self.win.slot(SLOT_RESET), self.win.aligned_2m()];
             for &r in &dirty {
                 self.share(r)?;
+                let shared =
+                    self.confirm(r, Target::Shared, "every dirty granule must be shared")?;
+                tdiag!("dirty: {shared}");
             }
             let before = self.canary(SLOT_RESET);
             for &r in &dirty {
@@ -65,6 +70,13 @@ impl T<'_> {
                     },
                     "after the reset the host must not see the formerly shared range",
                 )?);
+                if let Some(probed) = self.probe_states(
+                    r,
+                    Target::Private,
+                    "after the reset every granule must be private",
+                )? {
+                    refused.push(probed);
+                }
             }
             let ram = self.conv.ram();
             let needed = expect::reset_calls(self.conv.name(), &ram, &dirty, self.conv.granule());

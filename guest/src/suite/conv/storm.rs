@@ -108,7 +108,7 @@ impl T<'_> {
             })
             .collect();
         let stop = AtomicBool::new(false);
-        let host_on = self.plan.host;
+        let host = crate::hostcheck::Host::of(&self.plan);
         let t0 = Current::cycles();
         let mut failed: Option<(usize, Failure)> = None;
         let mut done = 0;
@@ -118,7 +118,7 @@ impl T<'_> {
             let ctx = StormCtx {
                 conv: &shared,
                 boot: self.boot,
-                host_on,
+                host,
                 refusal,
                 abi,
                 seed,

@@ -5,7 +5,8 @@
 //! CPUs convert theirs. Only CPU 0 talks to the host (the console carries
 //! one request at a time); elsewhere a host operation becomes its guest-side
 //! half, and the quiescent checkpoint between rounds asks the host about
-//! every slice.
+//! every slice. Multi-granule conversions are confirmed on the platform
+//! granule by granule, a sample of them (storm_confirm.rs).
 
 use super::expect;
 use crate::boot::BootInfo;
@@ -94,13 +95,16 @@ pub(super) struct Lane {
     pub failure: Option<Failure>,
     /// The weakest evidence among this CPU's host answers.
     pub evidence: Option<Evidence>,
+    /// Per direction (shared, private), the last round in which one of
+    /// this CPU's multi-granule conversions was confirmed on the platform.
+    pub confirmed_round: [Option<u64>; 2],
 }
 
 /// What every CPU of a storm reads.
 pub(super) struct StormCtx<'a> {
     pub conv: &'a SharedConverter<'a>,
     pub boot: &'static BootInfo,
-    pub host_on: bool,
+    pub host: hostcheck::Host,
     pub refusal: i64,
     pub abi: &'static str,
     pub seed: u64,
@@ -111,7 +115,7 @@ pub(super) struct StormCtx<'a> {
 }
 
 impl StormCtx<'_> {
-    fn word(&self, pa: u64) -> *mut u64 {
+    pub(super) fn word(&self, pa: u64) -> *mut u64 {
         self.boot.phys_to_virt(pa) as *mut u64
     }
 
@@ -138,10 +142,21 @@ impl StormCtx<'_> {
     }
 
     fn op(&self, cpu: usize, op: Op, lane: &mut Lane) -> Result<(), String> {
+        if let Op::Share(r) | Op::Unshare(r) = op {
+            let to = if matches!(op, Op::Share(_)) {
+                Target::Shared
+            } else {
+                Target::Private
+            };
+            let done = self.convert(r, to, &mut lane.model, &mut lane.counts)?;
+            return match done {
+                Some(r) => self.confirm(cpu, r, to, lane),
+                None => Ok(()),
+            };
+        }
         let (model, n) = (&mut lane.model, &mut lane.counts);
         match op {
-            Op::Share(r) => self.convert(r, Target::Shared, model, n),
-            Op::Unshare(r) => self.convert(r, Target::Private, model, n),
+            Op::Share(_) | Op::Unshare(_) => Ok(()),
             Op::Touch {
                 range,
                 tag,
@@ -215,7 +230,7 @@ impl StormCtx<'_> {
             let e = e.unwrap_or(Evidence::Bookkeeping);
             *evidence = Some(evidence.map_or(e, |old| old.weakest(e)));
         };
-        match hostcheck::ask(self.host_on, &req) {
+        match hostcheck::ask(self.host, &req) {
             Ok(Reply { evidence, .. }) => {
                 weigh(evidence);
                 Ok(())
@@ -229,13 +244,15 @@ impl StormCtx<'_> {
         }
     }
 
+    /// One conversion against the model's prediction; the range it
+    /// converted whole (`None`: refused as predicted).
     fn convert(
         &self,
         r: MemRange,
         to: Target,
         model: &mut Model,
         n: &mut Counts,
-    ) -> Result<(), String> {
+    ) -> Result<Option<MemRange>, String> {
         match to {
             Target::Shared => n.shares += 1,
             Target::Private => n.unshares += 1,
@@ -285,7 +302,7 @@ impl StormCtx<'_> {
             n.refused += 1;
         }
         model.convert(r, to, want);
-        Ok(())
+        Ok(matches!(want, ConversionOutcome::Done).then_some(r))
     }
 
     /// Reads `r` back against the model; `ends_only` reads each granule's
@@ -437,5 +454,6 @@ pub(super) fn lane(
         counts: Counts::default(),
         failure: None,
         evidence: None,
+        confirmed_round: [None; 2],
     }
 }

@@ -2,6 +2,8 @@
 //! page is the same page on both sides) and `conv.unshare_private` (after an
 //! unshare the host sees nothing the guest writes — with positive controls
 //! on a still-shared page, so a host that sees nothing at all cannot pass).
+//! Every conversion either makes is confirmed on the platform (harness
+//! `confirm`): the host's checks, and pKVM's own answer per granule.
 
 use super::harness::{T, run_steps};
 use super::window::{SLOT_CONTROL, SLOT_SHARE, SLOT_UNSHARE};
@@ -11,6 +13,7 @@ use crate::suite::verdict::Verdict;
 use alloc::format;
 use alloc::string::{String, ToString};
 use convtest_proto::hostcheck::Request;
+use convtest_proto::tracker::Target;
 
 impl T<'_> {
     pub(super) fn share_verify(&mut self) -> Verdict {
@@ -28,7 +31,13 @@ impl T<'_> {
                 "the host must see the guest's pattern in the shared page",
             )?;
             self.unshare(p)?;
+            let back = self.confirm(
+                p,
+                Target::Private,
+                "after the unshare the platform must hold the page private",
+            )?;
             tdiag!("shared {p}: host says: {detail}");
+            tdiag!("unshared again: {back}");
             Ok(String::new())
         })
     }
@@ -62,6 +71,11 @@ impl T<'_> {
                 Request::NoRead { range: p, canary },
                 "the host must not see what the guest wrote into the unshared page",
             )?;
+            if let Some(probed) =
+                self.probe_states(p, Target::Private, "the unshared page must be private")?
+            {
+                tdiag!("{probed}");
+            }
             // Positive controls: the same canary in a page that is still
             // shared must be found by the scan and seen by the probe, or
             // their answers above proved nothing.
@@ -78,7 +92,12 @@ impl T<'_> {
                 "control: the probe must see the canary in the still-shared page",
             )?;
             self.unshare(control)?;
-            tdiag!("control {control}: scan: {found}; probe: {seen}");
+            let back = self.confirm(
+                control,
+                Target::Private,
+                "after its unshare the platform must hold the control page private",
+            )?;
+            tdiag!("control {control}: scan: {found}; probe: {seen}; unshared again: {back}");
             Ok(format!(
                 "canary {canary:#x} in unshared {p}: scan: {scan}; probe: {noread}"
             ))

@@ -6,6 +6,7 @@
 
 use super::cache::{self, Cache};
 use super::kernels::{self, Suite};
+use super::series::Index;
 use crate::error::{Error, shell_line};
 use crate::step;
 use std::cell::RefCell;
@@ -114,10 +115,83 @@ impl<'a> Apt<'a> {
         opts
     }
 
+    /// What the archive offers of the packages whose names start with one
+    /// of `prefixes`, and of the packages `exact` (`apt-cache pkgnames`,
+    /// then `apt-cache madison` of what it named): the choice of an L1
+    /// build reads it (series.rs). Lists never fetched are fetched first;
+    /// `refresh` fetches them again (a pin missing from stale lists).
+    pub fn index(
+        &self,
+        prefixes: &[String],
+        exact: &[String],
+        refresh: bool,
+    ) -> Result<Index, Error> {
+        let _lock = self.cache.lock("apt")?;
+        let state = self.state()?;
+        if refresh || !has_lists(&state.join("lists")) {
+            self.update(&state)?;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for p in prefixes {
+            let out = self.cache_query(&state, &["pkgnames", p])?;
+            names.extend(out.lines().map(str::to_string));
+        }
+        names.extend(exact.iter().cloned());
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Ok(Index::default());
+        }
+        let mut args = vec!["madison"];
+        args.extend(names.iter().map(String::as_str));
+        Ok(Index::parse_madison(&self.cache_query(&state, &args)?))
+    }
+
+    /// An `apt-cache` query against the private state; its stdout.
+    fn cache_query(&self, state: &Path, args: &[&str]) -> Result<String, Error> {
+        let apt_cache = Path::new(&self.apt_get).with_file_name("apt-cache");
+        let bin: OsString = if Path::new(&self.apt_get).components().count() > 1 {
+            apt_cache.into()
+        } else {
+            "apt-cache".into()
+        };
+        let mut all = Self::options(state, self.archs);
+        all.extend(args.iter().map(OsString::from));
+        let call = shell_line(bin.clone(), all.clone());
+        let out = Command::new(&bin)
+            .args(&all)
+            .output()
+            .map_err(|source| Error::Spawn {
+                call: call.clone(),
+                source,
+            })?;
+        // madison and pkgnames exit 0 with nothing for names apt does not
+        // know; any other failure is the query's.
+        if !out.status.success() {
+            return Err(Error::Command {
+                call,
+                code: out.status.code(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The cached .deb of `package` (`name` or `name:arch`), downloaded once.
     pub fn deb(&self, package: &str) -> Result<PathBuf, Error> {
+        self.deb_as(package, &package.replace(':', "_"))
+    }
+
+    /// The cached .deb of one version of `package` (`name=version`).
+    pub fn deb_version(&self, package: &str, version: &str) -> Result<PathBuf, Error> {
+        let file = format!("{package}_{version}").replace([':', '~', '+'], "_");
+        self.deb_as(&format!("{package}={version}"), &file)
+    }
+
+    /// The cached `<file>.deb` of what `apt-get download <spec>` fetches.
+    fn deb_as(&self, package: &str, file: &str) -> Result<PathBuf, Error> {
         let debs = self.cache.dir("debs")?;
-        let file = debs.join(format!("{}.deb", package.replace(':', "_")));
+        let file = debs.join(format!("{file}.deb"));
         if file.is_file() {
             return Ok(file);
         }

@@ -1,6 +1,7 @@
 //! The L1 kernel and its KVM modules: one of the Debian kernels of the
-//! table (kernels.rs; fetched once, the few files needed unpacked into
-//! `<cache>/l1/<release>`), or the user's `--l1-kernel` / `--l1-modules`.
+//! table (kernels.rs; the build series.rs picks, fetched once, the few files
+//! needed unpacked into `<cache>/l1/<release>`), or the user's
+//! `--l1-kernel` / `--l1-modules`.
 //!
 //! Both Debian layouts end up the same in the cache: `vmlinuz` (amd64: a
 //! bzImage; arm64: a plain Image) and `modules/*.ko`, decompressed (arm64
@@ -11,6 +12,7 @@ use super::cache::{self, Cache};
 use super::kernel_image::{self, Found};
 use super::kernels::KnownL1;
 use super::modules::{self, Module};
+use super::series::{self, Chosen, How, Index};
 use crate::error::Error;
 use convtest_proto::arch::Arch;
 use std::path::{Path, PathBuf};
@@ -24,16 +26,87 @@ pub struct L1Kernel {
 }
 
 /// Where one release's kernel and modules are kept unpacked.
-pub fn unpacked_dir(cache: &Cache, known: &KnownL1, arch: Arch) -> PathBuf {
-    cache.root().join("l1").join(known.release(arch))
+pub fn unpacked_dir(cache: &Cache, known: &KnownL1, abi: &str, arch: Arch) -> PathBuf {
+    cache.root().join("l1").join(known.release_of(abi, arch))
 }
 
-/// A Debian kernel (and its amd64 modules): from the cache, or downloaded
-/// and unpacked into it once.
+/// Which build of `known` to boot: the asked one (`explicit`, else the pin)
+/// when the cache has it (and, with `swprot`, its rebuilt kvm.ko); else what
+/// the archive offers (series.rs), its lists refreshed once before a pin is
+/// given up. With `announce`, a build that is not the pin is announced on
+/// stderr whatever `--quiet` says.
+pub fn choose_build(
+    cache: &Cache,
+    apt: &Apt<'_>,
+    known: &KnownL1,
+    arch: Arch,
+    swprot: bool,
+    explicit: Option<&str>,
+    announce: bool,
+) -> Result<Chosen, Error> {
+    let prefixes = series::prefixes(known, arch, swprot);
+    let exact: Vec<String> = if swprot {
+        vec![super::swprot::source_package()]
+    } else {
+        Vec::new()
+    };
+    let chosen = choose_with(cache, known, arch, swprot, explicit, &mut |refresh| {
+        apt.index(&prefixes, &exact, refresh)
+    })?;
+    if let Some(w) = series::warning(&chosen, known, arch).filter(|_| announce) {
+        eprintln!("{w}");
+    }
+    Ok(chosen)
+}
+
+/// [`choose_build`] with the archive's index from `index(refresh)`.
+fn choose_with(
+    cache: &Cache,
+    known: &KnownL1,
+    arch: Arch,
+    swprot: bool,
+    explicit: Option<&str>,
+    index: &mut dyn FnMut(bool) -> Result<Index, Error>,
+) -> Result<Chosen, Error> {
+    let asked = explicit.unwrap_or(known.abi);
+    let cached = unpacked_dir(cache, known, asked, arch).is_dir()
+        && (!swprot || super::swprot::cached_build(cache, asked).is_some());
+    if cached {
+        return Ok(Chosen {
+            abi: asked.to_string(),
+            how: if explicit.is_some() {
+                How::Explicit
+            } else {
+                How::Pinned
+            },
+            source_version: None,
+        });
+    }
+    let first = series::from_archive(known, arch, swprot, explicit, &index(false)?);
+    match first {
+        Ok(c) if c.how != (How::NewestOfSeries { pinned: known.abi }) => Ok(c),
+        // The lists may be older than the archive: ask again, fresh.
+        _ => series::from_archive(known, arch, swprot, explicit, &index(true)?),
+    }
+    .map_err(|why| Error::Unavailable {
+        what: format!(
+            "--l1 {}{} on {}: {why}; pin a build the archive has with --l1 {}=<abi>, or boot \
+             your own with --l1-kernel",
+            known.name.as_str(),
+            explicit.map_or(String::new(), |a| format!("={a}")),
+            arch.as_str(),
+            known.name.as_str()
+        ),
+    })
+}
+
+/// A Debian kernel (and its amd64 modules) of build `abi`: from the cache,
+/// or downloaded and unpacked into it once.
 pub fn debian(
     cache: &Cache,
     apt: &Apt<'_>,
     known: &KnownL1,
+    abi: &str,
     arch: Arch,
     quiet: bool,
 ) -> Result<L1Kernel, Error> {
@@ -44,8 +117,8 @@ pub fn debian(
             arch.as_str()
         ))
     })?;
-    let release = known.release(arch);
-    let dir = unpacked_dir(cache, known, arch);
+    let release = known.release_of(abi, arch);
+    let dir = unpacked_dir(cache, known, abi, arch);
     if !dir.is_dir() {
         let _lock = cache.lock(&format!("l1-{release}"))?;
         if !dir.is_dir() {
@@ -69,7 +142,7 @@ pub fn debian(
                     cache.root().display()
                 );
             }
-            fetch_debian(cache, apt, known, arch, &dir, quiet)?;
+            fetch_debian(cache, apt, known, abi, arch, &dir, quiet)?;
         }
     }
     let kernel = dir.join("vmlinuz");
@@ -97,30 +170,31 @@ fn fetch_debian(
     cache: &Cache,
     apt: &Apt<'_>,
     known: &KnownL1,
+    abi: &str,
     arch: Arch,
     dir: &Path,
     quiet: bool,
 ) -> Result<(), Error> {
-    let release = known.release(arch);
+    let release = known.release_of(abi, arch);
     let tmp = cache.temp_dir("l1-")?;
     let tree = tmp.path().join("tree");
     let stage = tmp.path().join("stage");
     let mod_stage = stage.join("modules");
     std::fs::create_dir_all(&mod_stage).map_err(|e| Error::io("creating", &mod_stage, e))?;
-    for part in known.debs(arch) {
+    for part in known.debs(abi, arch) {
         let deb = apt
             .deb(&part.package)
             .map_err(|e| moved_on(e, known, &part.package))?;
         apt::extract(&deb, &tree, &part.members, quiet)?;
     }
-    let vmlinuz = tree.join(known.kernel_path(arch));
+    let vmlinuz = tree.join(known.kernel_path(abi, arch));
     let kernel = stage.join("vmlinuz");
     std::fs::rename(&vmlinuz, &kernel)
         .map_err(|e| Error::io("taking the kernel from", &vmlinuz, e))?;
     // A table entry pointing at the wrong file would otherwise boot into
     // a silent console.
     kernel_image::check(&kernel, arch)?;
-    let root = tree.join(known.modules_root(arch));
+    let root = tree.join(known.modules_root(abi, arch));
     let mut files = Vec::new();
     for stem in known.build(arch).map(|b| b.modules).unwrap_or_default() {
         // 6.1 ships plain .ko, later kernels .ko.xz.
@@ -138,18 +212,19 @@ fn fetch_debian(
     cache::publish(&stage, dir)
 }
 
-/// A download that apt refused (after refreshing its lists) most likely
-/// means Debian replaced the pinned build: say where the pin is. Other
-/// errors (no apt-get, no network to spawn) pass unchanged.
+/// A download that apt refused (after refreshing its lists) although the
+/// index listed the package: the mirror dropped it since, or is
+/// unreachable. Other errors (no apt-get) pass unchanged.
 fn moved_on(e: Error, known: &KnownL1, package: &str) -> Error {
     match e {
         Error::Command { .. } => Error::Unavailable {
             what: format!(
                 "{e}\n--l1 {}: {} no longer carries {package}, or the mirror is unreachable; \
-                 `apt-cache search linux-image-` against the private apt state in the cache names \
-                 the current build, which goes into backend/nested/kernels.rs (or pass --l1-kernel)",
+                 run again (the build is chosen afresh from the archive's lists), pin another \
+                 build with --l1 {}=<abi>, or pass --l1-kernel",
                 known.name.as_str(),
-                known.suite.name
+                known.suite.name,
+                known.name.as_str()
             ),
         },
         other => other,
@@ -222,7 +297,7 @@ mod tests {
     fn cache_dirs_are_per_release() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cache = Cache::at(tmp.path().to_path_buf()).expect("cache");
-        let dir = |n, a| unpacked_dir(&cache, known(n), a);
+        let dir = |n, a| unpacked_dir(&cache, known(n), known(n).abi, a);
         assert!(dir(L1Name::Debian73, Arch::X86_64).ends_with("l1/7.3.4+deb13-amd64"));
         assert!(dir(L1Name::Debian61, Arch::Aarch64).ends_with("l1/6.1.0-57-arm64"));
     }
@@ -232,22 +307,85 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cache = Cache::at(tmp.path().to_path_buf()).expect("cache");
         let k612 = known(L1Name::Debian612);
-        let dir = unpacked_dir(&cache, k612, Arch::X86_64);
+        let dir = unpacked_dir(&cache, k612, k612.abi, Arch::X86_64);
         std::fs::create_dir_all(dir.join("modules")).expect("mkdir");
         std::fs::write(dir.join("vmlinuz"), b"kernel").expect("kernel");
         std::fs::write(dir.join("modules/kvm.ko"), b"\0depends=irqbypass\0").expect("kvm");
         std::fs::write(dir.join("modules/irqbypass.ko"), b"\0depends=\0").expect("irq");
         let mut apt = Apt::new(&cache, true);
         apt.apt_get = "/nonexistent/apt-get".into();
-        let l1 = debian(&cache, &apt, k612, Arch::X86_64, true).expect("from the cache alone");
+        let chosen = choose_build(&cache, &apt, k612, Arch::X86_64, false, None, false)
+            .expect("the cached pin needs no index");
+        assert_eq!((chosen.abi.as_str(), chosen.how), (k612.abi, How::Pinned));
+        let l1 =
+            debian(&cache, &apt, k612, k612.abi, Arch::X86_64, true).expect("from the cache alone");
         assert_eq!(l1.kernel, dir.join("vmlinuz"));
         assert_eq!(l1.release.as_deref(), Some("6.12.117+deb12-amd64"));
         let names: Vec<&str> = l1.modules.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["irqbypass", "kvm"]);
         // The other arch, and another kernel, are not cached: they must try
         // apt (and fail here).
-        assert!(debian(&cache, &apt, k612, Arch::Aarch64, true).is_err());
-        assert!(debian(&cache, &apt, known(L1Name::Debian61), Arch::X86_64, true).is_err());
+        assert!(debian(&cache, &apt, k612, k612.abi, Arch::Aarch64, true).is_err());
+        let k61 = known(L1Name::Debian61);
+        assert!(debian(&cache, &apt, k61, k61.abi, Arch::X86_64, true).is_err());
+        assert!(choose_build(&cache, &apt, k61, Arch::X86_64, false, None, false).is_err());
+    }
+
+    /// The recorded archive index (series.rs) without the builds of `abi`.
+    fn index_without(abi: &str) -> Index {
+        let text: String = include_str!("../../../tests/fixtures/debian-index.madison")
+            .lines()
+            .filter(|l| !l.contains(abi))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Index::parse_madison(&text)
+    }
+
+    #[test]
+    fn an_empty_cache_and_an_archive_without_the_pin_boot_the_newest_of_the_series() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::at(tmp.path().to_path_buf()).expect("cache");
+        let k = known(L1Name::Debian612);
+        let mut asked = Vec::new();
+        let c = choose_with(&cache, k, Arch::X86_64, false, None, &mut |refresh| {
+            asked.push(refresh);
+            Ok(index_without(k.abi))
+        })
+        .expect("the newest build");
+        assert_eq!(c.abi, "6.12.118+deb12");
+        assert_eq!(c.how, How::NewestOfSeries { pinned: k.abi });
+        assert_eq!(
+            asked,
+            [false, true],
+            "the lists are refreshed before the pin is given up"
+        );
+        assert!(series::warning(&c, k, Arch::X86_64).is_some());
+        // With the pin in the cache, the archive is not asked.
+        std::fs::create_dir_all(unpacked_dir(&cache, k, k.abi, Arch::X86_64)).expect("mkdir");
+        let c = choose_with(&cache, k, Arch::X86_64, false, None, &mut |_| {
+            panic!("no index for a cached pin")
+        })
+        .expect("cached");
+        assert_eq!((c.abi.as_str(), c.how), (k.abi, How::Pinned));
+    }
+
+    #[test]
+    fn no_build_of_the_series_anywhere_is_unavailable_naming_what_was_looked_for() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::at(tmp.path().to_path_buf()).expect("cache");
+        let k = known(L1Name::Debian73);
+        let err = choose_with(&cache, k, Arch::X86_64, true, None, &mut |_| {
+            Ok(index_without("7.3.4"))
+        })
+        .expect_err("nothing of 7.3");
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Unavailable { .. }), "{msg}");
+        assert!(
+            msg.starts_with("--l1 debian-7.3 on x86_64: the pinned build 7.3.4+deb13")
+                && msg.contains("linux-binary-7.3.<n>+deb13-amd64")
+                && msg.contains("--l1 debian-7.3=<abi>"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -263,7 +401,7 @@ mod tests {
             msg.contains("exit status 100")
                 && msg.contains("Unable to locate package x")
                 && msg.contains("bookworm-security no longer carries x")
-                && msg.contains("kernels.rs"),
+                && msg.contains("--l1 debian-6.1=<abi>"),
             "{msg}"
         );
         let other = Error::Usage("u".into());

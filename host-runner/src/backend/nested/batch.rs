@@ -83,7 +83,7 @@ pub fn run_many(
     let mut seen = Collector::new(runs.len(), true);
     let mut sink = |ev: Event<'_>| {
         seen.event(&ev);
-        if let Event::Line(part, bytes) = ev {
+        if let Event::Line(part, bytes) | Event::Rest(part, bytes) = ev {
             progress(part, bytes);
         }
     };

@@ -46,7 +46,10 @@ pub fn boot(
             payload: spec.payload,
             modules: &l1.kernel.modules,
             runs,
-            conf: &[("kvm".into(), l1.kvm.into())],
+            conf: &[("kvm".to_string(), l1.kvm.to_string())]
+                .into_iter()
+                .chain(l1.build.iter().cloned())
+                .collect::<Vec<_>>(),
             kit: spec.kit,
         },
     )?;
@@ -86,10 +89,12 @@ struct L1 {
     kvm: &'static str,
     /// Where the kernel came from, for the log line.
     origin: String,
+    /// Which build of a Debian kernel, as facts /init prints (JSON `l1{}`).
+    build: Vec<(String, String)>,
 }
 
 fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error> {
-    let (known, swprot) = match l1_choice::choose(spec.arch, spec.l1)? {
+    let known = match l1_choice::choose(spec.arch, spec.l1)? {
         L1Choice::User { kernel, modules } => {
             let kernel = super::assets::user(kernel, modules, spec.arch, work)?;
             let origin = match &kernel.release {
@@ -100,38 +105,50 @@ fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error
                 kernel,
                 kvm: "stock",
                 origin,
+                build: Vec::new(),
             });
         }
-        L1Choice::Debian { known, swprot } => (known, swprot),
+        L1Choice::Debian { known, swprot, pin } => (known, swprot, pin),
     };
+    let (known, swprot, pin) = known;
     let cache = cache::Cache::locate()?;
     let apt = apt::Apt::new(&cache, quiet);
-    let mut kernel = super::assets::debian(&cache, &apt, known, spec.arch, quiet)?;
+    let chosen = super::assets::choose_build(&cache, &apt, known, spec.arch, swprot, pin, true)?;
+    let abi = chosen.abi.as_str();
+    let mut kernel = super::assets::debian(&cache, &apt, known, abi, spec.arch, quiet)?;
     let kvm = if swprot {
-        let ko = swprot::kvm_ko(&cache, &apt, quiet)?;
+        let ko = swprot::kvm_ko(&cache, &apt, abi, chosen.source_version.as_deref(), quiet)?;
         let slot = kernel
             .modules
             .iter_mut()
             .find(|m| m.name == "kvm")
             .ok_or_else(|| Error::MissingOutput {
-                path: super::assets::unpacked_dir(&cache, known, spec.arch).join("modules/kvm.ko"),
+                path: super::assets::unpacked_dir(&cache, known, abi, spec.arch)
+                    .join("modules/kvm.ko"),
             })?;
         slot.path = ko;
         "swprot"
     } else {
         "stock"
     };
-    let release = known.release(spec.arch);
+    let release = known.release_of(abi, spec.arch);
     let downloaded = apt.downloaded.borrow();
+    let how = match chosen.how {
+        super::series::How::Pinned => "the pinned build".to_string(),
+        super::series::How::Explicit => "the build --l1 pins".to_string(),
+        super::series::How::NewestOfSeries { pinned } => {
+            format!("NOT the pinned {pinned}: the newest build of the series")
+        }
+    };
     let origin = if downloaded.is_empty() {
         format!(
-            "Debian {release} (--l1 {}) from the cache {} (no download)",
+            "Debian {release} (--l1 {}, {how}) from the cache {} (no download)",
             known.name.as_str(),
             cache.root().display()
         )
     } else {
         format!(
-            "Debian {release} (--l1 {}; downloaded {} into {})",
+            "Debian {release} (--l1 {}, {how}; downloaded {} into {})",
             known.name.as_str(),
             downloaded.join(", "),
             cache.root().display()
@@ -142,5 +159,6 @@ fn prepare_l1(spec: &BootSpec<'_>, work: &Path, quiet: bool) -> Result<L1, Error
         kernel,
         kvm,
         origin,
+        build: super::series::facts(&chosen, known),
     })
 }

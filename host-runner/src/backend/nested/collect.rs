@@ -76,6 +76,19 @@ impl Collector {
                     console.extend_from_slice(bytes);
                 }
             }
+            Event::Rest(part, bytes) => {
+                if !self.keep_console {
+                    return;
+                }
+                let console = match part {
+                    Part::Run(i) => self.runs.get_mut(i).map(|r| &mut r.console),
+                    Part::L1 if self.any_began() => Some(&mut self.tail),
+                    Part::L1 => Some(&mut self.preamble),
+                };
+                if let Some(c) = console {
+                    c.extend_from_slice(bytes);
+                }
+            }
             Event::Line(Part::Run(i), bytes) => {
                 if let Some(r) = self.runs.get_mut(i) {
                     r.facts.line(bytes);

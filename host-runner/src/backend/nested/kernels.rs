@@ -1,9 +1,10 @@
 //! The Debian kernels `--l1` can boot, pinned in one table: which suite has
 //! them, which packages carry the kernel and the KVM modules, what the L1's
 //! `uname -r` prints. Names, packages and sizes were read with `apt-cache`
-//! against the private apt state (apt.rs); when Debian moves a kernel on
-//! (bookworm-security keeps only its newest build), `apt-get download`
-//! fails naming the package and this table needs the new ABI name.
+//! against the private apt state (apt.rs). The pin is the default; when
+//! Debian moves a kernel on (bookworm-security keeps only its newest
+//! build) and the cache does not have it either, the newest build of the
+//! same series is taken instead, loudly (build.rs, series.rs).
 
 use clap::ValueEnum;
 use convtest_proto::arch::Arch;
@@ -90,6 +91,30 @@ pub const AMD64_KVM_MODULES: [&str; 4] = [
     "kernel/arch/x86/kvm/kvm-amd",
 ];
 
+/// The builds of one kernel series, by ABI name: `<prefix><n><suffix>`
+/// with `n` a number (7.3.4+deb13: `7.3.` 4 `+deb13`; 6.1.0-57: `6.1.0-`
+/// 57). A later build has a larger `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Series {
+    pub prefix: &'static str,
+    pub suffix: &'static str,
+}
+
+impl Series {
+    /// The build number of `abi`, if `abi` is a build of this series.
+    pub fn number(&self, abi: &str) -> Option<u64> {
+        let n = abi.strip_prefix(self.prefix)?.strip_suffix(self.suffix)?;
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse().ok())
+            .flatten()
+    }
+
+    /// `7.3.<n>+deb13`: how a person reads the pattern.
+    pub fn pattern(&self) -> String {
+        format!("{}<n>{}", self.prefix, self.suffix)
+    }
+}
+
 /// One arch of a kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArchBuild {
@@ -104,8 +129,11 @@ pub struct ArchBuild {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KnownL1 {
     pub name: L1Name,
-    /// Debian's kernel ABI name; the release is `<abi>-<debian arch>`.
+    /// Debian's kernel ABI name of the pinned build; the release is
+    /// `<abi>-<debian arch>`.
     pub abi: &'static str,
+    /// The builds that may stand in for the pin (same upstream series).
+    pub series: Series,
     pub suite: Suite,
     pub layout: Layout,
     pub arches: &'static [ArchBuild],
@@ -121,6 +149,10 @@ pub const KNOWN_L1: [KnownL1; 4] = [
     KnownL1 {
         name: L1Name::Debian73,
         abi: "7.3.4+deb13",
+        series: Series {
+            prefix: "7.3.",
+            suffix: "+deb13",
+        },
         suite: TRIXIE_BACKPORTS,
         layout: Layout::Split,
         arches: &[
@@ -143,6 +175,10 @@ pub const KNOWN_L1: [KnownL1; 4] = [
     KnownL1 {
         name: L1Name::Debian612,
         abi: "6.12.117+deb12",
+        series: Series {
+            prefix: "6.12.",
+            suffix: "+deb12",
+        },
         suite: BOOKWORM_SECURITY,
         layout: Layout::Classic,
         arches: &[
@@ -163,6 +199,10 @@ pub const KNOWN_L1: [KnownL1; 4] = [
     KnownL1 {
         name: L1Name::Debian61,
         abi: "6.1.0-57",
+        series: Series {
+            prefix: "6.1.0-",
+            suffix: "",
+        },
         suite: BOOKWORM_SECURITY,
         layout: Layout::Classic,
         arches: &[
@@ -183,6 +223,10 @@ pub const KNOWN_L1: [KnownL1; 4] = [
     KnownL1 {
         name: L1Name::Debian73_16k,
         abi: "7.3.4+deb13",
+        series: Series {
+            prefix: "7.3.",
+            suffix: "+deb13",
+        },
         suite: TRIXIE_BACKPORTS,
         layout: Layout::Split,
         // linux-binary only (12.2 MB): KVM is built in.
@@ -229,37 +273,60 @@ impl KnownL1 {
         self.build(arch).is_some()
     }
 
-    /// `6.12.117+deb12-amd64`, `7.3.4+deb13-arm64-16k`: what `uname -r` prints in the L1, the
-    /// package name suffix and the cache directory's name.
+    /// `6.12.117+deb12-amd64`, `7.3.4+deb13-arm64-16k`: what `uname -r` prints in the L1 (of the
+    /// pinned build), the package name suffix and the cache directory's name.
     pub fn release(&self, arch: Arch) -> String {
-        format!("{}-{}{}", self.abi, deb_arch(arch), self.flavour)
+        self.release_of(self.abi, arch)
     }
 
-    /// Where the kernel is inside the unpacked packages.
-    pub fn kernel_path(&self, arch: Arch) -> String {
-        let rel = self.release(arch);
+    /// The release of build `abi`.
+    pub fn release_of(&self, abi: &str, arch: Arch) -> String {
+        format!("{abi}-{}{}", deb_arch(arch), self.flavour)
+    }
+
+    /// Where the kernel of build `abi` is inside the unpacked packages.
+    pub fn kernel_path(&self, abi: &str, arch: Arch) -> String {
+        let rel = self.release_of(abi, arch);
         match self.layout {
             Layout::Split => format!("usr/lib/modules/{rel}/vmlinuz"),
             Layout::Classic => format!("boot/vmlinuz-{rel}"),
         }
     }
 
-    /// The module tree inside the unpacked packages.
-    pub fn modules_root(&self, arch: Arch) -> String {
-        let rel = self.release(arch);
+    /// The module tree of build `abi` inside the unpacked packages.
+    pub fn modules_root(&self, abi: &str, arch: Arch) -> String {
+        let rel = self.release_of(abi, arch);
         match self.layout {
             Layout::Split => format!("usr/lib/modules/{rel}"),
             Layout::Classic => format!("lib/modules/{rel}"),
         }
     }
 
-    /// The .debs of `arch` and what to extract from each.
-    pub fn debs(&self, arch: Arch) -> Vec<DebPart> {
-        let rel = self.release(arch);
+    /// The build number in a package name of `arch` that carries the
+    /// kernel (`linux-binary-7.3.5+deb13-amd64` → 5), if it is one of
+    /// this series' in this entry's flavour (other flavours, such as
+    /// `-cloud-` or another entry's `-16k`, are not).
+    pub fn kernel_package_build(&self, name: &str, arch: Arch) -> Option<(u64, String)> {
+        let (head, tail) = match self.layout {
+            Layout::Split => ("linux-binary-", String::new()),
+            Layout::Classic => ("linux-image-", "-unsigned".to_string()),
+        };
+        let abi = name
+            .strip_prefix(head)?
+            .strip_suffix(tail.as_str())?
+            .strip_suffix(self.flavour)?
+            .strip_suffix(deb_arch(arch))?
+            .strip_suffix('-')?;
+        Some((self.series.number(abi)?, abi.to_string()))
+    }
+
+    /// The .debs of build `abi` for `arch` and what to extract from each.
+    pub fn debs(&self, abi: &str, arch: Arch) -> Vec<DebPart> {
+        let rel = self.release_of(abi, arch);
         let darch = deb_arch(arch);
         // Debian's data.tar names every member `./…`.
-        let kernel = vec![format!("./{}", self.kernel_path(arch))];
-        let root = self.modules_root(arch);
+        let kernel = vec![format!("./{}", self.kernel_path(abi, arch))];
+        let root = self.modules_root(abi, arch);
         let modules: Vec<String> = self
             .build(arch)
             .map(|b| b.modules)
@@ -344,7 +411,7 @@ mod tests {
         assert!(!k.supports(Arch::X86_64) && !k.swprot);
         assert_eq!(k.release(Arch::Aarch64), "7.3.4+deb13-arm64-16k");
         assert_eq!(
-            k.debs(Arch::Aarch64),
+            k.debs(k.abi, Arch::Aarch64),
             [DebPart {
                 package: "linux-binary-7.3.4+deb13-arm64-16k:arm64".into(),
                 members: vec!["./usr/lib/modules/7.3.4+deb13-arm64-16k/vmlinuz".into()],
@@ -354,7 +421,8 @@ mod tests {
 
     #[test]
     fn split_layout_takes_two_debs() {
-        let parts = known(L1Name::Debian73).debs(Arch::X86_64);
+        let k = known(L1Name::Debian73);
+        let parts = k.debs(k.abi, Arch::X86_64);
         assert_eq!(
             parts[0],
             DebPart {
@@ -369,7 +437,7 @@ mod tests {
         );
         assert_eq!(parts.len(), 2);
         // arm64: KVM is built in, the binary deb is all.
-        let arm = known(L1Name::Debian73).debs(Arch::Aarch64);
+        let arm = k.debs(k.abi, Arch::Aarch64);
         assert_eq!(arm.len(), 1);
         assert_eq!(arm[0].package, "linux-binary-7.3.4+deb13-arm64:arm64");
     }
@@ -377,7 +445,7 @@ mod tests {
     #[test]
     fn classic_layout_takes_one_deb() {
         let k = known(L1Name::Debian612);
-        let parts = k.debs(Arch::X86_64);
+        let parts = k.debs(k.abi, Arch::X86_64);
         assert_eq!(parts.len(), 1);
         assert_eq!(
             parts[0].package,
@@ -393,7 +461,8 @@ mod tests {
                 "./lib/modules/6.12.117+deb12-amd64/kernel/arch/x86/kvm/kvm-amd.ko*",
             ]
         );
-        let arm = known(L1Name::Debian61).debs(Arch::Aarch64);
+        let k61 = known(L1Name::Debian61);
+        let arm = k61.debs(k61.abi, Arch::Aarch64);
         assert_eq!(
             arm,
             [DebPart {
@@ -402,9 +471,42 @@ mod tests {
             }]
         );
         assert_eq!(
-            k.modules_root(Arch::X86_64),
+            k.modules_root(k.abi, Arch::X86_64),
             "lib/modules/6.12.117+deb12-amd64"
         );
+    }
+
+    #[test]
+    fn every_pin_is_a_build_of_its_series_and_flavours_are_not() {
+        for k in &KNOWN_L1 {
+            assert!(k.series.number(k.abi).is_some(), "{:?}", k.name);
+        }
+        let k73 = known(L1Name::Debian73);
+        assert_eq!(k73.series.number("7.3.12+deb13"), Some(12));
+        for other in ["7.4.1+deb13", "7.3.4+deb12", "7.3.+deb13", "7.3.4a+deb13"] {
+            assert_eq!(k73.series.number(other), None, "{other}");
+        }
+        assert_eq!(
+            k73.kernel_package_build("linux-binary-7.3.5+deb13-amd64", Arch::X86_64),
+            Some((5, "7.3.5+deb13".into()))
+        );
+        for not in [
+            "linux-binary-7.3.5+deb13-cloud-amd64",
+            "linux-binary-7.3.5+deb13-amd64",
+            "linux-modules-7.3.5+deb13-arm64",
+        ] {
+            assert_eq!(k73.kernel_package_build(not, Arch::Aarch64), None, "{not}");
+        }
+        let k61 = known(L1Name::Debian61);
+        assert_eq!(
+            k61.kernel_package_build("linux-image-6.1.0-58-arm64-unsigned", Arch::Aarch64),
+            Some((58, "6.1.0-58".into()))
+        );
+        assert_eq!(
+            k61.kernel_package_build("linux-image-6.1.0-58-rt-arm64-unsigned", Arch::Aarch64),
+            None
+        );
+        assert_eq!(k73.series.pattern(), "7.3.<n>+deb13");
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum L1Choice<'a> {
         known: &'static KnownL1,
         /// Load the rebuilt KVM_SW_PROTECTED_VM kvm.ko (swprot.rs).
         swprot: bool,
+        /// The build `--l1 NAME=ABI` pins (else the table's pin, or the
+        /// newest of its series: series.rs).
+        pin: Option<&'a str>,
     },
     User {
         kernel: &'a Path,
@@ -67,6 +70,7 @@ pub fn choose(arch: Arch, opts: &L1Options) -> Result<L1Choice<'_>, Error> {
     Ok(L1Choice::Debian {
         known,
         swprot: opts.l1_swprot,
+        pin: opts.pin(),
     })
 }
 
@@ -74,6 +78,20 @@ pub fn choose(arch: Arch, opts: &L1Options) -> Result<L1Choice<'_>, Error> {
 /// guest is built.
 pub fn check(arch: Arch, opts: &L1Options) -> Result<(), Error> {
     choose(arch, opts).map(drop)
+}
+
+/// Which build of a Debian L1 `opts` would boot on `arch`, found before
+/// the guest is built: a pin that neither the cache nor the archive has,
+/// with no other build of its series to stand in, fails in a second
+/// instead of after the build. Asks the cache, then the archive's lists
+/// (fetching them only when the private apt state has none).
+pub fn check_build(arch: Arch, opts: &L1Options) -> Result<(), Error> {
+    let L1Choice::Debian { known, swprot, pin } = choose(arch, opts)? else {
+        return Ok(());
+    };
+    let cache = super::cache::Cache::locate()?;
+    let apt = super::apt::Apt::new(&cache, true);
+    super::assets::choose_build(&cache, &apt, known, arch, swprot, pin, false).map(drop)
 }
 
 #[cfg(test)]
@@ -85,7 +103,7 @@ mod tests {
 
     fn opts(name: Option<L1Name>, swprot: bool, kernel: Option<PathBuf>) -> L1Options {
         L1Options {
-            l1_name: name,
+            l1_name: name.map(|name| crate::cli::L1Pick { name, abi: None }),
             l1_kernel: kernel,
             l1_modules: None,
             l1_swprot: swprot,
@@ -97,7 +115,7 @@ mod tests {
         let default = L1Options::default();
         let got = choose(Arch::X86_64, &default).expect("default");
         assert!(
-            matches!(got, L1Choice::Debian { known, swprot: false } if known.name == L1Name::Debian73)
+            matches!(got, L1Choice::Debian { known, swprot: false, .. } if known.name == L1Name::Debian73)
         );
         for name in L1Name::ALL {
             for arch in [Arch::X86_64, Arch::Aarch64] {

@@ -4,7 +4,9 @@
 //!
 //! Before QEMU starts (not under `--timeout`): which L1 kernel (l1_choice.rs:
 //! one of Debian's of the table in kernels.rs, or `--l1-kernel`, its header
-//! checked in kernel_image.rs), its kernel and modules (cached; assets.rs),
+//! checked in kernel_image.rs), which build of it (series.rs: the pin, a
+//! `--l1 <name>=<abi>`, or the newest of the series when the pin is gone),
+//! its kernel and modules (cached; assets.rs),
 //! the swprot kvm.ko if asked (swprot.rs),
 //! the L1's /init built static (l1_build.rs), and the initramfs
 //! holding all of it plus the guest and the run list (inner_run.rs,
@@ -27,6 +29,7 @@ mod l1_build;
 mod l1_choice;
 mod l1_qemu;
 mod modules;
+mod series;
 mod split;
 pub mod swprot;
 mod watch;
@@ -45,15 +48,21 @@ pub use kernels::{ArchBuild, KNOWN_L1, KnownL1, L1Name, Layout, Suite, known};
 pub use l1_choice::check as check_l1_options;
 
 /// The Debian kernel `name` for `arch` as the nested lane keeps it (the
-/// cache; downloaded once): `convtest lava-job` deploys the same pKVM kernel
-/// to a LAVA board.
+/// cache; downloaded once; the build a nested run would boot, announced if
+/// the pinned one left the archive): `convtest lava-job` deploys the same
+/// pKVM kernel to a LAVA board.
 pub fn debian_kernel(name: L1Name, arch: Arch, quiet: bool) -> Result<std::path::PathBuf, Error> {
     let cache = cache::Cache::locate()?;
     let apt = apt::Apt::new(&cache, quiet);
-    assets::debian(&cache, &apt, known(name), arch, quiet).map(|k| k.kernel)
+    let known = known(name);
+    let chosen = assets::choose_build(&cache, &apt, known, arch, false, None, true)?;
+    assets::debian(&cache, &apt, known, &chosen.abi, arch, quiet).map(|k| k.kernel)
 }
 /// `<arch>-unknown-linux-musl`: what the L1's /init and a board kit are built for.
 pub use l1_build::{musl_target, target_dir as l1_target_dir};
+/// Which build of a Debian L1 a run would boot, found before the guest is
+/// built (l1_choice.rs).
+pub use l1_choice::check_build as check_l1_build;
 
 use crate::backend::interface::{Backend, ConsoleFn};
 use crate::backend::kind::BackendKind;

@@ -11,7 +11,8 @@
 use convtest_proto::l1::marker::{self, Marker, VmmExit};
 
 /// A line longer than this is handed on in pieces: no marker is that long,
-/// and a guest flooding without newlines must not grow memory.
+/// and a guest flooding without newlines must not grow memory. Only the
+/// first piece starts a line: the rest is never read for a marker or a fact.
 const MAX_PENDING: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub enum Event<'a> {
     Begin(usize),
     /// A line with its line ending (the last one may lack it), unchanged.
     Line(Part, &'a [u8]),
+    /// More of a line too long to hold, handed on in pieces: console text,
+    /// never a line start.
+    Rest(Part, &'a [u8]),
     /// Run `i`'s run_end line, after its `Line`.
     End {
         index: usize,
@@ -43,6 +47,8 @@ pub struct Splitter {
     current: Option<usize>,
     /// The lowest index a run_begin may have: runs only go forward.
     next: usize,
+    /// The line in progress was too long and its start went on already.
+    continued: bool,
 }
 
 impl Splitter {
@@ -52,6 +58,7 @@ impl Splitter {
             pending: Vec::new(),
             current: None,
             next: 0,
+            continued: false,
         }
     }
 
@@ -65,7 +72,11 @@ impl Splitter {
         self.pending.extend_from_slice(bytes);
         if self.pending.len() > MAX_PENDING {
             let piece = std::mem::take(&mut self.pending);
-            sink(Event::Line(self.part(), &piece));
+            if std::mem::replace(&mut self.continued, true) {
+                sink(Event::Rest(self.part(), &piece));
+            } else {
+                sink(Event::Line(self.part(), &piece));
+            }
         }
     }
 
@@ -83,6 +94,10 @@ impl Splitter {
     }
 
     fn line(&mut self, line: &[u8], sink: &mut dyn FnMut(Event<'_>)) {
+        if std::mem::take(&mut self.continued) {
+            sink(Event::Rest(self.part(), line));
+            return;
+        }
         let marker = std::str::from_utf8(line).ok().and_then(marker::parse);
         match marker {
             Some(Marker::Begin { label, index, .. })
@@ -122,6 +137,7 @@ mod tests {
     enum Seen {
         Begin(usize),
         Line(Part, String),
+        Rest(Part, String),
         End(usize, VmmExit),
     }
 
@@ -132,6 +148,7 @@ mod tests {
             seen.push(match ev {
                 Event::Begin(i) => Seen::Begin(i),
                 Event::Line(p, b) => Seen::Line(p, String::from_utf8_lossy(b).into()),
+                Event::Rest(p, b) => Seen::Rest(p, String::from_utf8_lossy(b).into()),
                 Event::End { index, exit, .. } => Seen::End(index, exit),
             })
         };
@@ -281,5 +298,20 @@ guest c\n";
             }
         });
         assert_eq!(got, flood.len());
+    }
+
+    #[test]
+    fn what_follows_a_flood_on_its_line_is_no_marker() {
+        let labels = ["a"];
+        let begin = "# convtest-l1: run_begin=a run_index=0 runs=1\n";
+        let fake_end = "# convtest-l1: run_end=a vmm_exit=33 run_ms=1\n";
+        let flood = vec![b'x'; MAX_PENDING + 10];
+        let seen = split(
+            &labels,
+            &[begin.as_bytes(), &flood, fake_end.as_bytes(), b"ok 1 x\n"],
+        );
+        assert!(!seen.iter().any(|e| matches!(e, Seen::End(..))), "{seen:?}");
+        assert!(seen.contains(&Seen::Rest(Part::Run(0), fake_end.into())));
+        assert_eq!(seen.last(), Some(&line(Part::Run(0), "ok 1 x\n")));
     }
 }

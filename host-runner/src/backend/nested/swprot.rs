@@ -1,4 +1,5 @@
-//! `--l1-swprot`: Debian's 7.3.4 kvm.ko rebuilt with
+//! `--l1-swprot`: Debian's 7.3 kvm.ko (the pinned 7.3.4 build, or the build
+//! series.rs chose) rebuilt with
 //! `CONFIG_KVM_SW_PROTECTED_VM=y`, so the L1 offers `KVM_X86_SW_PROTECTED_VM`
 //! (VM type 1: guest_memfd + memory attributes = real private memory).
 //!
@@ -99,10 +100,6 @@ fn kernel() -> &'static KnownL1 {
     known(L1Name::Debian73)
 }
 
-fn debian_release() -> String {
-    kernel().release(Arch::X86_64)
-}
-
 /// `7.3` of `7.3.4+deb13`: the linux-source package's version.
 fn source_version() -> String {
     kernel()
@@ -113,17 +110,30 @@ fn source_version() -> String {
         .join(".")
 }
 
-fn cached_path(cache: &Cache) -> PathBuf {
+/// The linux-source package the recipe builds from.
+pub fn source_package() -> String {
+    format!("linux-source-{}", source_version())
+}
+
+fn cached_path(cache: &Cache, abi: &str) -> PathBuf {
     cache
         .root()
         .join("swprot")
-        .join(format!("{}-r{RECIPE_VERSION}", debian_release()))
+        .join(format!(
+            "{}-r{RECIPE_VERSION}",
+            kernel().release_of(abi, Arch::X86_64)
+        ))
         .join("kvm.ko")
 }
 
-/// The swprot kvm.ko, if already built.
+/// The swprot kvm.ko of the pinned build, if already built.
 pub fn cached(cache: &Cache) -> Option<PathBuf> {
-    Some(cached_path(cache)).filter(|p| p.is_file())
+    cached_build(cache, kernel().abi)
+}
+
+/// The swprot kvm.ko of build `abi`, if already built.
+pub fn cached_build(cache: &Cache, abi: &str) -> Option<PathBuf> {
+    Some(cached_path(cache, abi)).filter(|p| p.is_file())
 }
 
 /// What is missing on this host to build it (empty: nothing).
@@ -142,9 +152,17 @@ pub fn missing_tools() -> Vec<&'static str> {
     missing
 }
 
-/// The cached swprot kvm.ko, building it first if needed.
-pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Error> {
-    if let Some(ko) = cached(cache) {
+/// The cached swprot kvm.ko of build `abi`, building it first if needed
+/// from `linux-source` of `source` (the exact package version series.rs
+/// found; `None`: whatever the archive's candidate is, checked below).
+pub fn kvm_ko(
+    cache: &Cache,
+    apt: &Apt<'_>,
+    abi: &str,
+    source: Option<&str>,
+    quiet: bool,
+) -> Result<PathBuf, Error> {
+    if let Some(ko) = cached_build(cache, abi) {
         return Ok(ko);
     }
     if std::env::consts::ARCH != "x86_64" {
@@ -164,11 +182,15 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
         });
     }
     let _lock = cache.lock("swprot")?;
-    if let Some(ko) = cached(cache) {
+    if let Some(ko) = cached_build(cache, abi) {
         return Ok(ko);
     }
-    let release = debian_release();
-    let src = apt.deb(&format!("linux-source-{}", source_version()))?;
+    let release = kernel().release_of(abi, Arch::X86_64);
+    let src = match source {
+        Some(v) => apt.deb_version(&source_package(), v)?,
+        None => apt.deb(&source_package())?,
+    };
+    check_source(&src, abi)?;
     let hdr = apt.deb(&format!("linux-headers-{release}:amd64"))?;
     clear_stale_trees(cache)?;
     let work = cache.temp_dir("swprot-")?;
@@ -219,7 +241,7 @@ pub fn kvm_ko(cache: &Cache, apt: &Apt<'_>, quiet: bool) -> Result<PathBuf, Erro
             ),
         });
     }
-    let dest = cached_path(cache);
+    let dest = cached_path(cache, abi);
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
     }
@@ -242,6 +264,34 @@ fn remove_tree(work: tempfile::TempDir, quiet: bool) {
         "swprot kvm.ko: removing the 2 GB build tree",
         quiet,
     );
+}
+
+/// The source must be of the kernel build's own upstream version: kvm.ko
+/// from other sources would load (KERNELRELEASE is forced) and run code
+/// the kernel was not built with.
+fn check_source(deb: &Path, abi: &str) -> Result<(), Error> {
+    let call = format!("dpkg-deb -f {} Version", deb.display());
+    let out = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(deb)
+        .arg("Version")
+        .output()
+        .map_err(|source| Error::Spawn {
+            call: call.clone(),
+            source,
+        })?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let upstream = abi.strip_suffix(kernel().series.suffix).unwrap_or(abi);
+    if version.split('-').next() == Some(upstream) {
+        return Ok(());
+    }
+    Err(Error::UnusableBuild {
+        what: format!(
+            "--l1-swprot: {} is version {version:?}, not of the kernel build {abi} ({upstream}); \
+             kernel, modules and linux-source must be of one version",
+            deb.display()
+        ),
+    })
 }
 
 /// Why the rebuilt config is unsafe, if it is.
@@ -330,7 +380,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cache = Cache::at(tmp.path().to_path_buf()).expect("cache");
         assert!(cached(&cache).is_none());
-        let p = cached_path(&cache);
+        let p = cached_path(&cache, "7.3.4+deb13");
         assert!(p.ends_with("swprot/7.3.4+deb13-amd64-r1/kvm.ko"), "{p:?}");
+        assert_eq!(source_package(), "linux-source-7.3");
     }
 }
