@@ -260,11 +260,10 @@ impl T<'_> {
     }
 
     /// Makes the scratch area private again, whatever the traffic left,
-    /// through the firmware's own reset: scattered pKVM shares may have
-    /// overflowed its shared-range ledger (found by a 10⁶-operation run),
-    /// which then asks for a sweep of all RAM until a reset starts a fresh
-    /// record — the tests after this one would pay for it (and
-    /// `conv.reset_private` says so).
+    /// through the firmware's own reset: scattered pKVM shares may overflow
+    /// its shared-range ledger, which then asks for a sweep of all RAM
+    /// until a reset starts a fresh record — the tests after this one would
+    /// pay for it (and `conv.reset_private` says so).
     fn hostile_restore(&mut self) -> Result<(), Verdict> {
         let rep = self
             .conv
