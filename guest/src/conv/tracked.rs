@@ -56,6 +56,11 @@ pub trait Converter {
     fn bare(&mut self, range: MemRange, to: Target) -> Result<(), ConvError>;
     /// Ends bare conversions: `range` private again, the records agree.
     fn end_bare(&mut self, range: MemRange) -> Result<(), ConvError>;
+    /// Makes `range` private whatever state its granules are in (one the
+    /// hypervisor calls private already is fine: pKVM's -3), and the
+    /// tracker follows: how a test leaves its pages, even after a
+    /// conversion that left the tracker and the platform disagreeing.
+    fn make_private(&mut self, range: MemRange) -> Result<(), ConvError>;
     /// The guest's own bookkeeping of one share + unshare of the private
     /// `range` (tracker, and the ABI's record), without any call.
     fn bookkeep(&mut self, range: MemRange);
@@ -274,7 +279,12 @@ impl<A: ConversionAbi> Converter for Tracked<A> {
     }
 
     fn end_bare(&mut self, range: MemRange) -> Result<(), ConvError> {
+        self.make_private(range)
+    }
+
+    fn make_private(&mut self, range: MemRange) -> Result<(), ConvError> {
         self.abi.make_private(range)?;
+        // Whole granules inside tracked RAM: the caller's contract.
         let _ = self.pages.set(range, PageState::Private);
         Ok(())
     }

@@ -8,8 +8,6 @@
 
 use super::lane::{Mutant, Platform, Section};
 use convtest_proto::plan::GuestFault as G;
-use convtest_proto::plan::Omitted::{First, Last, Middle};
-use convtest_proto::tracker::Target::{Private, Shared};
 use convtest_vmm::config::VmmFault as V;
 
 /// Tests a mutant must turn red: `conv.*` ones without the prefix, others
@@ -36,12 +34,47 @@ const ALL_BUT_REJECTS: Red = &[
     "stress.storm",
 ];
 
-/// The forged host (`guest:forge-host`): every test that asks the host
-/// prints the host's copy of an `ok` answer itself instead of asking; the
-/// relay between guest and runner marks each such line forged, and a test
-/// that printed one is red whatever it reported. The tests that ask the
-/// host, on every lane (content, flipflop, rejects and cost do not).
-const ASKS_THE_HOST: Red = &[
+const ALL_CONV: Red = &[
+    "reset_private",
+    "share_verify",
+    "unshare_private",
+    "content",
+    "rejects",
+    "sizes",
+    "flipflop",
+    "cost",
+    "stress.storm",
+];
+
+// Every conversion a conv.* test makes is confirmed on the platform after it
+// (the guest's harness `confirm`): on x86 by the host over the whole range
+// (it must read a pattern written into what was shared, and not see a
+// canary written into what was made private; conv.flipflop asks after its
+// first, last and a seeded sample of rounds), on pKVM by pKVM itself, one
+// state probe per granule. So a conversion the platform did not make is
+// caught by the test that asked for it, in either direction.
+
+/// Tests that convert several granules at once toward shared: the 2 MiB
+/// dirty range of conv.reset_private and the 2 MiB ranges of conv.sizes.
+/// A `partial-share-*` fault leaves one of them private, which the
+/// confirmation after the share finds (and the storm, see each row).
+const MULTI_GRANULE_SHARES: Red = &["reset_private", "sizes", "stress.storm"];
+
+/// Tests that convert several granules at once toward private: conv.sizes'
+/// unshares of its 2 MiB ranges. conv.reset_private's only way back to
+/// private is the firmware's reset (MAP_GPA_RANGE of each RAM range, pKVM's
+/// ledger walk one granule at a time), which the partial faults do not
+/// reach: `guest:skip-reset` is that path's fault.
+const MULTI_GRANULE_UNSHARES: Red = &["sizes", "stress.storm"];
+
+/// x86: every test asks the host (the only one who can tell a page's state
+/// there), so a forged host (`guest:forge-host`) turns all of them red: the
+/// relay marks each answer the guest printed itself.
+const X86_FORGED: Red = ALL_CONV;
+
+/// pKVM: the tests that ask the host; content, flipflop, rejects and cost
+/// are confirmed by pKVM's own answers and ask the host nothing.
+const PKVM_FORGED: Red = &[
     "reset_private",
     "share_verify",
     "unshare_private",
@@ -49,21 +82,27 @@ const ASKS_THE_HOST: Red = &[
     "stress.storm",
 ];
 
-/// A share of several granules that leaves one out (`guest:partial-share-*`):
-/// the tests that share a multi-granule range and confirm every granule on
-/// the platform — reset_private's dirty 2 MiB, the size walk, the storm's
-/// sampled confirmations. Written from the fault and those confirmations;
-/// no nested `convtest mutants` run has checked these rows yet.
-const PARTIAL_SHARE: Red = &["reset_private", "sizes", "stress.storm"];
+/// The partial-conversion faults, with the tests each must turn red.
+const fn partial(shares: Red, unshares: Red) -> [(Mutant, Red); 6] {
+    use convtest_proto::plan::Omitted as O;
+    use convtest_proto::tracker::Target::{Private, Shared};
+    [
+        (Mutant::Guest(G::Partial(Shared, O::First)), shares),
+        (Mutant::Guest(G::Partial(Shared, O::Middle)), shares),
+        (Mutant::Guest(G::Partial(Shared, O::Last)), shares),
+        (Mutant::Guest(G::Partial(Private, O::First)), unshares),
+        (Mutant::Guest(G::Partial(Private, O::Middle)), unshares),
+        (Mutant::Guest(G::Partial(Private, O::Last)), unshares),
+    ]
+}
 
-/// An unshare of several granules that leaves one out
-/// (`guest:partial-unshare-*`): the size walk's unshares and the storm's.
-const PARTIAL_UNSHARE: Red = &["sizes", "stress.storm"];
+const PARTIAL: [(Mutant, Red); 6] = partial(MULTI_GRANULE_SHARES, MULTI_GRANULE_UNSHARES);
 
 /// sw-protected memory, content=zero: private and shared are different pages.
 const SW_PROTECTED: &[(Mutant, Red)] = &[
     // Shares answered 0 but not made: the host never sees the guest's
-    // bytes, pages keep their content where zero was promised.
+    // bytes, pages keep their content where zero was promised. The
+    // benchmark's granule ends private as it began.
     (
         Mutant::Vmm(V::Ignore),
         &[
@@ -79,18 +118,9 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
     (Mutant::Vmm(V::Deny), ALL_BUT_REJECTS),
     (Mutant::Vmm(V::Partial), ALL_BUT_REJECTS),
     (Mutant::Vmm(V::Garbage), ALL_BUT_REJECTS),
-    // Unshares answered 0, pages left shared: canaries written after them
-    // reach the host; the bytes are not zeroed on the way back.
-    (
-        Mutant::Vmm(V::Leak),
-        &[
-            "reset_private",
-            "unshare_private",
-            "content",
-            "flipflop",
-            "stress.storm",
-        ],
-    ),
+    // Unshares answered 0, pages left shared: the canary written after each
+    // unshare reaches the host. conv.rejects never flips its page.
+    (Mutant::Vmm(V::Leak), ALL_BUT_REJECTS),
     // No hole punched, no shared page dropped: stale bytes come back.
     (
         Mutant::Vmm(V::WrongContent),
@@ -108,17 +138,10 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
-    (
-        Mutant::Guest(G::SkipUnshare),
-        &[
-            "reset_private",
-            "unshare_private",
-            "content",
-            "rejects",
-            "flipflop",
-            "stress.storm",
-        ],
-    ),
+    // Every unshare skipped, the benchmark's making-private included: pages
+    // stay shared and the host sees the canaries; the malformed requests
+    // all ask for private and are answered 0.
+    (Mutant::Guest(G::SkipUnshare), ALL_CONV),
     (Mutant::Guest(G::SkipReset), &["reset_private"]),
     (
         Mutant::Guest(G::ForgetTracker),
@@ -132,36 +155,36 @@ const SW_PROTECTED: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
-    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
-    (Mutant::Guest(G::Partial(Shared, First)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Shared, Middle)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Shared, Last)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Private, First)), PARTIAL_UNSHARE),
-    (Mutant::Guest(G::Partial(Private, Middle)), PARTIAL_UNSHARE),
-    (Mutant::Guest(G::Partial(Private, Last)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::ForgeHost), X86_FORGED),
+    PARTIAL[0],
+    PARTIAL[1],
+    PARTIAL[2],
+    PARTIAL[3],
+    PARTIAL[4],
+    PARTIAL[5],
 ];
 
 /// Emulated-private memory, content=preserve: one page, the VMM's tracking
 /// decides what the host may read.
 const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
-    // Preserve was promised and nothing changes: content tests stay green.
+    // Preserve was promised and nothing changes, so the bytes cannot tell;
+    // the host can: it is refused what the guest thinks it shared.
     (
         Mutant::Vmm(V::Ignore),
         &[
             "reset_private",
             "share_verify",
             "unshare_private",
+            "content",
             "sizes",
+            "flipflop",
             "stress.storm",
         ],
     ),
     (Mutant::Vmm(V::Deny), ALL_BUT_REJECTS),
     (Mutant::Vmm(V::Partial), ALL_BUT_REJECTS),
     (Mutant::Vmm(V::Garbage), ALL_BUT_REJECTS),
-    (
-        Mutant::Vmm(V::Leak),
-        &["reset_private", "unshare_private", "stress.storm"],
-    ),
+    (Mutant::Vmm(V::Leak), ALL_BUT_REJECTS),
     (
         Mutant::Vmm(V::WrongContent),
         &["content", "flipflop", "stress.storm"],
@@ -172,19 +195,13 @@ const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
             "reset_private",
             "share_verify",
             "unshare_private",
+            "content",
             "sizes",
+            "flipflop",
             "stress.storm",
         ],
     ),
-    (
-        Mutant::Guest(G::SkipUnshare),
-        &[
-            "reset_private",
-            "unshare_private",
-            "rejects",
-            "stress.storm",
-        ],
-    ),
+    (Mutant::Guest(G::SkipUnshare), ALL_CONV),
     (Mutant::Guest(G::SkipReset), &["reset_private"]),
     (
         Mutant::Guest(G::ForgetTracker),
@@ -198,13 +215,13 @@ const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
-    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
-    (Mutant::Guest(G::Partial(Shared, First)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Shared, Middle)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Shared, Last)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Private, First)), PARTIAL_UNSHARE),
-    (Mutant::Guest(G::Partial(Private, Middle)), PARTIAL_UNSHARE),
-    (Mutant::Guest(G::Partial(Private, Last)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::ForgeHost), X86_FORGED),
+    PARTIAL[0],
+    PARTIAL[1],
+    PARTIAL[2],
+    PARTIAL[3],
+    PARTIAL[4],
+    PARTIAL[5],
 ];
 
 /// pKVM protected VM, content=preserve; one call per granule, -3 for a
@@ -212,35 +229,11 @@ const EMULATED_PRIVATE: &[(Mutant, Red)] = &[
 const PKVM: &[(Mutant, Red)] = &[
     // Nothing is shared: the host is refused everything, and the unshare
     // that follows each skipped share answers -3.
-    (
-        Mutant::Guest(G::SkipShare),
-        &[
-            "reset_private",
-            "share_verify",
-            "unshare_private",
-            "content",
-            "rejects",
-            "sizes",
-            "flipflop",
-            "cost",
-            "stress.storm",
-        ],
-    ),
-    // Pages stay shared: canaries leak, and the next share of a page that
-    // was never unshared answers -3.
-    (
-        Mutant::Guest(G::SkipUnshare),
-        &[
-            "reset_private",
-            "unshare_private",
-            "content",
-            "rejects",
-            "sizes",
-            "flipflop",
-            "cost",
-            "stress.storm",
-        ],
-    ),
+    (Mutant::Guest(G::SkipShare), ALL_CONV),
+    // Pages stay shared: canaries leak, pKVM's probe after each unshare
+    // finds the granule still shared, and the next share of a page that was
+    // never unshared answers -3.
+    (Mutant::Guest(G::SkipUnshare), ALL_CONV),
     // The dirty 2 MiB range stays shared, so conv.sizes' share of it
     // answers -3 as well.
     (Mutant::Guest(G::SkipReset), &["reset_private", "sizes"]),
@@ -256,13 +249,13 @@ const PKVM: &[(Mutant, Red)] = &[
             "stress.storm",
         ],
     ),
-    (Mutant::Guest(G::ForgeHost), ASKS_THE_HOST),
-    (Mutant::Guest(G::Partial(Shared, First)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Shared, Middle)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Shared, Last)), PARTIAL_SHARE),
-    (Mutant::Guest(G::Partial(Private, First)), PARTIAL_UNSHARE),
-    (Mutant::Guest(G::Partial(Private, Middle)), PARTIAL_UNSHARE),
-    (Mutant::Guest(G::Partial(Private, Last)), PARTIAL_UNSHARE),
+    (Mutant::Guest(G::ForgeHost), PKVM_FORGED),
+    PARTIAL[0],
+    PARTIAL[1],
+    PARTIAL[2],
+    PARTIAL[3],
+    PARTIAL[4],
+    PARTIAL[5],
 ];
 
 // ---- the reboot section: two boots per run (boot 0 leaves its dirty

@@ -410,7 +410,7 @@ mod tests {
             Section::Conv,
             Mutant::Guest(convtest_proto::plan::GuestFault::SkipUnshare),
             &tests,
-            &log(&[("conv.share_verify", true), ("conv.rejects", false)]),
+            &log(&[("conv.share_verify", false), ("conv.rejects", false)]),
             &judged(Verdict::Fail),
             1,
         );

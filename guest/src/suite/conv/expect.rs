@@ -502,19 +502,3 @@ pub fn hostile_smccc(fid: u32, args: [u64; 3], self_mpidr: u64) -> Option<(i64, 
         _ => None,
     }
 }
-
-/// The raw calls that make `range` private whatever state its granules are
-/// in (the answers do not matter: pKVM refuses the ones already private).
-pub fn make_private(abi: &str, range: MemRange, granule: u64) -> Vec<RawCall> {
-    match abi {
-        MAP_GPA_RANGE => vec![map(range.start, range.len() / 4096, hint(range) | ENC)],
-        PKVM => (range.start..range.end)
-            .step_by(granule as usize)
-            .map(|x1| RawCall::Smccc {
-                fid: PKVM_MEM_UNSHARE,
-                x1,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}

@@ -263,10 +263,13 @@ impl T<'_> {
                     "{r}: unknown state the hypervisor refused to resolve"
                 ));
             }
-            // Run by run: only what the tracker says is shared, since some
-            // ABIs refuse to unshare a granule that is already private.
+            // Run by run: what the tracker says is shared, made private
+            // whatever the platform has (a failed test may have left the
+            // two disagreeing: pKVM refuses to unshare a granule a faulty
+            // share never shared, which must not stop the rest, nor poison
+            // the next test's cleanup).
             for run in shared_runs(&*self.conv, r) {
-                if let Err(e) = self.conv.unshare(run) {
+                if let Err(e) = self.conv.make_private(run) {
                     leftover.push(format!("{run}: {e}"));
                 }
             }
