@@ -6,14 +6,42 @@
 
 use crate::arch::{Current, Platform};
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let t = Current::cycles();
         Current::console_write(s.as_bytes());
+        let spent = Current::cycles().saturating_sub(t);
+        SPENT.fetch_add(spent, Ordering::Relaxed);
+        BYTES.fetch_add(s.len() as u64, Ordering::Relaxed);
+        let lines = s.bytes().filter(|&b| b == b'\n').count() as u64;
+        LINES.fetch_add(lines, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// What the console cost this boot, as the guest sees it: the time inside
+/// the platform's write (every exit it takes included), in counter ticks.
+static SPENT: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static LINES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes and lines written so far and the counter ticks their writes took.
+#[derive(Clone, Copy, Debug)]
+pub struct Spent {
+    pub bytes: u64,
+    pub lines: u64,
+    pub ticks: u64,
+}
+
+pub fn spent() -> Spent {
+    Spent {
+        bytes: BYTES.load(Ordering::Relaxed),
+        lines: LINES.load(Ordering::Relaxed),
+        ticks: SPENT.load(Ordering::Relaxed),
     }
 }
 
