@@ -33,3 +33,4 @@ pub mod smccc;
 pub mod storm;
 pub mod tracker;
 pub mod wire;
+pub mod word_console;
