@@ -9,6 +9,7 @@ use super::hostcheck::{self, HostView};
 use convtest_proto::hostcheck::{Ack, Evidence, Request, split_request};
 use convtest_proto::wire::HOST_PREFIX;
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 /// A line longer than this is not a request; keep memory bounded.
 const LINE_MAX: usize = 512;
@@ -18,6 +19,8 @@ pub struct ConsoleTap {
     line: Vec<u8>,
     /// Requests answered so far (for the VMM's closing facts).
     pub answered: u32,
+    /// Time spent answering them.
+    pub answering: Duration,
 }
 
 impl ConsoleTap {
@@ -26,8 +29,11 @@ impl ConsoleTap {
     pub fn feed(&mut self, bytes: &[u8], out: &mut dyn Write, view: &dyn HostView) -> Vec<u8> {
         // stdout gone means the runner is gone; the guest keeps running
         // until the watchdog or its own end, so write errors are ignored.
+        // No flush: stdout is line-buffered, so whole lines leave in one
+        // write (the L1 relays each write through its own console) instead
+        // of one write per exit.
         let mut put = |b: &[u8]| {
-            let _ = out.write_all(b).and_then(|()| out.flush());
+            let _ = out.write_all(b);
         };
         let mut acks = Vec::new();
         let mut from = 0;
@@ -56,6 +62,7 @@ impl ConsoleTap {
 
     fn answer(&mut self, line: &str, view: &dyn HostView) -> Option<String> {
         let (id, body) = split_request(line.trim_end_matches('\r'))?;
+        let started = Instant::now();
         self.answered += 1;
         let a = match Request::parse(body) {
             Some(req) => hostcheck::answer(&req, view),
@@ -65,6 +72,7 @@ impl ConsoleTap {
                 detail: format!("unparsable request {body:?}"),
             },
         };
+        self.answering += started.elapsed();
         Some(
             Ack {
                 id,

@@ -387,9 +387,9 @@ pub(super) fn run_loop(
                     m = next;
                     resets += 1;
                     run.com1 = Uart16550::default();
-                    let answered = run.tap.answered;
+                    let (answered, answering) = (run.tap.answered, run.tap.answering);
                     run.tap = ConsoleTap::default();
-                    run.tap.answered = answered;
+                    (run.tap.answered, run.tap.answering) = (answered, answering);
                     parts.emit(&done, out);
                     continue;
                 }
@@ -411,6 +411,7 @@ pub(super) fn run_loop(
         .add("serve_errors", stats.serve_errors)
         .add("fault_retries", stats.fault_retries)
         .add("host_checks", tap.answered)
+        .add("host_check_ms", tap.answering.as_millis())
         .add("resets", resets)
         .add("run_ms", started.elapsed().as_millis());
     times.add_facts(&mut f);
