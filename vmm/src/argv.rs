@@ -4,7 +4,9 @@
 //! flags, so one argv works for both; the L1's /init reads it here without a
 //! command-line crate (it is copied through TCG at every L1 boot).
 
-use crate::config::{MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions};
+use crate::config::{
+    ConsoleKind, MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
+};
 use convtest_proto::arch::Arch;
 use convtest_proto::keyword::Keyword;
 use convtest_proto::plan::{Content, ResetPolicy};
@@ -62,6 +64,8 @@ impl VmmConfig {
             o.vcpu_watchdog_s.to_string().into(),
             "--reset-policy".into(),
             o.reset_policy.as_str().into(),
+            "--vmm-console".into(),
+            o.console.as_str().into(),
         ]);
         if !o.faults.is_empty() {
             let kinds: Vec<&str> = o.faults.iter().map(|f| f.as_str()).collect();
@@ -122,6 +126,9 @@ impl VmmConfig {
                 "--reset-policy" => {
                     o.reset_policy = keyword(value).ok_or_else(|| bad(&names::<ResetPolicy>()))?
                 }
+                "--vmm-console" => {
+                    o.console = keyword(value).ok_or_else(|| bad(&names::<ConsoleKind>()))?
+                }
                 "--vmm-fault" => {
                     for kind in value.split(',') {
                         let f =
@@ -138,7 +145,7 @@ impl VmmConfig {
     }
 }
 
-const FLAGS: [&str; 11] = [
+const FLAGS: [&str; 12] = [
     "--arch",
     "--kernel",
     "--cmdline",
@@ -149,6 +156,7 @@ const FLAGS: [&str; 11] = [
     "--vm-type",
     "--vcpu-watchdog",
     "--reset-policy",
+    "--vmm-console",
     "--vmm-fault",
 ];
 
@@ -193,6 +201,7 @@ mod tests {
                 vcpu_watchdog_s: 5,
                 faults: vec![VmmFault::Leak, VmmFault::WrongContent],
                 reset_policy: ResetPolicy::Recreate,
+                console: ConsoleKind::Uart,
             },
         }
     }

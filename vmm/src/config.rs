@@ -45,6 +45,8 @@ pub struct VmmOptions {
     pub faults: Vec<VmmFault>,
     /// What the VMM does to guest memory on a planned reset.
     pub reset_policy: ResetPolicy,
+    /// arm64: whether the word console is served or refused.
+    pub console: ConsoleKind,
 }
 
 impl Default for VmmOptions {
@@ -56,6 +58,27 @@ impl Default for VmmOptions {
             vcpu_watchdog_s: 60,
             faults: Vec::new(),
             reset_policy: ResetPolicy::Keep,
+            console: ConsoleKind::Word,
+        }
+    }
+}
+
+/// arm64: the console the VMM serves the guest. Both are in the device
+/// tree; the guest takes the word console when the VMM answers its ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleKind {
+    /// The word console (up to eight bytes per MMIO access), the 16550 beside it.
+    Word,
+    /// The word console refuses (its ID reads 0): the guest falls back to the 16550.
+    Uart,
+}
+
+impl Keyword for ConsoleKind {
+    const ALL: &'static [Self] = &[ConsoleKind::Word, ConsoleKind::Uart];
+    fn as_str(self) -> &'static str {
+        match self {
+            ConsoleKind::Word => "word",
+            ConsoleKind::Uart => "uart",
         }
     }
 }

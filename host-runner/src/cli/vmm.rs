@@ -7,7 +7,7 @@ use clap::Args;
 use convtest_proto::arch::Arch;
 use convtest_proto::plan::{Content, ResetPolicy};
 use convtest_vmm::config::{
-    MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
+    ConsoleKind, MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
 };
 use std::path::PathBuf;
 
@@ -60,6 +60,14 @@ pub struct VmmFlags {
     /// (`reset=` in its plan) and checks what survived against it.
     #[arg(long, value_parser = keyword::<ResetPolicy>(), default_value = "keep")]
     pub reset_policy: ResetPolicy,
+
+    /// arm64: the console the own VMM serves. word = the word console (up to
+    /// eight bytes per MMIO exit instead of the 16550's one; the guest takes
+    /// it when the VMM answers its ID); uart = the word console refuses, so
+    /// the guest falls back to its 16550 (the fallback path, and what a VMM
+    /// without the word console looks like). Both are in the device tree.
+    #[arg(long, value_parser = keyword::<ConsoleKind>(), default_value = "word")]
+    pub vmm_console: ConsoleKind,
 }
 
 impl VmmFlags {
@@ -72,6 +80,7 @@ impl VmmFlags {
             vcpu_watchdog_s: self.vcpu_watchdog,
             faults: self.vmm_fault.clone(),
             reset_policy: self.reset_policy,
+            console: self.vmm_console,
         }
     }
 }

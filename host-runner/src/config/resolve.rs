@@ -210,10 +210,11 @@ fn check_backend(
             || args.vmm.vmm_memory != convtest_vmm::config::MemoryKind::Auto
             || args.vmm.vm_type != convtest_vmm::config::VmType::Auto
             || !args.vmm.vmm_fault.is_empty()
-            || args.vmm.reset_policy != convtest_proto::plan::ResetPolicy::Keep)
+            || args.vmm.reset_policy != convtest_proto::plan::ResetPolicy::Keep
+            || args.vmm.vmm_console != convtest_vmm::config::ConsoleKind::Word)
     {
         return Err(Error::Usage(
-            "--content, --vmm-memory, --vm-type, --vmm-fault and --reset-policy configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
+            "--content, --vmm-memory, --vm-type, --vmm-fault, --vmm-console and --reset-policy configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
         ));
     }
     if args.replay.is_some()
@@ -259,6 +260,11 @@ fn check_backend(
     if args.vmm.vm_type != convtest_vmm::config::VmType::Auto && arch != Arch::Aarch64 {
         return Err(Error::Usage(
             "--vm-type chooses an arm64 VM type; x86 memory is chosen with --vmm-memory".into(),
+        ));
+    }
+    if args.vmm.vmm_console != convtest_vmm::config::ConsoleKind::Word && arch != Arch::Aarch64 {
+        return Err(Error::Usage(
+            "--vmm-console chooses the arm64 VMM's console; the x86 VMM has only COM1".into(),
         ));
     }
     if args.vmm.vmm_memory != convtest_vmm::config::MemoryKind::Auto && arch != Arch::X86_64 {

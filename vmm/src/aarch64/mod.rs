@@ -16,11 +16,12 @@ pub mod probe;
 pub mod run;
 pub mod uart;
 pub mod vcpu;
+pub mod word_console;
 
 use super::facts::{self, Facts};
 use super::reboot::{self, Reboots, ResetDone};
 use super::vcpus::Runner;
-use crate::config::{VmType, VmmConfig, VmmFault};
+use crate::config::{ConsoleKind, VmType, VmmConfig, VmmFault};
 use crate::end::GuestEnd;
 use crate::error::VmmError;
 use convtest_proto::keyword::Keyword;
@@ -86,6 +87,7 @@ impl Guest<'_> {
         let blob = fdt::build(&fdt::Layout {
             ram: ram.range(),
             uart: uart::MMIO,
+            word_console: Some(word_console::MMIO),
             bootargs: &bootargs,
             mpidrs,
         })?;
@@ -335,7 +337,14 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
         machine.vcpus.len(),
     )?;
     let end = loop {
-        let (end, exit_at) = run::run_boot(&runner, &mut machine.vcpus, &machine.ram, &mut out)?;
+        let word_served = args.options.console == ConsoleKind::Word;
+        let (end, exit_at) = run::run_boot(
+            &runner,
+            &mut machine.vcpus,
+            &machine.ram,
+            word_served,
+            &mut out,
+        )?;
         // A reset the plan does not expect ends the run, as before.
         let Some(boot) = next_boot(end, &mut reboots) else {
             break end;
@@ -366,6 +375,7 @@ mod tests {
         let blob = fdt::build(&fdt::Layout {
             ram: convtest_proto::range::MemRange::new(0x8000_0000, 0x9000_0000),
             uart: uart::MMIO,
+            word_console: Some(word_console::MMIO),
             bootargs: &plan,
             mpidrs: &[vcpu::kvm_mpidr(0)],
         })

@@ -21,6 +21,7 @@ use super::super::facts::Facts;
 use super::super::uart16550::Uart16550;
 use super::super::vcpus::{End, ExitServer, Runner};
 use super::memory::GuestRam;
+use super::word_console::{self, WordConsole};
 use super::{uart, vcpu};
 use crate::end::GuestEnd;
 use crate::error::VmmError;
@@ -45,9 +46,10 @@ struct Stats {
     first_output_ms: Option<u128>,
 }
 
-/// Behind the one mutex: the console device, its tap and the stream.
+/// Behind the one mutex: the console devices, their tap and the stream.
 struct Console<'a> {
     uart: Uart16550,
+    word: WordConsole,
     tap: ConsoleTap,
     out: &'a mut (dyn Write + Send),
     stats: Stats,
@@ -85,12 +87,33 @@ impl<'a> Exits<'a> {
             tap,
             out,
             stats,
+            ..
         } = c;
         if uart.pump(tap, &mut **out, self.ram) {
-            stats
-                .first_output_ms
-                .get_or_insert_with(|| self.epoch.elapsed().as_millis());
-            stats.tap += t.elapsed();
+            self.printed(stats, t);
+        }
+    }
+
+    fn printed(&self, stats: &mut Stats, since: Instant) {
+        stats
+            .first_output_ms
+            .get_or_insert_with(|| self.epoch.elapsed().as_millis());
+        stats.tap += since.elapsed();
+    }
+
+    /// A store to the word console: its output through the same tap.
+    fn word_write(&self, addr: u64, data: &[u8]) {
+        let t = Instant::now();
+        let mut c = self.console();
+        let Console {
+            word,
+            tap,
+            out,
+            stats,
+            ..
+        } = &mut *c;
+        if word.write(addr, data, tap, &mut **out, self.ram) {
+            self.printed(stats, t);
         }
     }
 
@@ -123,6 +146,14 @@ impl ExitServer for Exits<'_> {
                 c.stats.uart_exits += 1;
                 uart::read(&mut c.uart, addr, data);
                 self.pump(&mut c);
+                None
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) if word_console::owns(addr) => {
+                self.word_write(addr, data);
+                None
+            }
+            Ok(VcpuExit::MmioRead(addr, data)) if word_console::owns(addr) => {
+                self.console().word.read(addr, data);
                 None
             }
             Ok(VcpuExit::MmioWrite(addr, _)) => {
@@ -175,6 +206,7 @@ pub fn run_boot(
     runner: &Runner,
     vcpus: &mut [vcpu::Vcpu],
     ram: &GuestRam,
+    word_served: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<(GuestEnd, Instant), VmmError> {
     let epoch = Instant::now();
@@ -182,6 +214,7 @@ pub fn run_boot(
         epoch,
         console: Mutex::new(Console {
             uart: Uart16550::default(),
+            word: WordConsole::new(word_served),
             tap: ConsoleTap::default(),
             out,
             stats: Stats::default(),
@@ -225,11 +258,15 @@ pub fn run_boot(
                 .join(","),
         )
         .add("uart_exits", stats.uart_exits)
+        .add("word_console", c.word.state())
+        .add("word_console_asked", c.word.asked)
+        .add("word_console_exits", c.word.exits)
         .add("stray_mmio", stats.stray_mmio);
     if let Some(a) = stats.first_stray {
         f.add("first_stray_mmio", format!("{a:#x}"));
     }
     f.add("host_checks", c.tap.answered)
+        .add("host_check_ms", c.tap.answering.as_millis())
         .add("tap_ms", stats.tap.as_millis())
         .add("host_copy_refusals", ram.refusals())
         .add(
