@@ -1,7 +1,7 @@
 //! `boot_main`: the boot CPU's first Rust after entry.rs. Vectors, the DTB,
 //! the identity map and caches, the console, then the kernel.
 
-use super::{dtb, dtb_nops, exceptions, mmu, power, psci, smccc, uart};
+use super::{dtb, dtb_nops, exceptions, mmu, power, psci, smccc, uart, word_console};
 use crate::arch::hooks;
 use crate::boot::BootInfo;
 use aarch64_cpu::registers::{MPIDR_EL1, Readable};
@@ -47,6 +47,9 @@ pub(super) unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relo
     if let Some(u) = console {
         uart::init(u);
     }
+    // After the MMU: its registers are in the Device window. Refused or
+    // absent, the UART stays the console.
+    word_console::init(&fdt);
     if bad_relocs != 0 {
         hooks::fatal(format_args!(
             "{bad_relocs} .rela.dyn entries are not R_AARCH64_RELATIVE"
@@ -77,7 +80,7 @@ pub(super) unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relo
         kernel: image,
         cmdline: p.cmdline,
         phys_offset: 0,
-        console: uart::name(),
+        console: word_console::name().unwrap_or_else(uart::name),
         cpus,
     };
     hooks::enter_kernel(BOOT.call_once(|| info))

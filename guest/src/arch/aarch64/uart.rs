@@ -182,20 +182,20 @@ pub fn console_read_byte() -> Option<u8> {
 }
 
 /// A short device name in a fixed buffer (no heap at boot).
-struct Name {
+pub(super) struct Name {
     buf: [u8; 40],
     len: usize,
 }
 
 impl Name {
-    const fn new() -> Self {
+    pub(super) const fn new() -> Self {
         Self {
             buf: [0; 40],
             len: 0,
         }
     }
 
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         core::str::from_utf8(&self.buf[..self.len]).unwrap_or("uart")
     }
 }
