@@ -270,7 +270,7 @@ fn choose_content(asked: Option<Content>) -> Result<Content, VmmError> {
     }
 }
 
-pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
+pub fn run(args: &VmmConfig) -> Result<(GuestEnd, Teardown), VmmError> {
     let policy = args.options.reset_policy;
     if policy == ResetPolicy::Private {
         return Err(private_refused());
@@ -354,15 +354,14 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
         let _ = out.write_all(b"\n");
         facts.emit(&mut out);
     };
-    // pKVM tears a VM down page by page at EL2 (seconds in the nested lane):
-    // worth its own number.
-    let t_drop = Instant::now();
-    drop(machine);
-    let mut f = Facts::default();
-    f.add("teardown_ms", t_drop.elapsed().as_millis());
-    f.emit(&mut out);
-    Ok(end)
+    // pKVM tears a VM down page by page at EL2 (seconds in the nested
+    // lane): the caller does it once the run's end is told (lib.rs).
+    Ok((end, Teardown(machine)))
 }
+
+/// A finished run's VM, for the caller to drop (and time) once it has told
+/// the run's end.
+pub struct Teardown(#[expect(dead_code, reason = "held only to be dropped")] Vm);
 
 #[cfg(test)]
 mod tests {
@@ -401,7 +400,7 @@ mod tests {
                 .expect("a VMM argv");
         match run(&config) {
             Err(VmmError::Config(m)) => assert!(m.contains("pKVM gives the host no call"), "{m}"),
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other.map(|(end, _)| end)),
         }
     }
 }
