@@ -5,8 +5,11 @@ Runs, each --runs times (default 3), and prints medians:
 
   pKVM        convtest run --arch aarch64 --backend nested
               whole process, the L1's boot (l1.boot_ms), the inner run
-              (l1.run_ms), the console's exits and its cost per line as the
-              guest measured it (its `# console:` line, when it prints one)
+              (l1.run_ms), the console's exits (UART and word console)
+  pKVM console  the same lane with only the tests that ask the host nothing
+              (boot, heap, mem, exc, clock): the console's cost per line as
+              the guest measured it (its `# console:` line) — a line that
+              asks the host would also count the host's answer
   swprot      convtest run --backend nested --l1-swprot
               whole process, L1 boot, inner run
   first line  convtest run --backend qemu [--arch aarch64] --tests 'boot.*'
@@ -20,7 +23,8 @@ machine), and the lock wait is not timed. The load average at each run's
 start is printed beside the figures: compare tables taken in one sitting.
 
     scripts/bench-lanes.py [--runs N] [--convtest PATH] [--cargo-test]
-                           [--only pkvm,swprot,first-x86,first-arm64] [--json PATH]
+                           [--only pkvm,pkvm-console,swprot,first-x86,first-arm64]
+                           [--json PATH]
 
 Exit 0 when every run passed; 1 otherwise (the table says which).
 """
@@ -40,6 +44,9 @@ LOCK = "/tmp/convtest-vm.lock"
 
 LANES = {
     "pkvm": ["--arch", "aarch64", "--backend", "nested"],
+    "pkvm-console": [
+        "--arch", "aarch64", "--backend", "nested", "--tests", "boot.*,heap.*,mem.*,exc.*,clock.*",
+    ],
     "swprot": ["--arch", "x86_64", "--backend", "nested", "--l1-swprot"],
     "first-x86": ["--arch", "x86_64", "--backend", "qemu", "--tests", "boot.*"],
     "first-arm64": ["--arch", "aarch64", "--backend", "qemu", "--tests", "boot.*"],
@@ -101,7 +108,8 @@ def one_run(convtest, lane, scratch):
         "first_line_ms": (j.get("timing") or {}).get("first_line_ms"),
         "l1_boot_s": (num(l1, "boot_ms") or 0) / 1000 if "boot_ms" in l1 else None,
         "inner_run_s": (num(l1, "run_ms") or 0) / 1000 if "run_ms" in l1 else None,
-        "console_exits": num(vmm, "uart_exits"),
+        "console_exits": (num(vmm, "uart_exits") or 0) + (num(vmm, "word_console_exits") or 0)
+        if "uart_exits" in vmm else None,
         "console_path": con.get("path"),
         "console_lines": num(con, "lines"),
         "console_bytes": num(con, "bytes"),
@@ -129,10 +137,21 @@ def cargo_test_fresh_clone():
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             wall = time.monotonic() - t
-        with open(os.path.join(d, "..", "convtest-cargo-test.log"), "w") as f:
+        log = os.path.join(tempfile.gettempdir(), "convtest-bench-lanes-cargo-test.log")
+        with open(log, "w") as f:
             f.write(p.stdout)
+        # Each test binary's "Running …" line and its "finished in N s".
+        binaries, current = [], None
+        for line in p.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("Running ") or line.startswith("Doc-tests "):
+                current = line.split("(")[0].replace("Running ", "").strip()
+            elif line.startswith("test result:") and "finished in " in line and current:
+                secs = float(line.rsplit("finished in ", 1)[1].rstrip("s"))
+                binaries.append((current, secs))
+                current = None
         return {"lane": "cargo-test", "ok": p.returncode == 0, "exit": p.returncode,
-                "load": load, "wall_s": wall,
+                "load": load, "wall_s": wall, "binaries": binaries, "log": log,
                 "tail": [] if p.returncode == 0 else p.stdout.strip().splitlines()[-10:]}
 
 
@@ -173,9 +192,11 @@ def table(results):
     row("  L1 boot", "pkvm", "l1_boot_s", "s", "", 2)
     row("  inner run", "pkvm", "inner_run_s", "s", "", 2)
     row("  console exits", "pkvm", "console_exits", "", "", 0)
-    row("  console lines", "pkvm", "console_lines", "", "", 0)
-    row("  console time (guest)", "pkvm", "console_ms", "ms", "", 0)
-    row("  console cost per line (guest)", "pkvm", "console_us_per_line", "µs", "", 0)
+    row("pKVM console (boot, heap, mem, exc, clock)", "pkvm-console", "wall_s", "s", "", 2)
+    row("  console exits", "pkvm-console", "console_exits", "", "", 0)
+    row("  console lines", "pkvm-console", "console_lines", "", "", 0)
+    row("  console time (guest)", "pkvm-console", "console_ms", "ms", "", 0)
+    row("  console cost per line (guest)", "pkvm-console", "console_us_per_line", "µs", "", 0)
     row("swprot `run --backend nested --l1-swprot`", "swprot", "wall_s", "s", "≤ 6 s", 2)
     row("  L1 boot", "swprot", "l1_boot_s", "s", "", 2)
     row("  inner run", "swprot", "inner_run_s", "s", "", 2)
@@ -222,6 +243,14 @@ def main():
                           stdout=subprocess.PIPE, text=True).stdout.strip()
     print(f"convtest {head}, {os.cpu_count()} CPUs, medians of {a.runs} run(s)")
     print(table(results))
+    for r in results:
+        if r.get("binaries"):
+            tested = sum(t for _, t in r["binaries"])
+            print(f"\n`cargo test` {r['wall_s']:.0f} s: {tested:.0f} s in test binaries, "
+                  f"{r['wall_s'] - tested:.0f} s building and starting them (log: {r['log']})")
+            for name, t in sorted(r["binaries"], key=lambda b: -b[1]):
+                if t >= 1:
+                    print(f"  {t:7.1f} s  {name}")
     for r in results:
         if not r["ok"]:
             print(f"FAILED {r['lane']} (exit {r['exit']}): " + " / ".join(r.get("tail", [])))
