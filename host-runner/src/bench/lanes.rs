@@ -53,7 +53,13 @@ pub fn run_line(lane: &Lane, args: &BenchArgs) -> Vec<String> {
         Platform::X86EmulatedPrivate => {
             line.extend(["--vmm-memory", "emulated-private"].map(String::from));
         }
-        Platform::Arm64Pkvm => line.extend(["--vm-type", "protected"].map(String::from)),
+        Platform::Arm64Pkvm => {
+            line.extend(["--vm-type", "protected"].map(String::from));
+            if args.vmm_console != convtest_vmm::config::ConsoleKind::Word {
+                line.push("--vmm-console".into());
+                line.push(convtest_proto::keyword::Keyword::as_str(args.vmm_console).into());
+            }
+        }
     }
     if let Some(ms) = args.bench_ms {
         line.push("--bench-ms".into());
