@@ -276,6 +276,9 @@ fn arm64_pkvm_protected_vm() {
     });
     assert!(refused, "no private-read probe was refused\n{ctx}");
     assert_evidence(&run, "enforced");
+    // The console is the word console: the guest took it, the VMM served it.
+    assert!(run.stdout.contains(" console=word@"), "{ctx}");
+    assert_eq!(str_of(&j["vmm"], "word_console"), "served", "{ctx}");
     assert_series(j, 3, "record", ctx);
     for b in &j["boots"].as_array().expect("boots")[1..] {
         assert_eq!(b["reset"]["method"], "ledger", "{b}\n{ctx}");
@@ -285,6 +288,51 @@ fn arm64_pkvm_protected_vm() {
         );
     }
     print_costs("nested arm64 pKVM protected", &run);
+}
+
+/// The word console refused (`--vmm-console uart`, as a VMM without it
+/// would answer): the protected guest asks, stays on its 16550, and the run
+/// still passes with its host checks answered through the UART both ways.
+#[test]
+fn arm64_pkvm_word_console_refused_falls_back_to_the_uart() {
+    let run = convtest(&[
+        "--arch",
+        "aarch64",
+        "--vmm-console",
+        "uart",
+        "--tests",
+        "boot.plan,conv.share_verify",
+    ]);
+    assert_nested_run(&run, "aarch64", "7.3.4+deb13-arm64");
+    let (j, ctx) = (&run.json, &run.context);
+    assert_eq!(run.code, Some(0), "{ctx}");
+    assert_eq!(j["verdict"], "pass", "{ctx}");
+    let vmm = &j["vmm"];
+    assert_eq!(str_of(vmm, "word_console"), "refused", "{ctx}");
+    assert_eq!(
+        str_of(vmm, "word_console_asked"),
+        "true",
+        "the guest asked\n{ctx}"
+    );
+    assert_eq!(
+        str_of(vmm, "word_console_exits"),
+        "1",
+        "only the ID load\n{ctx}"
+    );
+    assert!(run.stdout.contains(" console=ns16550a@"), "{ctx}");
+    let uart: u64 = str_of(vmm, "uart_exits").parse().unwrap_or(0);
+    assert!(uart > 100, "the output went through the UART\n{ctx}");
+    assert!(
+        str_of(vmm, "host_checks").parse::<u64>().unwrap_or(0) > 0,
+        "a host check was asked and answered through the UART\n{ctx}"
+    );
+    let verified = conv_tests(j)
+        .into_iter()
+        .find(|t| t["name"] == "conv.share_verify")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(verified["result"], "pass", "{verified}\n{ctx}");
+    assert_eq!(verified["evidence"], "enforced", "{verified}\n{ctx}");
 }
 
 #[test]

@@ -160,6 +160,7 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
         };
         report::line(0, outcome, suite_no + 1, suite_name, reason);
     }
+    console_cost(boot.console);
     kprintln!(
         "{}pass={} fail={} skip={}",
         ktap::DONE_PREFIX,
@@ -172,6 +173,22 @@ pub fn kmain(boot: &'static BootInfo) -> ! {
     }
     // Dirty state and all: what a crashed or kexec'ing OS leaves.
     series.reset()
+}
+
+/// What this boot's console output cost the guest (scripts/bench-lanes.py
+/// reads it): lines, bytes and the time spent in the platform's writes.
+fn console_cost(path: &str) {
+    let s = crate::console::spent();
+    let ns = Current::cycle_freq().map_or(alloc::string::String::new(), |hz| {
+        alloc::format!(" ns={}", convtest_proto::bench::cycles_to_ns(s.ticks, hz))
+    });
+    report::diag(
+        0,
+        format_args!(
+            "console: path={path} lines={} bytes={}{ns}",
+            s.lines, s.bytes
+        ),
+    );
 }
 
 /// Where this boot's index came from, when that is worth a line.

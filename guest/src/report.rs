@@ -15,13 +15,13 @@ static CURRENT_TEST: AtomicUsize = AtomicUsize::new(0);
 static CURRENT_NUMBER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn line(depth: usize, outcome: Outcome, number: usize, name: &str, reason: &str) {
-    let _line = console::lock();
-    let _ = ktap::result_line(&mut Console, depth, outcome, number, name, reason);
+    let mut line = console::lock();
+    let _ = ktap::result_line(&mut line, depth, outcome, number, name, reason);
 }
 
 pub fn diag(depth: usize, args: fmt::Arguments<'_>) {
-    let _line = console::lock();
-    let _ = ktap::diag_line(&mut Console, depth, args);
+    let mut line = console::lock();
+    let _ = ktap::diag_line(&mut line, depth, args);
 }
 
 /// A diagnostic at subtest depth: what a test saw, before its result line.

@@ -1,43 +1,115 @@
 //! One inner `convtest vmm` run: this same binary as a child, its stdout
 //! relayed raw and its stderr line by line (prefixed) to the console, and
 //! killed by pid once its time limit has passed, so one wedged run cannot
-//! use up the time of the runs after it.
+//! use up the time of the runs after it. The run ends when the VMM tells its
+//! exit status (end_pipe.rs) or exits; a VMM still tearing its VM down is
+//! left [`Lingering`] until the next run starts (or the L1 powers off).
 
 use crate::console::Console;
+use crate::end_pipe::EndPipe;
 use crate::failure::Failure;
 use crate::runs::RunPlan;
 use convtest_proto::l1::marker::VmmExit;
 use convtest_proto::wire::L1_STDERR_PREFIX;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-/// Runs `plan` to its end or its limit.
-pub fn run(con: &Console, plan: &RunPlan) -> Result<VmmExit, Failure> {
+/// Runs `plan` to its end or its limit; a VMM that told its end before
+/// tearing its VM down comes back still running.
+pub fn run(con: &Console, plan: &RunPlan) -> Result<(VmmExit, Option<Lingering>), Failure> {
     let exe = std::env::current_exe().unwrap_or_else(|_| "/init".into());
     let mut cmd = Command::new(exe);
     cmd.args(&plan.argv);
     run_command(con, cmd, plan.limit)
 }
 
-/// `cmd` as a run: relayed, limited, its end as /init reports it.
-pub fn run_command(con: &Console, mut cmd: Command, limit: Duration) -> Result<VmmExit, Failure> {
+/// A VMM that told its run's end and is still tearing its VM down; its
+/// time limit still holds. [`Lingering::finish`] waits for it; dropped, it
+/// is left to the power-off.
+pub struct Lingering {
+    child: Child,
+    waiter: JoinHandle<io::Result<()>>,
+    stop: mpsc::Sender<()>,
+    watchdog: JoinHandle<bool>,
+}
+
+impl Lingering {
+    /// Waits until the VMM has exited (or its limit killed it) and reaps it.
+    pub fn finish(mut self) {
+        let exited = self.waiter.join();
+        let _ = self.stop.send(());
+        let _ = self.watchdog.join();
+        if !matches!(exited, Ok(Ok(()))) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+enum Event {
+    Told(i32),
+    Exited,
+}
+
+/// `cmd` as a run: relayed, limited, its end as /init reports it (and the
+/// VMM still tearing down, when it told its end first).
+pub fn run_command(
+    con: &Console,
+    mut cmd: Command,
+    limit: Duration,
+) -> Result<(VmmExit, Option<Lingering>), Failure> {
+    let mut end = EndPipe::new().map_err(|err| Failure::Spawn { err })?;
+    end.attach(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|err| Failure::Spawn { err })?;
+    end.spawned();
     let relays = [
         child.stdout.take().map(|out| relay_raw(con.clone(), out)),
         child.stderr.take().map(|err| relay_lines(con.clone(), err)),
     ];
     let pid = child.id();
     let (stop, watchdog) = watchdog(pid, limit);
-    let exited = wait_exited(pid);
+    let (events, event) = mpsc::channel();
+    let told = events.clone();
+    thread::spawn(move || {
+        if let Some(code) = end.told() {
+            let _ = told.send(Event::Told(code));
+        }
+    });
+    let waiter = thread::spawn(move || {
+        let exited = wait_exited(pid);
+        let _ = events.send(Event::Exited);
+        exited
+    });
+    let told = match event.recv() {
+        Ok(Event::Told(code)) => Some(code),
+        _ => None,
+    };
+    if let Some(code) = told {
+        // Its stdout and stderr now point at /dev/null: the relays end.
+        for t in relays.into_iter().flatten() {
+            let _ = t.join();
+        }
+        con.end_raw();
+        let lingering = Lingering {
+            child,
+            waiter,
+            stop,
+            watchdog,
+        };
+        return Ok((VmmExit::Code(code), Some(lingering)));
+    }
+    let exited = waiter
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("waiter panicked")));
     // The child is a zombie (or waiting failed): the watchdog may stop now.
     let _ = stop.send(());
     let limit_struck = watchdog.join().unwrap_or(false);
@@ -56,7 +128,7 @@ pub fn run_command(con: &Console, mut cmd: Command, limit: Duration) -> Result<V
     }
     con.end_raw();
     let status = status.map_err(|err| Failure::Wait { err })?;
-    Ok(exit_of(status, limit_struck))
+    Ok((exit_of(status, limit_struck), None))
 }
 
 /// A killed-at-the-limit child is a timeout; a child that exited on its own
@@ -147,7 +219,12 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", script]);
         match run_command(&Console::new(), cmd, Duration::from_millis(limit_ms)) {
-            Ok(exit) => exit,
+            Ok((exit, lingering)) => {
+                if let Some(l) = lingering {
+                    l.finish();
+                }
+                exit
+            }
             Err(f) => panic!("{}", f.line()),
         }
     }
@@ -163,6 +240,29 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "killed, not waited out"
+        );
+    }
+
+    #[test]
+    fn a_vmm_that_tells_its_end_is_left_to_finish() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo 5 >&3; exec 3>&- >/dev/null 2>&1; sleep 0.5; exit 0",
+        ]);
+        let started = Instant::now();
+        let (exit, lingering) = run_command(&Console::new(), cmd, Duration::from_secs(10))
+            .unwrap_or_else(|f| panic!("{}", f.line()));
+        assert_eq!(exit, VmmExit::Code(5), "the told status, not the exit's");
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "not waited out"
+        );
+        let lingering = lingering.expect("still running");
+        lingering.finish();
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "finish waits"
         );
     }
 

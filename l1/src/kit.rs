@@ -24,7 +24,10 @@ pub fn run(con: &Console, plan: &RunPlan) -> Result<VmmExit, Failure> {
     })?;
     let mut cmd = Command::new(dir.join(program));
     cmd.args(args).current_dir(&dir);
-    let exit = inner::run_command(con, cmd, plan.limit)?;
+    let (exit, lingering) = inner::run_command(con, cmd, plan.limit)?;
+    if let Some(l) = lingering {
+        l.finish();
+    }
     if let Some(name) = &run.result {
         let path = dir.join(name);
         match std::fs::read(&path) {

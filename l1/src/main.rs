@@ -12,6 +12,7 @@
 //! layout of the initramfs and the marker lines are `convtest_proto::l1`.
 
 mod console;
+mod end_pipe;
 mod failure;
 mod inner;
 mod kit;
@@ -34,7 +35,13 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match argv.split_first() {
         Some((command, rest)) if command == VMM_COMMAND => match VmmConfig::from_argv(rest) {
-            Ok(config) => ExitCode::from(u8::try_from(convtest_vmm::main(&config)).unwrap_or(1)),
+            Ok(config) => {
+                let code = match end_pipe::teller() {
+                    Some(mut tell) => convtest_vmm::main_telling_end(&config, &mut tell),
+                    None => convtest_vmm::main(&config),
+                };
+                ExitCode::from(u8::try_from(code).unwrap_or(1))
+            }
             Err(e) => {
                 eprintln!("convtest-l1 vmm: {e}");
                 ExitCode::from(EXIT_USAGE)

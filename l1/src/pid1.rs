@@ -71,7 +71,13 @@ fn setup(con: &Console) -> Result<Vec<RunSlot>, Failure> {
 /// Each run between its begin and end lines; one run's failure is reported
 /// on its end line and the next run goes ahead.
 fn run_all(con: &Console, slots: &[RunSlot]) {
+    // The last run's VMM may still be tearing its VM down: runs never
+    // overlap, but the power-off does not wait for it.
+    let mut lingering: Option<inner::Lingering> = None;
     for slot in slots {
+        if let Some(l) = lingering.take() {
+            l.finish();
+        }
         con.fact(&marker::begin_text(&slot.label, slot.index, slots.len()));
         let started = Instant::now();
         let mut limit_s = None;
@@ -80,13 +86,16 @@ fn run_all(con: &Console, slots: &[RunSlot]) {
             let plan = runs::load(Path::new(RUNS_DIR), slot)?;
             limit_s = Some(plan.limit.as_secs());
             if plan.argv.first().map(String::as_str) == Some(convtest_proto::l1::kit::COMMAND) {
-                kit::run(con, &plan)
+                kit::run(con, &plan).map(|exit| (exit, None))
             } else {
                 inner::run(con, &plan)
             }
         }));
         let exit = match attempt.unwrap_or(Err(Failure::Panic)) {
-            Ok(exit) => exit,
+            Ok((exit, still)) => {
+                lingering = still;
+                exit
+            }
             Err(f) => {
                 con.fact(&f.line());
                 VmmExit::Error

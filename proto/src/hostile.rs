@@ -71,8 +71,9 @@ pub struct Layout {
     pub ram: Vec<MemRange>,
     /// The only RAM a hostile conversion may touch (whole 4 KiB pages).
     pub scratch: MemRange,
-    /// MMIO the guest lives on (the arm64 UART page).
-    pub console: Option<MemRange>,
+    /// MMIO the guest lives on (arm64: the UART's page, the word
+    /// console's).
+    pub consoles: Vec<MemRange>,
     /// Addresses below this are mapped by the guest (x86: its identity map;
     /// arm64: the Device window).
     pub mapped_below: u64,
@@ -417,7 +418,7 @@ impl Hostile {
             let r = MemRange::from_len(pa, u64::from(size));
             if pa < self.layout.mapped_below
                 && !self.layout.in_ram(r)
-                && !self.layout.console.is_some_and(|c| c.overlaps(&r))
+                && !self.layout.consoles.iter().any(|c| c.overlaps(&r))
             {
                 break pa;
             }
@@ -556,7 +557,7 @@ mod tests {
             arch: Arch::X86_64,
             ram: vec![MemRange::new(0, 0xa0000), MemRange::new(MIB, 256 * MIB)],
             scratch: MemRange::new(64 * MIB, 68 * MIB),
-            console: None,
+            consoles: Vec::new(),
             mapped_below: 4 << 30,
             cpus: vec![],
             self_mpidr: 0,
@@ -568,7 +569,10 @@ mod tests {
             arch: Arch::Aarch64,
             ram: vec![MemRange::new(0x8000_0000, 0x9000_0000)],
             scratch: MemRange::new(0x8400_0000, 0x8440_0000),
-            console: Some(MemRange::new(0x900_0000, 0x900_1000)),
+            consoles: vec![
+                MemRange::new(0x900_0000, 0x900_1000),
+                MemRange::new(0x900_1000, 0x900_2000),
+            ],
             mapped_below: 512 << 30,
             cpus: vec![0x8000_0000, 0x8000_0001],
             self_mpidr: 0x8000_0000,
@@ -627,7 +631,7 @@ mod tests {
                         let r = MemRange::from_len(*pa, u64::from(*size));
                         assert!(!layout.in_ram(r) && *pa < layout.mapped_below, "{op:x?}");
                         assert!(pa % u64::from(*size) == 0, "aligned: {op:x?}");
-                        assert!(!layout.console.is_some_and(|c| c.overlaps(&r)), "{op:x?}");
+                        assert!(!layout.consoles.iter().any(|c| c.overlaps(&r)), "{op:x?}");
                     }
                     Op::HostLine(l) => {
                         seen[4] += 1;

@@ -39,3 +39,4 @@ pub mod storm;
 pub mod tdx;
 pub mod tracker;
 pub mod wire;
+pub mod word_console;

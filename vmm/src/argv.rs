@@ -5,7 +5,7 @@
 //! command-line crate (it is copied through TCG at every L1 boot).
 
 use crate::config::{
-    Layout, MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
+    ConsoleKind, Layout, MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
 };
 use convtest_proto::arch::Arch;
 use convtest_proto::keyword::Keyword;
@@ -66,6 +66,8 @@ impl VmmConfig {
             o.reset_policy.as_str().into(),
             "--layout".into(),
             o.layout.as_str().into(),
+            "--vmm-console".into(),
+            o.console.as_str().into(),
         ]);
         if !o.faults.is_empty() {
             let kinds: Vec<&str> = o.faults.iter().map(|f| f.as_str()).collect();
@@ -127,6 +129,9 @@ impl VmmConfig {
                     o.reset_policy = keyword(value).ok_or_else(|| bad(&names::<ResetPolicy>()))?
                 }
                 "--layout" => o.layout = keyword(value).ok_or_else(|| bad(&names::<Layout>()))?,
+                "--vmm-console" => {
+                    o.console = keyword(value).ok_or_else(|| bad(&names::<ConsoleKind>()))?
+                }
                 "--vmm-fault" => {
                     for kind in value.split(',') {
                         let f =
@@ -143,7 +148,7 @@ impl VmmConfig {
     }
 }
 
-const FLAGS: [&str; 12] = [
+const FLAGS: [&str; 13] = [
     "--arch",
     "--kernel",
     "--cmdline",
@@ -155,6 +160,7 @@ const FLAGS: [&str; 12] = [
     "--vcpu-watchdog",
     "--reset-policy",
     "--layout",
+    "--vmm-console",
     "--vmm-fault",
 ];
 
@@ -200,6 +206,7 @@ mod tests {
                 faults: vec![VmmFault::Leak, VmmFault::WrongContent],
                 reset_policy: ResetPolicy::Recreate,
                 layout: Layout::Crosvm,
+                console: ConsoleKind::Uart,
             },
         }
     }

@@ -47,6 +47,8 @@ pub struct VmmOptions {
     pub reset_policy: ResetPolicy,
     /// arm64: whose machine the guest sees.
     pub layout: Layout,
+    /// arm64: whether the word console is served or refused.
+    pub console: ConsoleKind,
 }
 
 impl Default for VmmOptions {
@@ -59,6 +61,7 @@ impl Default for VmmOptions {
             faults: Vec::new(),
             reset_policy: ResetPolicy::Keep,
             layout: Layout::Convtest,
+            console: ConsoleKind::Word,
         }
     }
 }
@@ -79,6 +82,26 @@ impl Keyword for Layout {
         match self {
             Layout::Convtest => "convtest",
             Layout::Crosvm => "crosvm",
+        }
+    }
+}
+
+/// arm64: the console the VMM serves the guest. Both are in the device
+/// tree; the guest takes the word console when the VMM answers its ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleKind {
+    /// The word console (up to eight bytes per MMIO access), the 16550 beside it.
+    Word,
+    /// The word console refuses (its ID reads 0): the guest falls back to the 16550.
+    Uart,
+}
+
+impl Keyword for ConsoleKind {
+    const ALL: &'static [Self] = &[ConsoleKind::Word, ConsoleKind::Uart];
+    fn as_str(self) -> &'static str {
+        match self {
+            ConsoleKind::Word => "word",
+            ConsoleKind::Uart => "uart",
         }
     }
 }

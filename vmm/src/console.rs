@@ -14,6 +14,7 @@ use convtest_proto::hostcheck::{
     Ack, AnswerCounts, AnswerKind, Evidence, Request, clip_detail, split_request,
 };
 use convtest_proto::wire::HOST_PREFIX;
+use std::time::{Duration, Instant};
 
 /// A line longer than this is not a request; keep memory bounded.
 const LINE_MAX: usize = 512;
@@ -23,6 +24,8 @@ pub struct ConsoleTap {
     line: Vec<u8>,
     /// Requests answered so far, by kind (for the VMM's closing facts).
     pub answered: AnswerCounts,
+    /// Time spent answering them.
+    pub answering: Duration,
 }
 
 impl ConsoleTap {
@@ -69,6 +72,7 @@ impl ConsoleTap {
 
     fn answer(&mut self, line: &str, view: &dyn HostView) -> Option<(AnswerKind, String)> {
         let (id, body) = split_request(line.trim_end_matches('\r'))?;
+        let started = Instant::now();
         let req = Request::parse(body);
         let kind = AnswerKind::of(req.as_ref());
         self.answered.add(kind);
@@ -93,12 +97,14 @@ impl ConsoleTap {
             detail: &clip_detail(&a.detail),
         }
         .to_string();
+        self.answering += started.elapsed();
         Some((kind, ack))
     }
 
     /// `host_checks=N host_verify=… host_scan=… host_noread=… host_unparsable=…`.
     pub fn add_facts(&self, f: &mut super::facts::Facts) {
-        f.add("host_checks", self.answered.total());
+        f.add("host_checks", self.answered.total())
+            .add("host_check_ms", self.answering.as_millis());
         for k in AnswerKind::ALL {
             f.add(k.fact_key(), self.answered.get(k));
         }

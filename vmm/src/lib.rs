@@ -41,14 +41,25 @@ pub fn preflight() -> Result<(), VmmError> {
 
 /// Runs one guest; returns the process exit status.
 pub fn main(args: &VmmConfig) -> i32 {
+    main_telling_end(args, &mut |_| {})
+}
+
+/// [`main`], telling `told` the exit status as soon as the run has ended
+/// and its output is out, before the VM is torn down: pKVM reclaims a
+/// protected VM's pages one by one (seconds under TCG), and nothing the
+/// run reports depends on it. The teardown's own fact follows on stdout,
+/// for whoever still reads it.
+pub fn main_telling_end(args: &VmmConfig, told: &mut dyn FnMut(i32)) -> i32 {
     let arch = args
         .arch
         .or_else(|| Arch::from_host(std::env::consts::ARCH));
-    let result = match arch {
+    let result: Result<(end::GuestEnd, Option<VmLeft>), VmmError> = match arch {
         #[cfg(target_arch = "x86_64")]
-        Some(Arch::X86_64) => x86_64::run(args),
+        Some(Arch::X86_64) => x86_64::run(args).map(|end| (end, None)),
         #[cfg(target_arch = "aarch64")]
-        Some(Arch::Aarch64) => aarch64::run(args),
+        Some(Arch::Aarch64) => {
+            aarch64::run(args).map(|(end, vm)| (end, Some(Box::new(vm) as VmLeft)))
+        }
         other => Err(VmmError::Config(format!(
             "this VMM runs {} guests only, not {}",
             std::env::consts::ARCH,
@@ -56,10 +67,32 @@ pub fn main(args: &VmmConfig) -> i32 {
         ))),
     };
     match result {
-        Ok(end) => end.exit_code(),
+        Ok((end, vm)) => {
+            let code = end.exit_code();
+            told(code);
+            if let Some(vm) = vm {
+                teardown(vm);
+            }
+            code
+        }
         Err(e) => {
             eprintln!("convtest vmm: {e}");
             EXIT_ERROR
         }
     }
+}
+
+/// A finished run's VM, left to drop once the end is told.
+type VmLeft = Box<dyn std::any::Any>;
+
+/// Drops the VM, timed: a `teardown_ms` fact.
+fn teardown(vm: VmLeft) {
+    use std::io::Write;
+    let t = std::time::Instant::now();
+    drop(vm);
+    let mut f = facts::Facts::default();
+    f.add("teardown_ms", t.elapsed().as_millis());
+    let mut out = std::io::stdout();
+    f.emit(&mut out);
+    let _ = out.flush();
 }

@@ -37,11 +37,14 @@ impl<W: Write> Relayed<W> {
         &self.inner
     }
 
-    fn put(&mut self) -> io::Result<()> {
-        let r = self
-            .inner
-            .write_all(&self.scratch)
-            .and_then(|()| self.inner.flush());
+    /// Writes what the relay let through; `flush` for the VMM's own words.
+    /// Guest bytes are not flushed: stdout is line-buffered, so a guest
+    /// line leaves whole (one write the L1 relays, not one per exit).
+    fn put(&mut self, flush: bool) -> io::Result<()> {
+        let mut r = self.inner.write_all(&self.scratch);
+        if flush {
+            r = r.and_then(|()| self.inner.flush());
+        }
         self.scratch.clear();
         r
     }
@@ -50,7 +53,7 @@ impl<W: Write> Relayed<W> {
 impl<W: Write> Write for Relayed<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.relay.host(buf, &mut self.scratch);
-        self.put().map(|()| buf.len())
+        self.put(true).map(|()| buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -63,7 +66,7 @@ impl<W: Write + Send> ConsoleStream for Relayed<W> {
         self.relay.guest(bytes, &mut self.scratch);
         // stdout gone means the runner is gone; the guest keeps running
         // until the watchdog or its own end.
-        let _ = self.put();
+        let _ = self.put(false);
     }
 
     fn forged(&self) -> u64 {
@@ -75,7 +78,7 @@ impl<W: Write> Drop for Relayed<W> {
     /// What the relay still holds (an undecided line start) goes out last.
     fn drop(&mut self) {
         self.relay.finish(&mut self.scratch);
-        let _ = self.put();
+        let _ = self.put(true);
     }
 }
 

@@ -135,6 +135,12 @@ pub trait Platform {
         Ok(())
     }
 
+    /// The MMIO pages the console lives on (what stray accesses must
+    /// keep off); none by default (x86's COM1 is a port).
+    fn console_pages() -> [Option<convtest_proto::range::MemRange>; 2] {
+        [None, None]
+    }
+
     /// Called with every physical range the kernel hands out (the heap,
     /// persistent pages, the tests' windows) before anything in it is
     /// touched: where the hypervisor needs memory faulted in a certain

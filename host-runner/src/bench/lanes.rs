@@ -54,7 +54,13 @@ pub fn run_line(lane: &Lane, args: &BenchArgs) -> Vec<String> {
         Platform::X86EmulatedPrivate => {
             line.extend(["--vmm-memory", "emulated-private"].map(String::from));
         }
-        Platform::Arm64Pkvm => line.extend(["--vm-type", "protected"].map(String::from)),
+        Platform::Arm64Pkvm => {
+            line.extend(["--vm-type", "protected"].map(String::from));
+            if args.vmm_console != convtest_vmm::config::ConsoleKind::Word {
+                line.push("--vmm-console".into());
+                line.push(convtest_proto::keyword::Keyword::as_str(args.vmm_console).into());
+            }
+        }
     }
     if let Some(l1) = lane.l1 {
         line.extend(["--l1".to_string(), l1.as_str().to_string()]);

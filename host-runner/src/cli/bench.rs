@@ -1,6 +1,8 @@
 //! `convtest bench`'s arguments.
 
+use super::parsers::keyword;
 use clap::Args;
+use convtest_vmm::config::ConsoleKind;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -41,6 +43,11 @@ pub struct BenchArgs {
     /// run --json` report) instead of running anything.
     #[arg(long, value_name = "PATH")]
     pub from: Option<PathBuf>,
+
+    /// The pKVM lane's console: word (the word console) or uart (refused:
+    /// the run prints through the 16550, the fallback path).
+    #[arg(long, value_parser = keyword::<ConsoleKind>(), default_value = "word")]
+    pub vmm_console: ConsoleKind,
 
     /// Print only the tables and the verdict line.
     #[arg(long, short)]

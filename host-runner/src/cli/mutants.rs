@@ -1,7 +1,8 @@
 //! `convtest mutants`' arguments.
 
-use super::parsers::parse_u64;
+use super::parsers::{keyword, parse_u64};
 use clap::Args;
+use convtest_vmm::config::ConsoleKind;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -41,6 +42,11 @@ pub struct MutantsArgs {
     /// this runner was built in].
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+
+    /// The pKVM lane's console: word (the word console) or uart (refused:
+    /// every run prints through the 16550, the fallback path).
+    #[arg(long, value_parser = keyword::<ConsoleKind>(), default_value = "word")]
+    pub vmm_console: ConsoleKind,
 
     /// Print only the tables and the verdict line.
     #[arg(long, short)]

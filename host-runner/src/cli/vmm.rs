@@ -7,7 +7,7 @@ use clap::Args;
 use convtest_proto::arch::Arch;
 use convtest_proto::plan::{Content, ResetPolicy};
 use convtest_vmm::config::{
-    Layout, MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
+    ConsoleKind, Layout, MEMORY_MIB, MemoryKind, VCPUS, VmType, VmmConfig, VmmFault, VmmOptions,
 };
 use std::path::PathBuf;
 
@@ -68,6 +68,13 @@ pub struct VmmFlags {
     /// reg-shift, PSCI over hvc, GICv3, PCI, RTC and swiotlb nodes).
     #[arg(long, value_parser = keyword::<Layout>(), default_value = "convtest")]
     pub layout: Layout,
+    /// arm64: the console the own VMM serves. word = the word console (up to
+    /// eight bytes per MMIO exit instead of the 16550's one; the guest takes
+    /// it when the VMM answers its ID); uart = the word console refuses, so
+    /// the guest falls back to its 16550 (the fallback path, and what a VMM
+    /// without the word console looks like). Both are in the device tree.
+    #[arg(long, value_parser = keyword::<ConsoleKind>(), default_value = "word")]
+    pub vmm_console: ConsoleKind,
 }
 
 impl VmmFlags {
@@ -81,6 +88,7 @@ impl VmmFlags {
             faults: self.vmm_fault.clone(),
             reset_policy: self.reset_policy,
             layout: self.layout,
+            console: self.vmm_console,
         }
     }
 }

@@ -273,10 +273,11 @@ fn check_backend(
             || args.vmm.vm_type != convtest_vmm::config::VmType::Auto
             || !args.vmm.vmm_fault.is_empty()
             || args.vmm.reset_policy != convtest_proto::plan::ResetPolicy::Keep
-            || args.vmm.layout != convtest_vmm::config::Layout::Convtest)
+            || args.vmm.layout != convtest_vmm::config::Layout::Convtest
+            || args.vmm.vmm_console != convtest_vmm::config::ConsoleKind::Word)
     {
         return Err(Error::Usage(
-            "--content, --vmm-memory, --vm-type, --vmm-fault, --reset-policy and --layout configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
+            "--content, --vmm-memory, --vm-type, --vmm-fault, --reset-policy, --layout and --vmm-console configure convtest's own VMM: add --backend vmm or --backend nested (QEMU's own system reset keeps RAM, as --reset-policy keep)".into(),
         ));
     }
     if args.replay.is_some()
@@ -340,6 +341,11 @@ fn check_backend(
     if args.vmm.layout != convtest_vmm::config::Layout::Convtest && arch != Arch::Aarch64 {
         return Err(Error::Usage(
             "--layout picks the arm64 machine the own VMM builds (crosvm's or its own); x86 has one".into(),
+        ));
+    }
+    if args.vmm.vmm_console != convtest_vmm::config::ConsoleKind::Word && arch != Arch::Aarch64 {
+        return Err(Error::Usage(
+            "--vmm-console chooses the arm64 VMM's console; the x86 VMM has only COM1".into(),
         ));
     }
     if args.vmm.vmm_memory != convtest_vmm::config::MemoryKind::Auto && arch != Arch::X86_64 {

@@ -213,6 +213,7 @@ fn run_lane(lane: &Lane, args: &MutantsArgs, workspace: &Path) -> Result<Vec<Lan
                     _ => Vec::new(),
                 },
                 reset_policy: section.policy(lane.platform, m),
+                console: args.vmm_console,
                 ..VmmOptions::default()
             };
             InnerRun {

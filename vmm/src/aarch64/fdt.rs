@@ -1,6 +1,7 @@
 //! The device tree the guest boots with (generated with vm-fdt): RAM, one
-//! cpu node per vCPU, PSCI over HVC, the architected timer, a 16550 on MMIO
-//! and /chosen with the plan. No interrupt controller: the convtest guest
+//! cpu node per vCPU, PSCI over HVC, the architected timer, a 16550 on MMIO,
+//! the word console (when the VMM has one) and /chosen with the plan. No
+//! interrupt controller: the convtest guest
 //! polls its UART and counter and its CPUs meet in memory (no IPIs), so the
 //! VMM creates no vGIC and there is none to describe (and no interrupt
 //! lines). KVM needs none for more than one vCPU either: without an
@@ -27,6 +28,8 @@ const UART_CLOCK: u32 = 1_843_200;
 pub struct Layout<'a> {
     pub ram: MemRange,
     pub uart: MemRange,
+    /// The word console's registers, when the VMM has one.
+    pub word_console: Option<MemRange>,
     pub bootargs: &'a str,
     /// MPIDR_EL1 of each vCPU, vCPU 0 (the boot CPU) first.
     pub mpidrs: &'a [u64],
@@ -120,6 +123,16 @@ pub fn build(l: &Layout<'_>) -> Result<Vec<u8>, VmmError> {
         .and_then(|()| w.end_node(uart))
         .map_err(fdt_err)?;
 
+    if let Some(r) = l.word_console {
+        let node = w
+            .begin_node(&format!("console@{:x}", r.start))
+            .map_err(fdt_err)?;
+        w.property_string("compatible", convtest_proto::word_console::COMPATIBLE)
+            .and_then(|()| w.property_array_u64("reg", &reg(r)))
+            .and_then(|()| w.end_node(node))
+            .map_err(fdt_err)?;
+    }
+
     let chosen = w.begin_node("chosen").map_err(fdt_err)?;
     w.property_string("bootargs", l.bootargs)
         .and_then(|()| w.property_string("stdout-path", &format!("/{uart_name}")))
@@ -145,6 +158,7 @@ mod tests {
         let blob = build(&Layout {
             ram: MemRange::new(0x8000_0000, 0x9000_0000),
             uart: MemRange::new(0x900_0000, 0x900_1000),
+            word_console: Some(MemRange::new(0x900_1000, 0x900_2000)),
             bootargs: "tests=all content=preserve",
             mpidrs: &[0x8000_0000],
         })
@@ -157,6 +171,8 @@ mod tests {
             "ns16550a",
             "arm,psci-0.2",
             "hvc",
+            "console@9001000",
+            "convtest,word-console",
         ] {
             assert!(text.contains(want), "{want}");
         }
@@ -210,6 +226,7 @@ mod tests {
         build(&Layout {
             ram: MemRange::new(0x8000_0000, 0x9000_0000),
             uart: MemRange::new(0x900_0000, 0x900_1000),
+            word_console: None,
             bootargs: "cpus=4",
             mpidrs,
         })
@@ -262,6 +279,7 @@ mod tests {
             build(&Layout {
                 ram: MemRange::new(0x8000_0000, 0x9000_0000),
                 uart: MemRange::new(0x900_0000, 0x900_1000),
+                word_console: None,
                 bootargs: "",
                 mpidrs: &[],
             })

@@ -16,11 +16,12 @@ pub mod probe;
 pub mod run;
 pub mod uart;
 pub mod vcpu;
+pub mod word_console;
 
 use super::facts::{self, Facts};
 use super::reboot::{self, Reboots, ResetDone};
 use super::vcpus::Runner;
-use crate::config::{Layout, VmType, VmmConfig, VmmFault};
+use crate::config::{ConsoleKind, Layout, VmType, VmmConfig, VmmFault};
 use crate::crosvm_layout;
 use crate::end::GuestEnd;
 use crate::error::VmmError;
@@ -105,6 +106,7 @@ impl Guest<'_> {
             Layout::Convtest => fdt::build(&fdt::Layout {
                 ram: ram.range(),
                 uart: uart::MMIO,
+                word_console: Some(word_console::MMIO),
                 bootargs: &bootargs,
                 mpidrs,
             })?,
@@ -298,7 +300,7 @@ fn choose_content(asked: Option<Content>) -> Result<Content, VmmError> {
     }
 }
 
-pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
+pub fn run(args: &VmmConfig) -> Result<(GuestEnd, Teardown), VmmError> {
     let policy = args.options.reset_policy;
     if policy == ResetPolicy::Private {
         return Err(private_refused());
@@ -377,12 +379,16 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
         machine.vcpus.len(),
     )?;
     let end = loop {
+        // crosvm's machine has no word console in its device tree.
+        let word_served =
+            args.options.console == ConsoleKind::Word && args.options.layout == Layout::Convtest;
         let (end, exit_at) = run::run_boot(
             &runner,
             &mut machine.vcpus,
             &machine.ram,
             uart_at(args.options.layout),
             &mut tap,
+            word_served,
             &mut out,
         )?;
         // A reset the plan does not expect ends the run, as before.
@@ -394,22 +400,14 @@ pub fn run(args: &VmmConfig) -> Result<GuestEnd, VmmError> {
         let _ = out.write_all(b"\n");
         facts.emit(&mut out);
     };
-    // pKVM tears a VM down page by page at EL2 (seconds in the nested lane):
-    // worth its own number.
-    // In the order the fields would drop: the vCPU fds, the VM fd (the
-    // VM's teardown runs once both are gone), then the RAM.
-    let t_drop = Instant::now();
-    let Vm { vcpus, vm, ram, .. } = machine;
-    drop(vcpus);
-    drop(vm);
-    let vm_ms = t_drop.elapsed().as_millis();
-    drop(ram);
-    let mut f = Facts::default();
-    f.add("teardown_ms", t_drop.elapsed().as_millis())
-        .add("teardown_vm_ms", vm_ms);
-    f.emit(&mut out);
-    Ok(end)
+    // pKVM tears a VM down page by page at EL2 (seconds in the nested
+    // lane): the caller does it once the run's end is told (lib.rs).
+    Ok((end, Teardown(machine)))
 }
+
+/// A finished run's VM, for the caller to drop (and time) once it has told
+/// the run's end.
+pub struct Teardown(#[expect(dead_code, reason = "held only to be dropped")] Vm);
 
 #[cfg(test)]
 mod tests {
@@ -425,6 +423,7 @@ mod tests {
         let blob = fdt::build(&fdt::Layout {
             ram: convtest_proto::range::MemRange::new(0x8000_0000, 0x9000_0000),
             uart: uart::MMIO,
+            word_console: Some(word_console::MMIO),
             bootargs: &plan,
             mpidrs: &[vcpu::kvm_mpidr(0)],
         })
@@ -450,7 +449,7 @@ mod tests {
                 .expect("a VMM argv");
         match run(&config) {
             Err(VmmError::Config(m)) => assert!(m.contains("pKVM gives the host no call"), "{m}"),
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other.map(|(end, _)| end)),
         }
     }
 }

@@ -22,6 +22,7 @@ use super::super::stream::ConsoleStream;
 use super::super::uart16550::Uart16550;
 use super::super::vcpus::{End, ExitServer, Runner};
 use super::memory::GuestRam;
+use super::word_console::{self, WordConsole};
 use super::{uart, vcpu};
 use crate::end::GuestEnd;
 use crate::error::VmmError;
@@ -46,9 +47,10 @@ struct Stats {
     first_output_ms: Option<u128>,
 }
 
-/// Behind the one mutex: the console device, its tap and the stream.
+/// Behind the one mutex: the console devices, their tap and the stream.
 struct Console<'a> {
     uart: Uart16550,
+    word: WordConsole,
     tap: &'a mut ConsoleTap,
     out: &'a mut dyn ConsoleStream,
     stats: Stats,
@@ -88,12 +90,33 @@ impl<'a> Exits<'a> {
             tap,
             out,
             stats,
+            ..
         } = c;
         if uart.pump(tap, &mut **out, self.ram) {
-            stats
-                .first_output_ms
-                .get_or_insert_with(|| self.epoch.elapsed().as_millis());
-            stats.tap += t.elapsed();
+            self.printed(stats, t);
+        }
+    }
+
+    fn printed(&self, stats: &mut Stats, since: Instant) {
+        stats
+            .first_output_ms
+            .get_or_insert_with(|| self.epoch.elapsed().as_millis());
+        stats.tap += since.elapsed();
+    }
+
+    /// A store to the word console: its output through the same tap.
+    fn word_write(&self, addr: u64, data: &[u8]) {
+        let t = Instant::now();
+        let mut c = self.console();
+        let Console {
+            word,
+            tap,
+            out,
+            stats,
+            ..
+        } = &mut *c;
+        if word.write(addr, data, tap, &mut **out, self.ram) {
+            self.printed(stats, t);
         }
     }
 
@@ -126,6 +149,14 @@ impl ExitServer for Exits<'_> {
                 c.stats.uart_exits += 1;
                 uart::read(&mut c.uart, addr - self.uart_at.start, data);
                 self.pump(&mut c);
+                None
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) if word_console::owns(addr) => {
+                self.word_write(addr, data);
+                None
+            }
+            Ok(VcpuExit::MmioRead(addr, data)) if word_console::owns(addr) => {
+                self.console().word.read(addr, data);
                 None
             }
             Ok(VcpuExit::MmioWrite(addr, _)) => {
@@ -181,6 +212,7 @@ pub fn run_boot(
     ram: &GuestRam,
     uart_at: MemRange,
     tap: &mut ConsoleTap,
+    word_served: bool,
     out: &mut dyn ConsoleStream,
 ) -> Result<(GuestEnd, Instant), VmmError> {
     let epoch = Instant::now();
@@ -189,6 +221,7 @@ pub fn run_boot(
         epoch,
         console: Mutex::new(Console {
             uart: Uart16550::default(),
+            word: WordConsole::new(word_served),
             tap,
             out,
             stats: Stats::default(),
@@ -238,6 +271,9 @@ pub fn run_boot(
         f.add("first_stray_mmio", format!("{a:#x}"));
     }
     c.tap.add_facts(&mut f);
+    f.add("word_console", c.word.state())
+        .add("word_console_asked", c.word.asked)
+        .add("word_console_exits", c.word.exits);
     f.add("forged_lines", out.forged())
         .add("tap_ms", stats.tap.as_millis())
         .add("host_copy_refusals", ram.refusals())

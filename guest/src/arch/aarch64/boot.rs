@@ -3,6 +3,7 @@
 
 use super::{
     dtb, dtb_nops, exceptions, first_touch, mmio_guard, mmu, power, probe, psci, smccc, uart,
+    word_console,
 };
 use crate::arch::hooks;
 use crate::boot::BootInfo;
@@ -58,6 +59,12 @@ pub(super) unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relo
         mmio_guard::console(&early, &u);
         uart::init(u);
     }
+    // After the MMU: its registers are in the Device window. Refused or
+    // absent, the UART stays the console; behind an MMIO guard too (only
+    // the UART's window went through the guard's calls).
+    if !mmio_guard::engaged() {
+        word_console::init(&fdt);
+    }
     if bad_relocs != 0 {
         hooks::fatal(format_args!(
             "{bad_relocs} .rela.dyn entries are not R_AARCH64_RELATIVE"
@@ -88,7 +95,7 @@ pub(super) unsafe extern "C" fn boot_main(dtb_addr: u64, from_el2: u64, bad_relo
         kernel: image,
         cmdline: p.cmdline,
         phys_offset: 0,
-        console: uart::name(),
+        console: word_console::name().unwrap_or_else(uart::name),
         cpus,
         unaccepted: 0,
     };

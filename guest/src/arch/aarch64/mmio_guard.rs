@@ -43,6 +43,12 @@ pub fn console(probe: &SmcccProbe, console: &Uart) {
     }
 }
 
+/// Whether the hypervisor offered a guard (so a device whose window was
+/// not mapped through it must not be touched).
+pub fn engaged() -> bool {
+    !matches!(OUTCOME.get(), None | Some(Outcome::NotOffered { .. }))
+}
+
 /// The header's ` mmio_guard=` word.
 pub fn word(out: &mut dyn fmt::Write) -> fmt::Result {
     match OUTCOME.get() {

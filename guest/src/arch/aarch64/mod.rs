@@ -29,6 +29,7 @@ mod stray;
 mod timer;
 mod trap;
 mod uart;
+mod word_console;
 
 use crate::arch::platform::{Platform, StartError, TrapError, TrapReport};
 use crate::arch::probe::Probe;
@@ -42,11 +43,17 @@ impl Platform for Aarch64 {
     const PAGE_SIZE: u64 = mmu::PAGE_SIZE;
 
     fn console_write(bytes: &[u8]) {
-        uart::console_write(bytes);
+        if !word_console::write(bytes) {
+            uart::console_write(bytes);
+        }
+    }
+
+    fn console_pages() -> [Option<convtest_proto::range::MemRange>; 2] {
+        [uart::page(), word_console::page()]
     }
 
     fn console_read_byte() -> Option<u8> {
-        uart::console_read_byte()
+        word_console::read_byte().unwrap_or_else(uart::console_read_byte)
     }
 
     fn flush_dcache(va: u64, len: u64) {

@@ -167,6 +167,12 @@ pub fn init(u: Uart) {
 }
 
 /// Console name for the header, e.g. `pl011@0x9000000`; `none` before init.
+/// The 4 KiB page of the UART's registers, once there is one.
+pub fn page() -> Option<convtest_proto::range::MemRange> {
+    UART.get()
+        .map(|u| convtest_proto::range::MemRange::from_len(u.base & !0xfff, 0x1000))
+}
+
 pub fn name() -> &'static str {
     NAME.get().map_or("none", Name::as_str)
 }
@@ -182,20 +188,20 @@ pub fn console_read_byte() -> Option<u8> {
 }
 
 /// A short device name in a fixed buffer (no heap at boot).
-struct Name {
+pub(super) struct Name {
     buf: [u8; 40],
     len: usize,
 }
 
 impl Name {
-    const fn new() -> Self {
+    pub(super) const fn new() -> Self {
         Self {
             buf: [0; 40],
             len: 0,
         }
     }
 
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         core::str::from_utf8(&self.buf[..self.len]).unwrap_or("uart")
     }
 }

@@ -132,7 +132,7 @@ impl T<'_> {
             arch,
             ram: self.boot.ram.iter().copied().collect(),
             scratch,
-            console: console_mmio(self.boot.console),
+            consoles: Current::console_pages().into_iter().flatten().collect(),
             // x86: PVH's identity map covers the first 4 GiB (more only
             // where RAM reaches further); arm64: every VM's IPA space
             // covers 4 GiB (the Device window goes further).
@@ -291,13 +291,6 @@ fn check(got: i64, want: i64) -> Result<(), String> {
     } else {
         Err(format!("answered {got}, expected {want}"))
     }
-}
-
-/// The arm64 UART page from the header's console (`ns16550a@0x9000000`).
-fn console_mmio(console: &str) -> Option<MemRange> {
-    let hex = console.split_once("@0x")?.1;
-    let base = u64::from_str_radix(hex, 16).ok()?;
-    (base >= 0x1_0000).then(|| MemRange::from_len(base & !0xfff, 0x1000))
 }
 
 /// Whether hypercalls take `vmmcall` (AMD, Hygon) rather than `vmcall`.

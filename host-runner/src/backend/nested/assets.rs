@@ -5,7 +5,8 @@
 //!
 //! Both Debian layouts end up the same in the cache: `vmlinuz` (amd64: a
 //! bzImage; arm64: a plain Image) and `modules/*.ko`, decompressed (arm64
-//! builds KVM in: none).
+//! builds KVM in: none). amd64 boots `vmlinux.pvh` beside it, the bzImage's
+//! own vmlinux unpacked once (pvh_kernel.rs).
 
 use super::apt::{self, Apt};
 use super::cache::{self, Cache};
@@ -145,9 +146,13 @@ pub fn debian(
             fetch_debian(cache, apt, known, abi, arch, &dir, quiet)?;
         }
     }
-    let kernel = dir.join("vmlinuz");
+    let mut kernel = dir.join("vmlinuz");
     if !kernel.is_file() {
         return Err(Error::MissingOutput { path: kernel });
+    }
+    if arch == Arch::X86_64 {
+        kernel =
+            super::pvh_kernel::kernel_for(cache, &format!("l1-{release}"), &dir, &kernel, quiet)?;
     }
     let mut mods = Vec::new();
     let mod_dir = dir.join("modules");

@@ -29,6 +29,7 @@ mod l1_build;
 mod l1_choice;
 mod l1_qemu;
 mod modules;
+mod pvh_kernel;
 mod series;
 mod split;
 pub mod swprot;
