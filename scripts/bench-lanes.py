@@ -10,6 +10,8 @@ Runs, each --runs times (default 3), and prints medians:
               (boot, heap, mem, exc, clock): the console's cost per line as
               the guest measured it (its `# console:` line) — a line that
               asks the host would also count the host's answer
+  pKVM console uart  the same with the word console refused (--vmm-console
+              uart): the 16550's cost per line, the fallback path
   swprot      convtest run --backend nested --l1-swprot
               whole process, L1 boot, inner run
   first line  convtest run --backend qemu [--arch aarch64] --tests 'boot.*'
@@ -23,7 +25,7 @@ machine), and the lock wait is not timed. The load average at each run's
 start is printed beside the figures: compare tables taken in one sitting.
 
     scripts/bench-lanes.py [--runs N] [--convtest PATH] [--cargo-test]
-                           [--only pkvm,pkvm-console,swprot,first-x86,first-arm64]
+                           [--only pkvm,pkvm-console,pkvm-console-uart,swprot,first-x86,first-arm64]
                            [--json PATH]
 
 Exit 0 when every run passed; 1 otherwise (the table says which).
@@ -46,6 +48,10 @@ LANES = {
     "pkvm": ["--arch", "aarch64", "--backend", "nested"],
     "pkvm-console": [
         "--arch", "aarch64", "--backend", "nested", "--tests", "boot.*,heap.*,mem.*,exc.*,clock.*",
+    ],
+    "pkvm-console-uart": [
+        "--arch", "aarch64", "--backend", "nested", "--tests", "boot.*,heap.*,mem.*,exc.*,clock.*",
+        "--vmm-console", "uart",
     ],
     "swprot": ["--arch", "x86_64", "--backend", "nested", "--l1-swprot"],
     "first-x86": ["--arch", "x86_64", "--backend", "qemu", "--tests", "boot.*"],
@@ -197,6 +203,11 @@ def table(results):
     row("  console lines", "pkvm-console", "console_lines", "", "", 0)
     row("  console time (guest)", "pkvm-console", "console_ms", "ms", "", 0)
     row("  console cost per line (guest)", "pkvm-console", "console_us_per_line", "µs", "", 0)
+    row("pKVM console, 16550 (word console refused)", "pkvm-console-uart", "wall_s", "s", "", 2)
+    row("  console exits", "pkvm-console-uart", "console_exits", "", "", 0)
+    row("  console lines", "pkvm-console-uart", "console_lines", "", "", 0)
+    row("  console time (guest)", "pkvm-console-uart", "console_ms", "ms", "", 0)
+    row("  console cost per line (guest)", "pkvm-console-uart", "console_us_per_line", "µs", "", 0)
     row("swprot `run --backend nested --l1-swprot`", "swprot", "wall_s", "s", "≤ 6 s", 2)
     row("  L1 boot", "swprot", "l1_boot_s", "s", "", 2)
     row("  inner run", "swprot", "inner_run_s", "s", "", 2)
@@ -241,7 +252,7 @@ def main():
         results.append(cargo_test_fresh_clone())
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                           stdout=subprocess.PIPE, text=True).stdout.strip()
-    print(f"convtest {head}, {os.cpu_count()} CPUs, medians of {a.runs} run(s)")
+    print(f"convtest {head} ({convtest}), {os.cpu_count()} CPUs, medians of {a.runs} run(s)")
     print(table(results))
     for r in results:
         if r.get("binaries"):
