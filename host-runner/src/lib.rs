@@ -7,6 +7,7 @@ pub mod boot_progress;
 pub mod bundle;
 pub mod cleanup;
 pub mod cli;
+pub mod command_output;
 pub mod config;
 pub mod error;
 pub mod guest_build;

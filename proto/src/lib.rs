@@ -13,6 +13,7 @@ extern crate std;
 pub mod arch;
 pub mod bench;
 pub mod catalog;
+pub mod console_read;
 pub mod content;
 pub mod cpuid;
 pub mod crumbs;

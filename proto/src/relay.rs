@@ -7,10 +7,10 @@
 //! runner sees it and names it; the host layers' own lines go through
 //! [`GuestRelay::host`], which puts them on lines of their own.
 //!
-//! A line starts where the runner's line cleaner starts one
-//! (host-runner `ktap/clean.rs`): after a `\n` or `\r` outside an escape
-//! sequence. Its text is what the cleaner keeps (escape sequences and
-//! control bytes dropped, tabs as spaces), read as UTF-8 with the leading
+//! A line starts where the runner's line cleaner starts one: after a `\n`
+//! or `\r` outside an escape sequence. Its text is what the cleaner keeps
+//! (escape sequences and control bytes dropped, tabs as spaces; both read
+//! through [`ByteReader`]), read as UTF-8 with the leading
 //! whitespace trimmed (Unicode's, as the runner's parser trims). The relay
 //! holds the first bytes of each guest line until that text starts with a
 //! reserved prefix (forged), can no longer become one (passed on), or the
@@ -20,6 +20,7 @@
 //! the nested runner's raw line splitter would not), and a host line that
 //! interrupts a guest line closes the guest's escape and line first.
 
+use crate::console_read::{ByteReader, Read};
 use crate::wire::{FORGED_PREFIX, HOST_LAYER_PREFIXES};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -28,21 +29,6 @@ use alloc::vec::Vec;
 /// invisible bytes so far, or a prefix of a reserved one): beyond this the
 /// relay ends the line itself, so memory stays bounded.
 pub const HOLD_MAX: usize = 4096;
-
-/// A byte that ends an open escape sequence for the cleaner: after ESC it
-/// is the one byte the sequence consumes, after `ESC [` a final byte.
-const CLOSE_ESCAPE: u8 = b'm';
-
-/// Where the cleaner is inside an ANSI escape sequence.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Escape {
-    #[default]
-    None,
-    /// After ESC.
-    Start,
-    /// After `ESC [`: until a final byte 0x40..=0x7e.
-    Csi,
-}
 
 /// Whose line the stream is in the middle of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,7 +55,7 @@ enum Decision {
 #[derive(Default)]
 pub struct GuestRelay {
     line: Line,
-    escape: Escape,
+    reader: ByteReader,
     /// Raw bytes of the undecided line start.
     held: Vec<u8>,
     /// The bytes of `held` the cleaner keeps.
@@ -144,9 +130,8 @@ impl GuestRelay {
     fn end_line(&mut self, out: &mut Vec<u8>) {
         out.append(&mut self.held);
         self.visible.clear();
-        if self.escape != Escape::None {
-            out.push(CLOSE_ESCAPE);
-            self.escape = Escape::None;
+        if self.reader.close_escape() {
+            out.push(ByteReader::CLOSE_ESCAPE);
         }
         self.line = Line::Start;
     }
@@ -154,26 +139,10 @@ impl GuestRelay {
     /// The cleaner's reading of one byte that is not a line break: the
     /// byte it keeps, if any.
     fn clean(&mut self, b: u8) -> Option<u8> {
-        match self.escape {
-            Escape::Start => {
-                self.escape = if b == b'[' { Escape::Csi } else { Escape::None };
-                None
-            }
-            Escape::Csi => {
-                if (0x40..=0x7e).contains(&b) {
-                    self.escape = Escape::None;
-                }
-                None
-            }
-            Escape::None => match b {
-                0x1b => {
-                    self.escape = Escape::Start;
-                    None
-                }
-                b'\t' => Some(b' '),
-                0x00..=0x1f | 0x7f => None,
-                _ => Some(b),
-            },
+        match self.reader.read(b) {
+            Read::Text(k) => Some(k),
+            // A line break inside an escape sequence is the sequence's.
+            Read::Dropped | Read::Break => None,
         }
     }
 
@@ -237,7 +206,7 @@ mod tests {
     fn runner_lines(bytes: &[u8]) -> std::vec::Vec<String> {
         let mut lines = vec![];
         let mut pending = vec![];
-        let mut esc = Escape::None;
+        let mut reader = ByteReader::default();
         let take = |p: &mut std::vec::Vec<u8>, lines: &mut std::vec::Vec<String>| {
             let l = String::from_utf8_lossy(p).trim().to_string();
             p.clear();
@@ -246,25 +215,10 @@ mod tests {
             }
         };
         for &b in bytes {
-            match esc {
-                Escape::Start => {
-                    esc = if b == b'[' { Escape::Csi } else { Escape::None };
-                    continue;
-                }
-                Escape::Csi => {
-                    if (0x40..=0x7e).contains(&b) {
-                        esc = Escape::None;
-                    }
-                    continue;
-                }
-                Escape::None => {}
-            }
-            match b {
-                b'\n' | b'\r' => take(&mut pending, &mut lines),
-                0x1b => esc = Escape::Start,
-                b'\t' => pending.push(b' '),
-                0x00..=0x1f | 0x7f => {}
-                _ => pending.push(b),
+            match reader.read(b) {
+                Read::Break => take(&mut pending, &mut lines),
+                Read::Text(k) => pending.push(k),
+                Read::Dropped => {}
             }
         }
         take(&mut pending, &mut lines);

@@ -3,7 +3,11 @@
 //! ANSI escapes and bare `\r`; a crashing guest may stop mid-line or emit
 //! garbage bytes. So bytes are cut into lines on `\n` *and* `\r`, escapes
 //! and control bytes are dropped, tabs become spaces, invalid UTF-8 is
-//! replaced, and blank lines are left out.
+//! replaced, and blank lines are left out — byte by byte as
+//! `convtest_proto::console_read` reads them (the relay that guards line
+//! origins reads the same way).
+
+use convtest_proto::console_read::{ByteReader, Read};
 
 /// Longest line kept: a runaway guest printing without newlines must not
 /// grow the buffer without bound.
@@ -12,18 +16,8 @@ pub(super) const MAX_LINE: usize = 4096;
 #[derive(Default)]
 pub(super) struct LineCleaner {
     pending: Vec<u8>,
-    /// Inside an ANSI escape sequence that a chunk boundary split.
-    escape: Escape,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Escape {
-    #[default]
-    None,
-    /// After ESC.
-    Start,
-    /// After `ESC [`: parameters until a final byte 0x40..=0x7e.
-    Csi,
+    /// Where the last chunk left off (an escape sequence may span two).
+    reader: ByteReader,
 }
 
 impl LineCleaner {
@@ -31,29 +25,14 @@ impl LineCleaner {
     /// text, trailing spaces cut.
     pub(super) fn feed(&mut self, bytes: &[u8], line: &mut impl FnMut(String)) {
         for &b in bytes {
-            match self.escape {
-                Escape::Start => {
-                    self.escape = if b == b'[' { Escape::Csi } else { Escape::None };
-                    continue;
-                }
-                Escape::Csi => {
-                    if (0x40..=0x7e).contains(&b) {
-                        self.escape = Escape::None;
-                    }
-                    continue;
-                }
-                Escape::None => {}
-            }
-            match b {
-                b'\n' | b'\r' => {
+            match self.reader.read(b) {
+                Read::Break => {
                     if let Some(l) = self.take_line() {
                         line(l);
                     }
                 }
-                0x1b => self.escape = Escape::Start,
-                b'\t' => self.push(b' '),
-                0x00..=0x1f | 0x7f => {}
-                _ => self.push(b),
+                Read::Text(k) => self.push(k),
+                Read::Dropped => {}
             }
         }
     }

@@ -2,10 +2,9 @@
 //! as given; a local file becomes a `file://` URL (what `lava-run` on this
 //! machine reads); a kit directory is packed into a tar beside the job.
 
-use crate::error::{Error, shell_line};
+use crate::error::Error;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The files a kit must have at its top: the board runs
 /// `./convtest run --backend vmm --kernel ./Image`.
@@ -118,22 +117,7 @@ fn tar_members(tar: &Path) -> Result<Vec<String>, Error> {
 }
 
 fn run_tar(args: &[OsString]) -> Result<String, Error> {
-    let call = shell_line(OsString::from("tar"), args.to_vec());
-    let out = Command::new("tar")
-        .args(args)
-        .output()
-        .map_err(|source| Error::Spawn {
-            call: call.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            call,
-            code: out.status.code(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::command_output::stdout_of("tar".into(), args.to_vec())
 }
 
 /// The busybox ramdisk of scripts/lava-local.sh, or what to do without it.

@@ -157,24 +157,9 @@ impl<'a> Apt<'a> {
         };
         let mut all = Self::options(state, self.archs);
         all.extend(args.iter().map(OsString::from));
-        let call = shell_line(bin.clone(), all.clone());
-        let out = Command::new(&bin)
-            .args(&all)
-            .output()
-            .map_err(|source| Error::Spawn {
-                call: call.clone(),
-                source,
-            })?;
         // madison and pkgnames exit 0 with nothing for names apt does not
         // know; any other failure is the query's.
-        if !out.status.success() {
-            return Err(Error::Command {
-                call,
-                code: out.status.code(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::command_output::stdout_of(bin, all)
     }
 
     /// The cached .deb of `package` (`name` or `name:arch`), downloaded once.

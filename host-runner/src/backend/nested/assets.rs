@@ -73,15 +73,7 @@ fn choose_with(
     let cached = unpacked_dir(cache, known, asked, arch).is_dir()
         && (!swprot || super::swprot::cached_build(cache, asked).is_some());
     if cached {
-        return Ok(Chosen {
-            abi: asked.to_string(),
-            how: if explicit.is_some() {
-                How::Explicit
-            } else {
-                How::Pinned
-            },
-            source_version: None,
-        });
+        return Ok(Chosen::asked(asked, explicit.is_some(), None));
     }
     let first = series::from_archive(known, arch, swprot, explicit, &index(false)?);
     match first {

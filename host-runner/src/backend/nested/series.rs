@@ -167,6 +167,17 @@ pub struct Chosen {
     pub source_version: Option<String>,
 }
 
+impl Chosen {
+    /// The build that was asked for: `explicit` (`--l1 NAME=ABI`) or the pin.
+    pub fn asked(abi: &str, explicit: bool, source_version: Option<String>) -> Chosen {
+        Chosen {
+            abi: abi.to_string(),
+            how: if explicit { How::Explicit } else { How::Pinned },
+            source_version,
+        }
+    }
+}
+
 /// The newest build of `known`'s series on `arch` whose packages are all in
 /// `index`; `None` when the archive has none whole.
 pub fn newest(known: &KnownL1, arch: Arch, swprot: bool, index: &Index) -> Option<Chosen> {
@@ -203,15 +214,7 @@ pub fn from_archive(
 ) -> Result<Chosen, String> {
     let asked = explicit.unwrap_or(known.abi);
     if let Some(source) = Needs::of(known, asked, arch, swprot).met(index) {
-        return Ok(Chosen {
-            abi: asked.to_string(),
-            how: if explicit.is_some() {
-                How::Explicit
-            } else {
-                How::Pinned
-            },
-            source_version: source,
-        });
+        return Ok(Chosen::asked(asked, explicit.is_some(), source));
     }
     let wanted = Needs::of(known, asked, arch, swprot);
     let mut listed = wanted.packages.clone();
