@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 /// A line longer than this is not a request; keep memory bounded.
 const LINE_MAX: usize = 512;
 
+/// Answer bytes a console device may hold for the guest to read: a guest
+/// that asks without ever reading cannot grow the VMM without bound (its
+/// unanswered test fails instead).
+pub const ACK_QUEUE_MAX: usize = 64 * 1024;
+
 #[derive(Default)]
 pub struct ConsoleTap {
     line: Vec<u8>,
@@ -26,6 +31,8 @@ pub struct ConsoleTap {
     pub answered: AnswerCounts,
     /// Time spent answering them.
     pub answering: Duration,
+    /// Answers dropped because the device's queue was full.
+    pub acks_dropped: u64,
 }
 
 impl ConsoleTap {
@@ -70,6 +77,16 @@ impl ConsoleTap {
         acks
     }
 
+    /// `acks` to queue behind `queued` bytes the guest has not read yet:
+    /// all of them, or none (counted) when that would pass [`ACK_QUEUE_MAX`].
+    pub fn admit(&mut self, queued: usize, acks: Vec<u8>) -> Vec<u8> {
+        if queued.saturating_add(acks.len()) <= ACK_QUEUE_MAX {
+            return acks;
+        }
+        self.acks_dropped += acks.iter().filter(|&&b| b == b'\n').count() as u64;
+        Vec::new()
+    }
+
     fn answer(&mut self, line: &str, view: &dyn HostView) -> Option<(AnswerKind, String)> {
         let (id, body) = split_request(line.trim_end_matches('\r'))?;
         let started = Instant::now();
@@ -107,7 +124,8 @@ impl ConsoleTap {
         for k in AnswerKind::ALL {
             f.add(k.fact_key(), self.answered.get(k));
         }
-        f.add("host_check_ms", self.answering.as_millis());
+        f.add("host_check_ms", self.answering.as_millis())
+            .add("host_acks_dropped", self.acks_dropped);
     }
 }
 
@@ -156,6 +174,20 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn answers_nobody_reads_stop_queueing_at_the_limit() {
+        let mut tap = ConsoleTap::default();
+        let ack = b"convtest-ack 1 ok enforced x\n".to_vec();
+        assert_eq!(tap.admit(0, ack.clone()), ack);
+        assert_eq!(tap.admit(ACK_QUEUE_MAX - ack.len(), ack.clone()), ack);
+        assert!(
+            tap.admit(ACK_QUEUE_MAX - ack.len() + 1, ack.clone())
+                .is_empty()
+        );
+        assert!(tap.admit(usize::MAX, ack).is_empty());
+        assert_eq!(tap.acks_dropped, 2);
     }
 
     #[test]

@@ -59,6 +59,7 @@ impl Uart16550 {
         let output = std::mem::take(self.uart.writer_mut());
         if !output.is_empty() {
             let acks = tap.feed(&output, out, view);
+            let acks = tap.admit(self.pending.len(), acks);
             self.pending.extend(acks);
         }
         if !self.pending.is_empty() {

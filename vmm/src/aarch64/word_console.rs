@@ -60,6 +60,7 @@ impl WordConsole {
             return false;
         }
         let acks = tap.feed(bytes, out, view);
+        let acks = tap.admit(self.pending.len(), acks);
         self.pending.extend(acks);
         true
     }
