@@ -15,6 +15,8 @@ pub mod crumbs;
 pub mod end;
 pub mod error;
 pub mod facts;
+#[cfg(test)]
+mod fdt_props;
 pub mod hostcheck;
 pub mod reboot;
 pub mod stream;
