@@ -378,10 +378,10 @@ pub fn run(args: &VmmConfig) -> Result<(GuestEnd, Teardown), VmmError> {
         Duration::from_secs(args.options.vcpu_watchdog_s),
         machine.vcpus.len(),
     )?;
+    // crosvm's machine has no word console in its device tree.
+    let word_served =
+        args.options.console == ConsoleKind::Word && args.options.layout == Layout::Convtest;
     let end = loop {
-        // crosvm's machine has no word console in its device tree.
-        let word_served =
-            args.options.console == ConsoleKind::Word && args.options.layout == Layout::Convtest;
         let (end, exit_at) = run::run_boot(
             &runner,
             &mut machine.vcpus,
